@@ -1,6 +1,18 @@
-"""dfmr: distributed, Byzantine-tolerant learning of finite Gaussian mixtures."""
+"""dfmr: distributed, Byzantine-tolerant learning of finite Gaussian mixtures.
 
+Local machines fit mixtures; :func:`dfmr` filters the local estimates by their L2
+distance to a robust centre and reduces the rest to one K-component mixture.
+"""
+
+from . import filtering, reduction
+from .aggregate import AggregationResult, coat, dfmr, mr, tkb
+from .distances import l2_distance, pairwise_l2
 from .params import LIMITS, GaussianMixtureParams, InvalidMixtureError
 
-__all__ = ["GaussianMixtureParams", "InvalidMixtureError", "LIMITS"]
+__all__ = [
+    "GaussianMixtureParams", "InvalidMixtureError", "LIMITS",
+    "pairwise_l2", "l2_distance",
+    "dfmr", "mr", "coat", "tkb", "AggregationResult",
+    "filtering", "reduction",
+]
 __version__ = "0.1.0"

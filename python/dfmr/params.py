@@ -92,7 +92,7 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
 
 
 def _validate(
-    weights: ArrayLike, means: ArrayLike, covariances: ArrayLike, normalize: bool
+    weights: ArrayLike, means: ArrayLike, covariances: ArrayLike, normalize: bool, check_limits: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     lim = LIMITS
     w = _as_float_array(weights, "weights")
@@ -135,6 +135,13 @@ def _validate(
     w = w / total
     if w.max() <= 0:
         raise InvalidMixtureError("weights: all weights are zero.")
+
+    if not check_limits:
+        cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
+        try:
+            return w, mu, cov, np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            raise InvalidMixtureError("covariances: not positive definite.") from None
 
     big = np.abs(mu).max()
     if big > lim.max_abs_mean:
@@ -212,9 +219,19 @@ class GaussianMixtureParams:
         self._weights, self._means, self._covariances, self._chol = w, mu, cov, chol
 
     @classmethod
-    def _trusted(cls, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> GaussianMixtureParams:
-        """Build from arrays produced by dfmr's own numerics (still validated)."""
-        return cls(weights, means, covariances, normalize=True)
+    def _from_core(cls, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> GaussianMixtureParams:
+        """Wrap a mixture computed by dfmr itself (a reduction of accepted inputs).
+
+        Shapes, finiteness, weights and positive definiteness are still checked, but not
+        the scale and conditioning limits: a moment-matched covariance that merges
+        far-apart accepted components may legitimately exceed them.
+        """
+        self = object.__new__(cls)
+        w, mu, cov, chol = _validate(weights, means, covariances, normalize=True, check_limits=False)
+        for arr in (w, mu, cov, chol):
+            arr.setflags(write=False)
+        self._weights, self._means, self._covariances, self._chol = w, mu, cov, chol
+        return self
 
     @property
     def weights(self) -> np.ndarray:

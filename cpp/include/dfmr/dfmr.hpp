@@ -1,0 +1,6 @@
+// dfmr C++ core: Gaussian mixture L2 distances and KL mixture reduction.
+#pragma once
+
+#include "dfmr/distance.hpp"
+#include "dfmr/mixture.hpp"
+#include "dfmr/reduction.hpp"

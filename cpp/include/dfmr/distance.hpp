@@ -1,0 +1,24 @@
+// L2 distance between Gaussian mixture densities.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <vector>
+
+#include "dfmr/mixture.hpp"
+
+namespace dfmr {
+
+// ||f - g||_2 for two mixtures of the same dimension:
+//   ||f-g||^2 = sum_ab w_a w_b N(mu_a; mu_b, S_a+S_b) + sum_ab v_a v_b N(nu_a; nu_b, P_a+P_b)
+//             - 2 sum_ab w_a v_b N(mu_a; nu_b, S_a+P_b),
+// each sum accumulated in log space, the square root clamped at 0.
+double l2_distance(const Mixture& f, const Mixture& g);
+
+// m x m matrix of L2 distances between all pairs of mixtures (any number of components
+// each, common dimension). Every Gaussian overlap N(mu_a; mu_b, S_a+S_b) between pooled
+// components is computed once (blocks of the pooled Gram matrix, upper triangle only),
+// spread over n_threads threads (0: all hardware threads). The diagonal is exactly 0.
+Eigen::MatrixXd pairwise_l2(const std::vector<Mixture>& mixtures, int n_threads = 0);
+
+}  // namespace dfmr

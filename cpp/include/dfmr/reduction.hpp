@@ -1,0 +1,49 @@
+// Mixture reduction by minimising the composite transportation divergence with KL cost
+// (Zhang & Chen 2022), and its trimmed variant (trimmed k-barycenter).
+#pragma once
+
+#include <Eigen/Core>
+
+#include <vector>
+
+#include "dfmr/mixture.hpp"
+
+namespace dfmr {
+
+struct ReduceOptions {
+  int max_iter = 100;     // maximum number of MM updates per start
+  double tol = 1e-5;      // stop when (obj_prev - obj) / max(obj_prev, obj, 1) < tol
+  double trim = 0.0;      // trimming level alpha in [0, 1): 0 is plain MR, > 0 is TKB
+  int n_threads = 0;      // starts run in parallel; 0: all hardware threads
+};
+
+struct ReduceResult {
+  Mixture mixture;                      // reduced mixture (may have fewer than K components)
+  double objective;                     // final objective of the best start
+  int n_iter;                           // MM updates made by the best start
+  bool converged;                       // relative decrease fell below tol
+  std::vector<double> objective_trace;  // objective before the first and after each update
+  Eigen::MatrixXd assignment;           // N x K' transport plan pi of the best start
+  int start_index;                      // which start won
+  std::vector<double> start_objectives; // final objective of every start
+};
+
+// C[n, k] = KL(N(mu_n, S_n) || N(m_k, V_k)) for every component n of `pooled` and k of `mixture`.
+Eigen::MatrixXd kl_cost(const Mixture& pooled, const Mixture& mixture);
+
+// Reduce `pooled` to at most n_components components from each start (each start must have
+// between 1 and n_components components); the start with the smallest final objective wins
+// (ties: the lowest index). Throws std::invalid_argument on inconsistent input.
+ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, int n_components,
+                    const ReduceOptions& options = {});
+
+// Default starts for reducing `mixtures` to K components: every mixture with exactly K
+// components. If there is none, one start seeded from the pool: its heaviest component,
+// then repeatedly the pooled component farthest (weighted KL cost) from those chosen.
+std::vector<Mixture> default_starts(const std::vector<Mixture>& mixtures, int n_components);
+
+// pool(mixtures) reduced from default_starts(mixtures, K): plain MR (trim = 0) or TKB.
+ReduceResult reduce_mixtures(const std::vector<Mixture>& mixtures, int n_components,
+                             const ReduceOptions& options = {});
+
+}  // namespace dfmr

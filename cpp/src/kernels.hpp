@@ -1,0 +1,56 @@
+// Small dense kernels on row-major d x d buffers shared by the distance and reduction code.
+// Private to the core; the public API is cpp/include/dfmr/.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+namespace dfmr::detail {
+
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+
+// Dot product of two contiguous arrays; the simd pragma lets the compiler vectorise the
+// reduction without -ffast-math.
+inline double dot(const double* a, const double* b, std::size_t n) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (std::size_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// In-place Cholesky (Cholesky-Banachiewicz) of the lower triangle of the row-major d x d
+// matrix A; on success the lower triangle holds L with L L^T = A. Returns false when a
+// pivot is not positive (A not numerically positive definite). The upper triangle is
+// neither read nor written.
+inline bool cholesky_lower(double* A, std::size_t d) {
+  for (std::size_t j = 0; j < d; ++j) {
+    double* rj = A + j * d;
+    const double pivot = rj[j] - dot(rj, rj, j);
+    if (!(pivot > 0.0) || !std::isfinite(pivot)) return false;
+    const double ljj = std::sqrt(pivot);
+    rj[j] = ljj;
+    const double inv = 1.0 / ljj;
+    for (std::size_t i = j + 1; i < d; ++i) {
+      double* ri = A + i * d;
+      ri[j] = (ri[j] - dot(ri, rj, j)) * inv;
+    }
+  }
+  return true;
+}
+
+// Solve L z = b in place (L lower triangular, row-major d x d).
+inline void forward_solve(const double* L, double* b, std::size_t d) {
+  for (std::size_t i = 0; i < d; ++i) {
+    const double* ri = L + i * d;
+    b[i] = (b[i] - dot(ri, b, i)) / ri[i];
+  }
+}
+
+// log det(L L^T) = 2 sum log L_ii.
+inline double log_det_chol(const double* L, std::size_t d) {
+  double s = 0.0;
+  for (std::size_t i = 0; i < d; ++i) s += std::log(L[i * d + i]);
+  return 2.0 * s;
+}
+
+}  // namespace dfmr::detail

@@ -1,0 +1,292 @@
+#include "dfmr/reduction.hpp"
+
+#include <Eigen/Cholesky>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels.hpp"
+#include "parallel.hpp"
+
+namespace dfmr {
+
+namespace {
+
+// Components of the current reduced mixture, with the factorisations the cost needs.
+struct Reduced {
+  std::size_t K = 0, d = 0;
+  std::vector<double> mean, cov, chol, prec, log_det;  // K*d, K*d*d, K*d*d, K*d*d, K
+};
+
+// Cholesky of a moment-matched covariance. A convex combination of positive-definite
+// matrices is positive definite; rounding can still break that when the pooled components
+// differ in scale by many orders of magnitude (hostile input), so a vanishing ridge
+// (1e-14 of the mean variance, grown tenfold per failure) is added until it factorises.
+void factor(const double* S, double* L, std::size_t d) {
+  double ridge = 0.0, scale = 0.0;
+  for (std::size_t i = 0; i < d; ++i) scale += std::abs(S[i * d + i]);
+  scale = std::max(scale / static_cast<double>(d), std::numeric_limits<double>::min());
+  for (int attempt = 0; attempt < 40; ++attempt) {
+    std::copy(S, S + d * d, L);
+    for (std::size_t i = 0; i < d; ++i) L[i * d + i] += ridge;
+    if (detail::cholesky_lower(L, d)) {
+      for (std::size_t i = 0; i < d; ++i)
+        for (std::size_t j = i + 1; j < d; ++j) L[i * d + j] = 0.0;
+      return;
+    }
+    ridge = ridge == 0.0 ? 1e-14 * scale : 10.0 * ridge;
+  }
+  throw std::runtime_error("dfmr::reduce: a reduced covariance is not positive definite");
+}
+
+Reduced make_reduced(std::size_t K, std::size_t d, std::vector<double> mean, std::vector<double> cov) {
+  Reduced G;
+  G.K = K;
+  G.d = d;
+  G.mean = std::move(mean);
+  G.cov = std::move(cov);
+  G.chol.assign(K * d * d, 0.0);
+  G.prec.assign(K * d * d, 0.0);
+  G.log_det.assign(K, 0.0);
+  for (std::size_t k = 0; k < K; ++k) {
+    double* L = G.chol.data() + k * d * d;
+    factor(G.cov.data() + k * d * d, L, d);
+    G.log_det[k] = detail::log_det_chol(L, d);
+    // Precision L^-T L^-1 from the inverse of the triangular factor.
+    Eigen::Map<const RowMatrix> Lm(L, static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d));
+    RowMatrix Linv = Lm.triangularView<Eigen::Lower>().solve(RowMatrix::Identity(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d)));
+    Eigen::Map<RowMatrix>(G.prec.data() + k * d * d, static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d)) =
+        Linv.transpose() * Linv;
+  }
+  return G;
+}
+
+Reduced from_mixture(const Mixture& f) {
+  const std::size_t K = f.n_components(), d = f.dim();
+  return make_reduced(K, d, std::vector<double>(f.means().data(), f.means().data() + K * d),
+                      std::vector<double>(f.covariance_data(), f.covariance_data() + K * d * d));
+}
+
+// C (N x K, row-major): KL(N(mu_n, S_n) || G_k)
+//   = 0.5 [ <P_k, S_n> + |L_k^-1 (mu_n - m_k)|^2 - d + log det V_k - log det S_n ].
+void cost(const Mixture& pool, const Reduced& G, std::vector<double>& C, std::vector<double>& z) {
+  const std::size_t N = pool.n_components(), K = G.K, d = G.d;
+  C.resize(N * K);
+  z.resize(d);
+  const double* mu = pool.means().data();
+  const double* cov = pool.covariance_data();
+  for (std::size_t n = 0; n < N; ++n) {
+    const double ld_n = pool.log_det(n);
+    for (std::size_t k = 0; k < K; ++k) {
+      for (std::size_t i = 0; i < d; ++i) z[i] = mu[n * d + i] - G.mean[k * d + i];
+      detail::forward_solve(G.chol.data() + k * d * d, z.data(), d);
+      const double trace = detail::dot(G.prec.data() + k * d * d, cov + n * d * d, d * d);
+      C[n * K + k] = 0.5 * (trace + detail::dot(z.data(), z.data(), d) - static_cast<double>(d) + G.log_det[k] - ld_n);
+    }
+  }
+}
+
+// Optimal transport plan for fixed G. Plain MR: every pooled component goes wholly to its
+// cheapest reduced component (exact ties split equally). Trimmed: only the cheapest pooled
+// components up to total weight 1 - trim are transported. Returns the objective.
+double assign(const Mixture& pool, const std::vector<double>& C, std::size_t K, double trim,
+              std::vector<double>& pi, std::vector<double>& best, std::vector<std::size_t>& order) {
+  const std::size_t N = pool.n_components();
+  pi.assign(N * K, 0.0);
+  best.resize(N);
+  for (std::size_t n = 0; n < N; ++n) {
+    const double* row = C.data() + n * K;
+    best[n] = *std::min_element(row, row + K);
+    if (!std::isfinite(best[n])) throw std::runtime_error("dfmr::reduce: non-finite KL cost");
+  }
+  std::vector<double> kept(N);
+  for (std::size_t n = 0; n < N; ++n) kept[n] = pool.weights()[static_cast<Eigen::Index>(n)];
+  if (trim > 0.0) {
+    order.resize(N);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return best[a] < best[b]; });
+    double room = 1.0 - trim;
+    for (std::size_t n : order) {
+      const double take = std::min(kept[n], std::max(room, 0.0));
+      room -= take;
+      kept[n] = take;
+    }
+  }
+  double objective = 0.0;
+  for (std::size_t n = 0; n < N; ++n) {
+    if (kept[n] <= 0.0) continue;
+    const double* row = C.data() + n * K;
+    std::size_t ties = 0;
+    for (std::size_t k = 0; k < K; ++k) ties += row[k] == best[n];
+    const double share = kept[n] / static_cast<double>(ties);
+    for (std::size_t k = 0; k < K; ++k)
+      if (row[k] == best[n]) pi[n * K + k] = share;
+    objective += kept[n] * best[n];
+  }
+  return objective;
+}
+
+// Moment-matched Gaussians of the transported mass; components receiving none are dropped.
+Reduced update(const Mixture& pool, const std::vector<double>& pi, std::size_t K) {
+  const std::size_t N = pool.n_components(), d = pool.dim();
+  const double* mu = pool.means().data();
+  const double* cov = pool.covariance_data();
+  std::vector<double> mean, covs;
+  std::vector<double> m(d), S(d * d);
+  std::size_t kept = 0;
+  for (std::size_t k = 0; k < K; ++k) {
+    double mass = 0.0;
+    for (std::size_t n = 0; n < N; ++n) mass += pi[n * K + k];
+    if (!(mass > 0.0)) continue;
+    std::fill(m.begin(), m.end(), 0.0);
+    for (std::size_t n = 0; n < N; ++n) {
+      const double p = pi[n * K + k];
+      if (p > 0.0)
+        for (std::size_t i = 0; i < d; ++i) m[i] += p * mu[n * d + i];
+    }
+    for (double& v : m) v /= mass;
+    std::fill(S.begin(), S.end(), 0.0);
+    for (std::size_t n = 0; n < N; ++n) {
+      const double p = pi[n * K + k];
+      if (!(p > 0.0)) continue;
+      const double* Sn = cov + n * d * d;
+      for (std::size_t i = 0; i < d; ++i) {
+        const double di = mu[n * d + i] - m[i];
+        for (std::size_t j = 0; j <= i; ++j) S[i * d + j] += p * (Sn[i * d + j] + di * (mu[n * d + j] - m[j]));
+      }
+    }
+    for (std::size_t i = 0; i < d; ++i)
+      for (std::size_t j = 0; j <= i; ++j) S[i * d + j] = S[j * d + i] = S[i * d + j] / mass;
+    mean.insert(mean.end(), m.begin(), m.end());
+    covs.insert(covs.end(), S.begin(), S.end());
+    ++kept;
+  }
+  return make_reduced(kept, d, std::move(mean), std::move(covs));
+}
+
+struct Run {
+  Reduced G;
+  std::vector<double> pi, trace;
+  double objective = 0.0;
+  int n_iter = 0;
+  bool converged = false;
+};
+
+Run run_start(const Mixture& pool, const Mixture& start, const ReduceOptions& opt) {
+  Run r;
+  r.G = from_mixture(start);
+  std::vector<double> C, z, best;
+  std::vector<std::size_t> order;
+  cost(pool, r.G, C, z);
+  r.objective = assign(pool, C, r.G.K, opt.trim, r.pi, best, order);
+  r.trace.push_back(r.objective);
+  for (int it = 1; it <= opt.max_iter; ++it) {
+    r.G = update(pool, r.pi, r.G.K);
+    cost(pool, r.G, C, z);
+    const double next = assign(pool, C, r.G.K, opt.trim, r.pi, best, order);
+    r.trace.push_back(next);
+    r.n_iter = it;
+    const double rel = (r.objective - next) / std::max({r.objective, next, 1.0});
+    r.objective = next;
+    if (rel < opt.tol) {
+      r.converged = true;
+      break;
+    }
+  }
+  return r;
+}
+
+void check_options(const ReduceOptions& opt) {
+  if (opt.max_iter < 0) throw std::invalid_argument("dfmr::reduce: max_iter must be >= 0");
+  if (!(opt.tol >= 0.0)) throw std::invalid_argument("dfmr::reduce: tol must be >= 0");
+  if (!(opt.trim >= 0.0 && opt.trim < 1.0)) throw std::invalid_argument("dfmr::reduce: trim must be in [0, 1)");
+}
+
+}  // namespace
+
+Eigen::MatrixXd kl_cost(const Mixture& pooled, const Mixture& mixture) {
+  if (pooled.dim() != mixture.dim()) throw std::invalid_argument("dfmr::kl_cost: dimensions differ");
+  std::vector<double> C, z;
+  cost(pooled, from_mixture(mixture), C, z);
+  return Eigen::Map<const RowMatrix>(C.data(), static_cast<Eigen::Index>(pooled.n_components()),
+                                     static_cast<Eigen::Index>(mixture.n_components()));
+}
+
+ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, int n_components,
+                    const ReduceOptions& options) {
+  check_options(options);
+  if (n_components < 1) throw std::invalid_argument("dfmr::reduce: n_components must be >= 1");
+  if (starts.empty()) throw std::invalid_argument("dfmr::reduce: no starts");
+  for (std::size_t s = 0; s < starts.size(); ++s) {
+    if (starts[s].dim() != pooled.dim())
+      throw std::invalid_argument("dfmr::reduce: start " + std::to_string(s) + " has the wrong dimension");
+    if (starts[s].n_components() > static_cast<std::size_t>(n_components))
+      throw std::invalid_argument("dfmr::reduce: start " + std::to_string(s) + " has more than n_components components");
+  }
+  std::vector<Run> runs(starts.size());
+  detail::parallel_for(starts.size(), options.n_threads,
+                       [&](std::size_t s) { runs[s] = run_start(pooled, starts[s], options); });
+  std::size_t win = 0;
+  std::vector<double> objectives(runs.size());
+  for (std::size_t s = 0; s < runs.size(); ++s) {
+    objectives[s] = runs[s].objective;
+    if (runs[s].objective < runs[win].objective) win = s;
+  }
+  Run& r = runs[win];
+  const std::size_t N = pooled.n_components(), K = r.G.K, d = r.G.d;
+  Eigen::MatrixXd pi = Eigen::Map<const RowMatrix>(r.pi.data(), static_cast<Eigen::Index>(N), static_cast<Eigen::Index>(K));
+  // Reduced weights: column sums of the plan, rescaled by the transported mass 1 - trim.
+  Eigen::VectorXd w = pi.colwise().sum().transpose();
+  w /= w.sum();
+  Mixture mixture(K, d, w.data(), r.G.mean.data(), r.G.cov.data());
+  return ReduceResult{std::move(mixture), r.objective, r.n_iter, r.converged, std::move(r.trace),
+                      std::move(pi), static_cast<int>(win), std::move(objectives)};
+}
+
+std::vector<Mixture> default_starts(const std::vector<Mixture>& mixtures, int n_components) {
+  if (n_components < 1) throw std::invalid_argument("dfmr::default_starts: n_components must be >= 1");
+  std::vector<Mixture> starts;
+  for (const auto& f : mixtures)
+    if (f.n_components() == static_cast<std::size_t>(n_components)) starts.push_back(f);
+  if (!starts.empty()) return starts;
+  const Mixture pooled = pool(mixtures);
+  const std::size_t N = pooled.n_components(), d = pooled.dim();
+  const std::size_t K = std::min<std::size_t>(static_cast<std::size_t>(n_components), N);
+  std::vector<std::size_t> chosen;
+  Eigen::Index heaviest;
+  pooled.weights().maxCoeff(&heaviest);
+  chosen.push_back(static_cast<std::size_t>(heaviest));
+  std::vector<double> nearest(N, std::numeric_limits<double>::infinity());
+  while (chosen.size() < K) {
+    const std::size_t c = chosen.back();
+    const Mixture single(1, d, std::vector<double>{1.0}.data(), pooled.means().data() + c * d,
+                         pooled.covariance_data() + c * d * d);
+    const Eigen::MatrixXd C = kl_cost(pooled, single);
+    std::size_t far = 0;
+    double far_score = -1.0;
+    for (std::size_t n = 0; n < N; ++n) {
+      nearest[n] = std::min(nearest[n], C(static_cast<Eigen::Index>(n), 0));
+      const double score = pooled.weights()[static_cast<Eigen::Index>(n)] * nearest[n];
+      if (score > far_score) far_score = score, far = n;
+    }
+    chosen.push_back(far);
+  }
+  std::vector<double> w(K, 1.0 / static_cast<double>(K)), mu, cov;
+  for (std::size_t c : chosen) {
+    mu.insert(mu.end(), pooled.means().data() + c * d, pooled.means().data() + (c + 1) * d);
+    cov.insert(cov.end(), pooled.covariance_data() + c * d * d, pooled.covariance_data() + (c + 1) * d * d);
+  }
+  starts.emplace_back(K, d, w.data(), mu.data(), cov.data());
+  return starts;
+}
+
+ReduceResult reduce_mixtures(const std::vector<Mixture>& mixtures, int n_components, const ReduceOptions& options) {
+  return reduce(pool(mixtures), default_starts(mixtures, n_components), n_components, options);
+}
+
+}  // namespace dfmr

@@ -1,0 +1,91 @@
+"""Robust centre (COAT) and the distance filter of DFMR.
+
+Both rules read only the m x m matrix D of L2 distances between local mixtures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FilterDecision", "center_index", "distance_filter", "default_threshold"]
+
+
+@dataclass(frozen=True)
+class FilterDecision:
+    """Which machines DFMR keeps, and why.
+
+    Attributes
+    ----------
+    center : int
+        Index of the centre machine.
+    distance_to_center : ndarray of shape (m,)
+        ``D[center, :]``.
+    radius : float
+        Entry ``floor(m/2)`` (0-based) of the sorted ``D[center, :]`` (self-distance included).
+    threshold : float
+        The multiplier kappa.
+    cutoff : float
+        ``threshold * radius``; machine i is kept iff ``D[center, i] <= cutoff``.
+    retained : ndarray of int
+        Sorted indices of the kept machines.
+    """
+
+    center: int
+    distance_to_center: np.ndarray
+    radius: float
+    threshold: float
+    cutoff: float
+    retained: np.ndarray
+
+
+def _check_distance_matrix(D: np.ndarray) -> np.ndarray:
+    D = np.asarray(D, dtype=np.float64)
+    if D.ndim != 2 or D.shape[0] != D.shape[1] or D.shape[0] == 0:
+        raise ValueError(f"distance matrix must be square and non-empty, got shape {D.shape}.")
+    if not np.all(np.isfinite(D)):
+        raise ValueError("distance matrix contains NaN or infinity.")
+    return D
+
+
+def center_index(D: np.ndarray) -> int:
+    """``argmin_i median(D[i, :])`` over all m entries of each row (self-distance included).
+
+    The median is numpy's (linear interpolation); ties go to the lowest index.
+    """
+    D = _check_distance_matrix(D)
+    return int(np.argmin(np.quantile(D, 0.5, axis=1)))
+
+
+def default_threshold(m: int) -> float:
+    """The default multiplier ``kappa = m ** 0.1``."""
+    return float(m) ** 0.1
+
+
+def distance_filter(D: np.ndarray, threshold: float | None = None) -> FilterDecision:
+    """Keep the machines within ``threshold * radius`` of the centre.
+
+    Parameters
+    ----------
+    D : ndarray of shape (m, m)
+        L2 distances between local mixtures.
+    threshold : float, optional
+        kappa >= 1; ``None`` uses ``m ** 0.1``.
+    """
+    D = _check_distance_matrix(D)
+    m = D.shape[0]
+    if threshold is None:
+        kappa = default_threshold(m)
+    else:
+        kappa = float(threshold)
+        if not (np.isfinite(kappa) and kappa >= 1.0):
+            raise ValueError(f"threshold (kappa) must be a finite number >= 1, got {threshold!r}.")
+    c = center_index(D)
+    row = D[c].copy()
+    radius = float(np.sort(row)[m // 2])
+    cutoff = kappa * radius
+    retained = np.flatnonzero(row <= cutoff)
+    for arr in (row, retained):
+        arr.setflags(write=False)
+    return FilterDecision(c, row, radius, kappa, cutoff, retained)
