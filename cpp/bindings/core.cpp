@@ -57,8 +57,9 @@ py::tuple pack(const std::vector<dfmr::Mixture>& mixtures) {
   std::size_t N = 0;
   for (const auto& f : mixtures) N += f.n_components();
   const std::size_t d = mixtures.empty() ? 0 : mixtures.front().dim();
-  Array w({N}), mu({N, d}), cov({N, d, d});
-  IndexArray offsets({mixtures.size() + 1});
+  const auto n = static_cast<py::ssize_t>(N), dd = static_cast<py::ssize_t>(d);
+  Array w({n}), mu({n, dd}), cov({n, dd, dd});
+  IndexArray offsets({static_cast<py::ssize_t>(mixtures.size() + 1)});
   double *pw = w.mutable_data(), *pm = mu.mutable_data(), *pc = cov.mutable_data();
   long long* po = offsets.mutable_data();
   po[0] = 0;

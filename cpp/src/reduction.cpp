@@ -17,10 +17,36 @@ namespace dfmr {
 
 namespace {
 
+// The pooled components in the layout the cost needs, computed once per reduction and
+// shared by every start: the packed lower triangle of each covariance (off-diagonal
+// entries doubled, so that <P, S> = packed(P) . packed2(S)), the means, the log-dets.
+struct Pool {
+  const Mixture& mixture;
+  std::size_t N, d, q;
+  RowMatrix packed_cov;   // N x q
+  Eigen::VectorXd log_det;
+
+  explicit Pool(const Mixture& f)
+      : mixture(f), N(f.n_components()), d(f.dim()), q(d * (d + 1) / 2),
+        packed_cov(static_cast<Eigen::Index>(N), static_cast<Eigen::Index>(q)), log_det(static_cast<Eigen::Index>(N)) {
+    for (std::size_t n = 0; n < N; ++n) {
+      const double* S = f.covariance_data() + n * d * d;
+      std::size_t c = 0;
+      for (std::size_t i = 0; i < d; ++i)
+        for (std::size_t j = 0; j <= i; ++j, ++c)
+          packed_cov(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(c)) = (i == j ? 1.0 : 2.0) * S[i * d + j];
+      log_det[static_cast<Eigen::Index>(n)] = f.log_det(n);
+    }
+  }
+};
+
 // Components of the current reduced mixture, with the factorisations the cost needs.
 struct Reduced {
   std::size_t K = 0, d = 0;
-  std::vector<double> mean, cov, chol, prec, log_det;  // K*d, K*d*d, K*d*d, K*d*d, K
+  std::vector<double> mean, cov;  // K*d, K*d*d
+  std::vector<RowMatrix> chol_inv;  // L_k^-1 (lower triangular)
+  RowMatrix packed_prec;            // K x q, packed lower triangle of V_k^-1
+  std::vector<double> log_det;
 };
 
 // Cholesky of a moment-matched covariance. A convex combination of positive-definite
@@ -50,18 +76,19 @@ Reduced make_reduced(std::size_t K, std::size_t d, std::vector<double> mean, std
   G.d = d;
   G.mean = std::move(mean);
   G.cov = std::move(cov);
-  G.chol.assign(K * d * d, 0.0);
-  G.prec.assign(K * d * d, 0.0);
+  const auto D = static_cast<Eigen::Index>(d);
+  G.packed_prec.resize(static_cast<Eigen::Index>(K), static_cast<Eigen::Index>(d * (d + 1) / 2));
   G.log_det.assign(K, 0.0);
+  RowMatrix L(D, D);
   for (std::size_t k = 0; k < K; ++k) {
-    double* L = G.chol.data() + k * d * d;
-    factor(G.cov.data() + k * d * d, L, d);
-    G.log_det[k] = detail::log_det_chol(L, d);
-    // Precision L^-T L^-1 from the inverse of the triangular factor.
-    Eigen::Map<const RowMatrix> Lm(L, static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d));
-    RowMatrix Linv = Lm.triangularView<Eigen::Lower>().solve(RowMatrix::Identity(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d)));
-    Eigen::Map<RowMatrix>(G.prec.data() + k * d * d, static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d)) =
-        Linv.transpose() * Linv;
+    factor(G.cov.data() + k * d * d, L.data(), d);
+    G.log_det[k] = detail::log_det_chol(L.data(), d);
+    RowMatrix Linv = L.triangularView<Eigen::Lower>().solve(RowMatrix::Identity(D, D));
+    const RowMatrix P = Linv.transpose() * Linv;
+    std::size_t c = 0;
+    for (Eigen::Index i = 0; i < D; ++i)
+      for (Eigen::Index j = 0; j <= i; ++j, ++c) G.packed_prec(static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(c)) = P(i, j);
+    G.chol_inv.push_back(std::move(Linv));
   }
   return G;
 }
@@ -73,28 +100,28 @@ Reduced from_mixture(const Mixture& f) {
 }
 
 // C (N x K, row-major): KL(N(mu_n, S_n) || G_k)
-//   = 0.5 [ <P_k, S_n> + |L_k^-1 (mu_n - m_k)|^2 - d + log det V_k - log det S_n ].
-void cost(const Mixture& pool, const Reduced& G, std::vector<double>& C, std::vector<double>& z) {
-  const std::size_t N = pool.n_components(), K = G.K, d = G.d;
-  C.resize(N * K);
-  z.resize(d);
-  const double* mu = pool.means().data();
-  const double* cov = pool.covariance_data();
-  for (std::size_t n = 0; n < N; ++n) {
-    const double ld_n = pool.log_det(n);
-    for (std::size_t k = 0; k < K; ++k) {
-      for (std::size_t i = 0; i < d; ++i) z[i] = mu[n * d + i] - G.mean[k * d + i];
-      detail::forward_solve(G.chol.data() + k * d * d, z.data(), d);
-      const double trace = detail::dot(G.prec.data() + k * d * d, cov + n * d * d, d * d);
-      C[n * K + k] = 0.5 * (trace + detail::dot(z.data(), z.data(), d) - static_cast<double>(d) + G.log_det[k] - ld_n);
-    }
+//   = 0.5 [ <V_k^-1, S_n> + |L_k^-1 (mu_n - m_k)|^2 - d + log det V_k - log det S_n ].
+// The trace terms of all pairs form one matrix product; the Mahalanobis terms are taken
+// from the differences mu_n - m_k themselves (never from expanded squares, which would
+// cancel catastrophically for far-away means).
+void cost(const Pool& pool, const Reduced& G, RowMatrix& C, RowMatrix& diff) {
+  const auto K = static_cast<Eigen::Index>(G.K), D = static_cast<Eigen::Index>(G.d);
+  C.noalias() = pool.packed_cov * G.packed_prec.transpose();
+  const auto& means = pool.mixture.means();
+  for (Eigen::Index k = 0; k < K; ++k) {
+    const Eigen::Map<const Eigen::RowVectorXd> m(G.mean.data() + k * D, D);
+    diff.noalias() = (means.rowwise() - m) * G.chol_inv[static_cast<std::size_t>(k)].transpose();
+    C.col(k) += diff.rowwise().squaredNorm();
+    C.col(k).array() += G.log_det[static_cast<std::size_t>(k)] - static_cast<double>(D);
   }
+  C.array().colwise() -= pool.log_det.array();
+  C *= 0.5;
 }
 
 // Optimal transport plan for fixed G. Plain MR: every pooled component goes wholly to its
 // cheapest reduced component (exact ties split equally). Trimmed: only the cheapest pooled
 // components up to total weight 1 - trim are transported. Returns the objective.
-double assign(const Mixture& pool, const std::vector<double>& C, std::size_t K, double trim,
+double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double trim,
               std::vector<double>& pi, std::vector<double>& best, std::vector<std::size_t>& order) {
   const std::size_t N = pool.n_components();
   pi.assign(N * K, 0.0);
@@ -177,18 +204,19 @@ struct Run {
   bool converged = false;
 };
 
-Run run_start(const Mixture& pool, const Mixture& start, const ReduceOptions& opt) {
+Run run_start(const Pool& pool, const Mixture& start, const ReduceOptions& opt) {
   Run r;
   r.G = from_mixture(start);
-  std::vector<double> C, z, best;
+  RowMatrix C, diff;
+  std::vector<double> best;
   std::vector<std::size_t> order;
-  cost(pool, r.G, C, z);
-  r.objective = assign(pool, C, r.G.K, opt.trim, r.pi, best, order);
+  cost(pool, r.G, C, diff);
+  r.objective = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order);
   r.trace.push_back(r.objective);
   for (int it = 1; it <= opt.max_iter; ++it) {
-    r.G = update(pool, r.pi, r.G.K);
-    cost(pool, r.G, C, z);
-    const double next = assign(pool, C, r.G.K, opt.trim, r.pi, best, order);
+    r.G = update(pool.mixture, r.pi, r.G.K);
+    cost(pool, r.G, C, diff);
+    const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order);
     r.trace.push_back(next);
     r.n_iter = it;
     const double rel = (r.objective - next) / std::max({r.objective, next, 1.0});
@@ -211,10 +239,9 @@ void check_options(const ReduceOptions& opt) {
 
 Eigen::MatrixXd kl_cost(const Mixture& pooled, const Mixture& mixture) {
   if (pooled.dim() != mixture.dim()) throw std::invalid_argument("dfmr::kl_cost: dimensions differ");
-  std::vector<double> C, z;
-  cost(pooled, from_mixture(mixture), C, z);
-  return Eigen::Map<const RowMatrix>(C.data(), static_cast<Eigen::Index>(pooled.n_components()),
-                                     static_cast<Eigen::Index>(mixture.n_components()));
+  RowMatrix C, diff;
+  cost(Pool(pooled), from_mixture(mixture), C, diff);
+  return C;
 }
 
 ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, int n_components,
@@ -228,9 +255,10 @@ ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, i
     if (starts[s].n_components() > static_cast<std::size_t>(n_components))
       throw std::invalid_argument("dfmr::reduce: start " + std::to_string(s) + " has more than n_components components");
   }
+  const Pool pool(pooled);
   std::vector<Run> runs(starts.size());
   detail::parallel_for(starts.size(), options.n_threads,
-                       [&](std::size_t s) { runs[s] = run_start(pooled, starts[s], options); });
+                       [&](std::size_t s) { runs[s] = run_start(pool, starts[s], options); });
   std::size_t win = 0;
   std::vector<double> objectives(runs.size());
   for (std::size_t s = 0; s < runs.size(); ++s) {

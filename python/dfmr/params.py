@@ -132,7 +132,8 @@ def _validate(
     if not abs(total - 1.0) <= tol:
         hint = "" if normalize else " Pass normalize=True if they differ from 1 only by rounding."
         raise InvalidMixtureError(f"weights: sum to {total!r}, not 1 (tolerance {tol:g}).{hint}")
-    w = w / total
+    if total != 1.0:
+        w = w / total
     if w.max() <= 0:
         raise InvalidMixtureError("weights: all weights are zero.")
 
