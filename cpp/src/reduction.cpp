@@ -266,12 +266,27 @@ ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, i
     if (runs[s].objective < runs[win].objective) win = s;
   }
   Run& r = runs[win];
-  const std::size_t N = pooled.n_components(), K = r.G.K, d = r.G.d;
-  Eigen::MatrixXd pi = Eigen::Map<const RowMatrix>(r.pi.data(), static_cast<Eigen::Index>(N), static_cast<Eigen::Index>(K));
+  // Components that receive no mass in the final assignment are dropped as well.
+  const std::size_t N = pooled.n_components(), d = r.G.d;
+  const Eigen::Map<const RowMatrix> plan(r.pi.data(), static_cast<Eigen::Index>(N), static_cast<Eigen::Index>(r.G.K));
+  const Eigen::VectorXd mass = plan.colwise().sum().transpose();
+  std::vector<Eigen::Index> keep;
+  for (Eigen::Index k = 0; k < mass.size(); ++k)
+    if (mass[k] > 0.0) keep.push_back(k);
+  const auto K = static_cast<Eigen::Index>(keep.size());
+  Eigen::MatrixXd pi(static_cast<Eigen::Index>(N), K);
+  Eigen::VectorXd w(K);
+  std::vector<double> mean(keep.size() * d), cov(keep.size() * d * d);
+  for (Eigen::Index c = 0; c < K; ++c) {
+    const auto k = static_cast<std::size_t>(keep[static_cast<std::size_t>(c)]);
+    pi.col(c) = plan.col(keep[static_cast<std::size_t>(c)]);
+    w[c] = mass[keep[static_cast<std::size_t>(c)]];
+    std::copy_n(r.G.mean.data() + k * d, d, mean.data() + static_cast<std::size_t>(c) * d);
+    std::copy_n(r.G.cov.data() + k * d * d, d * d, cov.data() + static_cast<std::size_t>(c) * d * d);
+  }
   // Reduced weights: column sums of the plan, rescaled by the transported mass 1 - trim.
-  Eigen::VectorXd w = pi.colwise().sum().transpose();
   w /= w.sum();
-  Mixture mixture(K, d, w.data(), r.G.mean.data(), r.G.cov.data());
+  Mixture mixture(static_cast<std::size_t>(K), d, w.data(), mean.data(), cov.data());
   return ReduceResult{std::move(mixture), r.objective, r.n_iter, r.converged, std::move(r.trace),
                       std::move(pi), static_cast<int>(win), std::move(objectives)};
 }

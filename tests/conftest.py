@@ -1,0 +1,112 @@
+"""Shared helpers for the test suite: seeded random mixtures, the shipped local estimates, comparisons."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:  # make ``import reference`` work under every pytest import mode
+    sys.path.insert(0, str(TESTS_DIR))
+
+from dfmr import GaussianMixtureParams  # noqa: E402
+
+
+def random_spd(rng: np.random.Generator, d: int, scale: float = 1.0, cond: float = 5.0) -> np.ndarray:
+    """Random symmetric positive-definite matrix with eigenvalues in ``scale * [1, cond]``."""
+    q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    eig = scale * np.exp(rng.uniform(0.0, np.log(cond), d))
+    s = (q * eig) @ q.T
+    return 0.5 * (s + s.T)
+
+
+def random_mixture(
+    rng: np.random.Generator, n_components: int, dim: int, spread: float = 2.0, scale: float = 1.0, cond: float = 5.0
+) -> GaussianMixtureParams:
+    """Random mixture: Dirichlet(5) weights, N(0, spread^2 I) means, random SPD covariances."""
+    return GaussianMixtureParams(
+        rng.dirichlet(np.full(n_components, 5.0)),
+        spread * rng.standard_normal((n_components, dim)),
+        np.array([random_spd(rng, dim, scale, cond) for _ in range(n_components)]),
+        normalize=True,
+    )
+
+
+def noisy_copies(
+    rng: np.random.Generator, truth: GaussianMixtureParams, m: int, noise: float = 0.15
+) -> list[GaussianMixtureParams]:
+    """``m`` perturbed copies of ``truth`` with randomly permuted labels, like local estimates."""
+    out = []
+    d = truth.dim
+    for _ in range(m):
+        w = rng.dirichlet(200.0 * truth.weights)
+        mu = truth.means + noise * rng.standard_normal(truth.means.shape)
+        cov = []
+        for s in truth.covariances:
+            a = np.eye(d) + 0.5 * noise * rng.standard_normal((d, d)) / np.sqrt(d)
+            cov.append(a @ s @ a.T)
+        order = rng.permutation(truth.n_components)
+        out.append(GaussianMixtureParams(w[order], mu[order], np.array(cov)[order], normalize=True))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _fixture_arrays() -> dict[str, np.ndarray]:
+    import dfmr
+
+    path = Path(dfmr.__file__).resolve().parent / "data" / "local_estimates_K5_d10_m20.npz"
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def fixture_estimates() -> list[GaussianMixtureParams]:
+    """The 20 shipped local pMLE estimates (K = 5, d = 10)."""
+    arr = _fixture_arrays()
+    return [
+        GaussianMixtureParams(w, mu, cov, normalize=True)
+        for w, mu, cov in zip(arr["weights"], arr["means"], arr["covariances"])
+    ]
+
+
+def match_order(a: GaussianMixtureParams, b: GaussianMixtureParams) -> np.ndarray:
+    """Permutation ``p`` with ``b.permute(p)`` aligned to ``a`` (Hungarian matching on means and covariances)."""
+    if a.n_components != b.n_components:
+        raise AssertionError(f"different numbers of components: {a.n_components} vs {b.n_components}")
+    cost = np.linalg.norm(a.means[:, None] - b.means[None], axis=-1) + np.linalg.norm(
+        a.covariances[:, None] - b.covariances[None], axis=(-2, -1)
+    )
+    rows, cols = linear_sum_assignment(cost)
+    return cols[np.argsort(rows)]
+
+
+def assert_mixture_close(
+    actual: GaussianMixtureParams,
+    expected: GaussianMixtureParams,
+    rtol: float,
+    atol: float = 0.0,
+    permute: bool = True,
+) -> np.ndarray:
+    """Assert two mixtures agree (optionally up to a component permutation); returns the permutation of ``actual``."""
+    order = match_order(expected, actual) if permute else np.arange(actual.n_components)
+    got = actual.permute(order) if permute else actual
+    if expected.n_components != got.n_components:
+        raise AssertionError(f"different numbers of components: {got.n_components} vs {expected.n_components}")
+    np.testing.assert_allclose(got.weights, expected.weights, rtol=rtol, atol=atol, err_msg="weights")
+    scale_mu = max(1.0, float(np.abs(expected.means).max()))
+    np.testing.assert_allclose(got.means, expected.means, rtol=rtol, atol=atol * scale_mu, err_msg="means")
+    scale_s = float(np.abs(expected.covariances).max())
+    np.testing.assert_allclose(
+        got.covariances, expected.covariances, rtol=rtol, atol=atol * scale_s, err_msg="covariances"
+    )
+    return order
+
+
+@pytest.fixture
+def shipped_estimates() -> list[GaussianMixtureParams]:
+    """The 20 shipped local estimates as a fixture."""
+    return fixture_estimates()
