@@ -4,7 +4,7 @@ Local machines fit mixtures; :func:`dfmr` filters the local estimates by their L
 distance to a robust centre and reduces the rest to one K-component mixture.
 """
 
-from . import filtering, metrics, reduction, simulate
+from . import filtering, io, metrics, reduction, simulate, summary
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .distances import l2_distance, pairwise_l2
 from .params import LIMITS, GaussianMixtureParams, InvalidMixtureError
@@ -13,6 +13,6 @@ __all__ = [
     "GaussianMixtureParams", "InvalidMixtureError", "LIMITS",
     "pairwise_l2", "l2_distance",
     "dfmr", "mr", "coat", "tkb", "AggregationResult",
-    "filtering", "reduction", "simulate", "metrics",
+    "filtering", "reduction", "simulate", "metrics", "io", "summary",
 ]
 __version__ = "0.1.0"

@@ -47,6 +47,8 @@ class AggregationResult:
         Details of the reduction: objective trace, transport plan, starts.
     n_components_requested : int or None
         The K asked for; ``mixture.n_components`` is smaller when components were dropped.
+    alpha : float or None
+        Trimming level (TKB).
     """
 
     mixture: GaussianMixtureParams
@@ -61,6 +63,7 @@ class AggregationResult:
     filter: FilterDecision | None = None
     reduction: ReductionResult | None = field(default=None, repr=False)
     n_components_requested: int | None = None
+    alpha: float | None = None
 
     @property
     def distance_to_center(self) -> np.ndarray | None:
@@ -191,7 +194,7 @@ def tkb(
     return AggregationResult(
         mixture=red.mixture, method="tkb", n_machines=len(mixtures), retained=np.arange(len(mixtures)),
         objective=red.objective, n_iter=red.n_iter, converged=red.converged, reduction=red,
-        n_components_requested=int(n_components),
+        n_components_requested=int(n_components), alpha=float(alpha),
     )
 
 

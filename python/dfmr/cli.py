@@ -1,0 +1,409 @@
+"""Command-line interface: ``dfmr demo | aggregate | distances | fit``.
+
+Every user mistake (a bad option, a missing file, data that cannot be used) ends with one line
+``dfmr: error: <what is wrong and what to do>`` on stderr and exit code 2, never a traceback.
+Warnings (skipped files, dropped components) are printed as ``dfmr: warning: ...`` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import sys
+import textwrap
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import __version__
+from .aggregate import AggregationResult, coat, dfmr, mr, tkb
+from .distances import pairwise_l2
+from .filtering import center_index
+from .io import LoadedMixtures, load_mixtures, save_result
+from .summary import mixture_summary, text_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["main"]
+
+_METHODS = ("dfmr", "mr", "coat", "tkb")
+_ATTACKS = ("mean", "cov", "weight")
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; :func:`main` prints it on one line and returns 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors become :class:`UsageError` instead of a usage dump and exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}; run '{self.prog} --help' for usage.")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _float_in(low: float, high: float | None, closed_high: bool = False) -> Callable[[str], float]:
+    """An argparse type accepting floats in ``[low, high)`` (``[low, high]`` if ``closed_high``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        above = high is not None and (value > high if closed_high else value >= high)
+        if not np.isfinite(value) or value < low or above:
+            bound = "infinity)" if high is None else f"{high:g}{']' if closed_high else ')'}"
+            raise argparse.ArgumentTypeError(f"expected a number in [{low:g}, {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="dfmr",
+        description="Byzantine-tolerant aggregation of local Gaussian mixture estimates "
+        "(distance-filtered mixture reduction).",
+    )
+    parser.add_argument("--version", action="version", version=f"dfmr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="attack the 20 shipped local estimates and compare DFMR, MR, COAT, TKB and the oracle",
+        description="Load the paper's 20 local estimates (K = 5, d = 10), attack a fraction of the machines, "
+        "aggregate with DFMR, MR, COAT, TKB and the oracle, and compare their W1 distances to the population.",
+    )
+    demo.add_argument("--attack", choices=_ATTACKS, default="mean", help="kind of Byzantine attack (default: mean)")
+    demo.add_argument(
+        "--rate", type=_float_in(0.0, 1.0), default=0.2, help="fraction of machines attacked, in [0, 1) (default: 0.2)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="seed of the attack (default: 0)")
+    demo.add_argument("--plot", metavar="FILE.png", help="save a bar chart of the distances to the centre")
+    demo.set_defaults(run=_cmd_demo)
+
+    agg = sub.add_parser(
+        "aggregate",
+        help="aggregate local estimates read from files",
+        description="Aggregate local estimates (.json or .npz files, or directories of them). "
+        "Corrupt or invalid files are skipped and reported on stderr.",
+    )
+    agg.add_argument("paths", nargs="+", metavar="PATH", help="local estimate files or directories")
+    agg.add_argument(
+        "-k", "--n-components", type=_positive_int, help="number of components K (required except for coat)"
+    )
+    agg.add_argument("--method", choices=_METHODS, default="dfmr", help="aggregation method (default: dfmr)")
+    agg.add_argument(
+        "--threshold", type=_float_in(1.0, None), metavar="KAPPA", help="DFMR threshold kappa >= 1 (default: m**0.1)"
+    )
+    agg.add_argument("--alpha", type=_float_in(0.0, 1.0), help="TKB trimming level in [0, 1) (default: 0.5)")
+    agg.add_argument("--out", metavar="RESULT.json", help="write the result as JSON")
+    agg.add_argument("--normalize", action="store_true", help="rescale weights whose sum is off by rounding")
+    agg.set_defaults(run=_cmd_aggregate)
+
+    dist = sub.add_parser(
+        "distances",
+        help="pairwise L2 distances between local estimates",
+        description="Print the matrix of L2 distances between local estimates and the COAT centre.",
+    )
+    dist.add_argument("paths", nargs="+", metavar="PATH", help="local estimate files or directories")
+    dist.add_argument("--out", metavar="D.csv", help="write the matrix as CSV, with the file names as labels")
+    dist.add_argument("--normalize", action="store_true", help="rescale weights whose sum is off by rounding")
+    dist.set_defaults(run=_cmd_distances)
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit a local estimate (penalised MLE) to one machine's data",
+        description="Fit a K-component Gaussian mixture by penalised maximum likelihood to one machine's "
+        "data (.npy array or .csv table, one observation per row).",
+    )
+    fit.add_argument(
+        "data", metavar="DATA", help="a .npy file or a comma-separated .csv file (one header line allowed)"
+    )
+    fit.add_argument("-k", "--n-components", type=_positive_int, required=True, help="number of components K")
+    fit.add_argument("--out", metavar="LOCAL.json", help="write the fitted mixture as JSON")
+    fit.add_argument("--seed", type=int, default=0, help="seed of the k-means++ starts (default: 0)")
+    fit.set_defaults(run=_cmd_fit)
+    return parser
+
+
+def _indices(idx: Sequence[int] | np.ndarray) -> str:
+    return ", ".join(str(int(i)) for i in idx) if len(idx) else "none"
+
+
+def _import_figure() -> type[Figure]:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UsageError(
+            "--plot needs matplotlib, which is not installed; run 'pip install matplotlib' "
+            "(or 'pip install dfmr[plot]'), or leave out --plot."
+        ) from None
+    return Figure
+
+
+def _plot_distances(figure_cls: type[Figure], result: AggregationResult, bad: np.ndarray, path: str) -> None:
+    """Bar chart of every machine's distance to the centre, coloured by attacked/kept, with the cut-off."""
+    decision = result.filter
+    assert decision is not None  # DFMR always records its filter decision
+    m = result.n_machines
+    attacked = np.zeros(m, dtype=bool)
+    attacked[bad] = True
+    kept = result.kept
+    categories = [
+        ("good, kept", "tab:blue", ~attacked & kept),
+        ("good, excluded", "tab:orange", ~attacked & ~kept),
+        ("attacked, excluded", "tab:red", attacked & ~kept),
+        ("attacked, kept", "tab:purple", attacked & kept),
+    ]
+    fig = figure_cls(figsize=(max(6.0, 0.35 * m + 2.0), 4.0), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(m)
+    for label, colour, mask in categories:
+        if mask.any():
+            ax.bar(x[mask], decision.distance_to_center[mask], color=colour, label=label)
+    ax.axhline(
+        decision.cutoff, color="black", linestyle="--", linewidth=1.0, label=f"cut-off kappa*r = {decision.cutoff:.3g}"
+    )
+    ax.set_xticks(x, [f"{i}\ncentre" if i == result.center else str(i) for i in x])
+    ax.set_xlabel("machine")
+    ax.set_ylabel(f"L2 distance to centre machine {result.center}")
+    ax.set_title(f"DFMR filter: {len(result.retained)} of {m} machines kept")
+    ax.legend(loc="upper left", fontsize="small")
+    fig.savefig(path)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from . import metrics, simulate
+
+    figure_cls = _import_figure() if args.plot else None
+    local = simulate.local_estimates_fixture()
+    truth = simulate.population()
+    k = truth.n_components
+    attacked, bad = simulate.attack(local, args.rate, kind=args.attack, level="machine", random_state=args.seed)
+    results = {
+        "DFMR": dfmr(attacked, k),
+        "MR": mr(attacked, k),
+        "COAT": coat(attacked),
+        "TKB": tkb(attacked, k),
+        "Oracle": simulate.oracle(attacked, bad, k),
+    }
+    m = len(local)
+    intro = (
+        f"Demo: {m} local estimates (K = {k}, d = {truth.dim}), each fitted to 5,000 points of the shipped "
+        f"population; {len(bad)} machines get the {args.attack} attack (rate {args.rate:g}, seed {args.seed})."
+    )
+    print(textwrap.fill(intro, 78))
+    print()
+    print(results["DFMR"].summary())
+    print()
+
+    rows = [
+        [name, str(len(res.retained)), str(res.mixture.n_components), f"{metrics.w1_distance(res.mixture, truth):.6g}"]
+        for name, res in results.items()
+    ]
+    print("W1 distance to the population (smaller is better)")
+    print("\n".join(text_table(["method", "machines used", "components", "W1"], rows, "lrrr", 60)))
+    print("Oracle: mixture reduction over the machines known to be good.")
+    print()
+
+    dfmr_res = results["DFMR"]
+    kept = set(int(i) for i in dfmr_res.retained)
+    bad_set = set(int(i) for i in bad)
+    print(f"Attacked machines ({args.attack} attack): {_indices(bad)}")
+    print(f"DFMR retained ({len(kept)}): {_indices(sorted(kept))}")
+    print(f"DFMR excluded ({m - len(kept)}): {_indices(sorted(set(range(m)) - kept))}")
+    print(f"Attacked but retained: {_indices(sorted(bad_set & kept))}")
+    print(f"Good but excluded: {_indices(sorted(set(range(m)) - bad_set - kept))}")
+    if 2 * len(bad) >= m:
+        print("Note: half or more of the machines are attacked; DFMR and COAT assume a majority of good machines.")
+
+    if figure_cls is not None:
+        _plot_distances(figure_cls, dfmr_res, bad, args.plot)
+        print(f"dfmr: wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _load(args: argparse.Namespace) -> LoadedMixtures:
+    loaded = load_mixtures(args.paths, normalize=args.normalize)
+    if not loaded.mixtures:
+        if loaded.skipped:
+            reason = f"none of the {len(loaded.skipped)} inputs is valid (see the warnings above)"
+        else:
+            reason = "no .json or .npz files were found"
+        raise UsageError(f"no local estimates to use: {reason}; pass files written by GaussianMixtureParams.save.")
+    return loaded
+
+
+def _cmd_aggregate(args: argparse.Namespace) -> int:
+    method = args.method
+    if method != "coat" and args.n_components is None:
+        raise UsageError(f"-k/--n-components is required for --method {method}; e.g. add '-k 5'.")
+    if args.threshold is not None and method != "dfmr":
+        raise UsageError(f"--threshold applies only to --method dfmr, not {method}; remove it.")
+    if args.alpha is not None and method != "tkb":
+        raise UsageError(f"--alpha applies only to --method tkb, not {method}; remove it.")
+    loaded = _load(args)
+    mixtures, k = loaded.mixtures, args.n_components
+    if method == "dfmr":
+        result = dfmr(mixtures, k, threshold=args.threshold)
+    elif method == "mr":
+        result = mr(mixtures, k)
+    elif method == "tkb":
+        result = tkb(mixtures, k, alpha=0.5 if args.alpha is None else args.alpha)
+    else:
+        result = coat(mixtures)
+
+    kept = result.kept
+    skipped = f" (skipped {len(loaded.skipped)} invalid)" if loaded.skipped else ""
+    print(f"Read {len(mixtures)} local estimates{skipped}")
+    rows = [[str(i), name, "yes" if kept[i] else "no"] for i, name in enumerate(loaded.names)]
+    print("\n".join(text_table(["machine", "source", "kept"], rows, "rlr", 60)))
+    print()
+    print(result.summary())
+    if args.out:
+        save_result(result, args.out, names=loaded.names)
+        print(f"dfmr: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_distances(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    D = pairwise_l2(loaded.mixtures)
+    m = len(loaded.names)
+    rows = [[f"{i} {name}"] + [f"{x:.4g}" for x in D[i]] for i, name in enumerate(loaded.names)]
+    print(f"L2 distances between {m} local estimates")
+    print("\n".join(text_table(["machine", *map(str, range(m))], rows, "l" + "r" * m, 0)))
+    c = center_index(D)
+    print(f"Centre (smallest median distance): machine {c} ({loaded.names[c]})")
+    if args.out:
+        with open(args.out, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["name", *loaded.names])
+            writer.writerows([name, *(repr(float(x)) for x in row)] for name, row in zip(loaded.names, D))
+        print(f"dfmr: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _read_data(path: str) -> np.ndarray:
+    """One machine's observations from a ``.npy`` array or a comma-separated table (one header line allowed)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError) as exc:
+            raise UsageError(f"{path}: not a numeric .npy array ({exc}); write the data with numpy.save.") from None
+        if not isinstance(data, np.ndarray):
+            data.close()
+            raise UsageError(f"{path}: holds an .npz archive, not one array; write the data with numpy.save.")
+        return data
+    if suffix in (".csv", ".txt"):
+        try:
+            return np.loadtxt(path, delimiter=",", ndmin=2)
+        except ValueError:
+            pass
+        try:
+            return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
+        except ValueError as exc:
+            raise UsageError(
+                f"{path}: cannot read a numeric table ({exc}); expected comma-separated numbers, "
+                "one observation per row, with at most one header line."
+            ) from None
+    raise UsageError(f"{path}: unsupported data file type {suffix or '(none)'!r}; use a .npy or .csv file.")
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from .local import fit_local
+
+    X = _read_data(args.data)
+    mixture = fit_local(X, args.n_components, random_state=args.seed)
+    n, d = (X.shape[0], 1) if X.ndim == 1 else X.shape[:2]
+    print(f"Penalised MLE on {n} observations in d = {d} dimensions")
+    print(mixture_summary(mixture))
+    if args.out:
+        mixture.save(args.out)
+        print(f"dfmr: wrote {args.out}", file=sys.stderr)
+    else:
+        print("dfmr: not saved; pass --out LOCAL.json to save the estimate.", file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Print warnings raised inside the block as they occur, as ``dfmr: warning: ...`` lines, once each."""
+    seen: set[str] = set()
+
+    def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+        text = _one_line(message)
+        if text not in seen:
+            seen.add(text)
+            print(f"dfmr: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        yield
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dfmr`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name; ``None`` reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 on success, 2 for a usage error or unusable input (reported on one line on stderr),
+        130 when interrupted.
+    """
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        with _warnings_to_stderr():
+            return int(args.run(args))
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except UsageError as exc:
+        print(f"dfmr: error: {_one_line(exc)}", file=sys.stderr)
+    except BrokenPipeError:
+        # The reader went away (``dfmr demo | head``): stop quietly, and keep the interpreter's
+        # final flush of stdout from raising again (the recipe of the Python signal docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except FileNotFoundError as exc:
+        print(f"dfmr: error: {exc.filename}: no such file or directory; check the path.", file=sys.stderr)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"dfmr: error: {where}{exc.strerror or _one_line(exc)}.", file=sys.stderr)
+    except ValueError as exc:  # invalid data or arguments rejected by the library, e.g. InvalidMixtureError
+        print(f"dfmr: error: {_one_line(exc)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("dfmr: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
