@@ -49,20 +49,49 @@ struct Reduced {
   std::vector<double> log_det;
 };
 
-// Cholesky of a moment-matched covariance. A convex combination of positive-definite
-// matrices is positive definite; rounding can still break that when the pooled components
-// differ in scale by many orders of magnitude (hostile input), so a vanishing ridge
-// (1e-14 of the mean variance, grown tenfold per failure) is added until it factorises.
-void factor(const double* S, double* L, std::size_t d) {
+// Guarded in-place Cholesky of the row-major d x d matrix A (lower triangle read and written):
+// detail::cholesky_lower with a stricter acceptance test. Pivot j, A_jj - sum_k L_jk^2, carries a
+// rounding error of about j * eps * A_jj; it is accepted only if it exceeds 2 d eps A_jj, so a
+// pivot that is rounding noise (a numerically singular matrix that happens to give positive
+// pivots) is refused, and any other Cholesky implementation (LAPACK's, the Mixture constructor's)
+// factorises an accepted matrix too.
+bool cholesky_lower_guarded(double* A, std::size_t d) {
+  const double tau = 2.0 * static_cast<double>(d) * std::numeric_limits<double>::epsilon();
+  for (std::size_t j = 0; j < d; ++j) {
+    double* rj = A + j * d;
+    const double diag = rj[j];
+    const double pivot = diag - detail::dot(rj, rj, j);
+    if (!(pivot > tau * diag) || !std::isfinite(pivot)) return false;
+    const double ljj = std::sqrt(pivot);
+    rj[j] = ljj;
+    const double inv = 1.0 / ljj;
+    for (std::size_t i = j + 1; i < d; ++i) {
+      double* ri = A + i * d;
+      ri[j] = (ri[j] - detail::dot(ri, rj, j)) * inv;
+    }
+  }
+  return true;
+}
+
+// Cholesky of a moment-matched covariance S (row-major d x d, symmetric) into L. A convex
+// combination of positive-definite matrices is positive definite; rounding can still break that
+// when the pooled components differ in scale by many orders of magnitude (hostile input: means
+// 1e50 apart merged with covariances of 1e-50), the small eigenvalues then being pure rounding
+// noise. A ridge (1e-14 of the mean variance, grown tenfold per failure) is then added to the
+// diagonal of S itself, so that S stays exactly the matrix that L factorises: the reduced
+// mixture that leaves the core is positive definite by construction.
+void factor(double* S, double* L, std::size_t d) {
   double ridge = 0.0, scale = 0.0;
   for (std::size_t i = 0; i < d; ++i) scale += std::abs(S[i * d + i]);
   scale = std::max(scale / static_cast<double>(d), std::numeric_limits<double>::min());
-  for (int attempt = 0; attempt < 40; ++attempt) {
+  for (int attempt = 0; attempt < 60; ++attempt) {
     std::copy(S, S + d * d, L);
     for (std::size_t i = 0; i < d; ++i) L[i * d + i] += ridge;
-    if (detail::cholesky_lower(L, d)) {
-      for (std::size_t i = 0; i < d; ++i)
+    if (cholesky_lower_guarded(L, d)) {
+      for (std::size_t i = 0; i < d; ++i) {
+        S[i * d + i] += ridge;
         for (std::size_t j = i + 1; j < d; ++j) L[i * d + j] = 0.0;
+      }
       return;
     }
     ridge = ridge == 0.0 ? 1e-14 * scale : 10.0 * ridge;
@@ -170,25 +199,29 @@ Reduced update(const Mixture& pool, const std::vector<double>& pi, std::size_t K
     double mass = 0.0;
     for (std::size_t n = 0; n < N; ++n) mass += pi[n * K + k];
     if (!(mass > 0.0)) continue;
+    // Relative shares q_n = pi_nk / mass (summing to 1) rather than the raw masses: products of a
+    // subnormal mass with a small mean or covariance entry would underflow to zero and leave a
+    // singular (even zero) moment-matched covariance.
     std::fill(m.begin(), m.end(), 0.0);
     for (std::size_t n = 0; n < N; ++n) {
       const double p = pi[n * K + k];
-      if (p > 0.0)
-        for (std::size_t i = 0; i < d; ++i) m[i] += p * mu[n * d + i];
+      if (!(p > 0.0)) continue;
+      const double q = p / mass;
+      for (std::size_t i = 0; i < d; ++i) m[i] += q * mu[n * d + i];
     }
-    for (double& v : m) v /= mass;
     std::fill(S.begin(), S.end(), 0.0);
     for (std::size_t n = 0; n < N; ++n) {
       const double p = pi[n * K + k];
       if (!(p > 0.0)) continue;
+      const double q = p / mass;
       const double* Sn = cov + n * d * d;
       for (std::size_t i = 0; i < d; ++i) {
         const double di = mu[n * d + i] - m[i];
-        for (std::size_t j = 0; j <= i; ++j) S[i * d + j] += p * (Sn[i * d + j] + di * (mu[n * d + j] - m[j]));
+        for (std::size_t j = 0; j <= i; ++j) S[i * d + j] += q * (Sn[i * d + j] + di * (mu[n * d + j] - m[j]));
       }
     }
     for (std::size_t i = 0; i < d; ++i)
-      for (std::size_t j = 0; j <= i; ++j) S[i * d + j] = S[j * d + i] = S[i * d + j] / mass;
+      for (std::size_t j = 0; j < i; ++j) S[j * d + i] = S[i * d + j];
     mean.insert(mean.end(), m.begin(), m.end());
     covs.insert(covs.end(), S.begin(), S.end());
     ++kept;

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -29,41 +30,68 @@ class InvalidMixtureError(ValueError):
 
 @dataclass(frozen=True)
 class NumericLimits:
-    """Numeric limits on accepted mixture parameters.
+    """Numeric limits on accepted mixture parameters, and why they are what they are.
+
+    Accepted parameters must keep every quantity dfmr computes from them a finite double
+    (largest double ~1.8e308, ``ln`` of it ~709.78) with usable precision, *whatever* the
+    other machines send: the limits bound each mixture on its own, never relative to others.
 
     Attributes
     ----------
     max_abs_mean : float
-        Largest accepted absolute value of a mean coordinate. Squared mean
-        differences (up to ``4 * max_abs_mean**2``) divided by the smallest
-        accepted eigenvalue must stay far from the double range (1.8e308).
+        Largest accepted absolute value of a mean coordinate (1e50). Mean differences are at
+        most 2e50; with eigenvalues >= ``min_eigenvalue`` every squared Mahalanobis term is at
+        most ``d * 4e100 / 1e-50 = d * 4e150`` and every moment-matched covariance that merges
+        accepted components is at most ``4e100 + 1e50``: far from overflow, with room to spare.
     min_eigenvalue, max_eigenvalue : float
-        Range for the eigenvalues of every covariance matrix. Together with
-        ``max_abs_mean`` this bounds every Mahalanobis term by about 1e200 and
-        every log-determinant by about ``dim * 115``.
+        Range of the eigenvalues of every covariance matrix (1e-50 to 1e50). Precision
+        entries are then at most 1e50 and the KL trace terms at most ``d * 1e100``; matrix
+        entries are bounded by the largest eigenvalue, so no eigen-decomposition, product or
+        solve can overflow.
     max_condition : float
-        Largest accepted ratio of largest to smallest covariance eigenvalue.
-        Cholesky factors of matrices conditioned worse than ~1e13 lose all
-        significant digits in double precision; a fitted covariance that is
-        this ill-conditioned is not information but a failure.
-    max_components, max_dim : int
-        Sizes beyond which a "local estimate" is a denial-of-service attempt,
-        not a mixture.
+        Largest accepted ratio of largest to smallest covariance eigenvalue (1e12). A Cholesky
+        pivot carries a rounding error of about ``d * eps * lambda_max`` (eps = 2.2e-16); with
+        ``d <= max_dim = 1000`` that is at most 0.22 * lambda_min, so every accepted covariance,
+        and every sum ``Sigma_a + Sigma_b`` in the L2 distance (whose condition number is at most
+        the larger of the two), factorises in any Cholesky implementation with digits to spare.
+        A fitted covariance conditioned worse than 1e12 is not information but a failure.
+    max_log_peak_density : float
+        Largest accepted log-density of a component at its mean,
+        ``-0.5 * log det(2 pi Sigma_k)`` (700). The squared L2 norm of a mixture is at most
+        ``max_k (4 pi)^(-d/2) det(Sigma_k)^(-1/2)`` (Minkowski's determinant inequality bounds every
+        cross term by the most concentrated component), which is below this peak density, so every
+        squared L2 distance is at most ``2 * exp(700) ~ 2e304``: distances, squared distances and
+        their log-space accumulation stay finite. There is no lower bound: very flat components
+        merely underflow to zero density, which the log-space evaluation handles exactly. The bound
+        only binds for concentrated, high-dimensional data (e.g. d = 100 needs a geometric-mean
+        variance of at least ~1e-7): rescaling the data by a constant > 1 cures it, and every
+        method in dfmr is equivariant under such rescaling.
+    max_components : int
+        Largest accepted number of components (1000). The L2 self-term of a mixture costs
+        ``O(K^2 d^3)``; a local estimate with more components is a denial-of-service attempt, not
+        a mixture. Pooled mixtures built by dfmr itself are exempt.
+    max_dim : int
+        Largest accepted dimension (1000); one covariance is then 8 MB and one factorisation
+        3e8 flops.
     weight_atol : float
-        Tolerance on ``|sum(weights) - 1|`` when ``normalize=False``.
+        Tolerance on ``|sum(weights) - 1|`` when ``normalize=False`` (1e-8): the rounding of
+        weights written with nine or more significant digits. Accepted weights are rescaled to
+        sum to one (to the last bit).
     normalize_atol : float
-        Tolerance on ``|sum(weights) - 1|`` when ``normalize=True``: sums this
-        close to one (transmission rounding, float32 storage) are rescaled.
+        Tolerance on ``|sum(weights) - 1|`` when ``normalize=True`` (1e-3): weights rounded in
+        transmission or storage (float32, a few printed decimals) are rescaled; anything farther
+        from one is an error, not rounding.
     symmetry_rtol : float
-        Relative tolerance of the covariance symmetry check; accepted matrices
-        are symmetrised exactly.
+        Relative tolerance of the covariance symmetry check, ``max |S - S^T| <= rtol * max |S|``
+        (1e-8); accepted matrices are symmetrised exactly.
     """
 
     max_abs_mean: float = 1e50
     min_eigenvalue: float = 1e-50
     max_eigenvalue: float = 1e50
     max_condition: float = 1e12
-    max_components: int = 10_000
+    max_log_peak_density: float = 700.0
+    max_components: int = 1_000
     max_dim: int = 1_000
     weight_atol: float = 1e-8
     normalize_atol: float = 1e-3
@@ -72,15 +100,36 @@ class NumericLimits:
 
 LIMITS = NumericLimits()
 
+_LOG_2PI = math.log(2.0 * math.pi)
+_EPS = float(np.finfo(np.float64).eps)
 
-def _as_float_array(value: ArrayLike, name: str) -> np.ndarray:
+
+def _as_float_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a new float64 array; only real numbers (no strings, booleans, None, complex) pass."""
+    if value is None or isinstance(value, (str, bytes, dict)):
+        raise InvalidMixtureError(f"{name}: expected an array of real numbers, got {type(value).__name__}.")
     try:
-        arr = np.array(value, dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as exc:
-        raise InvalidMixtureError(f"{name}: cannot be read as an array of floats ({exc}).") from None
-    if arr.dtype == object:
-        raise InvalidMixtureError(f"{name}: ragged or non-numeric data.")
-    return arr
+        raw = np.asarray(value)
+    except (TypeError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
+        raise InvalidMixtureError(f"{name}: cannot be read as an array of real numbers ({exc}).") from None
+    kind = raw.dtype.kind
+    if kind == "O":
+        # Python objects: accept plain real numbers only (e.g. integers too large for int64).
+        flat = raw.ravel()
+        for item in flat:
+            if not isinstance(item, numbers.Real) or isinstance(item, (bool, np.bool_)):
+                raise InvalidMixtureError(
+                    f"{name}: ragged or non-numeric data (found an entry of type {type(item).__name__})."
+                )
+        try:
+            return np.array([float(item) for item in flat], dtype=np.float64).reshape(raw.shape)
+        except (OverflowError, TypeError, ValueError):
+            raise InvalidMixtureError(f"{name}: an entry is too large to be represented as a float.") from None
+    if kind not in "iuf":
+        what = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes"}.get(kind, f"dtype {raw.dtype}")
+        raise InvalidMixtureError(f"{name}: expected real numbers, got {what}.")
+    with np.errstate(over="ignore"):  # float128 beyond the double range becomes inf, reported below
+        return np.array(raw, dtype=np.float64, copy=True)
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
@@ -94,6 +143,8 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
 def _validate(
     weights: ArrayLike, means: ArrayLike, covariances: ArrayLike, normalize: bool, check_limits: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked copies ``(w, mu, cov, chol)``; ``check_limits=False`` (mixtures built by dfmr itself)
+    skips the size, scale and conditioning limits but not shapes, finiteness, weights or definiteness."""
     lim = LIMITS
     w = _as_float_array(weights, "weights")
     mu = _as_float_array(means, "means")
@@ -104,14 +155,16 @@ def _validate(
     k = w.shape[0]
     if k == 0:
         raise InvalidMixtureError("weights: a mixture needs at least one component, got K = 0.")
-    if k > lim.max_components:
+    if check_limits and k > lim.max_components:
         raise InvalidMixtureError(f"weights: K = {k} exceeds the limit of {lim.max_components} components.")
     if mu.ndim == 1 and k == 1:
-        mu = mu[None, :]
+        mu = mu[None, :]  # one component: means of shape (d,)
+    elif mu.ndim == 1 and mu.shape[0] == k:
+        mu = mu[:, None]  # d = 1: means of shape (K,)
     if mu.ndim != 2 or mu.shape[0] != k:
         raise InvalidMixtureError(f"means: expected shape (K, d) = ({k}, d), got {mu.shape}.")
     d = mu.shape[1]
-    if d == 0 or d > lim.max_dim:
+    if d == 0 or (check_limits and d > lim.max_dim):
         raise InvalidMixtureError(f"means: dimension d = {d} must be between 1 and {lim.max_dim}.")
     if cov.ndim == 2 and k == 1 and cov.shape == (d, d):
         cov = cov[None, :, :]
@@ -127,60 +180,108 @@ def _validate(
     if np.any(w < 0):
         j = int(np.argmax(w < 0))
         raise InvalidMixtureError(f"weights: weight {j} is negative ({w[j]!r}); weights must be >= 0.")
-    total = float(w.sum())
+    total = math.fsum(w.tolist())
     tol = lim.normalize_atol if normalize else lim.weight_atol
     if not abs(total - 1.0) <= tol:
         hint = "" if normalize else " Pass normalize=True if they differ from 1 only by rounding."
         raise InvalidMixtureError(f"weights: sum to {total!r}, not 1 (tolerance {tol:g}).{hint}")
-    if total != 1.0:
+    if abs(total - 1.0) > 2.0 * _EPS:
+        # After one rescaling the exact sum is within eps of 1, so validating the result again
+        # (save/load, pickling) leaves the weights bit-for-bit unchanged.
         w = w / total
-    if w.max() <= 0:
-        raise InvalidMixtureError("weights: all weights are zero.")
 
-    if not check_limits:
-        cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
-        try:
-            return w, mu, cov, np.linalg.cholesky(cov)
-        except np.linalg.LinAlgError:
-            raise InvalidMixtureError("covariances: not positive definite.") from None
-
-    big = np.abs(mu).max()
-    if big > lim.max_abs_mean:
-        raise InvalidMixtureError(
-            f"means: |mean| = {big:.3g} exceeds the limit {lim.max_abs_mean:g}; rescale the data."
-        )
-
-    scale = np.abs(cov).max(axis=(1, 2))
+    if check_limits:
+        big = float(np.abs(mu).max())
+        if big > lim.max_abs_mean:
+            raise InvalidMixtureError(
+                f"means: |mean| = {big:.3g} exceeds the limit {lim.max_abs_mean:g}; rescale the data."
+            )
+        # Entries of a positive-definite matrix are bounded by its largest eigenvalue; checking
+        # them first keeps the eigen-decomposition below away from overflow.
+        scale = np.abs(cov).max(axis=(1, 2))
+        if np.any(scale > lim.max_eigenvalue):
+            j = int(np.argmax(scale > lim.max_eigenvalue))
+            raise InvalidMixtureError(
+                f"covariances: matrix {j} has an entry of size {scale[j]:.3g} > {lim.max_eigenvalue:g} "
+                "(the largest accepted eigenvalue); rescale the data."
+            )
+    else:
+        scale = np.abs(cov).max(axis=(1, 2))
     asym = np.abs(cov - np.swapaxes(cov, 1, 2)).max(axis=(1, 2))
     if np.any(asym > lim.symmetry_rtol * scale):
         j = int(np.argmax(asym > lim.symmetry_rtol * scale))
-        raise InvalidMixtureError(f"covariances: matrix {j} is not symmetric (max |S - S^T| = {asym[j]:.3g}).")
-    cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
-    eig = np.linalg.eigvalsh(cov)
-    lo, hi = eig[:, 0], eig[:, -1]
-    if np.any(lo <= 0):
-        j = int(np.argmax(lo <= 0))
         raise InvalidMixtureError(
-            f"covariances: matrix {j} is not positive definite (smallest eigenvalue {lo[j]:.3g})."
+            f"covariances: matrix {j} is not symmetric (max |S - S^T| = {asym[j]:.3g}, max |S| = {scale[j]:.3g})."
         )
-    if np.any(lo < lim.min_eigenvalue) or np.any(hi > lim.max_eigenvalue):
-        j = int(np.argmax((lo < lim.min_eigenvalue) | (hi > lim.max_eigenvalue)))
-        raise InvalidMixtureError(
-            f"covariances: matrix {j} has eigenvalues in [{lo[j]:.3g}, {hi[j]:.3g}], outside the accepted "
-            f"range [{lim.min_eigenvalue:g}, {lim.max_eigenvalue:g}]; rescale the data."
-        )
-    cond = hi / lo
-    if np.any(cond > lim.max_condition):
-        j = int(np.argmax(cond > lim.max_condition))
-        raise InvalidMixtureError(
-            f"covariances: matrix {j} has condition number {cond[j]:.3g} > {lim.max_condition:g}; "
-            "it carries no usable information in double precision."
-        )
+    cov = _symmetrize(cov)
+
+    if check_limits:
+        eig = np.linalg.eigvalsh(cov)
+        lo, hi = eig[:, 0], eig[:, -1]
+        not_pd = ~(lo > 0)
+        if np.any(not_pd):
+            j = int(np.argmax(not_pd))
+            raise InvalidMixtureError(
+                f"covariances: matrix {j} is not positive definite (smallest eigenvalue {lo[j]:.3g})."
+            )
+        out = ~((lo >= lim.min_eigenvalue) & (hi <= lim.max_eigenvalue))
+        if np.any(out):
+            j = int(np.argmax(out))
+            raise InvalidMixtureError(
+                f"covariances: matrix {j} has eigenvalues in [{lo[j]:.3g}, {hi[j]:.3g}], outside the accepted "
+                f"range [{lim.min_eigenvalue:g}, {lim.max_eigenvalue:g}]; rescale the data."
+            )
+        cond = hi / lo
+        bad = ~(cond <= lim.max_condition)
+        if np.any(bad):
+            j = int(np.argmax(bad))
+            raise InvalidMixtureError(
+                f"covariances: matrix {j} has condition number {cond[j]:.3g} > {lim.max_condition:g}; "
+                "it carries no usable information in double precision."
+            )
+    chol = _cholesky(cov)
+    if check_limits:
+        log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+        peak = -0.5 * (d * _LOG_2PI + log_det)
+        bad = ~(peak <= lim.max_log_peak_density)
+        if np.any(bad):
+            j = int(np.argmax(bad))
+            raise InvalidMixtureError(
+                f"covariances: matrix {j} is so concentrated that its component density peaks at "
+                f"exp({peak[j]:.4g}) > exp({lim.max_log_peak_density:g}) (log det = {log_det[j]:.4g}, d = {d}); "
+                "L2 distances to it would overflow. Rescale the data by a constant > 1."
+            )
+    return w, mu, cov, chol
+
+
+def _symmetrize(cov: np.ndarray) -> np.ndarray:
+    """Average ``S`` and ``S^T`` where they differ (``0.5 a + 0.5 b`` is symmetric in a, b and cannot
+    overflow); exactly symmetric matrices are returned bit-for-bit unchanged."""
+    cov_t = np.swapaxes(cov, 1, 2)
+    differ = cov != cov_t
+    if np.any(differ):
+        cov = np.where(differ, 0.5 * cov + 0.5 * cov_t, cov)
+    return cov
+
+
+def _cholesky(cov: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors of symmetric ``cov`` (K, d, d), or InvalidMixtureError naming the first failure."""
     try:
         chol = np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
-        raise InvalidMixtureError("covariances: Cholesky factorisation failed.") from None
-    return w, mu, cov, chol
+        chol = None
+    if chol is None or not np.all(np.isfinite(chol)):
+        for j, s in enumerate(cov):
+            try:
+                if np.all(np.isfinite(np.linalg.cholesky(s))):
+                    continue
+            except np.linalg.LinAlgError:
+                pass
+            raise InvalidMixtureError(
+                f"covariances: matrix {j} is not positive definite (Cholesky factorisation failed)."
+            )
+        raise InvalidMixtureError("covariances: Cholesky factorisation failed.")
+    return chol
 
 
 class GaussianMixtureParams:
@@ -214,25 +315,45 @@ class GaussianMixtureParams:
     def __init__(
         self, weights: ArrayLike, means: ArrayLike, covariances: ArrayLike, *, normalize: bool = False
     ) -> None:
-        w, mu, cov, chol = _validate(weights, means, covariances, normalize)
+        self._set(*_validate(weights, means, covariances, normalize))
+
+    def _set(self, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray) -> None:
         for arr in (w, mu, cov, chol):
             arr.setflags(write=False)
-        self._weights, self._means, self._covariances, self._chol = w, mu, cov, chol
+        for name, arr in zip(self.__slots__, (w, mu, cov, chol)):
+            object.__setattr__(self, name, arr)
+
+    @classmethod
+    def _wrap(cls, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray) -> GaussianMixtureParams:
+        """An instance holding private copies of already validated arrays (no checks)."""
+        self = object.__new__(cls)
+        self._set(*(np.array(a, dtype=np.float64, copy=True) for a in (w, mu, cov, chol)))
+        return self
 
     @classmethod
     def _from_core(cls, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> GaussianMixtureParams:
-        """Wrap a mixture computed by dfmr itself (a reduction of accepted inputs).
+        """Wrap a mixture computed by dfmr itself (a pool or a reduction of accepted inputs).
 
-        Shapes, finiteness, weights and positive definiteness are still checked, but not
-        the scale and conditioning limits: a moment-matched covariance that merges
-        far-apart accepted components may legitimately exceed them.
+        Shapes, finiteness, weights and positive definiteness are still checked, but not the
+        size, scale and conditioning limits: a pool may hold more than ``max_components``
+        components, and a moment-matched covariance that merges far-apart accepted components
+        may legitimately exceed the scale and conditioning limits. (It never exceeds
+        ``max_log_peak_density``: by concavity of log det, a moment-matched covariance is no more
+        concentrated than the most concentrated component it merges.)
         """
         self = object.__new__(cls)
-        w, mu, cov, chol = _validate(weights, means, covariances, normalize=True, check_limits=False)
-        for arr in (w, mu, cov, chol):
-            arr.setflags(write=False)
-        self._weights, self._means, self._covariances, self._chol = w, mu, cov, chol
+        self._set(*_validate(weights, means, covariances, normalize=True, check_limits=False))
         return self
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"GaussianMixtureParams is immutable; cannot set {name!r}.")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"GaussianMixtureParams is immutable; cannot delete {name!r}.")
+
+    def __reduce__(self) -> tuple[Any, tuple[np.ndarray, ...]]:
+        # Unpickled (and deep-copied) instances get fresh read-only arrays, bit-for-bit equal.
+        return (_unpickle, (self._weights, self._means, self._covariances, self._chol))
 
     @property
     def weights(self) -> np.ndarray:
@@ -292,7 +413,7 @@ class GaussianMixtureParams:
 
     def sample(self, n: int, random_state: int | np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n`` points; returns ``(X, labels)`` with ``X`` of shape (n, d)."""
-        if not isinstance(n, (int, np.integer)) or n < 0:
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}.")
         rng = np.random.default_rng(random_state)
         labels = rng.choice(self.n_components, size=int(n), p=self._weights)
@@ -309,9 +430,12 @@ class GaussianMixtureParams:
         return X
 
     def permute(self, order: ArrayLike) -> GaussianMixtureParams:
-        """The same mixture with its components listed in ``order``."""
-        order = np.asarray(order)
-        return GaussianMixtureParams(self._weights[order], self._means[order], self._covariances[order])
+        """The same mixture with its components listed in ``order`` (a permutation of ``range(K)``)."""
+        idx = np.asarray(order)
+        k = self.n_components
+        if idx.shape != (k,) or idx.dtype.kind not in "iu" or not np.array_equal(np.sort(idx), np.arange(k)):
+            raise ValueError(f"order must be a permutation of range({k}), got {order!r}.")
+        return type(self)._wrap(self._weights[idx], self._means[idx], self._covariances[idx], self._chol[idx])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python representation (lists of floats), the JSON schema of :meth:`save`."""
@@ -332,8 +456,11 @@ class GaussianMixtureParams:
         if missing:
             raise InvalidMixtureError(f"missing field(s): {', '.join(missing)}.")
         fmt = d.get("format", "dfmr.GaussianMixtureParams")
-        if fmt != "dfmr.GaussianMixtureParams":
-            raise InvalidMixtureError(f"format: expected 'dfmr.GaussianMixtureParams', got {fmt!r}.")
+        if not (isinstance(fmt, str) and fmt == "dfmr.GaussianMixtureParams"):
+            raise InvalidMixtureError(f"format: expected 'dfmr.GaussianMixtureParams', got {_short(fmt)}.")
+        version = d.get("version", 1)
+        if not (type(version) is int and version == 1):
+            raise InvalidMixtureError(f"version: expected 1, got {_short(version)}.")
         return cls(d["weights"], d["means"], d["covariances"], normalize=normalize)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -376,6 +503,19 @@ class GaussianMixtureParams:
 
     def __repr__(self) -> str:
         return f"GaussianMixtureParams(n_components={self.n_components}, dim={self.dim})"
+
+
+def _unpickle(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray) -> GaussianMixtureParams:
+    return GaussianMixtureParams._wrap(w, mu, cov, chol)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages about hostile input."""
+    try:
+        text = repr(value)
+    except Exception:  # hostile objects may fail to print (deep nesting, custom __repr__)
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _reject_constant(name: str) -> float:

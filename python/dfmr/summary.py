@@ -221,9 +221,10 @@ def _notes(result: AggregationResult) -> list[str]:
     elif result.method in ("mr", "tkb"):
         notes.append("No machine filter: every machine's estimate enters the reduction.")
     if result.method == "tkb":
+        level = "" if result.alpha is None else f" (alpha = {result.alpha:g})"
         notes.append(
-            f"TKB (alpha = {result.alpha:g}) transports only the cheapest {1 - result.alpha:.0%} of the pooled "
-            "mass in each assignment step; it trims components, not whole machines."
+            f"TKB{level} transports only the cheapest 1 - alpha of the pooled mass in each assignment step; "
+            "it trims components, not whole machines."
         )
     if excluded.size and result.method != "coat":
         notes.append(f"Machines excluded ({excluded.size}): {', '.join(str(int(i)) for i in excluded)}.")
