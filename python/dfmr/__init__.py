@@ -7,12 +7,13 @@ distance to a robust centre and reduces the rest to one K-component mixture.
 from . import filtering, io, metrics, reduction, simulate, summary
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .distances import l2_distance, pairwise_l2
+from .local import fit_local
 from .params import LIMITS, GaussianMixtureParams, InvalidMixtureError
 
 __all__ = [
     "GaussianMixtureParams", "InvalidMixtureError", "LIMITS",
     "pairwise_l2", "l2_distance",
-    "dfmr", "mr", "coat", "tkb", "AggregationResult",
+    "dfmr", "mr", "coat", "tkb", "AggregationResult", "fit_local",
     "filtering", "reduction", "simulate", "metrics", "io", "summary",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,293 @@
+"""Tests of the local penalised MLE (dfmr.local), each against something computed independently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dfmr.local as local
+import numpy as np
+import pytest
+from conftest import match_order, random_spd
+from dfmr.params import GaussianMixtureParams
+from scipy import stats
+from scipy.special import logsumexp
+from sklearn.mixture import GaussianMixture
+
+POPULATION = Path(local.__file__).parent / "data" / "mixsim_K5_d10_omega0.1_seed1.npz"
+
+
+def population() -> GaussianMixtureParams:
+    with np.load(POPULATION) as z:
+        return GaussianMixtureParams(z["weights"], z["means"], z["covariances"])
+
+
+def penalty_brute_force(covariances: np.ndarray, S_x: np.ndarray, a_n: float) -> float:
+    return a_n * sum(np.trace(S_x @ np.linalg.inv(c)) + np.linalg.slogdet(c)[1] for c in covariances)
+
+
+def test_fit_recovers_the_paper_population() -> None:
+    # Complete-data sampling errors, inflated by 2 for the information lost to component overlap
+    # (MaxOmega 0.1), and taken at tail probabilities of about 1e-4 per component:
+    # weight ~ N(w, w(1-w)/n); n_k (mu^ - mu)' Sigma^-1 (mu^ - mu) ~ chi2_d;
+    # n_k ||Sigma^-1/2 Sigma^ Sigma^-1/2 - I||_F^2 has mean d(d+1) (Wishart), tail well below 3x mean.
+    truth = population()
+    n = 20_000
+    X, _ = truth.sample(n, np.random.default_rng(11))
+    fit = local.fit_local(X, 5, random_state=0)
+    fit = fit.permute(match_order(truth, fit))
+    d = truth.dim
+    for k in range(truth.n_components):
+        w, mu, cov = truth.weights[k], truth.means[k], truth.covariances[k]
+        n_k = n * w
+        assert abs(fit.weights[k] - w) <= 2 * 4 * np.sqrt(w * (1 - w) / n)
+        err = fit.means[k] - mu
+        assert n_k * err @ np.linalg.solve(cov, err) <= 2 * stats.chi2.ppf(1 - 1e-4, d)
+        root_inv = np.linalg.inv(np.linalg.cholesky(cov))
+        whitened = root_inv @ fit.covariances[k] @ root_inv.T - np.eye(d)
+        assert n_k * np.sum(whitened**2) <= 2 * 3 * d * (d + 1)
+
+
+def test_penalized_loglik_at_least_that_of_sklearn_mle() -> None:
+    # sklearn maximises the plain likelihood, fit_local the penalised one. When both reach the global
+    # maximum of their objective, each beats the other on its own objective, up to the optimisation gap
+    # left by stopping at a per-point gain of tol (about tol * rho / (1 - rho) per point, below 1e-4 per
+    # point unless EM crawls at rho > 0.99).
+    X, _ = population().sample(5_000, np.random.default_rng(3))
+    n = X.shape[0]
+    S_x, a_n = local.sample_covariance(X), n**-0.5
+    ours = local.fit_local_detailed(X, 5, random_state=0)
+    sk = GaussianMixture(5, n_init=4, tol=1e-7, max_iter=2000, reg_covar=0.0, random_state=0).fit(X)
+    sk_penalized = local.penalized_loglik(X, sk.weights_, sk.means_, sk.covariances_, S_x, a_n)
+    slack = 1e-4 * n
+    assert ours.penalized_loglik >= sk_penalized - slack
+    assert sk.score(X) * n >= ours.loglik - slack
+
+
+def test_screening_several_starts_escapes_bad_kmeans_plusplus_seeds() -> None:
+    # A long thin cluster next to two tight ones: k-means++ often seeds both ends of the long cluster,
+    # and EM then cannot separate the tight pair. The penalised MLE is at least as good as any point,
+    # the true parameters included, so a fit below them is stuck in a poor local optimum.
+    truth = GaussianMixtureParams(
+        [0.7, 0.15, 0.15],
+        [[0.0, 0.0], [0.0, 3.0], [0.0, -3.0]],
+        [np.diag([16.0, 0.01]), 0.01 * np.eye(2), 0.01 * np.eye(2)],
+    )
+    X, _ = truth.sample(3_000, np.random.default_rng(16))
+    n = X.shape[0]
+    at_truth = local.penalized_loglik(
+        X, truth.weights, truth.means, truth.covariances, local.sample_covariance(X), n**-0.5
+    )
+    single = [local.fit_local_detailed(X, 3, n_init=1, random_state=seed).penalized_loglik for seed in range(8)]
+    assert min(single) < at_truth  # the data are hard for one start
+    for seed in range(8):
+        assert local.fit_local_detailed(X, 3, random_state=seed).penalized_loglik >= at_truth
+
+
+def test_m_step_matches_per_component_formulas() -> None:
+    rng = np.random.default_rng(0)
+    n, d, k = 300, 3, 4
+    X = rng.standard_normal((n, d)) * [1.0, 5.0, 0.1] + 7.0
+    resp = rng.dirichlet(np.ones(k), size=n)
+    S_x, a_n = np.cov(X, rowvar=False), n**-0.5
+    weights, means, covariances = local.m_step(X, resp, S_x, a_n)
+    for j in range(k):
+        r = resp[:, j]
+        n_j = r.sum()
+        mu = sum(r[i] * X[i] for i in range(n)) / n_j
+        scatter = sum(r[i] * np.outer(X[i] - mu, X[i] - mu) for i in range(n))
+        np.testing.assert_allclose(weights[j], n_j / n, rtol=1e-12)
+        np.testing.assert_allclose(means[j], mu, rtol=1e-10)
+        np.testing.assert_allclose(covariances[j], (scatter + 2 * a_n * S_x) / (n_j + 2 * a_n), rtol=1e-9)
+
+
+def test_sample_covariance_is_numpy_cov() -> None:
+    X = np.random.default_rng(1).standard_normal((50, 4))
+    np.testing.assert_allclose(local.sample_covariance(X), np.cov(X, rowvar=False), rtol=1e-12)
+
+
+def test_penalized_loglik_and_e_step_match_scipy_brute_force() -> None:
+    rng = np.random.default_rng(2)
+    n, d, k = 200, 4, 3
+    X = rng.standard_normal((n, d)) * 2.0
+    weights = rng.dirichlet(np.ones(k))
+    means = rng.standard_normal((k, d))
+    covariances = np.array([random_spd(rng, d) for _ in range(k)])
+    S_x, a_n = np.cov(X, rowvar=False), 0.3
+
+    log_joint = np.column_stack(
+        [np.log(weights[j]) + stats.multivariate_normal(means[j], covariances[j]).logpdf(X) for j in range(k)]
+    )
+    loglik = logsumexp(log_joint, axis=1).sum()
+    expected = loglik - penalty_brute_force(covariances, S_x, a_n)
+    np.testing.assert_allclose(local.penalized_loglik(X, weights, means, covariances, S_x, a_n), expected, rtol=1e-10)
+
+    got_loglik, resp = local.e_step(X, weights, means, local.precision_cholesky(covariances))
+    np.testing.assert_allclose(got_loglik, loglik, rtol=1e-10)
+    np.testing.assert_allclose(resp, np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True)), atol=1e-12)
+
+
+def test_precision_cholesky_is_an_upper_factor_of_the_inverse() -> None:
+    rng = np.random.default_rng(4)
+    covariances = np.array([random_spd(rng, 5) for _ in range(3)])
+    U = local.precision_cholesky(covariances)
+    assert np.allclose(np.tril(U, -1), 0.0)
+    np.testing.assert_allclose(
+        U @ np.swapaxes(U, 1, 2) @ covariances, np.broadcast_to(np.eye(5), (3, 5, 5)), atol=1e-10
+    )
+
+
+def test_em_iterations_never_decrease_the_penalized_loglik() -> None:
+    # From a deliberately poor start (random responsibilities) on overlapping data, so the trace is long.
+    X, _ = population().sample(2_000, np.random.default_rng(5))
+    n = X.shape[0]
+    S_x, a_n = np.cov(X, rowvar=False), n**-0.5
+    resp = np.random.default_rng(6).dirichlet(np.ones(5), size=n)
+    trace = []
+    for _ in range(60):
+        weights, means, covariances = local.m_step(X, resp, S_x, a_n)
+        trace.append(local.penalized_loglik(X, weights, means, covariances, S_x, a_n))
+        _, resp = local.e_step(X, weights, means, local.precision_cholesky(covariances))
+    steps = np.diff(trace)
+    assert np.all(steps >= -1e-9 * abs(trace[-1]))
+    assert trace[-1] - trace[0] > 1.0
+
+
+def test_fit_history_is_monotone_and_ends_at_the_reported_value() -> None:
+    X, _ = population().sample(5_000, np.random.default_rng(7))
+    fit = local.fit_local_detailed(X, 5, random_state=1)
+    history = np.array(fit.history)
+    assert len(history) == fit.n_iter + 1
+    assert np.all(np.diff(history) >= -1e-9 * abs(history[-1]))
+    assert fit.converged and fit.n_init == 8
+    assert history[-1] == fit.penalized_loglik
+    mix = fit.mixture
+    recomputed = local.penalized_loglik(
+        X, mix.weights, mix.means, mix.covariances, local.sample_covariance(X), X.shape[0] ** -0.5
+    )
+    np.testing.assert_allclose(fit.penalized_loglik, recomputed, rtol=1e-9)
+    np.testing.assert_allclose(fit.loglik, mix.logpdf(X).sum(), rtol=1e-9)
+
+
+def test_fit_local_returns_the_detailed_fits_mixture() -> None:
+    X, _ = population().sample(1_000, np.random.default_rng(8))
+    assert local.fit_local(X, 5, random_state=3) == local.fit_local_detailed(X, 5, random_state=3).mixture
+
+
+def test_one_dimensional_data() -> None:
+    truth = GaussianMixtureParams([0.3, 0.7], [[-4.0], [4.0]], [[[1.0]], [[4.0]]])
+    n = 4_000
+    X, _ = truth.sample(n, np.random.default_rng(9))
+    fit = local.fit_local(X[:, 0], 2, random_state=0)
+    assert fit.dim == 1
+    fit = fit.permute(match_order(truth, fit))
+    # Components 4 sd apart barely overlap: complete-data errors, at 5 standard deviations.
+    sd_w = np.sqrt(0.3 * 0.7 / n)
+    np.testing.assert_allclose(fit.weights, truth.weights, atol=5 * sd_w)
+    for k in range(2):
+        n_k, var = n * truth.weights[k], truth.covariances[k, 0, 0]
+        assert abs(fit.means[k, 0] - truth.means[k, 0]) <= 5 * np.sqrt(var / n_k)
+        assert abs(fit.covariances[k, 0, 0] - var) <= 5 * var * np.sqrt(2 / n_k)
+
+
+def test_fifty_dimensions() -> None:
+    rng = np.random.default_rng(10)
+    d, k, n = 50, 3, 3_000
+    covariances = np.array([random_spd(rng, d) for _ in range(k)])
+    means = 4.0 * rng.standard_normal((k, d))  # pairwise distances ~ 40, against sds of at most sqrt(5)
+    truth = GaussianMixtureParams(np.full(k, 1 / k), means, covariances)
+    X, labels = truth.sample(n, rng)
+    fit = local.fit_local(X, k, random_state=0)
+    fit = fit.permute(match_order(truth, fit))
+    predicted = np.argmax(fit.component_logpdf(X) + np.log(fit.weights), axis=1)
+    # Separation of >10 sd makes misclassification negligible (normal tail below 1e-6 per point).
+    assert np.mean(predicted == labels) >= 0.999
+    for j in range(k):
+        n_j = np.sum(labels == j)
+        err = fit.means[j] - means[j]
+        assert n_j * err @ np.linalg.solve(covariances[j], err) <= stats.chi2.ppf(1 - 1e-6, d)
+
+
+@pytest.mark.parametrize(
+    ("X", "n_components", "kwargs", "message"),
+    [
+        (np.array([[0.0, np.nan], [1.0, 2.0], [3.0, 1.0]]), 1, {}, "NaN or infinity"),
+        (np.array([[0.0, 1.0], [np.inf, 2.0], [3.0, 1.0]]), 1, {}, "row 1"),
+        (np.zeros((2, 2, 2)), 1, {}, "shape"),
+        ([["a", "b"]], 1, {}, "numeric"),
+        (np.random.default_rng(0).standard_normal((4, 2)), 5, {}, "at least one row per component"),
+        (np.random.default_rng(0).standard_normal((10, 2)), 0, {}, "n_components"),
+        (np.random.default_rng(0).standard_normal((10, 2)), 2.5, {}, "n_components"),
+        (np.random.default_rng(0).standard_normal((10, 2)), True, {}, "n_components"),
+        (np.random.default_rng(0).standard_normal((3, 5)), 2, {}, "n must exceed d"),
+        (np.column_stack([np.arange(10.0), np.ones(10)]), 2, {}, "singular"),
+        (np.column_stack([np.arange(10.0), 2 * np.arange(10.0)]), 2, {}, "linearly dependent"),
+        (np.random.default_rng(0).standard_normal((10, 2)), 2, {"n_init": 0}, "n_init"),
+        (np.random.default_rng(0).standard_normal((10, 2)), 2, {"max_iter": 0}, "max_iter"),
+        (np.random.default_rng(0).standard_normal((10, 2)), 2, {"tol": -1.0}, "tol"),
+        (np.random.default_rng(0).standard_normal((10, 2)), 2, {"tol": np.nan}, "tol"),
+    ],
+)
+def test_invalid_input_is_rejected_with_a_clear_message(X, n_components, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        local.fit_local(X, n_components, **kwargs)
+
+
+def test_more_components_than_distinct_points_gives_valid_covariances() -> None:
+    X = np.repeat([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], 50, axis=0)
+    n = X.shape[0]
+    fit = local.fit_local_detailed(X, 5, random_state=0)
+    mix = fit.mixture  # constructed, hence validated: weights sum to 1, covariances positive definite
+    assert np.isfinite(fit.penalized_loglik)
+    # The M-step gives Sigma_k - 2 a_n S_x / (n_k + 2 a_n) = scatter / (n_k + 2 a_n) >= 0, and n_k <= n.
+    a_n, S_x = n**-0.5, np.cov(X, rowvar=False)
+    floor = 2 * a_n * S_x / (n + 2 * a_n)
+    assert np.all(np.linalg.eigvalsh(mix.covariances - floor) >= -1e-12)
+
+
+def test_duplicated_points_do_not_collapse_a_component() -> None:
+    # A third of the data sits on one point: the unpenalised likelihood is unbounded there.
+    rng = np.random.default_rng(12)
+    X = np.vstack([rng.standard_normal((400, 2)), np.tile([3.0, 3.0], (200, 1))])
+    n = X.shape[0]
+    mix = local.fit_local(X, 2, random_state=0)
+    a_n, S_x = n**-0.5, np.cov(X, rowvar=False)
+    assert np.all(np.linalg.eigvalsh(mix.covariances - 2 * a_n * S_x / (n + 2 * a_n)) >= -1e-12)
+
+
+def test_m_step_keeps_an_empty_component_finite() -> None:
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((100, 3))
+    X -= X.mean(axis=0)
+    resp = np.zeros((100, 3))
+    resp[:, :2] = rng.dirichlet(np.ones(2), size=100)
+    S_x = np.cov(X, rowvar=False)
+    weights, means, covariances = local.m_step(X, resp, S_x, 0.1)
+    assert np.all(weights > 0) and abs(weights.sum() - 1) < 1e-12
+    np.testing.assert_allclose(means[2], 0.0, atol=1e-12)  # the mean of the centred data
+    np.testing.assert_allclose(covariances[2], S_x, rtol=1e-12)
+    GaussianMixtureParams(weights, means, covariances)
+
+
+def test_kmeans_plusplus_seeds_every_well_separated_cluster() -> None:
+    # Clusters 100 apart with unit spread: once a cluster holds a centre, a further draw lands in it with
+    # probability about (its within-cluster sum of squares) / (total potential) < 1e-3.
+    rng = np.random.default_rng(14)
+    centres = 100.0 * np.eye(4)
+    X = np.repeat(centres, 50, axis=0) + rng.standard_normal((200, 4))
+    seeds, indices = local.kmeans_plusplus(X, 4, np.random.default_rng(0))
+    np.testing.assert_array_equal(seeds, X[indices])
+    assert sorted(indices // 50) == [0, 1, 2, 3]
+
+
+def test_kmeans_plusplus_with_fewer_distinct_points_than_clusters() -> None:
+    X = np.repeat([[0.0, 0.0], [1.0, 1.0]], 5, axis=0)
+    seeds, indices = local.kmeans_plusplus(X, 4, np.random.default_rng(0))
+    assert seeds.shape == (4, 2) and np.all((indices >= 0) & (indices < 10))
+    assert {tuple(s) for s in seeds} == {(0.0, 0.0), (1.0, 1.0)}
+
+
+def test_random_state_makes_fits_reproducible() -> None:
+    X, _ = population().sample(2_000, np.random.default_rng(15))
+    first = local.fit_local(X, 5, random_state=42)
+    assert local.fit_local(X, 5, random_state=42) == first
+    assert local.fit_local(X, 5, random_state=np.random.default_rng(42)) == first
