@@ -98,14 +98,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 fig, ax = plt.subplots(figsize=(8, 3.5))
 dist = res.distance_to_center
-colors = ["tab:red" if i in set(bad.tolist()) else "tab:blue" for i in range(len(dist))]
-ax.bar(np.arange(len(dist)), dist, color=colors)
+machines = np.arange(len(dist))
+colors = ["tab:red" if i in set(bad.tolist()) else "tab:blue" for i in machines]
+ax.bar(machines, dist, color=colors)
 ax.axhline(res.filter.cutoff, color="k", ls="--", label=f"cut-off kappa*r = {res.filter.cutoff:.3f}")
-ax.set_yscale("log")
+ax.annotate("centre", (res.center, 0), xytext=(res.center, 0.35 * dist.max()), ha="center",
+            arrowprops={"arrowstyle": "->"})
+ax.set_xticks(machines)
 ax.set_xlabel("machine (red: attacked)")
 ax.set_ylabel("L2 distance to the centre")
 ax.set_title("DFMR filter under the mean attack (20%)")
-ax.legend()
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
 fig.tight_layout()
 out = Path(os.environ.get("DFMR_VIGNETTE_OUT", ".")) / "dfmr_walkthrough.png"
 fig.savefig(out, dpi=110)
