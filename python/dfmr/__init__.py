@@ -7,6 +7,7 @@ distance to a robust centre and reduces the rest to one K-component mixture.
 from . import filtering, io, metrics, reduction, simulate, summary
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .distances import l2_distance, pairwise_l2
+from .estimator import DistributedGaussianMixture, NotFittedError
 from .local import fit_local
 from .params import LIMITS, GaussianMixtureParams, InvalidMixtureError
 
@@ -14,6 +15,7 @@ __all__ = [
     "GaussianMixtureParams", "InvalidMixtureError", "LIMITS",
     "pairwise_l2", "l2_distance",
     "dfmr", "mr", "coat", "tkb", "AggregationResult", "fit_local",
+    "DistributedGaussianMixture", "NotFittedError",
     "filtering", "reduction", "simulate", "metrics", "io", "summary",
 ]
 __version__ = "0.1.0"
