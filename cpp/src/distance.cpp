@@ -162,6 +162,7 @@ double l2_distance(const Mixture& f, const Mixture& g) {
 }
 
 Eigen::MatrixXd pairwise_l2(const std::vector<Mixture>& mixtures, int n_threads) {
+  if (n_threads < 0) throw std::invalid_argument("dfmr::pairwise_l2: n_threads must be >= 0 (0: all hardware threads)");
   check_dims(mixtures);
   const std::size_t m = mixtures.size();
   Eigen::MatrixXd D = Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(m));

@@ -266,6 +266,7 @@ void check_options(const ReduceOptions& opt) {
   if (opt.max_iter < 0) throw std::invalid_argument("dfmr::reduce: max_iter must be >= 0");
   if (!(opt.tol >= 0.0)) throw std::invalid_argument("dfmr::reduce: tol must be >= 0");
   if (!(opt.trim >= 0.0 && opt.trim < 1.0)) throw std::invalid_argument("dfmr::reduce: trim must be in [0, 1)");
+  if (opt.n_threads < 0) throw std::invalid_argument("dfmr::reduce: n_threads must be >= 0 (0: all hardware threads)");
 }
 
 }  // namespace
@@ -344,20 +345,23 @@ std::vector<Mixture> default_starts(const std::vector<Mixture>& mixtures, int n_
                          pooled.covariance_data() + c * d * d);
     const Eigen::MatrixXd C = kl_cost(pooled, single);
     std::size_t far = 0;
-    double far_score = -1.0;
+    double far_score = 0.0;
     for (std::size_t n = 0; n < N; ++n) {
       nearest[n] = std::min(nearest[n], C(static_cast<Eigen::Index>(n), 0));
       const double score = pooled.weights()[static_cast<Eigen::Index>(n)] * nearest[n];
       if (score > far_score) far_score = score, far = n;
     }
+    // Every remaining pooled component coincides with a chosen one: fewer distinct seeds.
+    if (!(far_score > 0.0)) break;
     chosen.push_back(far);
   }
-  std::vector<double> w(K, 1.0 / static_cast<double>(K)), mu, cov;
+  const std::size_t seeds = chosen.size();
+  std::vector<double> w(seeds, 1.0 / static_cast<double>(seeds)), mu, cov;
   for (std::size_t c : chosen) {
     mu.insert(mu.end(), pooled.means().data() + c * d, pooled.means().data() + (c + 1) * d);
     cov.insert(cov.end(), pooled.covariance_data() + c * d * d, pooled.covariance_data() + (c + 1) * d * d);
   }
-  starts.emplace_back(K, d, w.data(), mu.data(), cov.data());
+  starts.emplace_back(seeds, d, w.data(), mu.data(), cov.data());
   return starts;
 }
 

@@ -14,7 +14,7 @@ struct ReduceOptions {
   int max_iter = 100;     // maximum number of MM updates per start
   double tol = 1e-5;      // stop when (obj_prev - obj) / max(obj_prev, obj, 1) < tol
   double trim = 0.0;      // trimming level alpha in [0, 1): 0 is plain MR, > 0 is TKB
-  int n_threads = 0;      // starts run in parallel; 0: all hardware threads
+  int n_threads = 0;      // starts run in parallel; 0: all hardware threads (negative: invalid)
 };
 
 struct ReduceResult {
@@ -39,7 +39,8 @@ ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, i
 
 // Default starts for reducing `mixtures` to K components: every mixture with exactly K
 // components. If there is none, one start seeded from the pool: its heaviest component,
-// then repeatedly the pooled component farthest (weighted KL cost) from those chosen.
+// then repeatedly the pooled component farthest (weighted KL cost) from those chosen, stopping
+// early (fewer than K seeds) when every remaining component coincides with a chosen one.
 std::vector<Mixture> default_starts(const std::vector<Mixture>& mixtures, int n_components);
 
 // pool(mixtures) reduced from default_starts(mixtures, K): plain MR (trim = 0) or TKB.

@@ -1,0 +1,667 @@
+// Tests of dfmr::kl_cost, dfmr::reduce, dfmr::default_starts and dfmr::reduce_mixtures.
+// A reference implementation of the MM iterations (plain and trimmed), written here from the
+// specification with Eigen's dense inverse and determinant, checks the optimised core.
+#include <dfmr/mixture.hpp>
+#include <dfmr/reduction.hpp>
+
+#include <gtest/gtest.h>
+
+#include <Eigen/Dense>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+namespace {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+struct Gauss {
+  VectorXd mu;
+  MatrixXd S;
+};
+
+std::vector<Gauss> components(const dfmr::Mixture& f) {
+  std::vector<Gauss> out;
+  for (std::size_t k = 0; k < f.n_components(); ++k)
+    out.push_back({f.means().row(static_cast<Eigen::Index>(k)).transpose(), MatrixXd(f.covariance(k))});
+  return out;
+}
+
+dfmr::Mixture make_mixture(const VectorXd& w, const std::vector<Gauss>& comps) {
+  const auto K = static_cast<Eigen::Index>(comps.size());
+  MatrixXd mu(K, comps.front().mu.size());
+  std::vector<MatrixXd> cov;
+  for (Eigen::Index k = 0; k < K; ++k) {
+    mu.row(k) = comps[static_cast<std::size_t>(k)].mu.transpose();
+    cov.push_back(comps[static_cast<std::size_t>(k)].S);
+  }
+  return dfmr::Mixture(w, mu, cov);
+}
+
+// KL(N(m1, S1) || N(m2, S2)) = 0.5 [ tr(S2^-1 S1) + (m2-m1)^T S2^-1 (m2-m1) - d + log det S2 - log det S1 ].
+double kl(const Gauss& a, const Gauss& b) {
+  const MatrixXd P = b.S.inverse();
+  const VectorXd r = b.mu - a.mu;
+  return 0.5 * ((P * a.S).trace() + r.dot(P * r) - static_cast<double>(a.mu.size()) +
+                std::log(b.S.determinant()) - std::log(a.S.determinant()));
+}
+
+MatrixXd reference_cost(const std::vector<Gauss>& pool, const std::vector<Gauss>& G) {
+  MatrixXd C(static_cast<Eigen::Index>(pool.size()), static_cast<Eigen::Index>(G.size()));
+  for (std::size_t n = 0; n < pool.size(); ++n)
+    for (std::size_t k = 0; k < G.size(); ++k)
+      C(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(k)) = kl(pool[n], G[k]);
+  return C;
+}
+
+// Optimal plan for fixed costs: every pooled component goes wholly to its cheapest column
+// (ties split equally); with trimming, only the cheapest components up to mass 1 - trim.
+double reference_assign(const MatrixXd& C, const VectorXd& w, double trim, MatrixXd& pi) {
+  const Eigen::Index N = C.rows(), K = C.cols();
+  const VectorXd best = C.rowwise().minCoeff();
+  VectorXd kept = w;
+  if (trim > 0.0) {
+    std::vector<Eigen::Index> order(static_cast<std::size_t>(N));
+    std::iota(order.begin(), order.end(), Eigen::Index{0});
+    std::stable_sort(order.begin(), order.end(), [&](Eigen::Index a, Eigen::Index b) { return best(a) < best(b); });
+    double room = 1.0 - trim;
+    for (Eigen::Index n : order) {
+      kept(n) = std::clamp(room, 0.0, w(n));
+      room -= kept(n);
+    }
+  }
+  pi = MatrixXd::Zero(N, K);
+  for (Eigen::Index n = 0; n < N; ++n) {
+    const auto ties = static_cast<double>((C.row(n).array() == best(n)).count());
+    for (Eigen::Index k = 0; k < K; ++k)
+      if (C(n, k) == best(n)) pi(n, k) = kept(n) / ties;
+  }
+  return kept.dot(best);
+}
+
+// Moment-matched Gaussians of the columns of pi that carry mass.
+std::vector<Gauss> moment_match(const std::vector<Gauss>& pool, const MatrixXd& pi) {
+  std::vector<Gauss> G;
+  for (Eigen::Index k = 0; k < pi.cols(); ++k) {
+    const double mass = pi.col(k).sum();
+    if (!(mass > 0.0)) continue;
+    const Eigen::Index d = pool.front().mu.size();
+    VectorXd mu = VectorXd::Zero(d);
+    for (std::size_t n = 0; n < pool.size(); ++n) mu += pi(static_cast<Eigen::Index>(n), k) * pool[n].mu;
+    mu /= mass;
+    MatrixXd S = MatrixXd::Zero(d, d);
+    for (std::size_t n = 0; n < pool.size(); ++n) {
+      const VectorXd r = pool[n].mu - mu;
+      S += pi(static_cast<Eigen::Index>(n), k) * (pool[n].S + r * r.transpose());
+    }
+    G.push_back({mu, S / mass});
+  }
+  return G;
+}
+
+struct Reference {
+  std::vector<Gauss> G;
+  VectorXd w;
+  MatrixXd pi;
+  std::vector<double> trace;
+  int n_iter = 0;
+  bool converged = false;
+};
+
+Reference reference_reduce(const dfmr::Mixture& pooled, const dfmr::Mixture& start, double trim,
+                           int max_iter = 100, double tol = 1e-5) {
+  const std::vector<Gauss> pool = components(pooled);
+  Reference r;
+  r.G = components(start);
+  double obj = reference_assign(reference_cost(pool, r.G), pooled.weights(), trim, r.pi);
+  r.trace.push_back(obj);
+  for (int it = 1; it <= max_iter; ++it) {
+    r.G = moment_match(pool, r.pi);
+    const double next = reference_assign(reference_cost(pool, r.G), pooled.weights(), trim, r.pi);
+    r.trace.push_back(next);
+    r.n_iter = it;
+    const double rel = (obj - next) / std::max({obj, next, 1.0});
+    obj = next;
+    if (rel < tol) {
+      r.converged = true;
+      break;
+    }
+  }
+  r.w = r.pi.colwise().sum().transpose();
+  r.w /= r.w.sum();
+  return r;
+}
+
+MatrixXd random_spd(std::mt19937& rng, int d, double ridge) {
+  std::normal_distribution<double> z(0.0, 1.0);
+  MatrixXd B(d, d);
+  for (int i = 0; i < d; ++i)
+    for (int j = 0; j < d; ++j) B(i, j) = z(rng);
+  return B * B.transpose() / d + ridge * MatrixXd::Identity(d, d);
+}
+
+// A K-component population in d dimensions with well separated means.
+struct Population {
+  VectorXd w;
+  std::vector<Gauss> comps;
+};
+
+Population make_population(std::mt19937& rng, int K, int d) {
+  std::normal_distribution<double> z(0.0, 1.0);
+  Population p;
+  p.w = VectorXd::LinSpaced(K, 1.0, 2.0);
+  p.w /= p.w.sum();
+  for (int k = 0; k < K; ++k) {
+    VectorXd mu(d);
+    for (int i = 0; i < d; ++i) mu(i) = z(rng);
+    mu(k % d) += 8.0 * (k + 1);
+    p.comps.push_back({mu, random_spd(rng, d, 0.5)});
+  }
+  return p;
+}
+
+// One machine's local estimate: perturbed parameters, labels in a random order; a Byzantine
+// machine additionally moves every mean far away.
+dfmr::Mixture local_estimate(std::mt19937& rng, const Population& p, bool byzantine) {
+  std::normal_distribution<double> z(0.0, 1.0);
+  std::uniform_real_distribution<double> u(0.8, 1.2);
+  const auto K = static_cast<int>(p.comps.size());
+  const auto d = static_cast<int>(p.comps.front().mu.size());
+  std::vector<int> perm(static_cast<std::size_t>(K));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  VectorXd w(K);
+  std::vector<Gauss> comps;
+  for (int k = 0; k < K; ++k) {
+    const Gauss& src = p.comps[static_cast<std::size_t>(perm[static_cast<std::size_t>(k)])];
+    w(k) = p.w(perm[static_cast<std::size_t>(k)]) * u(rng);
+    VectorXd mu = src.mu;
+    for (int i = 0; i < d; ++i) mu(i) += 0.3 * z(rng) + (byzantine ? 60.0 : 0.0);
+    comps.push_back({mu, src.S + 0.1 * random_spd(rng, d, 0.0)});
+  }
+  return make_mixture(w / w.sum(), comps);
+}
+
+std::vector<dfmr::Mixture> local_estimates(unsigned seed, int m, int n_byzantine, int K = 3, int d = 3) {
+  std::mt19937 rng(seed);
+  const Population p = make_population(rng, K, d);
+  std::vector<dfmr::Mixture> out;
+  for (int i = 0; i < m; ++i) out.push_back(local_estimate(rng, p, i < n_byzantine));
+  return out;
+}
+
+dfmr::Mixture permuted(const dfmr::Mixture& f, const std::vector<std::size_t>& perm) {
+  const std::vector<Gauss> c = components(f);
+  std::vector<Gauss> out;
+  VectorXd w(static_cast<Eigen::Index>(perm.size()));
+  for (std::size_t k = 0; k < perm.size(); ++k) {
+    out.push_back(c[perm[k]]);
+    w(static_cast<Eigen::Index>(k)) = f.weights()(static_cast<Eigen::Index>(perm[k]));
+  }
+  return make_mixture(w, out);
+}
+
+double rel_diff(const MatrixXd& a, const MatrixXd& b) { return (a - b).norm() / std::max(1.0, b.norm()); }
+
+// Matching components of two mixtures up to their order (nearest mean).
+void expect_same_mixture(const dfmr::Mixture& a, const dfmr::Mixture& b, double rel) {
+  ASSERT_EQ(a.n_components(), b.n_components());
+  ASSERT_EQ(a.dim(), b.dim());
+  const std::vector<Gauss> ca = components(a), cb = components(b);
+  std::vector<bool> used(cb.size(), false);
+  for (std::size_t i = 0; i < ca.size(); ++i) {
+    std::size_t j_best = cb.size();
+    double best = std::numeric_limits<double>::infinity();
+    for (std::size_t j = 0; j < cb.size(); ++j)
+      if (!used[j] && (ca[i].mu - cb[j].mu).norm() < best) best = (ca[i].mu - cb[j].mu).norm(), j_best = j;
+    ASSERT_LT(j_best, cb.size());
+    used[j_best] = true;
+    EXPECT_LE(rel_diff(ca[i].mu, cb[j_best].mu), rel) << "component " << i;
+    EXPECT_LE(rel_diff(ca[i].S, cb[j_best].S), rel) << "component " << i;
+    EXPECT_NEAR(a.weights()(static_cast<Eigen::Index>(i)), b.weights()(static_cast<Eigen::Index>(j_best)), rel)
+        << "component " << i;
+  }
+}
+
+dfmr::ReduceOptions with_trim(double trim) {
+  dfmr::ReduceOptions opt;
+  opt.trim = trim;
+  return opt;
+}
+
+const std::vector<unsigned> kSeeds{1, 2, 3, 4, 5};
+
+// ------------------------------------------------------------------------ kl_cost
+
+TEST(KlCost, MatchesDirectFormula) {
+  for (unsigned seed : kSeeds) {
+    for (int d : {1, 4, 10}) {
+      const std::vector<dfmr::Mixture> fs = local_estimates(seed, 3, 0, 3, d);
+      const dfmr::Mixture pooled = dfmr::pool(fs);
+      const MatrixXd C = dfmr::kl_cost(pooled, fs[1]);
+      const MatrixXd R = reference_cost(components(pooled), components(fs[1]));
+      ASSERT_EQ(C.rows(), 9);
+      ASSERT_EQ(C.cols(), 3);
+      for (Eigen::Index n = 0; n < 9; ++n)
+        for (Eigen::Index k = 0; k < 3; ++k) EXPECT_NEAR(C(n, k), R(n, k), 1e-10 * std::max(1.0, R(n, k)));
+      // A component has zero divergence from itself.
+      for (Eigen::Index k = 0; k < 3; ++k) EXPECT_NEAR(C(3 + k, k), 0.0, 1e-12);
+    }
+  }
+}
+
+TEST(KlCost, OneDimensionalClosedForm) {
+  const std::vector<double> w{0.5, 0.5}, m{-1.0, 2.0}, v{0.5, 3.0};
+  const dfmr::Mixture f(2, 1, w.data(), m.data(), v.data());
+  const MatrixXd C = dfmr::kl_cost(f, f);
+  for (Eigen::Index a = 0; a < 2; ++a)
+    for (Eigen::Index b = 0; b < 2; ++b) {
+      const double r = m[static_cast<std::size_t>(b)] - m[static_cast<std::size_t>(a)];
+      const double va = v[static_cast<std::size_t>(a)], vb = v[static_cast<std::size_t>(b)];
+      EXPECT_NEAR(C(a, b), 0.5 * (va / vb + r * r / vb - 1.0 + std::log(vb / va)), 1e-14);
+    }
+}
+
+TEST(KlCost, RejectsDimensionMismatch) {
+  const std::vector<dfmr::Mixture> a = local_estimates(1, 1, 0, 2, 2), b = local_estimates(1, 1, 0, 2, 3);
+  EXPECT_THROW(dfmr::kl_cost(a[0], b[0]), std::invalid_argument);
+}
+
+// ------------------------------------------------------------ MM iterations
+
+TEST(Reduce, MatchesReferenceImplementation) {
+  for (unsigned seed : kSeeds) {
+    for (double trim : {0.0, 0.3}) {
+      const std::vector<dfmr::Mixture> fs = local_estimates(seed, 8, trim > 0.0 ? 2 : 0);
+      const dfmr::Mixture pooled = dfmr::pool(fs);
+      const std::vector<dfmr::Mixture> starts = dfmr::default_starts(fs, 3);
+      std::vector<double> objectives;
+      for (const auto& start : starts) {
+        const dfmr::ReduceResult r = dfmr::reduce(pooled, {start}, 3, with_trim(trim));
+        const Reference ref = reference_reduce(pooled, start, trim);
+        SCOPED_TRACE(::testing::Message() << "seed " << seed << ", trim " << trim);
+        ASSERT_EQ(r.n_iter, ref.n_iter);
+        EXPECT_EQ(r.converged, ref.converged);
+        ASSERT_EQ(r.objective_trace.size(), ref.trace.size());
+        for (std::size_t i = 0; i < ref.trace.size(); ++i)
+          EXPECT_NEAR(r.objective_trace[i], ref.trace[i], 1e-9 * std::max(1.0, ref.trace[i]));
+        EXPECT_NEAR(r.objective, ref.trace.back(), 1e-9 * std::max(1.0, ref.trace.back()));
+        ASSERT_EQ(r.mixture.n_components(), ref.G.size());
+        EXPECT_LE(rel_diff(r.assignment, ref.pi), 1e-12);
+        EXPECT_LE(rel_diff(r.mixture.weights(), ref.w), 1e-12);
+        for (std::size_t k = 0; k < ref.G.size(); ++k) {
+          EXPECT_LE(rel_diff(r.mixture.means().row(static_cast<Eigen::Index>(k)).transpose(), ref.G[k].mu), 1e-9);
+          EXPECT_LE(rel_diff(r.mixture.covariance(k), ref.G[k].S), 1e-9);
+        }
+        objectives.push_back(ref.trace.back());
+      }
+      // All starts together: the one with the smallest final objective wins.
+      const dfmr::ReduceResult all = dfmr::reduce(pooled, starts, 3, with_trim(trim));
+      ASSERT_EQ(all.start_objectives.size(), starts.size());
+      const auto best = std::min_element(objectives.begin(), objectives.end());
+      EXPECT_NEAR(all.objective, *best, 1e-9 * std::max(1.0, *best));
+      EXPECT_EQ(all.objective, *std::min_element(all.start_objectives.begin(), all.start_objectives.end()));
+      EXPECT_EQ(all.objective, all.start_objectives[static_cast<std::size_t>(all.start_index)]);
+    }
+  }
+}
+
+TEST(Reduce, ObjectiveTraceIsNonIncreasing) {
+  for (unsigned seed : kSeeds) {
+    for (double trim : {0.0, 0.3}) {
+      const std::vector<dfmr::Mixture> fs = local_estimates(seed + 100, 10, 3, 4, 3);
+      dfmr::ReduceOptions opt = with_trim(trim);
+      opt.tol = 0.0;  // run every iteration
+      opt.max_iter = 40;
+      for (const auto& start : dfmr::default_starts(fs, 4)) {
+        const dfmr::ReduceResult r = dfmr::reduce(dfmr::pool(fs), {start}, 4, opt);
+        ASSERT_EQ(r.objective_trace.size(), static_cast<std::size_t>(r.n_iter) + 1);
+        EXPECT_EQ(r.objective_trace.back(), r.objective);
+        for (std::size_t i = 1; i < r.objective_trace.size(); ++i)
+          EXPECT_LE(r.objective_trace[i], r.objective_trace[i - 1] + 1e-14 * std::max(1.0, r.objective_trace[i - 1]))
+              << "seed " << seed << ", trim " << trim << ", step " << i;
+      }
+    }
+  }
+}
+
+TEST(Reduce, WeightsSumToOne) {
+  for (unsigned seed : kSeeds)
+    for (double trim : {0.0, 0.3, 0.5}) {
+      const dfmr::ReduceResult r = dfmr::reduce_mixtures(local_estimates(seed, 6, 2), 3, with_trim(trim));
+      EXPECT_NEAR(r.mixture.weights().sum(), 1.0, 1e-12);
+      EXPECT_TRUE((r.mixture.weights().array() >= 0.0).all());
+    }
+}
+
+TEST(Reduce, ResultIsMomentMatchedFixedPoint) {
+  for (unsigned seed : kSeeds) {
+    for (double trim : {0.0, 0.3}) {
+      const std::vector<dfmr::Mixture> fs = local_estimates(seed, 8, trim > 0.0 ? 2 : 0);
+      const dfmr::Mixture pooled = dfmr::pool(fs);
+      dfmr::ReduceOptions opt = with_trim(trim);
+      opt.tol = 1e-10;
+      const dfmr::ReduceResult r = dfmr::reduce_mixtures(fs, 3, opt);
+      ASSERT_TRUE(r.converged);
+      const MatrixXd& pi = r.assignment;
+      ASSERT_EQ(pi.rows(), static_cast<Eigen::Index>(pooled.n_components()));
+      ASSERT_EQ(pi.cols(), static_cast<Eigen::Index>(r.mixture.n_components()));
+      EXPECT_NEAR(pi.sum(), 1.0 - trim, 1e-12);
+      const std::vector<Gauss> G = moment_match(components(pooled), pi);
+      ASSERT_EQ(G.size(), r.mixture.n_components());
+      for (std::size_t k = 0; k < G.size(); ++k) {
+        const auto K = static_cast<Eigen::Index>(k);
+        EXPECT_LE(rel_diff(r.mixture.means().row(K).transpose(), G[k].mu), 1e-6);
+        EXPECT_LE(rel_diff(r.mixture.covariance(k), G[k].S), 1e-6);
+        EXPECT_NEAR(r.mixture.weights()(K), pi.col(K).sum() / (1.0 - trim), 1e-12);
+      }
+    }
+  }
+}
+
+TEST(Reduce, ObjectiveIsTransportCostOfAssignment) {
+  for (unsigned seed : kSeeds) {
+    for (double trim : {0.0, 0.3}) {
+      const std::vector<dfmr::Mixture> fs = local_estimates(seed, 8, trim > 0.0 ? 2 : 0);
+      const dfmr::Mixture pooled = dfmr::pool(fs);
+      const dfmr::ReduceResult r = dfmr::reduce_mixtures(fs, 3, with_trim(trim));
+      const MatrixXd C = reference_cost(components(pooled), components(r.mixture));
+      EXPECT_NEAR(r.objective, (r.assignment.array() * C.array()).sum(), 1e-9 * std::max(1.0, r.objective));
+      // Mass sits only on the cheapest column, never above the pooled weight.
+      double cheapest_dropped = std::numeric_limits<double>::infinity(), dearest_kept = 0.0;
+      for (Eigen::Index n = 0; n < C.rows(); ++n) {
+        Eigen::Index arg;
+        const double best = C.row(n).minCoeff(&arg);
+        const double mass = r.assignment.row(n).sum();
+        EXPECT_EQ(mass, r.assignment(n, arg));
+        EXPECT_LE(mass, pooled.weights()(n) * (1.0 + 1e-12));
+        if (trim == 0.0) {
+          EXPECT_NEAR(mass, pooled.weights()(n), 1e-15);
+        }
+        if (mass == 0.0) cheapest_dropped = std::min(cheapest_dropped, best);
+        if (mass > 0.0) dearest_kept = std::max(dearest_kept, best);
+      }
+      EXPECT_LE(dearest_kept, cheapest_dropped);
+    }
+  }
+}
+
+TEST(Reduce, CopiesOfOneMixtureReduceToIt) {
+  for (unsigned seed : kSeeds) {
+    const dfmr::Mixture f = local_estimates(seed, 1, 0, 3, 3)[0];
+    const dfmr::ReduceResult r = dfmr::reduce_mixtures(std::vector<dfmr::Mixture>(4, f), 3);
+    EXPECT_NEAR(r.objective, 0.0, 1e-12);
+    expect_same_mixture(r.mixture, f, 1e-12);
+  }
+}
+
+TEST(Reduce, PermutedStartsGiveSameResult) {
+  for (unsigned seed : kSeeds) {
+    const std::vector<dfmr::Mixture> fs = local_estimates(seed, 6, 0);
+    const dfmr::Mixture pooled = dfmr::pool(fs);
+    const std::vector<dfmr::Mixture> starts = dfmr::default_starts(fs, 3);
+    const dfmr::ReduceResult r = dfmr::reduce(pooled, starts, 3);
+    std::vector<dfmr::Mixture> shuffled;
+    for (auto it = starts.rbegin(); it != starts.rend(); ++it) shuffled.push_back(permuted(*it, {2, 0, 1}));
+    const dfmr::ReduceResult rp = dfmr::reduce(pooled, shuffled, 3);
+    EXPECT_NEAR(rp.objective, r.objective, 1e-12 * std::max(1.0, r.objective));
+    expect_same_mixture(rp.mixture, r.mixture, 1e-12);
+    for (std::size_t s = 0; s < starts.size(); ++s)
+      EXPECT_NEAR(rp.start_objectives[starts.size() - 1 - s], r.start_objectives[s],
+                  1e-12 * std::max(1.0, r.start_objectives[s]));
+  }
+}
+
+TEST(Reduce, UnusedStartComponentIsDropped) {
+  const std::vector<dfmr::Mixture> fs = local_estimates(7, 5, 0, 2, 3);
+  const dfmr::Mixture pooled = dfmr::pool(fs);
+  std::vector<Gauss> comps = components(fs[0]);
+  comps.push_back({VectorXd::Constant(3, 1e3), MatrixXd::Identity(3, 3)});
+  const dfmr::Mixture start = make_mixture(VectorXd::Constant(3, 1.0 / 3.0), comps);
+  const dfmr::ReduceResult r = dfmr::reduce(pooled, {start}, 3);
+  EXPECT_EQ(r.mixture.n_components(), 2u);
+  EXPECT_EQ(r.assignment.cols(), 2);
+  EXPECT_NEAR(r.mixture.weights().sum(), 1.0, 1e-12);
+  EXPECT_TRUE((r.mixture.weights().array() > 0.0).all());
+  // The first update drops the far component; from then on it is the two-component reduction.
+  const dfmr::ReduceResult r2 = dfmr::reduce(pooled, {fs[0]}, 2);
+  EXPECT_NEAR(r.objective, r2.objective, 1e-12 * std::max(1.0, r2.objective));
+  expect_same_mixture(r.mixture, r2.mixture, 1e-12);
+}
+
+TEST(Reduce, ComponentEmptyInFinalAssignmentIsDropped) {
+  // With max_iter = 0 the result is the start itself; its far component gets no mass.
+  const std::vector<double> w1{0.3, 0.7}, m1{-1.0, 2.0}, v1{1.0, 0.5};
+  const std::vector<double> w2{0.5, 0.5}, m2{0.0, 1e3}, v2{1.0, 1.0};
+  const dfmr::Mixture pooled(2, 1, w1.data(), m1.data(), v1.data());
+  const dfmr::Mixture start(2, 1, w2.data(), m2.data(), v2.data());
+  dfmr::ReduceOptions opt;
+  opt.max_iter = 0;
+  const dfmr::ReduceResult r = dfmr::reduce(pooled, {start}, 2, opt);
+  ASSERT_EQ(r.mixture.n_components(), 1u);
+  EXPECT_EQ(r.assignment.cols(), 1);
+  EXPECT_EQ(r.mixture.weights()(0), 1.0);
+  EXPECT_EQ(r.mixture.means()(0, 0), 0.0);
+  EXPECT_EQ(r.mixture.covariance(0)(0, 0), 1.0);
+  // KL(N(m, v) || N(0, 1)) = 0.5 (v + m^2 - 1 - log v).
+  const double expected = 0.3 * 0.5 * (1.0 + 1.0 - 1.0) + 0.7 * 0.5 * (0.5 + 4.0 - 1.0 - std::log(0.5));
+  EXPECT_NEAR(r.objective, expected, 1e-14);
+}
+
+TEST(Reduce, TiesAreSplitEqually) {
+  // The pooled N(0, 1) is equally far from N(-1, 1) and N(1, 1).
+  const std::vector<double> w1{1.0}, m1{0.0}, v1{1.0}, w2{0.5, 0.5}, m2{-1.0, 1.0}, v2{1.0, 1.0};
+  const dfmr::Mixture pooled(1, 1, w1.data(), m1.data(), v1.data());
+  const dfmr::Mixture start(2, 1, w2.data(), m2.data(), v2.data());
+  dfmr::ReduceOptions opt;
+  opt.max_iter = 0;
+  const dfmr::ReduceResult r0 = dfmr::reduce(pooled, {start}, 2, opt);
+  EXPECT_EQ(r0.n_iter, 0);
+  EXPECT_FALSE(r0.converged);
+  ASSERT_EQ(r0.assignment.cols(), 2);
+  EXPECT_EQ(r0.assignment(0, 0), 0.5);
+  EXPECT_EQ(r0.assignment(0, 1), 0.5);
+  EXPECT_NEAR(r0.objective, 0.5, 1e-15);  // KL(N(0,1) || N(+-1,1)) = 1/2
+  const dfmr::ReduceResult r = dfmr::reduce(pooled, {start}, 2);
+  ASSERT_EQ(r.mixture.n_components(), 2u);
+  for (std::size_t k = 0; k < 2; ++k) {
+    EXPECT_EQ(r.mixture.weights()(static_cast<Eigen::Index>(k)), 0.5);
+    EXPECT_NEAR(r.mixture.means()(static_cast<Eigen::Index>(k), 0), 0.0, 1e-15);
+    EXPECT_NEAR(r.mixture.covariance(k)(0, 0), 1.0, 1e-15);
+  }
+  EXPECT_NEAR(r.objective, 0.0, 1e-15);
+}
+
+TEST(Reduce, ExtremeScalesAreMomentMatched) {
+  // Reduce 0.5 N(0, 1e-8 I) + 0.5 N(1e6 1, 1e8 I) to one Gaussian: mean 5e5 1,
+  // covariance 0.5 (1e-8 + 1e8) I + 0.25e12 1 1^T.
+  const int d = 2;
+  const std::vector<Gauss> comps{{VectorXd::Zero(d), 1e-8 * MatrixXd::Identity(d, d)},
+                                 {VectorXd::Constant(d, 1e6), 1e8 * MatrixXd::Identity(d, d)}};
+  const dfmr::Mixture pooled = make_mixture(VectorXd::Constant(2, 0.5), comps);
+  const dfmr::ReduceResult r = dfmr::reduce_mixtures({pooled}, 1);
+  ASSERT_EQ(r.mixture.n_components(), 1u);
+  const MatrixXd S = 0.5 * (1e-8 + 1e8) * MatrixXd::Identity(d, d) + 0.25e12 * MatrixXd::Ones(d, d);
+  EXPECT_LE(rel_diff(r.mixture.means().row(0).transpose(), VectorXd::Constant(d, 5e5)), 1e-14);
+  EXPECT_LE(rel_diff(r.mixture.covariance(0), S), 1e-12);
+  const Gauss G{VectorXd::Constant(d, 5e5), S};
+  const double expected = 0.5 * kl(comps[0], G) + 0.5 * kl(comps[1], G);
+  EXPECT_TRUE(std::isfinite(r.objective));
+  EXPECT_NEAR(r.objective, expected, 1e-8 * expected);
+}
+
+TEST(Reduce, ThreadCountDoesNotChangeResult) {
+  const std::vector<dfmr::Mixture> fs = local_estimates(9, 10, 2);
+  dfmr::ReduceOptions opt;
+  opt.n_threads = 1;
+  const dfmr::ReduceResult r1 = dfmr::reduce_mixtures(fs, 3, opt);
+  for (int n_threads : {2, 0}) {
+    opt.n_threads = n_threads;
+    const dfmr::ReduceResult rn = dfmr::reduce_mixtures(fs, 3, opt);
+    EXPECT_EQ(rn.objective, r1.objective);
+    EXPECT_EQ(rn.start_index, r1.start_index);
+    EXPECT_EQ(rn.start_objectives, r1.start_objectives);
+    EXPECT_EQ(rn.assignment, r1.assignment);
+    EXPECT_EQ(rn.mixture.means(), r1.mixture.means());
+  }
+}
+
+TEST(Reduce, TiesBetweenStartsGoToLowestIndex) {
+  const std::vector<dfmr::Mixture> fs = local_estimates(10, 4, 0);
+  const dfmr::ReduceResult r = dfmr::reduce(dfmr::pool(fs), {fs[2], fs[2], fs[2]}, 3);
+  EXPECT_EQ(r.start_index, 0);
+  EXPECT_EQ(r.start_objectives.size(), 3u);
+}
+
+TEST(Reduce, InvalidInputThrows) {
+  const std::vector<dfmr::Mixture> fs = local_estimates(11, 3, 0);
+  const dfmr::Mixture pooled = dfmr::pool(fs);
+  auto run = [&](const dfmr::ReduceOptions& opt) { return dfmr::reduce(pooled, fs, 3, opt); };
+  dfmr::ReduceOptions opt;
+  opt.max_iter = -1;
+  EXPECT_THROW(run(opt), std::invalid_argument);
+  for (double tol : {-1e-3, kNaN}) {
+    opt = {};
+    opt.tol = tol;
+    EXPECT_THROW(run(opt), std::invalid_argument) << "tol " << tol;
+  }
+  for (double trim : {-0.1, 1.0, 1.5, kNaN}) {
+    opt = {};
+    opt.trim = trim;
+    EXPECT_THROW(run(opt), std::invalid_argument) << "trim " << trim;
+    EXPECT_THROW(dfmr::reduce_mixtures(fs, 3, opt), std::invalid_argument) << "trim " << trim;
+  }
+  EXPECT_THROW(dfmr::reduce(pooled, fs, 0), std::invalid_argument);
+  EXPECT_THROW(dfmr::reduce(pooled, {}, 3), std::invalid_argument);
+  EXPECT_THROW(dfmr::reduce(pooled, fs, 2), std::invalid_argument);  // starts have 3 > 2 components
+  const std::vector<dfmr::Mixture> other_dim = local_estimates(11, 1, 0, 3, 2);
+  EXPECT_THROW(dfmr::reduce(pooled, other_dim, 3), std::invalid_argument);
+  EXPECT_THROW(dfmr::reduce_mixtures({}, 3), std::invalid_argument);
+  EXPECT_THROW(dfmr::default_starts(fs, 0), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------- trimming
+
+TEST(Trimmed, ZeroTrimIsPlainReduction) {
+  for (unsigned seed : kSeeds) {
+    const std::vector<dfmr::Mixture> fs = local_estimates(seed, 6, 1);
+    const dfmr::ReduceResult plain = dfmr::reduce_mixtures(fs, 3);
+    const dfmr::ReduceResult zero = dfmr::reduce_mixtures(fs, 3, with_trim(0.0));
+    EXPECT_EQ(zero.objective, plain.objective);
+    EXPECT_EQ(zero.assignment, plain.assignment);
+    EXPECT_EQ(zero.mixture.weights(), plain.mixture.weights());
+    EXPECT_EQ(zero.mixture.means(), plain.mixture.means());
+    const dfmr::Mixture winner = dfmr::default_starts(fs, 3)[static_cast<std::size_t>(plain.start_index)];
+    const Reference ref = reference_reduce(dfmr::pool(fs), winner, 0.0);
+    EXPECT_NEAR(plain.objective, ref.trace.back(), 1e-9 * std::max(1.0, ref.trace.back()));
+    EXPECT_LE(rel_diff(plain.mixture.weights(), ref.w), 1e-12);
+  }
+}
+
+TEST(Trimmed, WeightsSumToOneAndOutliersAreTrimmed) {
+  for (unsigned seed : kSeeds) {
+    // 2 of 10 machines are Byzantine: their components carry 0.2 of the pooled mass.
+    const std::vector<dfmr::Mixture> fs = local_estimates(seed, 10, 2);
+    const dfmr::Mixture pooled = dfmr::pool(fs);
+    for (double trim : {0.25, 0.3, 0.5}) {
+      const dfmr::ReduceResult r = dfmr::reduce(pooled, dfmr::default_starts(fs, 3), 3, with_trim(trim));
+      EXPECT_NEAR(r.mixture.weights().sum(), 1.0, 1e-12);
+      EXPECT_NEAR(r.assignment.sum(), 1.0 - trim, 1e-12);
+      // The rows of the two Byzantine machines (the first 6 pooled components) are not transported.
+      EXPECT_EQ(r.assignment.topRows(6).sum(), 0.0) << "seed " << seed << ", trim " << trim;
+      EXPECT_LT(r.mixture.means().maxCoeff(), 40.0);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ starts
+
+TEST(DefaultStarts, ReturnsExactlyTheKComponentMixtures) {
+  std::vector<dfmr::Mixture> fs;
+  const std::vector<int> sizes{3, 2, 3, 1, 3};
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    fs.push_back(local_estimates(20 + static_cast<unsigned>(i), 1, 0, sizes[i], 2)[0]);
+  const std::vector<dfmr::Mixture> starts = dfmr::default_starts(fs, 3);
+  const std::vector<std::size_t> expected{0, 2, 4};
+  ASSERT_EQ(starts.size(), expected.size());
+  for (std::size_t s = 0; s < starts.size(); ++s) {
+    const dfmr::Mixture& f = fs[expected[s]];
+    EXPECT_EQ(starts[s].weights(), f.weights());
+    EXPECT_EQ(starts[s].means(), f.means());
+    for (std::size_t k = 0; k < 3; ++k) EXPECT_EQ(MatrixXd(starts[s].covariance(k)), MatrixXd(f.covariance(k)));
+  }
+  const std::vector<dfmr::Mixture> twos = dfmr::default_starts(fs, 2);
+  ASSERT_EQ(twos.size(), 1u);
+  EXPECT_EQ(twos[0].means(), fs[1].means());
+}
+
+TEST(DefaultStarts, SeedsOneStartWhenNoMixtureHasK) {
+  for (unsigned seed : kSeeds) {
+    const std::vector<dfmr::Mixture> fs{local_estimates(seed, 1, 0, 2, 3)[0], local_estimates(seed + 50, 1, 0, 2, 3)[0],
+                                        local_estimates(seed + 90, 1, 0, 1, 3)[0]};
+    const dfmr::Mixture pooled = dfmr::pool(fs);
+    const std::vector<Gauss> pc = components(pooled);
+    const std::vector<dfmr::Mixture> starts = dfmr::default_starts(fs, 4);
+    ASSERT_EQ(starts.size(), 1u);
+    const dfmr::Mixture& s = starts[0];
+    ASSERT_EQ(s.n_components(), 4u);
+    EXPECT_NEAR(s.weights().sum(), 1.0, 1e-12);
+    // Greedy farthest-point seeding from the heaviest pooled component, recomputed here.
+    std::vector<std::size_t> chosen;
+    Eigen::Index heaviest;
+    pooled.weights().maxCoeff(&heaviest);
+    chosen.push_back(static_cast<std::size_t>(heaviest));
+    while (chosen.size() < 4) {
+      std::size_t far = 0;
+      double far_score = -1.0;
+      for (std::size_t n = 0; n < pc.size(); ++n) {
+        double nearest = std::numeric_limits<double>::infinity();
+        for (std::size_t c : chosen) nearest = std::min(nearest, kl(pc[n], pc[c]));
+        const double score = pooled.weights()(static_cast<Eigen::Index>(n)) * nearest;
+        if (score > far_score) far_score = score, far = n;
+      }
+      chosen.push_back(far);
+    }
+    for (std::size_t k = 0; k < 4; ++k) {
+      EXPECT_EQ(VectorXd(s.means().row(static_cast<Eigen::Index>(k)).transpose()), pc[chosen[k]].mu) << "k = " << k;
+      EXPECT_EQ(MatrixXd(s.covariance(k)), pc[chosen[k]].S) << "k = " << k;
+    }
+    // And reduce_mixtures runs from exactly these starts.
+    const dfmr::ReduceResult a = dfmr::reduce_mixtures(fs, 4);
+    const dfmr::ReduceResult b = dfmr::reduce(pooled, starts, 4);
+    EXPECT_EQ(a.objective, b.objective);
+    EXPECT_EQ(a.mixture.means(), b.mixture.means());
+  }
+}
+
+}  // namespace
+
+TEST(DefaultStarts, SeedingStopsWhenOnlyDuplicatesRemain) {
+  // Three copies of a two-component mixture hold two distinct components: a third seed
+  // would duplicate one of them, so the seeded start has two components.
+  const std::vector<double> w{0.5, 0.5}, m{-3.0, 3.0}, v{1.0, 1.0};
+  const dfmr::Mixture f(2, 1, w.data(), m.data(), v.data());
+  const std::vector<dfmr::Mixture> starts = dfmr::default_starts({f, f, f}, 3);
+  ASSERT_EQ(starts.size(), 1u);
+  ASSERT_EQ(starts[0].n_components(), 2u);
+  EXPECT_NE(starts[0].means()(0, 0), starts[0].means()(1, 0));
+  const dfmr::ReduceResult r = dfmr::reduce_mixtures({f, f, f}, 3);
+  ASSERT_EQ(r.mixture.n_components(), 2u);
+  EXPECT_DOUBLE_EQ(r.mixture.weights()[0], 0.5);
+}
+
+TEST(Reduce, NegativeThreadCountIsRejected) {
+  const std::vector<double> w{1.0}, m{0.0}, v{1.0};
+  const dfmr::Mixture f(1, 1, w.data(), m.data(), v.data());
+  dfmr::ReduceOptions opt;
+  opt.n_threads = -1;
+  EXPECT_THROW(dfmr::reduce(f, {f}, 1, opt), std::invalid_argument);
+}
