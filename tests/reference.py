@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from dfmr import GaussianMixtureParams
 from scipy import integrate, linalg, stats
+
+from dfmr import GaussianMixtureParams
 
 __all__ = [
     "ReferenceResult",

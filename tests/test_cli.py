@@ -12,15 +12,16 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import dfmr
 import numpy as np
 import pytest
+from test_io import CORRUPT, assert_round_trip
+
+import dfmr
 from dfmr import metrics, simulate
 from dfmr.cli import main
 from dfmr.io import save_mixtures
 from dfmr.local import fit_local
 from dfmr.params import GaussianMixtureParams
-from test_io import CORRUPT, assert_round_trip
 
 K = 5
 PYTHON_DIR = Path(dfmr.__file__).resolve().parents[1]

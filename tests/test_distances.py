@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 
-import dfmr
 import numpy as np
 import pytest
 import reference as ref
 from conftest import fixture_estimates, random_mixture, random_spd
+
+import dfmr
 from dfmr import GaussianMixtureParams
 
 HAS_CORE = hasattr(dfmr, "pairwise_l2")

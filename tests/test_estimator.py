@@ -17,14 +17,15 @@ import pickle
 
 import numpy as np
 import pytest
-from dfmr import AggregationResult, GaussianMixtureParams, estimator
-from dfmr.estimator import DistributedGaussianMixture, NotFittedError
-from dfmr.simulate import population, split
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
+
+from dfmr import AggregationResult, GaussianMixtureParams, estimator
+from dfmr.estimator import DistributedGaussianMixture, NotFittedError
+from dfmr.simulate import population, split
 
 Z_MAX = 8.0
 LEARNED = (

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
-import dfmr
 import numpy as np
 import pytest
+
+import dfmr
 from dfmr import simulate
 from dfmr.io import LoadedMixtures, SkippedMixtureWarning, load_mixtures, save_mixtures, save_result
 from dfmr.params import GaussianMixtureParams, InvalidMixtureError

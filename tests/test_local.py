@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dfmr.local as local
 import numpy as np
 import pytest
 from conftest import match_order, random_spd
-from dfmr.params import GaussianMixtureParams
 from scipy import stats
 from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
+
+import dfmr.local as local
+from dfmr.params import GaussianMixtureParams
 
 POPULATION = Path(local.__file__).parent / "data" / "mixsim_K5_d10_omega0.1_seed1.npz"
 

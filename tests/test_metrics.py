@@ -7,11 +7,12 @@ import itertools
 import numpy as np
 import pytest
 import scipy.linalg
-from dfmr.metrics import ari, ari_on_sample, log_likelihood, w1_cost_matrix, w1_distance
-from dfmr.params import GaussianMixtureParams
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
 from sklearn.metrics import adjusted_rand_score
+
+from dfmr.metrics import ari, ari_on_sample, log_likelihood, w1_cost_matrix, w1_distance
+from dfmr.params import GaussianMixtureParams
 
 
 def random_mixture(rng: np.random.Generator, k: int, d: int, uniform: bool = False) -> GaussianMixtureParams:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 
-import dfmr
 import numpy as np
 import pytest
 import reference as ref
 from conftest import assert_mixture_close, fixture_estimates, noisy_copies, random_mixture, random_spd
-from dfmr import GaussianMixtureParams
 from scipy import integrate
+
+import dfmr
+from dfmr import GaussianMixtureParams
 
 try:
     from dfmr import reduction as core_reduction

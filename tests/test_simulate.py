@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import dfmr
 import numpy as np
 import pytest
+
+import dfmr
 from dfmr.params import GaussianMixtureParams
 from dfmr.simulate import _attack_components, attack, local_estimates_fixture, population, split
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import warnings
 
-import dfmr
 import numpy as np
 import pytest
+
+import dfmr
 from dfmr import simulate
 from dfmr.aggregate import AggregationResult
 from dfmr.params import GaussianMixtureParams

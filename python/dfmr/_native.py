@@ -15,11 +15,15 @@ __all__ = ["_core", "as_mixture_list", "pack", "unpack", "resolve_threads"]
 def as_mixture_list(mixtures: Sequence[GaussianMixtureParams], what: str = "mixtures") -> list[GaussianMixtureParams]:
     """Check that ``mixtures`` is a non-empty sequence of mixtures of one dimension."""
     if isinstance(mixtures, GaussianMixtureParams):
-        raise TypeError(f"{what}: expected a sequence of GaussianMixtureParams, got a single mixture; wrap it in a list.")
+        raise TypeError(
+            f"{what}: expected a sequence of GaussianMixtureParams, got a single mixture; wrap it in a list."
+        )
     try:
         out = list(mixtures)
     except TypeError:
-        raise TypeError(f"{what}: expected a sequence of GaussianMixtureParams, got {type(mixtures).__name__}.") from None
+        raise TypeError(
+            f"{what}: expected a sequence of GaussianMixtureParams, got {type(mixtures).__name__}."
+        ) from None
     if not out:
         raise ValueError(f"{what}: need at least one mixture, got none.")
     for i, f in enumerate(out):
@@ -46,7 +50,9 @@ def pack(mixtures: Sequence[GaussianMixtureParams]) -> tuple[np.ndarray, np.ndar
     )
 
 
-def unpack(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, offsets: np.ndarray) -> list[GaussianMixtureParams]:
+def unpack(
+    weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, offsets: np.ndarray
+) -> list[GaussianMixtureParams]:
     """Inverse of :func:`pack` for mixtures computed by the core."""
     return [
         GaussianMixtureParams._from_core(weights[a:b], means[a:b], covariances[a:b])

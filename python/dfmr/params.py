@@ -318,6 +318,8 @@ class GaussianMixtureParams:
         self._set(*_validate(weights, means, covariances, normalize))
 
     def _set(self, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray) -> None:
+        if hasattr(self, "_weights"):  # calling __init__ again on an existing instance
+            raise AttributeError("GaussianMixtureParams is immutable; it cannot be re-initialised.")
         for arr in (w, mu, cov, chol):
             arr.setflags(write=False)
         for name, arr in zip(self.__slots__, (w, mu, cov, chol)):

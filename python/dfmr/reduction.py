@@ -64,7 +64,9 @@ def kl_cost(pooled: GaussianMixtureParams, mixture: GaussianMixtureParams) -> np
     """``C[n, k] = KL(N(mu_n, S_n) || N(m_k, V_k))``, shape (N, K)."""
     pooled, mixture = as_mixture_list([pooled, mixture], "kl_cost arguments")
     return np.asarray(
-        _core.kl_cost(pooled.weights, pooled.means, pooled.covariances, mixture.weights, mixture.means, mixture.covariances)
+        _core.kl_cost(
+            pooled.weights, pooled.means, pooled.covariances, mixture.weights, mixture.means, mixture.covariances
+        )
     )
 
 
@@ -72,7 +74,8 @@ def default_starts(mixtures: Sequence[GaussianMixtureParams], n_components: int)
     """Every mixture with exactly ``n_components`` components is a start.
 
     If none has, one start is seeded from the pool: its heaviest component, then
-    repeatedly the pooled component with the largest weighted KL cost to those chosen.
+    repeatedly the pooled component with the largest weighted KL cost to those chosen (fewer
+    than ``n_components`` seeds when every remaining component coincides with a chosen one).
     """
     mixtures = as_mixture_list(mixtures)
     _check_k(n_components)

@@ -16,10 +16,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import dfmr  # noqa: E402
 from conftest import noisy_copies, random_mixture  # noqa: E402
-from dfmr.filtering import distance_filter  # noqa: E402
 from reference import mr_numpy, pairwise_l2_numpy  # noqa: E402
+
+import dfmr  # noqa: E402
+from dfmr.filtering import distance_filter  # noqa: E402
 
 
 def best_time(fn, repeat: int) -> float:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     m, k, d = (20, 4, 6) if args.quick else (200, 10, 20)
     many = [random_mixture(rng, k, d) for _ in range(m)]
     for threads in (1, 2):
-        core = best_time(lambda: dfmr.pairwise_l2(many, n_threads=threads), max(1, repeat // 2))
+        core = best_time(lambda threads=threads: dfmr.pairwise_l2(many, n_threads=threads), max(1, repeat // 2))
         base = best_time(lambda: pairwise_l2_numpy(many), 1) if threads == 1 else None
         report(f"pairwise L2, m={m}, K={k}, d={d}, {threads} thread(s)", core, base, 1.5 if threads == 2 else None)
     return 0

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         X, _ = truth.sample(n, np.random.default_rng(seed))
         for backend in ("processes", "serial"):
             est = dfmr.DistributedGaussianMixture(5, n_machines=20, backend=backend, random_state=seed)
-            est, t = timed(lambda est=est: est.fit(X))
+            est, t = timed(lambda est=est, X=X: est.fit(X))
             rows[f"dfmr ({backend})"].append(t)
             w1[f"dfmr ({backend})"].append(metrics.w1_distance(est.mixture_, truth))
         gm, t = timed(lambda X=X, seed=seed: GaussianMixture(5, random_state=seed).fit(X))
