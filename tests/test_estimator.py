@@ -23,7 +23,7 @@ from scipy.stats import multivariate_normal
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 
-from dfmr import AggregationResult, GaussianMixtureParams, estimator
+from dfmr import AggregationResult, GaussianMixtureParams
 from dfmr.estimator import DistributedGaussianMixture, NotFittedError
 from dfmr.simulate import population, split
 
@@ -236,17 +236,6 @@ def test_backends_give_identical_results(small_data):
     for backend, est in fits.items():
         assert est.mixture_ == ref.mixture_, backend
         assert all(a == b for a, b in zip(est.local_mixtures_, ref.local_mixtures_)), backend
-
-
-@pytest.mark.parametrize("backend", ["threads", "processes"])
-def test_runs_without_threadpoolctl(backend, small_data, monkeypatch):
-    monkeypatch.setattr(estimator, "threadpool_limits", None)
-    ref = DistributedGaussianMixture(5, n_machines=4, backend="serial", random_state=3).fit(small_data)
-    est = DistributedGaussianMixture(5, n_machines=4, backend=backend, n_jobs=-1, random_state=3).fit(small_data)
-    assert est.n_machines_ == 4
-    # Without the thread limit the backends may differ in the last bits, not more.
-    for a, b in zip(est.local_mixtures_, ref.local_mixtures_):
-        np.testing.assert_allclose(a.means, b.means, rtol=1e-6, atol=1e-8)
 
 
 def test_fit_equals_fit_partitions_of_the_seeded_split(small_data):

@@ -11,10 +11,8 @@ estimator work with ``sklearn.base.clone`` and parameter searches.
 
 Local fits are reproducible: machine ``i`` draws its k-means++ starts from child ``i`` of
 ``numpy.random.SeedSequence(random_state)``, and every backend runs them with one BLAS
-thread, so ``"serial"``, ``"threads"`` and ``"processes"`` give bit-for-bit the same result.
-The thread limit is applied with ``threadpoolctl`` when it is installed; without it, worker
-processes only get the ``*_NUM_THREADS`` environment variables, which a BLAS library that is
-already loaded ignores, so the backends may then differ in the last bits.
+thread (``threadpoolctl``), so ``"serial"``, ``"threads"`` and ``"processes"`` give
+bit-for-bit the same result.
 """
 
 from __future__ import annotations
@@ -31,17 +29,13 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import logsumexp
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
-from .local import fit_local
+from .local import as_data_matrix, fit_local
 from .params import GaussianMixtureParams
 from .simulate import split
-
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:  # threadpoolctl is optional; without it only the environment variables limit BLAS
-    threadpool_limits = None
 
 __all__ = ["DistributedGaussianMixture", "NotFittedError"]
 
@@ -90,8 +84,7 @@ def _limit_worker_threads() -> None:
     """Initializer of worker processes: one BLAS/OpenMP thread each, so workers do not oversubscribe."""
     for var in _THREAD_ENV_VARS:
         os.environ[var] = "1"
-    if threadpool_limits is not None:
-        threadpool_limits(limits=1)
+    threadpool_limits(limits=1)
 
 
 def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
@@ -100,8 +93,6 @@ def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
     Besides avoiding oversubscription under the threads backend, it makes every backend do the
     same floating-point operations in the same order, hence give identical results.
     """
-    if threadpool_limits is None:
-        return contextlib.nullcontext()
     return threadpool_limits(limits=1)
 
 
@@ -137,21 +128,6 @@ def _serial(tasks: list[tuple[Any, ...]], bar: tqdm) -> Iterator[tuple[np.ndarra
     for task in tasks:
         yield _fit_machine(*task)
         bar.update()
-
-
-def _check_data(X: ArrayLike, name: str) -> np.ndarray:
-    """``X`` as a C-contiguous float64 (n, d) array; a 1-D array is one column."""
-    try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array of shape (n, d) ({exc}).") from None
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must have shape (n, d) with d >= 1 (or be 1-D for d = 1), got shape {arr.shape}.")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinity; drop or impute those rows first.")
-    return np.ascontiguousarray(arr)
 
 
 class DistributedGaussianMixture:
@@ -399,7 +375,7 @@ class DistributedGaussianMixture:
             If a hyper-parameter or ``X`` is invalid, including ``n_machines`` above the number of rows.
         """
         n_jobs = self._validated_params()
-        X = _check_data(X, "X")
+        X = as_data_matrix(X, "X")
         if self.n_machines > X.shape[0]:
             raise ValueError(
                 f"n_machines = {self.n_machines} exceeds the number of rows of X ({X.shape[0]}); "
@@ -441,7 +417,7 @@ class DistributedGaussianMixture:
     def _fit(
         self, parts: Sequence[ArrayLike], seeds: np.random.SeedSequence, n_jobs: int
     ) -> DistributedGaussianMixture:
-        arrays = [_check_data(part, f"parts[{i}]") for i, part in enumerate(parts)]
+        arrays = [as_data_matrix(part, f"parts[{i}]") for i, part in enumerate(parts)]
         dims = sorted({a.shape[1] for a in arrays})
         if len(dims) > 1:
             raise ValueError(f"the machines' data differ in the number of columns ({dims}); all must share one d.")
@@ -500,7 +476,7 @@ class DistributedGaussianMixture:
 
     def _check_X(self, X: ArrayLike) -> np.ndarray:
         self._check_is_fitted()
-        arr = _check_data(X, "X")
+        arr = as_data_matrix(X, "X")
         if arr.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {arr.shape[1]} features, but {type(self).__name__} was fitted with "

@@ -203,7 +203,7 @@ def _parse(
     except Exception as exc:
         # Hostile bytes reach json, zipfile, zlib/bz2/lzma and numpy's header parser, which between
         # them raise a dozen exception types (ValueError, BadZipFile, EOFError, OverflowError,
-        # NotImplementedError, zlib.error, ...). Every one of them means "not a mixture file".
+        # zlib.error and others). Every one of them means "not a mixture file".
         raise InvalidMixtureError(f"not a valid {kind} ({type(exc).__name__}: {exc}).") from None
 
 

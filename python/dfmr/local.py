@@ -374,18 +374,34 @@ def _is_int(value: object, low: int) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
 
 
-def _check_X(X: ArrayLike, n_components: int) -> np.ndarray:
+def as_data_matrix(X: ArrayLike, name: str = "X") -> np.ndarray:
+    """``X`` as a new C-contiguous float64 array of shape (n, d); a 1-D array is one column.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not numeric, not 1-D or 2-D, has no columns, or holds NaN or infinity.
+    """
     try:
-        arr = np.array(X, dtype=np.float64)
+        arr = np.array(X, dtype=np.float64, order="C")
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"X must be a numeric array of shape (n, d) ({exc}).") from None
+        raise ValueError(f"{name} must be a numeric array of shape (n, d) ({exc}).") from None
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[1] == 0:
-        raise ValueError(f"X must be an array of shape (n, d) with d >= 1 (or 1-D for d = 1), got shape {arr.shape}.")
+        raise ValueError(
+            f"{name} must be an array of shape (n, d) with d >= 1 (or 1-D for d = 1), got shape {arr.shape}."
+        )
     if not np.all(np.isfinite(arr)):
         bad = int(np.argmin(np.isfinite(arr).all(axis=1)))
-        raise ValueError(f"X contains NaN or infinity (first in row {bad}); drop or impute those rows before fitting.")
+        raise ValueError(
+            f"{name} contains NaN or infinity (first in row {bad}); drop or impute those rows before fitting."
+        )
+    return arr
+
+
+def _check_X(X: ArrayLike, n_components: int) -> np.ndarray:
+    arr = as_data_matrix(X)
     n, d = arr.shape
     if n < n_components:
         raise ValueError(f"X has {n} rows but n_components = {n_components}; need at least one row per component.")
