@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from conftest import assert_mixture_close, fixture_estimates, noisy_copies, random_mixture
@@ -39,7 +41,9 @@ def test_dfmr_matches_oracle_and_mr_breaks(kind, rate, seed, population):
     attacked, bad = simulate.attack(fixture_estimates(), rate, kind=kind, level="machine", random_state=seed)
     w1_dfmr = metrics.w1_distance(dfmr.dfmr(attacked, K).mixture, population)
     w1_oracle = metrics.w1_distance(simulate.oracle(attacked, bad, K).mixture, population)
-    w1_mr = metrics.w1_distance(dfmr.mr(attacked, K).mixture, population)
+    with warnings.catch_warnings():  # unfiltered MR may merge components away: that is how it breaks
+        warnings.simplefilter("ignore", RuntimeWarning)
+        w1_mr = metrics.w1_distance(dfmr.mr(attacked, K).mixture, population)
     assert w1_dfmr <= 1.05 * w1_oracle
     assert w1_dfmr >= 0.95 * w1_oracle
     assert w1_mr >= 5.0 * w1_dfmr
