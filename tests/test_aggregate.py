@@ -210,3 +210,54 @@ def test_inputs_are_checked():
         dfmr.mr([f], 0)
     with pytest.raises(ValueError, match="alpha"):
         dfmr.tkb([f], 1, alpha=1.0)
+
+
+def test_flat_high_dimensional_machines_are_still_filtered():
+    # Wide components in d = 400: every density is so flat that the L2 distances underflow
+    # in absolute terms (all exactly 0 as doubles). The filter works on the scaled matrix.
+    rng = np.random.default_rng(12)
+    d = 400
+    honest = [GaussianMixtureParams([1.0], 0.5 * rng.standard_normal((1, d)), [300.0 * np.eye(d)]) for _ in range(5)]
+    byzantine = GaussianMixtureParams([1.0], 50.0 + 0.5 * rng.standard_normal((1, d)), [300.0 * np.eye(d)])
+    mixtures = [*honest, byzantine]
+    assert np.all(dfmr.pairwise_l2(mixtures) == 0.0)
+    res = dfmr.dfmr(mixtures, 1)
+    np.testing.assert_array_equal(res.retained, np.arange(5))
+    # The same configuration shrunk tenfold has representable distances: same decision.
+    small = [GaussianMixtureParams(f.weights, f.means / 10, f.covariances / 100) for f in mixtures]
+    assert np.all(dfmr.pairwise_l2(small)[~np.eye(6, dtype=bool)] > 0)
+    np.testing.assert_array_equal(dfmr.dfmr(small, 1).retained, res.retained)
+    assert dfmr.dfmr(small, 1).center == res.center
+
+
+def test_scaled_distances_are_exact_where_representable(shipped_estimates):
+    from dfmr.distances import pairwise_l2_scaled
+
+    scaled, exponent = pairwise_l2_scaled(shipped_estimates)
+    D = pairwise_l2_numpy(shipped_estimates)
+    np.testing.assert_allclose(np.ldexp(scaled, exponent), D, rtol=1e-9, atol=1e-12)
+    assert np.array_equal(np.ldexp(scaled, exponent), dfmr.pairwise_l2(shipped_estimates))
+    # Where D is a normal double, scaling by a power of two is exact: same order, same decisions.
+    assert np.array_equal(np.argsort(scaled, axis=1, kind="stable"),
+                          np.argsort(dfmr.pairwise_l2(shipped_estimates), axis=1, kind="stable"))
+
+
+def test_identical_estimates_are_exactly_zero_apart_and_ties_go_to_the_lowest_index(shipped_estimates):
+    f, g = shipped_estimates[0], shipped_estimates[1]
+    copy = GaussianMixtureParams(f.weights.copy(), f.means.copy(), f.covariances.copy())
+    D = dfmr.pairwise_l2([g, f, copy, g])
+    assert D[1, 2] == 0.0 and D[0, 3] == 0.0
+    # Rows 0 and 3 (and 1 and 2) are then identical: the tie goes to the lowest index.
+    assert dfmr.dfmr([g, f, copy, g], K).center == 0
+
+
+def test_trimming_transports_exactly_the_untrimmed_mass():
+    # Nine pooled components of weight 1/9 each; alpha = 1/3 keeps exactly six of them
+    # (repeated subtraction of 1/9 from 2/3 leaves a rounding crumb that must not move).
+    rng = np.random.default_rng(3)
+    mixtures = [GaussianMixtureParams(np.ones(3) / 3, 5 * rng.standard_normal((3, 2)), np.stack([np.eye(2)] * 3))
+                for _ in range(3)]
+    res = dfmr.tkb(mixtures, 3, alpha=1 / 3)
+    moved = res.reduction.assignment.sum(axis=1)
+    assert np.count_nonzero(moved) == 6
+    np.testing.assert_allclose(moved[moved > 0], 1 / 9, rtol=1e-12)

@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -19,8 +20,23 @@ namespace {
 using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using IndexArray = py::array_t<long long, py::array::c_style | py::array::forcecast>;
 
-// Shapes of one packed set of components: returns (N, d).
-std::pair<std::size_t, std::size_t> check_shapes(const Array& w, const Array& mu, const Array& cov) {
+// Raw view of packed components, taken while holding the GIL; the mixtures (and their
+// Cholesky factorisations) are built from it after the GIL is released.
+struct Packed {
+  const double *w, *mu, *cov;
+  std::size_t N, d;
+  std::vector<std::pair<std::size_t, std::size_t>> ranges;  // [begin, end) per mixture
+
+  std::vector<dfmr::Mixture> build() const {
+    std::vector<dfmr::Mixture> out;
+    out.reserve(ranges.size());
+    for (const auto& [a, b] : ranges) out.emplace_back(b - a, d, w + a, mu + a * d, cov + a * d * d);
+    return out;
+  }
+  dfmr::Mixture build_one() const { return std::move(build().front()); }
+};
+
+Packed view(const Array& w, const Array& mu, const Array& cov) {
   if (w.ndim() != 1 || mu.ndim() != 2 || cov.ndim() != 3)
     throw std::invalid_argument("packed mixtures: expected weights (N,), means (N, d), covariances (N, d, d)");
   const auto N = static_cast<std::size_t>(w.shape(0));
@@ -28,29 +44,22 @@ std::pair<std::size_t, std::size_t> check_shapes(const Array& w, const Array& mu
   if (static_cast<std::size_t>(mu.shape(0)) != N || static_cast<std::size_t>(cov.shape(0)) != N ||
       static_cast<std::size_t>(cov.shape(1)) != d || static_cast<std::size_t>(cov.shape(2)) != d)
     throw std::invalid_argument("packed mixtures: inconsistent shapes");
-  return {N, d};
+  return Packed{w.data(), mu.data(), cov.data(), N, d, {{0, N}}};
 }
 
-dfmr::Mixture unpack_one(const Array& w, const Array& mu, const Array& cov) {
-  const auto [N, d] = check_shapes(w, mu, cov);
-  return dfmr::Mixture(N, d, w.data(), mu.data(), cov.data());
-}
-
-std::vector<dfmr::Mixture> unpack(const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets) {
-  const auto [N, d] = check_shapes(w, mu, cov);
-  if (offsets.ndim() != 1 || offsets.shape(0) < 1) throw std::invalid_argument("packed mixtures: offsets must be (m+1,)");
+Packed view(const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets) {
+  Packed p = view(w, mu, cov);
+  if (offsets.ndim() != 1 || offsets.shape(0) < 2) throw std::invalid_argument("packed mixtures: offsets must be (m+1,), m >= 1");
   const long long* off = offsets.data();
   const auto m = static_cast<std::size_t>(offsets.shape(0)) - 1;
-  std::vector<dfmr::Mixture> out;
-  out.reserve(m);
+  if (off[0] != 0 || static_cast<std::size_t>(off[m]) != p.N)
+    throw std::invalid_argument("packed mixtures: offsets must start at 0 and end at N");
+  p.ranges.clear();
   for (std::size_t i = 0; i < m; ++i) {
-    const long long a = off[i], b = off[i + 1];
-    if (a < 0 || b <= a || static_cast<std::size_t>(b) > N) throw std::invalid_argument("packed mixtures: bad offsets");
-    const auto K = static_cast<std::size_t>(b - a);
-    out.emplace_back(K, d, w.data() + a, mu.data() + a * static_cast<long long>(d),
-                     cov.data() + a * static_cast<long long>(d * d));
+    if (off[i + 1] <= off[i]) throw std::invalid_argument("packed mixtures: offsets must increase");
+    p.ranges.emplace_back(static_cast<std::size_t>(off[i]), static_cast<std::size_t>(off[i + 1]));
   }
-  return out;
+  return p;
 }
 
 py::tuple pack(const std::vector<dfmr::Mixture>& mixtures) {
@@ -75,65 +84,96 @@ py::tuple pack(const std::vector<dfmr::Mixture>& mixtures) {
   return py::make_tuple(w, mu, cov, offsets);
 }
 
+py::dict result_dict(const dfmr::ReduceResult& r) {
+  const auto& g = r.mixture;
+  py::dict out;
+  out["weights"] = Eigen::VectorXd(g.weights());
+  out["means"] = Eigen::MatrixXd(g.means());
+  out["covariances"] = pack({g})[2];
+  out["objective"] = r.objective;
+  out["n_iter"] = r.n_iter;
+  out["converged"] = r.converged;
+  out["objective_trace"] = r.objective_trace;
+  out["assignment"] = r.assignment;
+  out["start_index"] = r.start_index;
+  out["start_objectives"] = r.start_objectives;
+  return out;
+}
+
+dfmr::ReduceOptions options(int max_iter, double tol, double trim, int n_threads) {
+  dfmr::ReduceOptions opt;
+  opt.max_iter = max_iter;
+  opt.tol = tol;
+  opt.trim = trim;
+  opt.n_threads = n_threads;
+  return opt;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "dfmr compiled core: L2 distances between Gaussian mixtures and KL mixture reduction";
 
   m.def(
-      "pairwise_l2",
+      "pairwise_l2_scaled",
       [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets, int n_threads) {
-        auto mixtures = unpack(w, mu, cov, offsets);
-        py::gil_scoped_release release;
-        return Eigen::MatrixXd(dfmr::pairwise_l2(mixtures, n_threads));
+        const Packed p = view(w, mu, cov, offsets);
+        dfmr::ScaledDistances s;
+        {
+          py::gil_scoped_release release;
+          s = dfmr::pairwise_l2_scaled(p.build(), n_threads);
+        }
+        return py::make_tuple(s.scaled, s.exponent);
       },
       py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"), py::arg("n_threads") = 0);
 
-  m.def(
-      "kl_cost",
-      [](const Array& pw, const Array& pmu, const Array& pcov, const Array& w, const Array& mu, const Array& cov) {
-        const auto pooled = unpack_one(pw, pmu, pcov);
-        const auto mixture = unpack_one(w, mu, cov);
-        py::gil_scoped_release release;
-        return Eigen::MatrixXd(dfmr::kl_cost(pooled, mixture));
-      });
+  m.def("kl_cost", [](const Array& pw, const Array& pmu, const Array& pcov, const Array& w, const Array& mu,
+                      const Array& cov) {
+    const Packed pooled = view(pw, pmu, pcov), mixture = view(w, mu, cov);
+    py::gil_scoped_release release;
+    return Eigen::MatrixXd(dfmr::kl_cost(pooled.build_one(), mixture.build_one()));
+  });
 
-  m.def(
-      "default_starts",
-      [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets, int n_components) {
-        return pack(dfmr::default_starts(unpack(w, mu, cov, offsets), n_components));
-      });
+  m.def("default_starts", [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets,
+                             int n_components) {
+    const Packed p = view(w, mu, cov, offsets);
+    std::vector<dfmr::Mixture> starts;
+    {
+      py::gil_scoped_release release;
+      starts = dfmr::default_starts(p.build(), n_components);
+    }
+    return pack(starts);
+  });
 
   m.def(
       "reduce",
       [](const Array& pw, const Array& pmu, const Array& pcov, const Array& sw, const Array& smu, const Array& scov,
          const IndexArray& soffsets, int n_components, int max_iter, double tol, double trim, int n_threads) {
-        const auto pooled = unpack_one(pw, pmu, pcov);
-        const auto starts = unpack(sw, smu, scov, soffsets);
-        dfmr::ReduceOptions opt;
-        opt.max_iter = max_iter;
-        opt.tol = tol;
-        opt.trim = trim;
-        opt.n_threads = n_threads;
-        py::gil_scoped_release release;
-        dfmr::ReduceResult r = dfmr::reduce(pooled, starts, n_components, opt);
-        py::gil_scoped_acquire acquire;
-        const auto& g = r.mixture;
-        py::dict out;
-        out["weights"] = Eigen::VectorXd(g.weights());
-        out["means"] = Eigen::MatrixXd(g.means());
-        out["covariances"] = pack({g})[2];
-        out["objective"] = r.objective;
-        out["n_iter"] = r.n_iter;
-        out["converged"] = r.converged;
-        out["objective_trace"] = r.objective_trace;
-        out["assignment"] = r.assignment;
-        out["start_index"] = r.start_index;
-        out["start_objectives"] = r.start_objectives;
-        return out;
+        const Packed pooled = view(pw, pmu, pcov), starts = view(sw, smu, scov, soffsets);
+        std::optional<dfmr::ReduceResult> r;
+        {
+          py::gil_scoped_release release;
+          r = dfmr::reduce(pooled.build_one(), starts.build(), n_components, options(max_iter, tol, trim, n_threads));
+        }
+        return result_dict(*r);
       },
       py::arg("pooled_weights"), py::arg("pooled_means"), py::arg("pooled_covariances"), py::arg("start_weights"),
       py::arg("start_means"), py::arg("start_covariances"), py::arg("start_offsets"), py::arg("n_components"),
+      py::arg("max_iter") = 100, py::arg("tol") = 1e-5, py::arg("trim") = 0.0, py::arg("n_threads") = 0);
+
+  m.def(
+      "reduce_mixtures",
+      [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets, int n_components, int max_iter,
+         double tol, double trim, int n_threads) {
+        const Packed p = view(w, mu, cov, offsets);
+        std::optional<dfmr::ReduceResult> r;
+        {
+          py::gil_scoped_release release;
+          r = dfmr::reduce_mixtures(p.build(), n_components, options(max_iter, tol, trim, n_threads));
+        }
+        return result_dict(*r);
+      },
+      py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"), py::arg("n_components"),
       py::arg("max_iter") = 100, py::arg("tol") = 1e-5, py::arg("trim") = 0.0, py::arg("n_threads") = 0);
 
   py::register_exception_translator([](std::exception_ptr p) {

@@ -14,43 +14,49 @@ namespace dfmr {
 namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+constexpr double kLn2 = 0.69314718055994530941723212145818;
 
-// Gaussian overlaps are evaluated kLanes pairs at a time in structure-of-arrays layout:
-// every arithmetic step runs across independent lanes, so it vectorises without
+// Gaussian overlaps are evaluated kLanes component pairs at a time in structure-of-arrays
+// layout: every arithmetic step runs across independent lanes, so it vectorises without
 // reassociating any sum (each lane computes exactly what a scalar loop would).
 constexpr std::size_t kLanes = 8;
 
+// Per-worker scratch: the packed lower triangles of kLanes matrices S_a + S_b, and kLanes
+// vectors mu_a - mu_b; plus the (a, b) pairs of the current block.
 struct LaneWork {
-  std::vector<double> A, z;
+  std::vector<double> A, z, terms;
+  std::vector<std::pair<std::size_t, std::size_t>> pairs;
+  std::vector<double> log_w;
   void resize(std::size_t d) {
-    A.resize(d * d * kLanes);
+    A.resize(d * (d + 1) / 2 * kLanes);
     z.resize(d * kLanes);
   }
 };
 
-// out[l] = log N(mu_a; mu_b[l], S_a + S_b[l]) for l < kLanes. Returns false if some
-// S_a + S_b[l] is not numerically positive definite.
+inline std::size_t packed(std::size_t i, std::size_t j) { return i * (i + 1) / 2 + j; }
+
+// out[l] = log N(mu_a[l]; mu_b[l], S_a[l] + S_b[l]) for l < kLanes. Returns false if some
+// S_a + S_b is not numerically positive definite.
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(DFMR_NO_MULTIVERSION)
 __attribute__((target_clones("avx2", "default")))
 #endif
-bool log_overlap_lanes(const double* mu_a, const double* cov_a, const double* const* mu_b,
+bool log_overlap_lanes(const double* const* mu_a, const double* const* cov_a, const double* const* mu_b,
                        const double* const* cov_b, std::size_t d, double* A, double* z, double* out) {
   constexpr std::size_t L = kLanes;
   for (std::size_t i = 0; i < d; ++i) {
     for (std::size_t j = 0; j <= i; ++j) {
-      double* a = A + (i * d + j) * L;
-      const double s = cov_a[i * d + j];
-      for (std::size_t l = 0; l < L; ++l) a[l] = s + cov_b[l][i * d + j];
+      double* a = A + packed(i, j) * L;
+      for (std::size_t l = 0; l < L; ++l) a[l] = cov_a[l][i * d + j] + cov_b[l][i * d + j];
     }
-    for (std::size_t l = 0; l < L; ++l) z[i * L + l] = mu_a[i] - mu_b[l][i];
+    for (std::size_t l = 0; l < L; ++l) z[i * L + l] = mu_a[l][i] - mu_b[l][i];
   }
   bool ok = true;
   double inv[L], acc[L], quad[L] = {}, logdiag[L] = {};
   for (std::size_t j = 0; j < d; ++j) {
-    double* ajj = A + (j * d + j) * L;
+    double* ajj = A + packed(j, j) * L;
     for (std::size_t l = 0; l < L; ++l) acc[l] = ajj[l];
     for (std::size_t k = 0; k < j; ++k) {
-      const double* ajk = A + (j * d + k) * L;
+      const double* ajk = A + packed(j, k) * L;
 #pragma omp simd
       for (std::size_t l = 0; l < L; ++l) acc[l] -= ajk[l] * ajk[l];
     }
@@ -62,13 +68,13 @@ bool log_overlap_lanes(const double* mu_a, const double* cov_a, const double* co
       inv[l] = 1.0 / ajj[l];
     }
     for (std::size_t i = j + 1; i < d; ++i) {
-      double* aij = A + (i * d + j) * L;
+      double* aij = A + packed(i, j) * L;
       for (std::size_t l = 0; l < L; ++l) acc[l] = aij[l];
+      const double* ai = A + packed(i, 0) * L;
+      const double* aj = A + packed(j, 0) * L;
       for (std::size_t k = 0; k < j; ++k) {
-        const double* aik = A + (i * d + k) * L;
-        const double* ajk = A + (j * d + k) * L;
 #pragma omp simd
-        for (std::size_t l = 0; l < L; ++l) acc[l] -= aik[l] * ajk[l];
+        for (std::size_t l = 0; l < L; ++l) acc[l] -= ai[k * L + l] * aj[k * L + l];
       }
 #pragma omp simd
       for (std::size_t l = 0; l < L; ++l) aij[l] = acc[l] * inv[l];
@@ -77,13 +83,13 @@ bool log_overlap_lanes(const double* mu_a, const double* cov_a, const double* co
   // Forward substitution L z = (mu_a - mu_b) and the log-determinant.
   for (std::size_t i = 0; i < d; ++i) {
     double* zi = z + i * L;
+    const double* ai = A + packed(i, 0) * L;
     for (std::size_t k = 0; k < i; ++k) {
-      const double* aik = A + (i * d + k) * L;
       const double* zk = z + k * L;
 #pragma omp simd
-      for (std::size_t l = 0; l < L; ++l) zi[l] -= aik[l] * zk[l];
+      for (std::size_t l = 0; l < L; ++l) zi[l] -= ai[k * L + l] * zk[l];
     }
-    const double* aii = A + (i * d + i) * L;
+    const double* aii = A + packed(i, i) * L;
 #pragma omp simd
     for (std::size_t l = 0; l < L; ++l) {
       zi[l] /= aii[l];
@@ -106,47 +112,68 @@ double log_sum_exp(const std::vector<double>& x) {
   return top + std::log(s);
 }
 
-// log of the cross term T(f, g) = sum_ab w_a v_b N(mu_a; nu_b, S_a + P_b).
-// For f == g the symmetric Gram block is visited once (a <= b).
-double log_cross(const Mixture& f, const Mixture& g, bool same, std::vector<double>& terms, LaneWork& work) {
+// log of the cross term T(f, g) = sum_ab w_a v_b N(mu_a; nu_b, S_a + P_b). For f == g the
+// symmetric Gram block is visited once (a <= b, off-diagonal pairs counted twice). The
+// block's component pairs fill the lanes in order, whatever component they belong to.
+double log_cross(const Mixture& f, const Mixture& g, bool same, LaneWork& work) {
   const std::size_t d = f.dim();
-  terms.clear();
-  const double* mu_b[kLanes];
-  const double* cov_b[kLanes];
-  double log_wb[kLanes], out[kLanes];
+  work.pairs.clear();
+  work.log_w.clear();
   for (std::size_t a = 0; a < f.n_components(); ++a) {
     const double wa = f.weights()[static_cast<Eigen::Index>(a)];
     if (wa <= 0.0) continue;
-    const double* mu_a = f.means().data() + a * d;
-    const double* cov_a = f.covariance_data() + a * d * d;
-    std::size_t filled = 0;
-    auto flush = [&] {
-      for (std::size_t l = filled; l < kLanes; ++l) mu_b[l] = mu_b[0], cov_b[l] = cov_b[0];
-      if (!log_overlap_lanes(mu_a, cov_a, mu_b, cov_b, d, work.A.data(), work.z.data(), out))
-        throw std::runtime_error("dfmr::pairwise_l2: sum of two covariances is not numerically positive definite");
-      for (std::size_t l = 0; l < filled; ++l) terms.push_back(log_wb[l] + out[l]);
-      filled = 0;
-    };
     for (std::size_t b = same ? a : 0; b < g.n_components(); ++b) {
       const double vb = g.weights()[static_cast<Eigen::Index>(b)];
       if (vb <= 0.0) continue;
-      const double mult = (same && b != a) ? 2.0 : 1.0;
-      mu_b[filled] = g.means().data() + b * d;
-      cov_b[filled] = g.covariance_data() + b * d * d;
-      log_wb[filled] = std::log(mult * wa * vb);
-      if (++filled == kLanes) flush();
+      work.pairs.emplace_back(a, b);
+      work.log_w.push_back(std::log(((same && b != a) ? 2.0 : 1.0) * wa * vb));
     }
-    if (filled > 0) flush();
   }
-  return log_sum_exp(terms);
+  work.terms.resize(work.pairs.size());
+  const double* mu_a[kLanes];
+  const double* cov_a[kLanes];
+  const double* mu_b[kLanes];
+  const double* cov_b[kLanes];
+  double out[kLanes];
+  for (std::size_t p0 = 0; p0 < work.pairs.size(); p0 += kLanes) {
+    const std::size_t filled = std::min(kLanes, work.pairs.size() - p0);
+    for (std::size_t l = 0; l < kLanes; ++l) {
+      // Lanes past the end repeat the block's last pair; their results are not used.
+      const auto [a, b] = work.pairs[p0 + std::min(l, filled - 1)];
+      mu_a[l] = f.means().data() + a * d;
+      cov_a[l] = f.covariance_data() + a * d * d;
+      mu_b[l] = g.means().data() + b * d;
+      cov_b[l] = g.covariance_data() + b * d * d;
+    }
+    if (!log_overlap_lanes(mu_a, cov_a, mu_b, cov_b, d, work.A.data(), work.z.data(), out))
+      throw std::runtime_error("dfmr::pairwise_l2: sum of two covariances is not numerically positive definite");
+    for (std::size_t l = 0; l < filled; ++l) work.terms[p0 + l] = work.log_w[p0 + l] + out[l];
+  }
+  return log_sum_exp(work.terms);
 }
 
-// sqrt(exp(lff) + exp(lgg) - 2 exp(lfg)) without overflow, clamped at 0.
-double distance_from_logs(double lff, double lgg, double lfg) {
+// 2^-exponent * sqrt(exp(lff) + exp(lgg) - 2 exp(lfg)), evaluated without overflow or
+// underflow of the intermediate terms, clamped at 0 and saturated at the largest double.
+double scaled_distance(double lff, double lgg, double lfg, int exponent) {
   const double top = std::max(lff, lgg);
   const double v = std::exp(lff - top) + std::exp(lgg - top) - 2.0 * std::exp(lfg - top);
+  if (std::isnan(v)) throw std::runtime_error("dfmr::pairwise_l2: NaN in a distance");
   if (!(v > 0.0)) return 0.0;
-  return std::exp(0.5 * top) * std::sqrt(v);
+  // Where D itself is a normal double, scaling by 2^-exponent is exact, so comparisons
+  // between scaled entries are exactly comparisons between distances.
+  const double dist = std::exp(0.5 * top) * std::sqrt(v);
+  if (std::isfinite(dist) && dist >= std::numeric_limits<double>::min()) {
+    const double scaled = std::ldexp(dist, -exponent);
+    if (std::isfinite(scaled) && scaled >= std::numeric_limits<double>::min()) return scaled;
+  }
+  const double scaled = std::exp(0.5 * top - exponent * kLn2) * std::sqrt(v);
+  return std::min(scaled, std::numeric_limits<double>::max());
+}
+
+bool identical(const Mixture& f, const Mixture& g) {
+  const std::size_t K = f.n_components(), d = f.dim();
+  return K == g.n_components() && f.weights() == g.weights() && f.means() == g.means() &&
+         std::equal(f.covariance_data(), f.covariance_data() + K * d * d, g.covariance_data());
 }
 
 void check_dims(const std::vector<Mixture>& mixtures) {
@@ -161,34 +188,45 @@ double l2_distance(const Mixture& f, const Mixture& g) {
   return pairwise_l2({f, g}, 1)(0, 1);
 }
 
-Eigen::MatrixXd pairwise_l2(const std::vector<Mixture>& mixtures, int n_threads) {
+ScaledDistances pairwise_l2_scaled(const std::vector<Mixture>& mixtures, int n_threads) {
   if (n_threads < 0) throw std::invalid_argument("dfmr::pairwise_l2: n_threads must be >= 0 (0: all hardware threads)");
   check_dims(mixtures);
   const std::size_t m = mixtures.size();
-  Eigen::MatrixXd D = Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(m));
-  if (m == 0) return D;
+  const auto M = static_cast<Eigen::Index>(m);
+  ScaledDistances out{Eigen::MatrixXd::Zero(M, M), 0};
+  if (m == 0) return out;
   const std::size_t d = mixtures.front().dim();
   // Blocks (i, j), i <= j, of the pooled Gram matrix, enumerated row by row.
   std::vector<std::pair<std::size_t, std::size_t>> blocks;
   blocks.reserve(m * (m + 1) / 2);
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t j = i; j < m; ++j) blocks.emplace_back(i, j);
-  Eigen::MatrixXd logT(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(m));
-  detail::parallel_for(blocks.size(), n_threads, [&](std::size_t t) {
-    thread_local std::vector<double> terms;
-    thread_local LaneWork work;
-    work.resize(d);
+  Eigen::MatrixXd logT(M, M);
+  std::vector<LaneWork> work(detail::worker_count(blocks.size(), n_threads));
+  for (auto& w : work) w.resize(d);
+  detail::parallel_for(blocks.size(), n_threads, [&](std::size_t t, std::size_t w) {
     const auto [i, j] = blocks[t];
-    const double v = log_cross(mixtures[i], mixtures[j], i == j, terms, work);
+    const double v = log_cross(mixtures[i], mixtures[j], i == j, work[w]);
     logT(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = v;
     logT(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(i)) = v;
   });
+  // The power of two nearest the median norm ||f_i|| = exp(logT(i,i) / 2).
+  std::vector<double> half_log_norm(m);
+  for (std::size_t i = 0; i < m; ++i) half_log_norm[i] = 0.5 * logT(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(i));
+  std::nth_element(half_log_norm.begin(), half_log_norm.begin() + static_cast<std::ptrdiff_t>(m / 2), half_log_norm.end());
+  out.exponent = static_cast<int>(std::lround(half_log_norm[m / 2] / kLn2));
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t j = i + 1; j < m; ++j) {
       const auto I = static_cast<Eigen::Index>(i), J = static_cast<Eigen::Index>(j);
-      D(I, J) = D(J, I) = distance_from_logs(logT(I, I), logT(J, J), logT(I, J));
+      const double v = identical(mixtures[i], mixtures[j]) ? 0.0 : scaled_distance(logT(I, I), logT(J, J), logT(I, J), out.exponent);
+      out.scaled(I, J) = out.scaled(J, I) = v;
     }
-  return D;
+  return out;
+}
+
+Eigen::MatrixXd pairwise_l2(const std::vector<Mixture>& mixtures, int n_threads) {
+  const ScaledDistances s = pairwise_l2_scaled(mixtures, n_threads);
+  return s.scaled.unaryExpr([&](double v) { return std::ldexp(v, s.exponent); });
 }
 
 }  // namespace dfmr

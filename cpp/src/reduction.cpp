@@ -77,14 +77,15 @@ bool cholesky_lower_guarded(double* A, std::size_t d) {
 // combination of positive-definite matrices is positive definite; rounding can still break that
 // when the pooled components differ in scale by many orders of magnitude (hostile input: means
 // 1e50 apart merged with covariances of 1e-50), the small eigenvalues then being pure rounding
-// noise. A ridge (1e-14 of the mean variance, grown tenfold per failure) is then added to the
-// diagonal of S itself, so that S stays exactly the matrix that L factorises: the reduced
-// mixture that leaves the core is positive definite by construction.
+// noise. A ridge (1e-14 of the mean variance, grown tenfold per failure up to 1e-6 of it) is
+// then added to the diagonal of S itself, so that S stays exactly the matrix that L factorises:
+// the reduced mixture that leaves the core is positive definite by construction. A matrix that
+// needs more than that is not a rounding victim but broken, and is reported.
 void factor(double* S, double* L, std::size_t d) {
   double ridge = 0.0, scale = 0.0;
   for (std::size_t i = 0; i < d; ++i) scale += std::abs(S[i * d + i]);
   scale = std::max(scale / static_cast<double>(d), std::numeric_limits<double>::min());
-  for (int attempt = 0; attempt < 60; ++attempt) {
+  for (; ridge <= 1e-6 * scale; ridge = ridge == 0.0 ? 1e-14 * scale : 10.0 * ridge) {
     std::copy(S, S + d * d, L);
     for (std::size_t i = 0; i < d; ++i) L[i * d + i] += ridge;
     if (cholesky_lower_guarded(L, d)) {
@@ -94,7 +95,6 @@ void factor(double* S, double* L, std::size_t d) {
       }
       return;
     }
-    ridge = ridge == 0.0 ? 1e-14 * scale : 10.0 * ridge;
   }
   throw std::runtime_error("dfmr::reduce: a reduced covariance is not positive definite");
 }
@@ -166,9 +166,12 @@ double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double tri
     order.resize(N);
     std::iota(order.begin(), order.end(), std::size_t{0});
     std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return best[a] < best[b]; });
+    // `room` shrinks by repeated subtraction; what is left of it after the boundary component
+    // is rounding (a few ulps), not mass to transport.
     double room = 1.0 - trim;
+    const double crumb = 64.0 * std::numeric_limits<double>::epsilon() * room;
     for (std::size_t n : order) {
-      const double take = std::min(kept[n], std::max(room, 0.0));
+      const double take = room > crumb ? std::min(kept[n], room) : 0.0;
       room -= take;
       kept[n] = take;
     }
@@ -292,7 +295,7 @@ ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, i
   const Pool pool(pooled);
   std::vector<Run> runs(starts.size());
   detail::parallel_for(starts.size(), options.n_threads,
-                       [&](std::size_t s) { runs[s] = run_start(pool, starts[s], options); });
+                       [&](std::size_t s, std::size_t) { runs[s] = run_start(pool, starts[s], options); });
   std::size_t win = 0;
   std::vector<double> objectives(runs.size());
   for (std::size_t s = 0; s < runs.size(); ++s) {

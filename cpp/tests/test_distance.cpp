@@ -363,3 +363,53 @@ TEST(PairwiseL2Extreme, AllEntriesFinite) {
 }
 
 }  // namespace
+
+namespace {
+
+dfmr::Mixture isotropic(const Eigen::VectorXd& mean, double variance) {
+  const auto d = mean.size();
+  return dfmr::Mixture(Eigen::VectorXd::Ones(1), mean.transpose(), {variance * Eigen::MatrixXd::Identity(d, d)});
+}
+
+}  // namespace
+
+TEST(ScaledDistances, EqualDistancesTimesPowerOfTwo) {
+  std::mt19937 gen(7);
+  std::normal_distribution<double> z;
+  std::vector<dfmr::Mixture> mixtures;
+  for (int i = 0; i < 6; ++i) {
+    Eigen::VectorXd mu(3);
+    for (int j = 0; j < 3; ++j) mu[j] = z(gen);
+    mixtures.push_back(isotropic(mu, 0.005 + 0.001 * i));
+  }
+  const dfmr::ScaledDistances s = dfmr::pairwise_l2_scaled(mixtures, 2);
+  const Eigen::MatrixXd D = dfmr::pairwise_l2(mixtures, 2);
+  EXPECT_NE(s.exponent, 0);  // norms of these concentrated densities are far from 1
+  for (Eigen::Index i = 0; i < D.rows(); ++i)
+    for (Eigen::Index j = 0; j < D.cols(); ++j) EXPECT_EQ(std::ldexp(s.scaled(i, j), s.exponent), D(i, j));
+}
+
+TEST(ScaledDistances, FlatDensitiesKeepTheirRelativeDistances) {
+  // d = 400, variance 300: ||f||^2 = (4 pi 300)^(-200) underflows, and so does every distance.
+  const Eigen::Index d = 400;
+  const Eigen::VectorXd zero = Eigen::VectorXd::Zero(d);
+  const std::vector<dfmr::Mixture> mixtures{isotropic(zero, 300.0), isotropic(zero.array() + 1.0, 300.0),
+                                            isotropic(zero.array() + 50.0, 300.0)};
+  EXPECT_EQ(dfmr::pairwise_l2(mixtures).maxCoeff(), 0.0);
+  const dfmr::ScaledDistances s = dfmr::pairwise_l2_scaled(mixtures);
+  // Closed form for equal isotropic covariances: D^2 = 2 c (1 - exp(-|dmu|^2 / (4 v))) with
+  // c = ||f||^2; scaled by 2^-exponent, compare in log space.
+  const double log_c = -0.5 * static_cast<double>(d) * std::log(4.0 * M_PI * 300.0);
+  auto expected_log = [&](double sq) { return 0.5 * (std::log(2.0) + log_c + std::log1p(-std::exp(-sq / 1200.0))); };
+  EXPECT_NEAR(std::log(s.scaled(0, 1)) + s.exponent * std::log(2.0), expected_log(400.0), 1e-9);
+  EXPECT_NEAR(std::log(s.scaled(0, 2)) + s.exponent * std::log(2.0), expected_log(400.0 * 2500.0), 1e-9);
+  EXPECT_GT(s.scaled(0, 2), s.scaled(0, 1));
+}
+
+TEST(PairwiseL2, IdenticalMixturesAreExactlyZeroApart) {
+  const Eigen::VectorXd mu = Eigen::VectorXd::LinSpaced(4, -1.0, 2.0);
+  const std::vector<dfmr::Mixture> mixtures{isotropic(mu, 0.3), isotropic(mu, 0.3), isotropic(mu, 0.31)};
+  const Eigen::MatrixXd D = dfmr::pairwise_l2(mixtures);
+  EXPECT_EQ(D(0, 1), 0.0);
+  EXPECT_GT(D(0, 2), 0.0);
+}

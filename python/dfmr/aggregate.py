@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._native import as_mixture_list
-from .distances import pairwise_l2
+from .distances import pairwise_l2_scaled
 from .filtering import FilterDecision, center_index, distance_filter
 from .params import GaussianMixtureParams
-from .reduction import ReductionResult, default_starts, pool, reduce
+from .reduction import ReductionResult, reduce_mixtures
 
 __all__ = ["AggregationResult", "dfmr", "mr", "coat", "tkb"]
 
@@ -100,10 +100,7 @@ def _reduce_machines(
     max_iter: int,
     n_threads: int | None,
 ) -> ReductionResult:
-    res = reduce(
-        pool(mixtures), n_components, default_starts(mixtures, n_components),
-        trim=trim, tol=tol, max_iter=max_iter, n_threads=n_threads,
-    )
+    res = reduce_mixtures(mixtures, n_components, trim=trim, tol=tol, max_iter=max_iter, n_threads=n_threads)
     if res.mixture.n_components < n_components:
         warnings.warn(
             f"the reduced mixture has {res.mixture.n_components} components, fewer than the "
@@ -148,13 +145,15 @@ def dfmr(
     AggregationResult
     """
     mixtures = as_mixture_list(mixtures)
-    D = pairwise_l2(mixtures, n_threads=n_threads)
-    decision = distance_filter(D, threshold)
+    # The filter compares distances with each other: it runs on the scaled matrix, which
+    # stays informative where the distances themselves would underflow.
+    scaled, exponent = pairwise_l2_scaled(mixtures, n_threads=n_threads)
+    decision = distance_filter(scaled, threshold).rescaled(exponent)
     kept = [mixtures[i] for i in decision.retained]
     red = _reduce_machines(kept, n_components, 0.0, tol, max_iter, n_threads)
     return AggregationResult(
         mixture=red.mixture, method="dfmr", n_machines=len(mixtures), retained=decision.retained,
-        center=decision.center, distances=D, objective=red.objective, n_iter=red.n_iter,
+        center=decision.center, distances=np.ldexp(scaled, exponent), objective=red.objective, n_iter=red.n_iter,
         converged=red.converged, filter=decision, reduction=red, n_components_requested=int(n_components),
     )
 
@@ -201,9 +200,9 @@ def tkb(
 def coat(mixtures: Sequence[GaussianMixtureParams], *, n_threads: int | None = None) -> AggregationResult:
     """The centre machine's own estimate: the local mixture with the smallest median L2 distance."""
     mixtures = as_mixture_list(mixtures)
-    D = pairwise_l2(mixtures, n_threads=n_threads)
-    c = center_index(D)
+    scaled, exponent = pairwise_l2_scaled(mixtures, n_threads=n_threads)
+    c = center_index(scaled)
     return AggregationResult(
         mixture=mixtures[c], method="coat", n_machines=len(mixtures), retained=np.array([c]),
-        center=c, distances=D,
+        center=c, distances=np.ldexp(scaled, exponent),
     )

@@ -39,6 +39,15 @@ class FilterDecision:
     cutoff: float
     retained: np.ndarray
 
+    def rescaled(self, exponent: int) -> FilterDecision:
+        """The same decision with every distance multiplied by ``2 ** exponent`` (exact)."""
+        row = np.ldexp(self.distance_to_center, exponent)
+        row.setflags(write=False)
+        return FilterDecision(
+            self.center, row, float(np.ldexp(self.radius, exponent)), self.threshold,
+            float(np.ldexp(self.cutoff, exponent)), self.retained,
+        )
+
 
 def _check_distance_matrix(D: np.ndarray) -> np.ndarray:
     D = np.asarray(D, dtype=np.float64)

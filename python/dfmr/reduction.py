@@ -16,7 +16,7 @@ import numpy as np
 from ._native import _core, as_mixture_list, pack, resolve_threads, unpack
 from .params import GaussianMixtureParams
 
-__all__ = ["ReductionResult", "pool", "kl_cost", "default_starts", "reduce"]
+__all__ = ["ReductionResult", "pool", "kl_cost", "default_starts", "reduce", "reduce_mixtures"]
 
 
 @dataclass(frozen=True)
@@ -122,17 +122,42 @@ def reduce(
     _check_k(n_components)
     if starts[0].dim != pooled.dim:
         raise ValueError(f"starts have dimension {starts[0].dim}, the pool {pooled.dim}.")
+    options = _options(trim, tol, max_iter, n_threads)
+    return _result(_core.reduce(pooled.weights, pooled.means, pooled.covariances, *pack(starts), int(n_components),
+                                *options))
+
+
+def reduce_mixtures(
+    mixtures: Sequence[GaussianMixtureParams],
+    n_components: int,
+    *,
+    trim: float = 0.0,
+    tol: float = 1e-5,
+    max_iter: int = 100,
+    n_threads: int | None = None,
+) -> ReductionResult:
+    """``reduce(pool(mixtures), n_components, default_starts(mixtures, n_components), ...)`` in one call.
+
+    Plain MR (``trim = 0``) or the trimmed k-barycenter of the local estimates; parameters as
+    in :func:`reduce`.
+    """
+    mixtures = as_mixture_list(mixtures)
+    _check_k(n_components)
+    options = _options(trim, tol, max_iter, n_threads)
+    return _result(_core.reduce_mixtures(*pack(mixtures), int(n_components), *options))
+
+
+def _options(trim: float, tol: float, max_iter: int, n_threads: int | None) -> tuple[int, float, float, int]:
     if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 0):
         raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}.")
     if not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}.")
     if not (0.0 <= trim < 1.0):
         raise ValueError(f"trim (alpha) must lie in [0, 1), got {trim!r}.")
-    sw, smu, scov, soff = pack(starts)
-    out = _core.reduce(
-        pooled.weights, pooled.means, pooled.covariances, sw, smu, scov, soff,
-        int(n_components), int(max_iter), float(tol), float(trim), resolve_threads(n_threads),
-    )
+    return int(max_iter), float(tol), float(trim), resolve_threads(n_threads)
+
+
+def _result(out: dict) -> ReductionResult:
     return ReductionResult(
         mixture=GaussianMixtureParams._from_core(out["weights"], out["means"], out["covariances"]),
         objective=float(out["objective"]),
