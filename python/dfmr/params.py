@@ -61,8 +61,9 @@ class NumericLimits:
         ``max_k (4 pi)^(-d/2) det(Sigma_k)^(-1/2)`` (Minkowski's determinant inequality bounds every
         cross term by the most concentrated component), which is below this peak density, so every
         squared L2 distance is at most ``2 * exp(700) ~ 2e304``: distances, squared distances and
-        their log-space accumulation stay finite. There is no lower bound: very flat components
-        merely underflow to zero density, which the log-space evaluation handles exactly. The bound
+        their log-space accumulation stay finite. There is no lower bound: very flat densities have
+        distances that underflow in absolute terms, so the DFMR centre and filter work on the
+        distance matrix scaled by a power of two (:func:`dfmr.distances.pairwise_l2_scaled`). The bound
         only binds for concentrated, high-dimensional data (e.g. d = 100 needs a geometric-mean
         variance of at least ~1e-7): rescaling the data by a constant > 1 cures it, and every
         method in dfmr is equivariant under such rescaling.
