@@ -101,12 +101,18 @@ def _fit_machine(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local fit of machine ``index``: plain arrays, so that no backend's pickling alters the result."""
     try:
-        mix = fit_local(
-            X, n_components, n_init=n_init, max_iter=max_iter, tol=tol, random_state=np.random.default_rng(seed)
-        )
+        mix = fit_local(X, n_components, np.random.default_rng(seed), n_init=n_init, max_iter=max_iter, tol=tol)
     except ValueError as exc:
         raise type(exc)(f"machine {index}: {exc}") from exc
     return np.array(mix.weights), np.array(mix.means), np.array(mix.covariances)
+
+
+def _rebuild(index: int, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> GaussianMixtureParams:
+    """Machine ``index``'s local estimate from the plain arrays a worker returned; a failure names the machine."""
+    try:
+        return GaussianMixtureParams(weights, means, covariances)
+    except ValueError as exc:
+        raise type(exc)(f"machine {index}: its local estimate is not a valid mixture: {exc}") from exc
 
 
 def _run_all(executor: Executor, tasks: list[tuple[Any, ...]], bar: tqdm) -> list[Any]:
@@ -160,8 +166,8 @@ class DistributedGaussianMixture:
         Workers of the pool and threads of the aggregation; ``None`` uses ``os.cpu_count()``,
         negative values count back from it (``-1`` all CPUs, ``-2`` all but one). The serial
         backend uses one thread throughout.
-    n_init : int, default fit_local's (8)
-        k-means++ starts of every local fit.
+    n_init : int, default fit_local's (16)
+        Largest number of k-means++ starts of every local fit (see :func:`dfmr.local.fit_local_detailed`).
     max_iter : int, default fit_local's (500)
         EM iterations of every local fit.
     tol : float, default fit_local's (1e-6)
@@ -460,7 +466,7 @@ class DistributedGaussianMixture:
                             results = _run_all(ex, tasks, bar)
                     else:
                         results = list(_serial(tasks, bar))
-        return [GaussianMixtureParams(w, mu, cov) for w, mu, cov in results]
+        return [_rebuild(i, *result) for i, result in enumerate(results)]
 
     def _aggregate(self, local: list[GaussianMixtureParams], n_threads: int) -> AggregationResult:
         k = int(self.n_components)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,11 +50,19 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # Added to every n_k (as in sklearn) so that an empty component keeps a positive weight and a
 # well-defined mean (the data mean, see m_step) instead of 0/0; it moves nothing measurably.
 _NK_FLOOR = 10.0 * np.finfo(np.float64).eps
-# Starts are compared after _SCREEN_ITER EM iterations on a random subset of
-# max(_SCREEN_MIN_SIZE, _SCREEN_POINTS_PER_PARAM * K * d) points; fit_local_detailed says why.
-_SCREEN_ITER = 5
+# The rule for the starts (fit_local_detailed states it in full): groups of _SCREEN_GROUP starts are
+# screened by _SCREEN_ITER EM iterations on a random subset of max(_SCREEN_MIN_SIZE,
+# _SCREEN_POINTS_PER_PARAM * K * d) points, which only orders them; they are then run to convergence on
+# all the data in that order until _CONFIRMATIONS converged runs end within _AGREE_TOLS * tol * n of
+# the best final value.
+_SCREEN_GROUP = 8
+_SCREEN_ITER = 8
 _SCREEN_MIN_SIZE = 1000
 _SCREEN_POINTS_PER_PARAM = 20
+_CONFIRMATIONS = 2
+_AGREE_TOLS = 2.0
+# The screen runs its starts side by side in (starts, K, d, m) arrays of at most this many doubles (32 MB).
+_SCREEN_BLOCK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -69,14 +78,17 @@ class LocalFit:
     loglik : float
         Plain log-likelihood of ``mixture`` on the data (sum over points).
     n_iter : int
-        EM iterations on the full data, from the chosen start to the end.
+        EM iterations of the returned run, from its start to the end.
     converged : bool
-        Whether the tolerance was met within ``max_iter`` iterations.
+        Whether the returned run met the tolerance within ``max_iter`` iterations.
     n_init : int
-        Number of k-means++ starts that were compared.
+        The largest number of k-means++ starts allowed (the ``n_init`` argument).
     history : tuple of float
-        Penalised log-likelihood on the full data at the chosen start and after every EM
+        Penalised log-likelihood of the returned run at its start and after every EM
         iteration (length ``n_iter + 1``); non-decreasing up to rounding.
+    start_penalized_logliks : tuple of float
+        Final penalised log-likelihood of every start that was run, in the order run
+        (``1 <= len <= n_init``); ``penalized_loglik`` is their maximum.
     """
 
     mixture: GaussianMixtureParams
@@ -86,6 +98,7 @@ class LocalFit:
     converged: bool
     n_init: int
     history: tuple[float, ...]
+    start_penalized_logliks: tuple[float, ...]
 
 
 def sample_covariance(X: np.ndarray) -> np.ndarray:
@@ -165,18 +178,18 @@ def precision_cholesky(covariances: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    covariances : ndarray, shape (K, d, d)
-        Symmetric positive-definite matrices.
+    covariances : ndarray, shape (..., K, d, d)
+        Symmetric positive-definite matrices (any leading dimensions).
 
     Returns
     -------
-    ndarray, shape (K, d, d)
+    ndarray, shape (..., K, d, d)
     """
     chol = np.linalg.cholesky(covariances)
     # One batched gufunc call; scipy's batched solve_triangular costs several times more in overhead
     # at these sizes, and the factor is well conditioned (its condition is the root of Sigma_k's).
     eye = np.broadcast_to(np.eye(covariances.shape[-1]), covariances.shape)
-    return np.swapaxes(np.linalg.solve(chol, eye), 1, 2)
+    return np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
 
 
 def estimate_log_gaussian_prob(X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
@@ -370,6 +383,96 @@ def _seed(X: np.ndarray, S_x: np.ndarray, a_n: float, n_components: int, rng: np
     return _evaluate(X, S_x, a_n, m_step(X, resp_t.T, S_x, a_n))
 
 
+def _m_step_batch(
+    X: np.ndarray, resp: np.ndarray, S_x: np.ndarray, a_n: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`m_step` for S runs at once: ``resp`` has shape (S, K, n); returns (S, K), (S, K, d), (S, K, d, d)."""
+    s, k, n = resp.shape
+    d = X.shape[1]
+    nk = resp.sum(axis=2)
+    means = (resp.reshape(s * k, n) @ X).reshape(s, k, d) / (nk + _NK_FLOOR)[:, :, None]
+    weighted = X.T - means[:, :, :, None]  # (S, K, d, n)
+    weighted *= resp[:, :, None, :]
+    scatter = (weighted.reshape(s * k * d, n) @ X).reshape(s, k, d, d)  # about mu_k, as in m_step
+    covariances = (scatter + 2.0 * a_n * S_x) / (nk + 2.0 * a_n)[:, :, None, None]
+    covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
+    weights = (nk + _NK_FLOOR) / (nk.sum(axis=1, keepdims=True) + k * _NK_FLOOR)
+    return weights, means, covariances
+
+
+def _evaluate_batch(
+    X: np.ndarray, S_x: np.ndarray, a_n: float, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """E-step and penalised log-likelihood for S runs at once: responsibilities (S, K, n) and values (S,)."""
+    s, k, d = means.shape
+    n = X.shape[0]
+    prec_chol = precision_cholesky(covariances)
+    y = np.swapaxes(prec_chol, -1, -2).reshape(s * k * d, d) @ X.T
+    y -= np.einsum("skde,skd->ske", prec_chol, means).reshape(s * k * d, 1)
+    y = y.reshape(s, k, d, n)
+    log_det_prec = np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(axis=-1)  # (S, K)
+    log_joint = np.einsum("skdn,skdn->skn", y, y)
+    log_joint *= -0.5
+    log_joint += (log_det_prec - 0.5 * d * _LOG_2PI + np.log(weights))[:, :, None]
+    row_max = log_joint.max(axis=1, keepdims=True)
+    log_joint -= row_max
+    resp = np.exp(log_joint, out=log_joint)
+    total = resp.sum(axis=1, keepdims=True)
+    resp /= total
+    loglik = row_max.sum(axis=(1, 2)) + np.log(total).sum(axis=(1, 2))
+    precisions = prec_chol @ np.swapaxes(prec_chol, -1, -2)
+    penalty = a_n * (np.einsum("ij,skij->sk", S_x, precisions) - 2.0 * log_det_prec).sum(axis=1)
+    return resp, loglik - penalty
+
+
+def _screen(
+    X: np.ndarray, S_x: np.ndarray, a_n: float, n_components: int, n_starts: int, n_iter: int, rng: np.random.Generator
+) -> list[tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """``n_starts`` k-means++ starts on ``X``, each followed by ``n_iter`` penalised-EM iterations.
+
+    Every start is as in :func:`_seed` (nearest-seed assignment, one M-step); the runs go side by
+    side in blocks of starts. Returns ``(penalised log-likelihood, (weights, means, covariances))``
+    per start, in the order drawn.
+    """
+    n, d = X.shape
+    k = n_components
+    labels = []
+    for _ in range(n_starts):
+        centers, _ = kmeans_plusplus(X, k, rng)
+        labels.append(np.argmin(np.einsum("kd,kd->k", centers, centers) - 2.0 * (X @ centers.T), axis=1))
+    block = max(1, _SCREEN_BLOCK // (k * d * n))
+    out: list[tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+    for first in range(0, n_starts, block):
+        chunk = labels[first : first + block]
+        resp = np.zeros((len(chunk), k, n))
+        for j, lab in enumerate(chunk):
+            resp[j, lab, np.arange(n)] = 1.0
+        for _ in range(n_iter + 1):
+            params = _m_step_batch(X, resp, S_x, a_n)
+            resp, penalized = _evaluate_batch(X, S_x, a_n, *params)
+        out.extend((float(penalized[j]), (params[0][j], params[1][j], params[2][j])) for j in range(len(chunk)))
+    return out
+
+
+def _screened_starts(
+    subset: np.ndarray, S_x: np.ndarray, n_components: int, n_init: int, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The starts in the order they are run: groups of ``_SCREEN_GROUP``, each screened only when reached."""
+    for first in range(0, n_init, _SCREEN_GROUP):
+        group = _screen(
+            subset, S_x, subset.shape[0] ** -0.5, n_components, min(_SCREEN_GROUP, n_init - first), _SCREEN_ITER, rng
+        )
+        group.sort(key=lambda start: start[0], reverse=True)  # stable: ties keep the draw order
+        for _, params in group:
+            yield params
+
+
+def _confirmed(runs: list[tuple[_State, list[float], bool]], agree: float) -> bool:
+    """Whether ``_CONFIRMATIONS`` converged runs end within ``agree`` of the best final value."""
+    top = max(state.penalized for state, _, _ in runs)
+    return sum(converged and state.penalized >= top - agree for state, _, converged in runs) >= _CONFIRMATIONS
+
+
 def _is_int(value: object, low: int) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
 
@@ -429,17 +532,49 @@ def _check_sample_covariance(S_x: np.ndarray) -> None:
 def fit_local_detailed(
     X: ArrayLike,
     n_components: int,
+    random_state: int | np.random.Generator | None = None,
     *,
-    n_init: int = 8,
+    n_init: int = 16,
     max_iter: int = 500,
     tol: float = 1e-6,
-    random_state: int | np.random.Generator | None = None,
 ) -> LocalFit:
     """Penalised MLE of a Gaussian mixture on one machine's data, with diagnostics.
 
     Maximises ``loglik(G) - a_n sum_k [tr(S_x Sigma_k^-1) + log det Sigma_k]``, ``a_n = n^(-1/2)``,
-    ``S_x`` the sample covariance of ``X`` (divisor ``n - 1``), by EM from the best of
-    ``n_init`` k-means++ starts.
+    ``S_x`` the sample covariance of ``X`` (divisor ``n - 1``), by EM from up to ``n_init``
+    k-means++ starts, each run to convergence on all the data, keeping the best.
+
+    The rule for the starts:
+
+    1. Screen a group: the next ``min(8, n_init - s)`` starts (``s`` = starts drawn so far) are
+       drawn from ``random_state``. Each is a k-means++ seeding of one random subset of
+       ``m = min(n, max(1000, 20 K d))`` points (drawn once, shared by all starts; every subset
+       point goes to its nearest seed, then one M-step), followed by 8 penalised-EM iterations on
+       the subset (penalty scale ``m^(-1/2)``, the same ``S_x``). The screen only ORDERS the
+       group, by penalised log-likelihood on the subset, best first; no start is dropped on its
+       account.
+    2. Full runs: in that order, each screened start is run by EM on ALL the data until it
+       converges (``tol``) or reaches ``max_iter`` iterations. After each run the search stops
+       ("confirmed") as soon as two runs that converged have final values within ``2 tol n`` of
+       the best final value so far (the best run itself counts if it converged): the best
+       maximum found has been reached twice. When a group is used up without confirmation, the
+       next group is screened (step 1), until ``n_init`` starts have been run.
+    3. Result: the run with the highest final penalised log-likelihood among ALL the starts run
+       in step 2 (each run to convergence, or to ``max_iter``, on all the data): its value is
+       ``penalized_loglik``, every run's final value is in ``start_penalized_logliks``. Starts
+       not run (after confirmation) play no part; a start's screen value never decides the result.
+
+    Why: on overlapping data a few EM iterations (on a subset or on all the data) often rank the
+    starts differently from where they end, so running only the screen's leader to convergence
+    can lose hundreds of log-likelihood units, while running every start costs ``n_init`` full
+    runs. A run stops once an iteration gains less than ``tol n``, and EM's remaining gain is
+    then about ``gain * rho / (1 - rho)`` (``rho`` its linear rate), so runs to the same maximum
+    end within ``2 tol n`` of each other when ``rho <= 2/3``; runs to different maxima seldom
+    do. On well-separated data nearly every start reaches the same maximum and two runs
+    suffice (about 2.05 runs per machine in the paper's set-up, 180 machines measured), the
+    screen putting starts stuck in poor maxima, which EM also leaves slowly, last. On
+    overlapping data the search goes on, often through all ``n_init`` starts. A poor maximum is
+    kept only if two converged runs reach it before any run finds a better one.
 
     Parameters
     ----------
@@ -448,34 +583,31 @@ def fit_local_detailed(
         ``n >= n_components``, ``n > d`` and a non-singular sample covariance.
     n_components : int
         Number of components K >= 1.
-    n_init : int, default 8
-        Number of k-means++ starts. The starts are screened on a random subset of
-        ``m = min(n, max(1000, 20 K d))`` points: each gets 5 penalised-EM iterations there
-        (penalty scale ``m^(-1/2)``, the same ``S_x``), and only the start with the highest
-        penalised log-likelihood on the subset runs on to convergence on all the data. A wrong
-        start (two seeds in one cluster) is already far behind after a few iterations, and
-        ``20 d`` points per component estimate a covariance to within a factor of about 1.5 in
-        every direction (Marchenko-Pastur), enough to tell the basins apart. All the screening
-        together costs about one full-data run, instead of ``n_init`` full runs.
-    max_iter : int, default 500
-        Largest number of EM iterations on the full data.
-    tol : float, default 1e-6
-        Stop when one iteration raises the penalised log-likelihood by less than ``tol`` per
-        point. Near the optimum the remaining gap per point is about ``tol * rho / (1 - rho)``
-        for EM's linear rate ``rho``, i.e. an optimisation error of squared size about
-        ``2 tol rho / (1 - rho)`` in per-point Fisher units. That stays far below the sampling
-        error ``p / N`` of even the pooled estimate (``p = 329`` parameters, ``N = 100,000``
-        points in the paper's set-up: 3.3e-3) unless EM crawls (``rho > 0.99``); scikit-learn's
-        default 1e-3 would not. As EM's gains shrink geometrically, 1e-6 costs only a few
-        iterations more.
     random_state : int, numpy.random.Generator or None, default None
-        Seed or generator for the subset and the k-means++ starts.
+        Seed or generator for the screening subset and the k-means++ starts.
+    n_init : int, default 16
+        Largest number of k-means++ starts, each screened and run to convergence on all the
+        data until the best maximum is confirmed (see the rule above).
+    max_iter : int, default 500
+        Largest number of EM iterations of one start.
+    tol : float, default 1e-6
+        A run stops when one iteration raises the penalised log-likelihood by less than
+        ``tol`` per point. Near the optimum the remaining gap per point is about
+        ``tol * rho / (1 - rho)`` for EM's linear rate ``rho``, i.e. an optimisation error of
+        squared size about ``2 tol rho / (1 - rho)`` in per-point Fisher units. That stays far
+        below the sampling error ``p / N`` of even the pooled estimate (``p = 329``
+        parameters, ``N = 100,000`` points in the paper's set-up: 3.3e-3) unless EM crawls
+        (``rho > 0.99``); scikit-learn's default 1e-3 would not. As EM's gains shrink
+        geometrically, 1e-6 costs only a few iterations more. With ``tol = 0`` a run ends only
+        when an iteration lowers the value (by rounding) or at ``max_iter``, and two runs confirm
+        each other only if their final values tie.
 
     Returns
     -------
     LocalFit
         The fitted mixture with its penalised and plain log-likelihoods, iteration count,
-        convergence flag, number of starts and the penalised log-likelihood trace.
+        convergence flag, the penalised log-likelihood trace of the returned run and the final
+        value of every start that was run.
 
     Raises
     ------
@@ -503,15 +635,13 @@ def fit_local_detailed(
 
     m = min(n, max(_SCREEN_MIN_SIZE, _SCREEN_POINTS_PER_PARAM * n_components * d))
     subset = Xc if m == n else np.asfortranarray(Xc[rng.choice(n, size=m, replace=False)])
-    a_m = m**-0.5
-    screened = [
-        _em(subset, S_x, a_m, _seed(subset, S_x, a_m, n_components, rng), _SCREEN_ITER, tol)[0] for _ in range(n_init)
-    ]
-    chosen = max(screened, key=lambda state: state.penalized)
-
     a_n = n**-0.5
-    start = _evaluate(Xc, S_x, a_n, (chosen.weights, chosen.means, chosen.covariances))
-    final, history, converged = _em(Xc, S_x, a_n, start, max_iter, tol)
+    runs: list[tuple[_State, list[float], bool]] = []
+    for params in _screened_starts(subset, S_x, n_components, n_init, rng):
+        runs.append(_em(Xc, S_x, a_n, _evaluate(Xc, S_x, a_n, params), max_iter, tol))
+        if _confirmed(runs, _AGREE_TOLS * tol * n):
+            break
+    final, history, converged = max(runs, key=lambda run: run[0].penalized)  # ties: the earliest
 
     mixture = GaussianMixtureParams(final.weights, final.means + center, final.covariances, normalize=True)
     return LocalFit(
@@ -522,24 +652,27 @@ def fit_local_detailed(
         converged=converged,
         n_init=int(n_init),
         history=tuple(history),
+        start_penalized_logliks=tuple(state.penalized for state, _, _ in runs),
     )
 
 
 def fit_local(
     X: ArrayLike,
     n_components: int,
+    random_state: int | np.random.Generator | None = None,
     *,
-    n_init: int = 8,
+    n_init: int = 16,
     max_iter: int = 500,
     tol: float = 1e-6,
-    random_state: int | np.random.Generator | None = None,
 ) -> GaussianMixtureParams:
     """Penalised MLE of a K-component Gaussian mixture on one machine's data.
 
     Maximises ``loglik(G) - a_n sum_k [tr(S_x Sigma_k^-1) + log det Sigma_k]`` with
-    ``a_n = n^(-1/2)`` and ``S_x`` the sample covariance of ``X``, by EM from several
-    k-means++ starts. :func:`fit_local_detailed` documents the parameters and also returns
-    the diagnostics (penalised log-likelihood, iterations, convergence).
+    ``a_n = n^(-1/2)`` and ``S_x`` the sample covariance of ``X``, by EM from up to ``n_init``
+    k-means++ starts, each run to convergence on all the data, keeping the best.
+    :func:`fit_local_detailed` states the rule for the number of starts, documents the
+    parameters and also returns the diagnostics (penalised log-likelihood, iterations,
+    convergence, every start's value).
 
     Parameters
     ----------
@@ -547,7 +680,9 @@ def fit_local(
         One machine's data.
     n_components : int
         Number of components K.
-    n_init, max_iter, tol, random_state
+    random_state : int, numpy.random.Generator or None, default None
+        Seed or generator for the screening subset and the k-means++ starts.
+    n_init, max_iter, tol
         As in :func:`fit_local_detailed`.
 
     Returns
@@ -560,6 +695,4 @@ def fit_local(
     ValueError
         If ``X`` or an argument is invalid.
     """
-    return fit_local_detailed(
-        X, n_components, n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state
-    ).mixture
+    return fit_local_detailed(X, n_components, random_state, n_init=n_init, max_iter=max_iter, tol=tol).mixture
