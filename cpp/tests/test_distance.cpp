@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <Eigen/Dense>
 
 #include <algorithm>
@@ -17,16 +19,9 @@ namespace {
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
-
-const double kPi = std::acos(-1.0);
-
-MatrixXd random_spd(std::mt19937& rng, int d) {
-  std::normal_distribution<double> z(0.0, 1.0);
-  MatrixXd B(d, d);
-  for (int i = 0; i < d; ++i)
-    for (int j = 0; j < d; ++j) B(i, j) = z(rng);
-  return B * B.transpose() / d + 0.2 * MatrixXd::Identity(d, d);
-}
+using dfmr_test::gauss_pdf;
+using dfmr_test::kPi;
+using dfmr_test::random_spd;
 
 dfmr::Mixture random_mixture(std::mt19937& rng, int K, int d, double spread = 2.0) {
   std::uniform_real_distribution<double> u(0.5, 1.5);
@@ -40,13 +35,6 @@ dfmr::Mixture random_mixture(std::mt19937& rng, int K, int d, double spread = 2.
     cov.push_back(random_spd(rng, d));
   }
   return dfmr::Mixture(w / w.sum(), mu, cov);
-}
-
-// N(x; mu, S) from the explicit formula with Eigen's inverse and determinant.
-double gauss_pdf(const VectorXd& x, const VectorXd& mu, const MatrixXd& S) {
-  const VectorXd r = x - mu;
-  const double q = r.dot(S.inverse() * r);
-  return std::exp(-0.5 * q) / std::sqrt((2.0 * kPi * S).determinant());
 }
 
 VectorXd mean(const dfmr::Mixture& f, std::size_t k) {
@@ -364,15 +352,6 @@ TEST(PairwiseL2Extreme, AllEntriesFinite) {
 
 }  // namespace
 
-namespace {
-
-dfmr::Mixture isotropic(const Eigen::VectorXd& mean, double variance) {
-  const auto d = mean.size();
-  return dfmr::Mixture(Eigen::VectorXd::Ones(1), mean.transpose(), {variance * Eigen::MatrixXd::Identity(d, d)});
-}
-
-}  // namespace
-
 TEST(ScaledDistances, EqualDistancesTimesPowerOfTwo) {
   std::mt19937 gen(7);
   std::normal_distribution<double> z;
@@ -380,7 +359,7 @@ TEST(ScaledDistances, EqualDistancesTimesPowerOfTwo) {
   for (int i = 0; i < 6; ++i) {
     Eigen::VectorXd mu(3);
     for (int j = 0; j < 3; ++j) mu[j] = z(gen);
-    mixtures.push_back(isotropic(mu, 0.005 + 0.001 * i));
+    mixtures.push_back(iso_mixture({{1.0, mu, 0.005 + 0.001 * i}}));
   }
   const dfmr::ScaledDistances s = dfmr::pairwise_l2_scaled(mixtures, 2);
   const Eigen::MatrixXd D = dfmr::pairwise_l2(mixtures, 2);
@@ -393,13 +372,14 @@ TEST(ScaledDistances, FlatDensitiesKeepTheirRelativeDistances) {
   // d = 400, variance 300: ||f||^2 = (4 pi 300)^(-200) underflows, and so does every distance.
   const Eigen::Index d = 400;
   const Eigen::VectorXd zero = Eigen::VectorXd::Zero(d);
-  const std::vector<dfmr::Mixture> mixtures{isotropic(zero, 300.0), isotropic(zero.array() + 1.0, 300.0),
-                                            isotropic(zero.array() + 50.0, 300.0)};
+  const std::vector<dfmr::Mixture> mixtures{iso_mixture({{1.0, zero, 300.0}}),
+                                            iso_mixture({{1.0, zero.array() + 1.0, 300.0}}),
+                                            iso_mixture({{1.0, zero.array() + 50.0, 300.0}})};
   EXPECT_EQ(dfmr::pairwise_l2(mixtures).maxCoeff(), 0.0);
   const dfmr::ScaledDistances s = dfmr::pairwise_l2_scaled(mixtures);
   // Closed form for equal isotropic covariances: D^2 = 2 c (1 - exp(-|dmu|^2 / (4 v))) with
   // c = ||f||^2; scaled by 2^-exponent, compare in log space.
-  const double log_c = -0.5 * static_cast<double>(d) * std::log(4.0 * M_PI * 300.0);
+  const double log_c = -0.5 * static_cast<double>(d) * std::log(4.0 * kPi * 300.0);
   auto expected_log = [&](double sq) { return 0.5 * (std::log(2.0) + log_c + std::log1p(-std::exp(-sq / 1200.0))); };
   EXPECT_NEAR(std::log(s.scaled(0, 1)) + s.exponent * std::log(2.0), expected_log(400.0), 1e-9);
   EXPECT_NEAR(std::log(s.scaled(0, 2)) + s.exponent * std::log(2.0), expected_log(400.0 * 2500.0), 1e-9);
@@ -408,7 +388,8 @@ TEST(ScaledDistances, FlatDensitiesKeepTheirRelativeDistances) {
 
 TEST(PairwiseL2, IdenticalMixturesAreExactlyZeroApart) {
   const Eigen::VectorXd mu = Eigen::VectorXd::LinSpaced(4, -1.0, 2.0);
-  const std::vector<dfmr::Mixture> mixtures{isotropic(mu, 0.3), isotropic(mu, 0.3), isotropic(mu, 0.31)};
+  const std::vector<dfmr::Mixture> mixtures{iso_mixture({{1.0, mu, 0.3}}), iso_mixture({{1.0, mu, 0.3}}),
+                                            iso_mixture({{1.0, mu, 0.31}})};
   const Eigen::MatrixXd D = dfmr::pairwise_l2(mixtures);
   EXPECT_EQ(D(0, 1), 0.0);
   EXPECT_GT(D(0, 2), 0.0);

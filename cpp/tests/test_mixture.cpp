@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <Eigen/Dense>
 
 #include <algorithm>
@@ -17,11 +19,12 @@ namespace {
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
+using dfmr_test::gauss_pdf;
+using dfmr_test::kPi;
+using dfmr_test::random_spd;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
-const double kPi = std::acos(-1.0);
-
 struct Params {
   VectorXd w;
   MatrixXd mu;
@@ -44,14 +47,6 @@ Params valid_params() {
 
 dfmr::Mixture build(const Params& p) { return dfmr::Mixture(p.w, p.mu, p.cov); }
 
-MatrixXd random_spd(std::mt19937& rng, int d) {
-  std::normal_distribution<double> z(0.0, 1.0);
-  MatrixXd B(d, d);
-  for (int i = 0; i < d; ++i)
-    for (int j = 0; j < d; ++j) B(i, j) = z(rng);
-  return B * B.transpose() / d + 0.2 * MatrixXd::Identity(d, d);
-}
-
 Params random_params(std::mt19937& rng, int K, int d) {
   std::uniform_real_distribution<double> u(0.5, 1.5);
   std::normal_distribution<double> z(0.0, 2.0);
@@ -65,13 +60,6 @@ Params random_params(std::mt19937& rng, int K, int d) {
   }
   p.w /= p.w.sum();
   return p;
-}
-
-// N(x; mu, S) from the explicit formula with Eigen's inverse and determinant.
-double gauss_pdf(const VectorXd& x, const VectorXd& mu, const MatrixXd& S) {
-  const VectorXd r = x - mu;
-  const double q = r.dot(S.inverse() * r);
-  return std::exp(-0.5 * q) / std::sqrt(std::pow(2.0 * kPi, static_cast<double>(x.size())) * S.determinant());
 }
 
 // log N(x; mu, S) through Eigen's LLT.

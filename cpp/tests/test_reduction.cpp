@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <Eigen/Dense>
 
 #include <algorithm>
@@ -20,6 +22,9 @@ namespace {
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
+using dfmr_test::gauss_pdf;
+using dfmr_test::kPi;
+using dfmr_test::random_spd;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -138,14 +143,6 @@ Reference reference_reduce(const dfmr::Mixture& pooled, const dfmr::Mixture& sta
   r.w = r.pi.colwise().sum().transpose();
   r.w /= r.w.sum();
   return r;
-}
-
-MatrixXd random_spd(std::mt19937& rng, int d, double ridge) {
-  std::normal_distribution<double> z(0.0, 1.0);
-  MatrixXd B(d, d);
-  for (int i = 0; i < d; ++i)
-    for (int j = 0; j < d; ++j) B(i, j) = z(rng);
-  return B * B.transpose() / d + ridge * MatrixXd::Identity(d, d);
 }
 
 // A K-component population in d dimensions with well separated means.
