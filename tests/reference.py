@@ -10,6 +10,8 @@ compiled core computes, so that the core can be checked against it:
   hand-written closed form for isotropic components (:func:`l2_squared_isotropic`);
 * the Gaussian KL divergence (:func:`kl_gauss`) and the KL cost matrix of mixture
   reduction (:func:`kl_cost_matrix`);
+* the DFMR centre and distance filter, and DFMR itself (:func:`center_numpy`,
+  :func:`filter_numpy`, :func:`dfmr_numpy`);
 * the MM iteration of mixture reduction, plain (MR) and trimmed (TKB)
   (:func:`reduce_numpy`, :func:`mr_numpy`, :func:`tkb_numpy`), and an exhaustive
   search over hard assignments that gives the global optimum of small problems
@@ -34,6 +36,9 @@ from dfmr import GaussianMixtureParams
 __all__ = [
     "ReferenceResult",
     "assign",
+    "center_numpy",
+    "dfmr_numpy",
+    "filter_numpy",
     "kl_cost_matrix",
     "kl_gauss",
     "l2_distance_loop",
@@ -340,7 +345,8 @@ class ReferenceResult:
     """Result of :func:`reduce_numpy` (attribute names follow dfmr's ``ReductionResult``).
 
     ``start_index`` and ``start_objectives`` describe the multi-start search;
-    ``retained`` is set by :func:`mr_numpy` / :func:`tkb_numpy` (all machines).
+    ``retained`` is set by :func:`mr_numpy` / :func:`tkb_numpy` (all machines) and
+    :func:`dfmr_numpy` (the filtered ones, with ``center``).
     """
 
     mixture: GaussianMixtureParams
@@ -352,6 +358,7 @@ class ReferenceResult:
     start_index: int = 0
     start_objectives: np.ndarray | None = None
     retained: np.ndarray | None = None
+    center: int | None = None
 
 
 def _reduce_one(
@@ -460,3 +467,31 @@ def reduce_bruteforce(pooled: GaussianMixtureParams, n_components: int) -> tuple
             best_obj, best = obj, (pi[:, keep].sum(axis=0), mu, sigma)
     assert best is not None
     return best_obj, GaussianMixtureParams(best[0], best[1], best[2], normalize=True)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Centre and filter (DFMR)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def center_numpy(D: np.ndarray) -> int:
+    """``argmin_i median(D[i, :])``, the median over the whole row (numpy's linear interpolation), first on ties."""
+    return int(np.argmin(np.median(D, axis=1)))
+
+
+def filter_numpy(D: np.ndarray, kappa: float | None = None) -> tuple[int, float, np.ndarray]:
+    """DESIGN.md's filter: (centre, cut-off kappa * r, retained indices), r = sorted(D[c])[floor(m/2)]."""
+    m = D.shape[0]
+    kappa = m**0.1 if kappa is None else kappa
+    c = center_numpy(D)
+    cutoff = kappa * np.sort(D[c])[m // 2]
+    return c, cutoff, np.flatnonzero(D[c] <= cutoff)
+
+
+def dfmr_numpy(mixtures: Sequence[GaussianMixtureParams], n_components: int) -> ReferenceResult:
+    """DFMR from the NumPy distances, centre and filter above and :func:`mr_numpy` on the retained estimates."""
+    c, _, retained = filter_numpy(pairwise_l2_numpy(mixtures))
+    result = mr_numpy([mixtures[i] for i in retained], n_components)
+    result.retained = retained
+    result.center = c
+    return result

@@ -261,3 +261,97 @@ def test_trimming_transports_exactly_the_untrimmed_mass():
     moved = res.reduction.assignment.sum(axis=1)
     assert np.count_nonzero(moved) == 6
     np.testing.assert_allclose(moved[moved > 0], 1 / 9, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One core implementation: the centre and filter, starts, the sampled centre rule
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_dfmr_matches_numpy_reference_of_centre_filter_and_reduction(seed):
+    from reference import dfmr_numpy, filter_numpy
+
+    attacked, _ = simulate.attack(fixture_estimates(), 0.3, kind="mean", random_state=seed)
+    res = dfmr.dfmr(attacked, K)
+    centre, cutoff, retained = filter_numpy(pairwise_l2_numpy(attacked))
+    assert res.center == centre
+    assert res.filter.cutoff == pytest.approx(cutoff, rel=1e-9)
+    np.testing.assert_array_equal(res.retained, retained)
+    ref = dfmr_numpy(attacked, K)
+    assert res.objective == pytest.approx(ref.objective, rel=1e-8)
+    assert_mixture_close(res.mixture, ref.mixture, rtol=1e-7)
+
+
+def test_filtering_functions_agree_with_numpy_on_ties_and_even_m():
+    from reference import center_numpy, filter_numpy
+
+    rng = np.random.default_rng(0)
+    for m in (2, 3, 6, 9, 10):
+        A = rng.integers(0, 4, size=(m, m)).astype(float)  # many exact ties among medians
+        D = A + A.T
+        np.fill_diagonal(D, 0.0)
+        assert dfmr.filtering.center_index(D) == center_numpy(D)
+        c, cutoff, retained = filter_numpy(D, 1.5)
+        dec = dfmr.filtering.distance_filter(D, 1.5)
+        assert (dec.center, dec.cutoff) == (c, cutoff)
+        np.testing.assert_array_equal(dec.retained, retained)
+
+
+def test_n_starts_runs_the_most_central_retained_machines():
+    attacked, _ = simulate.attack(fixture_estimates(), 0.2, kind="mean", random_state=1)
+    res = dfmr.dfmr(attacked, K, n_starts=3)
+    assert len(res.start_machines) == 3 == len(res.reduction.start_objectives)
+    to_centre = res.filter.distance_to_center
+    others = np.setdiff1d(res.retained, res.start_machines)
+    assert to_centre[res.start_machines].max() <= to_centre[others].min()
+    full = dfmr.dfmr(attacked, K)
+    np.testing.assert_array_equal(full.start_machines, full.retained)
+    # The default keeps the paper's all-starts search: its objective is the best of them all.
+    assert full.objective <= res.objective + 1e-12
+    assert full.objective == pytest.approx(min(full.reduction.start_objectives))
+
+
+def test_n_starts_for_mr_and_tkb_spreads_starts_over_machines():
+    local = fixture_estimates()
+    res = dfmr.mr(local, K, n_starts=4)
+    np.testing.assert_array_equal(res.start_machines, [0, 5, 10, 15])
+    assert dfmr.tkb(local, K, n_starts=2).start_machines.tolist() == [0, 10]
+    with pytest.raises(ValueError, match="n_starts"):
+        dfmr.mr(local, K, n_starts=0)
+
+
+def test_identical_local_estimates_share_one_start_result():
+    local = fixture_estimates()[:6]
+    doubled = local + local
+    res = dfmr.mr(doubled, K)
+    objectives = res.reduction.start_objectives
+    np.testing.assert_array_equal(objectives[:6], objectives[6:])
+    assert res.reduction.start_index < 6
+    assert res.objective == pytest.approx(dfmr.mr(local, K).objective, rel=1e-12)
+
+
+def test_sampled_centre_with_every_machine_in_the_sample_is_the_exact_rule():
+    attacked, _ = simulate.attack(fixture_estimates(), 0.3, kind="cov", random_state=2)
+    exact = dfmr.dfmr(attacked, K)
+    sampled = dfmr.dfmr(attacked, K, center="sampled", n_center_sample=M, random_state=0)
+    assert sampled.center == exact.center
+    np.testing.assert_array_equal(sampled.retained, exact.retained)
+    np.testing.assert_array_equal(sampled.distance_to_center, exact.distance_to_center)
+    assert sampled.distances is None and sampled.center_rule == "sampled"
+    assert sampled.objective == exact.objective
+
+
+def test_sampled_centre_rejects_attacked_machines_and_is_reproducible():
+    attacked, bad = simulate.attack(fixture_estimates(), 0.3, kind="mean", random_state=4)
+    a = dfmr.dfmr(attacked, K, center="sampled", n_center_sample=8, random_state=5)
+    b = dfmr.dfmr(attacked, K, center="sampled", n_center_sample=8, random_state=5)
+    np.testing.assert_array_equal(a.retained, b.retained)
+    assert not set(a.retained) & set(bad)
+    c = dfmr.coat(attacked, center="sampled", n_center_sample=8, random_state=5)
+    assert c.center == a.center and c.center not in bad
+    assert "sampled" in repr(a.center_rule)
+    with pytest.raises(ValueError, match="center"):
+        dfmr.dfmr(attacked, K, center="approximate")
+    with pytest.raises(ValueError, match="n_center_sample"):
+        dfmr.dfmr(attacked, K, center="sampled", n_center_sample=0)

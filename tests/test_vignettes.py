@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reference
 
-import dfmr
 from dfmr import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,8 @@ def test_python_vignette_runs(script, tmp_path):
     assert proc.stdout.strip(), "the vignette printed nothing"
 
 
-def test_cpp_vignette_matches_python(tmp_path):
+def test_cpp_vignette_matches_numpy_reference(tmp_path):
+    """The installed core, used from a separate CMake project in one call, agrees with the NumPy reference."""
     prefix, build_core, build_app = tmp_path / "prefix", tmp_path / "core", tmp_path / "app"
     eigen = eigen_prefix()
     run(["cmake", "-S", str(ROOT), "-B", str(build_core), f"-DCMAKE_PREFIX_PATH={eigen}",
@@ -54,10 +55,18 @@ def test_cpp_vignette_matches_python(tmp_path):
     estimates.write_text("\n".join(lines) + "\n")
     out = run([str(build_app / "aggregate"), str(estimates)]).stdout
 
-    expected = dfmr.dfmr(local, 5)
-    assert int(re.search(r"^centre (\d+)$", out, re.M).group(1)) == expected.center
+    D = reference.pairwise_l2_numpy(local)
+    centre, cutoff, retained = reference.filter_numpy(D)
+    expected = reference.dfmr_numpy(local, 5)
+    assert int(re.search(r"^centre (\d+)$", out, re.M).group(1)) == centre
     kept = [int(x) for x in re.search(r"^kept(.*)$", out, re.M).group(1).split()]
-    assert kept == expected.retained.tolist()
+    assert kept == retained.tolist() == expected.retained.tolist()
     assert not set(kept) & set(bad.tolist())
-    weights = sorted(float(x) for x in re.findall(r"^weight (\S+)", out, re.M))
-    np.testing.assert_allclose(weights, np.sort(expected.mixture.weights), rtol=1e-5)
+    assert float(re.search(r"cutoff (\S+)", out).group(1)) == pytest.approx(cutoff, rel=1e-8)
+    assert float(re.search(r"^objective (\S+)", out, re.M).group(1)) == pytest.approx(expected.objective, rel=1e-8)
+    rows = re.findall(r"^weight (\S+) mean (.*)$", out, re.M)
+    weights = np.array([float(w) for w, _ in rows])
+    means = np.array([[float(x) for x in mu.split()] for _, mu in rows])
+    order, ref_order = np.argsort(means[:, 0]), np.argsort(expected.mixture.means[:, 0])
+    np.testing.assert_allclose(weights[order], expected.mixture.weights[ref_order], rtol=1e-8)
+    np.testing.assert_allclose(means[order], expected.mixture.means[ref_order], rtol=1e-8, atol=1e-10)

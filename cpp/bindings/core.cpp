@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -100,6 +101,37 @@ py::dict result_dict(const dfmr::ReduceResult& r) {
   return out;
 }
 
+py::dict filter_dict(const dfmr::FilterDecision& f) {
+  py::dict out;
+  out["center"] = f.center;
+  out["distance_to_center"] = f.distance_to_center;
+  out["radius"] = f.radius;
+  out["threshold"] = f.threshold;
+  out["cutoff"] = f.cutoff;
+  out["retained"] = f.retained;
+  return out;
+}
+
+py::dict aggregate_dict(const dfmr::AggregateResult& r) {
+  py::dict out;
+  out["method"] = dfmr::method_name(r.method);
+  out["weights"] = Eigen::VectorXd(r.mixture.weights());
+  out["means"] = Eigen::MatrixXd(r.mixture.means());
+  out["covariances"] = pack({r.mixture})[2];
+  out["n_machines"] = r.n_machines;
+  out["retained"] = r.retained;
+  out["filter"] = r.filter ? py::object(filter_dict(*r.filter)) : py::none();
+  out["distances"] = r.distances.size() ? py::object(py::cast(r.distances)) : py::none();
+  out["exponent"] = r.exponent;
+  out["center_sample"] = r.center_sample;
+  out["reduction"] = r.reduction ? py::object(result_dict(*r.reduction)) : py::none();
+  out["start_machines"] = r.start_machines;
+  out["objective"] = r.objective;
+  out["n_iter"] = r.n_iter;
+  out["converged"] = r.converged;
+  return out;
+}
+
 dfmr::ReduceOptions options(int max_iter, double tol, double trim, int n_threads) {
   dfmr::ReduceOptions opt;
   opt.max_iter = max_iter;
@@ -175,6 +207,42 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"), py::arg("n_components"),
       py::arg("max_iter") = 100, py::arg("tol") = 1e-5, py::arg("trim") = 0.0, py::arg("n_threads") = 0);
+
+  m.def("center_index", [](const Eigen::MatrixXd& D) { return dfmr::center_index(D); }, py::arg("D"));
+
+  m.def(
+      "distance_filter",
+      [](const Eigen::MatrixXd& D, double threshold) { return filter_dict(dfmr::distance_filter(D, threshold)); },
+      py::arg("D"), py::arg("threshold") = 0.0);
+
+  m.def(
+      "aggregate",
+      [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets, const std::string& method,
+         int n_components, double threshold, double alpha, int max_iter, double tol, int n_starts,
+         const std::string& center, int n_center_sample, std::uint64_t seed, int n_threads) {
+        const Packed p = view(w, mu, cov, offsets);
+        dfmr::AggregateOptions opt;
+        opt.threshold = threshold;
+        opt.alpha = alpha;
+        opt.max_iter = max_iter;
+        opt.tol = tol;
+        opt.n_starts = n_starts;
+        opt.center = dfmr::parse_center_rule(center);
+        opt.n_center_sample = n_center_sample;
+        opt.seed = seed;
+        opt.n_threads = n_threads;
+        const dfmr::Method how = dfmr::parse_method(method);
+        std::optional<dfmr::AggregateResult> r;
+        {
+          py::gil_scoped_release release;
+          r = dfmr::aggregate(p.build(), how, n_components, opt);
+        }
+        return aggregate_dict(*r);
+      },
+      py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"), py::arg("method"),
+      py::arg("n_components"), py::arg("threshold") = 0.0, py::arg("alpha") = 0.5, py::arg("max_iter") = 100,
+      py::arg("tol") = 1e-5, py::arg("n_starts") = 0, py::arg("center") = "exact", py::arg("n_center_sample") = 50,
+      py::arg("seed") = 0, py::arg("n_threads") = 0);
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

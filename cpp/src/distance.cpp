@@ -188,38 +188,88 @@ double l2_distance(const Mixture& f, const Mixture& g) {
   return pairwise_l2({f, g}, 1)(0, 1);
 }
 
-ScaledDistances pairwise_l2_scaled(const std::vector<Mixture>& mixtures, int n_threads) {
+namespace {
+
+// log T(i, j) for every block (i, j), i <= j, spread over the workers. T(i, j) is always
+// evaluated with the lower index first, so that an entry does not depend on which of the
+// distance functions asked for it.
+std::vector<double> log_cross_blocks(const std::vector<Mixture>& mixtures,
+                                     const std::vector<std::pair<std::size_t, std::size_t>>& blocks, int n_threads) {
+  std::vector<double> out(blocks.size());
+  if (blocks.empty()) return out;
+  std::vector<LaneWork> work(detail::worker_count(blocks.size(), n_threads));
+  for (auto& w : work) w.resize(mixtures.front().dim());
+  detail::parallel_for(blocks.size(), n_threads, [&](std::size_t t, std::size_t w) {
+    const auto [i, j] = blocks[t];
+    out[t] = log_cross(mixtures[i], mixtures[j], i == j, work[w]);
+  });
+  return out;
+}
+
+// The power of two nearest the median norm ||f_i|| = exp(log T(i, i) / 2).
+int scale_exponent(std::vector<double> log_norm2) {
+  const std::size_t m = log_norm2.size();
+  std::nth_element(log_norm2.begin(), log_norm2.begin() + static_cast<std::ptrdiff_t>(m / 2), log_norm2.end());
+  return static_cast<int>(std::lround(0.5 * log_norm2[m / 2] / kLn2));
+}
+
+void check_input(const std::vector<Mixture>& mixtures, int n_threads) {
   if (n_threads < 0) throw std::invalid_argument("dfmr::pairwise_l2: n_threads must be >= 0 (0: all hardware threads)");
   check_dims(mixtures);
+}
+
+}  // namespace
+
+ScaledDistances pairwise_l2_scaled(const std::vector<Mixture>& mixtures, int n_threads) {
+  check_input(mixtures, n_threads);
   const std::size_t m = mixtures.size();
   const auto M = static_cast<Eigen::Index>(m);
   ScaledDistances out{Eigen::MatrixXd::Zero(M, M), 0};
   if (m == 0) return out;
-  const std::size_t d = mixtures.front().dim();
   // Blocks (i, j), i <= j, of the pooled Gram matrix, enumerated row by row.
   std::vector<std::pair<std::size_t, std::size_t>> blocks;
   blocks.reserve(m * (m + 1) / 2);
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t j = i; j < m; ++j) blocks.emplace_back(i, j);
-  Eigen::MatrixXd logT(M, M);
-  std::vector<LaneWork> work(detail::worker_count(blocks.size(), n_threads));
-  for (auto& w : work) w.resize(d);
-  detail::parallel_for(blocks.size(), n_threads, [&](std::size_t t, std::size_t w) {
+  const std::vector<double> logT = log_cross_blocks(mixtures, blocks, n_threads);
+  std::vector<double> diag(m);
+  for (std::size_t t = 0; t < blocks.size(); ++t)
+    if (blocks[t].first == blocks[t].second) diag[blocks[t].first] = logT[t];
+  out.exponent = scale_exponent(diag);
+  for (std::size_t t = 0; t < blocks.size(); ++t) {
     const auto [i, j] = blocks[t];
-    const double v = log_cross(mixtures[i], mixtures[j], i == j, work[w]);
-    logT(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = v;
-    logT(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(i)) = v;
-  });
-  // The power of two nearest the median norm ||f_i|| = exp(logT(i,i) / 2).
-  std::vector<double> half_log_norm(m);
-  for (std::size_t i = 0; i < m; ++i) half_log_norm[i] = 0.5 * logT(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(i));
-  std::nth_element(half_log_norm.begin(), half_log_norm.begin() + static_cast<std::ptrdiff_t>(m / 2), half_log_norm.end());
-  out.exponent = static_cast<int>(std::lround(half_log_norm[m / 2] / kLn2));
-  for (std::size_t i = 0; i < m; ++i)
-    for (std::size_t j = i + 1; j < m; ++j) {
-      const auto I = static_cast<Eigen::Index>(i), J = static_cast<Eigen::Index>(j);
-      const double v = identical(mixtures[i], mixtures[j]) ? 0.0 : scaled_distance(logT(I, I), logT(J, J), logT(I, J), out.exponent);
-      out.scaled(I, J) = out.scaled(J, I) = v;
+    if (i == j) continue;
+    const double v = identical(mixtures[i], mixtures[j]) ? 0.0 : scaled_distance(diag[i], diag[j], logT[t], out.exponent);
+    out.scaled(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = v;
+    out.scaled(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(i)) = v;
+  }
+  return out;
+}
+
+ScaledDistances cross_l2_scaled(const std::vector<Mixture>& mixtures, const std::vector<std::size_t>& rows,
+                                const std::vector<std::size_t>& cols, int n_threads) {
+  check_input(mixtures, n_threads);
+  const std::size_t m = mixtures.size();
+  for (std::size_t i : rows)
+    if (i >= m) throw std::invalid_argument("dfmr::cross_l2_scaled: row index out of range");
+  for (std::size_t j : cols)
+    if (j >= m) throw std::invalid_argument("dfmr::cross_l2_scaled: column index out of range");
+  ScaledDistances out{Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(rows.size()), static_cast<Eigen::Index>(cols.size())), 0};
+  if (m == 0) return out;
+  std::vector<std::pair<std::size_t, std::size_t>> blocks;
+  blocks.reserve(m + rows.size() * cols.size());
+  for (std::size_t i = 0; i < m; ++i) blocks.emplace_back(i, i);
+  for (std::size_t i : rows)
+    for (std::size_t j : cols) blocks.emplace_back(std::min(i, j), std::max(i, j));
+  const std::vector<double> logT = log_cross_blocks(mixtures, blocks, n_threads);
+  const std::vector<double> diag(logT.begin(), logT.begin() + static_cast<std::ptrdiff_t>(m));
+  out.exponent = scale_exponent(diag);
+  std::size_t t = m;
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    for (std::size_t c = 0; c < cols.size(); ++c, ++t) {
+      const std::size_t i = rows[r], j = cols[c];
+      out.scaled(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c)) =
+          i == j || identical(mixtures[i], mixtures[j]) ? 0.0 : scaled_distance(diag[i], diag[j], logT[t], out.exponent);
     }
   return out;
 }

@@ -5,9 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "kernels.hpp"
@@ -232,6 +236,12 @@ Reduced update(const Mixture& pool, const std::vector<double>& pi, std::size_t K
   return make_reduced(kept, d, std::move(mean), std::move(covs));
 }
 
+bool same_parameters(const Mixture& f, const Mixture& g) {
+  const std::size_t K = f.n_components(), d = f.dim();
+  return K == g.n_components() && d == g.dim() && f.weights() == g.weights() && f.means() == g.means() &&
+         std::equal(f.covariance_data(), f.covariance_data() + K * d * d, g.covariance_data());
+}
+
 struct Run {
   Reduced G;
   std::vector<double> pi, trace;
@@ -265,6 +275,28 @@ Run run_start(const Pool& pool, const Mixture& start, const ReduceOptions& opt) 
   return r;
 }
 
+// first[s]: the lowest index whose start has exactly the parameters of start s.
+std::vector<std::size_t> first_occurrences(const std::vector<Mixture>& starts) {
+  std::vector<std::size_t> first(starts.size());
+  std::unordered_map<std::size_t, std::vector<std::size_t>> seen;  // parameter hash -> first occurrences
+  for (std::size_t s = 0; s < starts.size(); ++s) {
+    const Mixture& f = starts[s];
+    const std::size_t K = f.n_components(), d = f.dim();
+    const std::string_view bytes(reinterpret_cast<const char*>(f.covariance_data()), K * d * d * sizeof(double));
+    const std::string_view mean_bytes(reinterpret_cast<const char*>(f.means().data()), K * d * sizeof(double));
+    const std::size_t h = std::hash<std::string_view>{}(bytes) ^ (std::hash<std::string_view>{}(mean_bytes) * 31u);
+    auto& bucket = seen[h];
+    first[s] = s;
+    for (std::size_t c : bucket)
+      if (same_parameters(starts[c], f)) {
+        first[s] = c;
+        break;
+      }
+    if (first[s] == s) bucket.push_back(s);
+  }
+  return first;
+}
+
 void check_options(const ReduceOptions& opt) {
   if (opt.max_iter < 0) throw std::invalid_argument("dfmr::reduce: max_iter must be >= 0");
   if (!(opt.tol >= 0.0)) throw std::invalid_argument("dfmr::reduce: tol must be >= 0");
@@ -293,16 +325,31 @@ ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, i
       throw std::invalid_argument("dfmr::reduce: start " + std::to_string(s) + " has more than n_components components");
   }
   const Pool pool(pooled);
-  std::vector<Run> runs(starts.size());
-  detail::parallel_for(starts.size(), options.n_threads,
-                       [&](std::size_t s, std::size_t) { runs[s] = run_start(pool, starts[s], options); });
+  // Identical starts reach identical ends: each distinct start runs once and its duplicates share
+  // its final objective (the first occurrence, having the lowest index, wins any tie).
+  const std::vector<std::size_t> first = first_occurrences(starts);
+  std::vector<std::size_t> distinct;
+  for (std::size_t s = 0; s < starts.size(); ++s)
+    if (first[s] == s) distinct.push_back(s);
+  // Only the best run so far is kept (its transport plan is N x K): memory does not grow with the
+  // number of starts. The order (objective, start index) makes the winner independent of which
+  // thread finishes first.
+  std::vector<double> objectives(starts.size());
+  std::optional<Run> best;
   std::size_t win = 0;
-  std::vector<double> objectives(runs.size());
-  for (std::size_t s = 0; s < runs.size(); ++s) {
-    objectives[s] = runs[s].objective;
-    if (runs[s].objective < runs[win].objective) win = s;
-  }
-  Run& r = runs[win];
+  std::mutex best_mutex;
+  detail::parallel_for(distinct.size(), options.n_threads, [&](std::size_t t, std::size_t) {
+    const std::size_t s = distinct[t];
+    Run run = run_start(pool, starts[s], options);
+    std::lock_guard<std::mutex> lock(best_mutex);
+    objectives[s] = run.objective;
+    if (!best || run.objective < best->objective || (run.objective == best->objective && s < win)) {
+      best = std::move(run);
+      win = s;
+    }
+  });
+  for (std::size_t s = 0; s < starts.size(); ++s) objectives[s] = objectives[first[s]];
+  Run& r = *best;
   // Components that receive no mass in the final assignment are dropped as well.
   const std::size_t N = pooled.n_components(), d = r.G.d;
   const Eigen::Map<const RowMatrix> plan(r.pi.data(), static_cast<Eigen::Index>(N), static_cast<Eigen::Index>(r.G.K));

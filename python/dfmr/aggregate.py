@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._native import as_mixture_list
-from .distances import pairwise_l2_scaled
-from .filtering import FilterDecision, center_index, distance_filter
+from ._native import _core, as_mixture_list, pack
+from .filtering import FilterDecision, _check_threshold, _decision
 from .params import GaussianMixtureParams
-from .reduction import ReductionResult, reduce_mixtures
+from .reduction import ReductionResult, _check_k, _options, _result
 
 __all__ = ["AggregationResult", "dfmr", "mr", "coat", "tkb"]
 
@@ -49,6 +48,11 @@ class AggregationResult:
         The K asked for; ``mixture.n_components`` is smaller when components were dropped.
     alpha : float or None
         Trimming level (TKB).
+    center_rule : str or None
+        ``"exact"`` or ``"sampled"`` (DFMR, COAT): how the centre was chosen.
+    start_machines : ndarray of int or None
+        Machine index of every reduction start, in start order (``reduction.start_index``
+        indexes it); empty when no estimate had K components and the start was seeded.
     """
 
     mixture: GaussianMixtureParams
@@ -64,12 +68,16 @@ class AggregationResult:
     reduction: ReductionResult | None = field(default=None, repr=False)
     n_components_requested: int | None = None
     alpha: float | None = None
+    center_rule: str | None = None
+    start_machines: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def distance_to_center(self) -> np.ndarray | None:
         """``D[center, :]``, or None when no centre was computed."""
-        if self.distances is None or self.center is None:
+        if self.center is None:
             return None
+        if self.distances is None:
+            return None if self.filter is None else self.filter.distance_to_center
         return self.distances[self.center]
 
     @property
@@ -92,23 +100,84 @@ class AggregationResult:
         )
 
 
-def _reduce_machines(
-    mixtures: list[GaussianMixtureParams],
+_CENTER_RULES = ("exact", "sampled")
+
+
+def _check_n_starts(n_starts: int | None) -> int:
+    if n_starts is None:
+        return 0
+    if not isinstance(n_starts, (int, np.integer)) or isinstance(n_starts, bool) or n_starts < 1:
+        raise ValueError(f"n_starts must be None (all) or a positive integer, got {n_starts!r}.")
+    return int(n_starts)
+
+
+def _center_options(center: str, n_center_sample: int, random_state: int | np.random.Generator | None) -> dict:
+    if center not in _CENTER_RULES:
+        raise ValueError(f"center must be one of {_CENTER_RULES}, got {center!r}.")
+    if (not isinstance(n_center_sample, (int, np.integer)) or isinstance(n_center_sample, bool)
+            or n_center_sample < 1):
+        raise ValueError(f"n_center_sample must be a positive integer, got {n_center_sample!r}.")
+    seed = 0
+    if center == "sampled":
+        seed = int(np.random.default_rng(random_state).integers(0, 2**63 - 1))
+    return {"center": center, "n_center_sample": int(n_center_sample), "seed": seed}
+
+
+def _aggregate(
+    method: str,
+    mixtures: Sequence[GaussianMixtureParams],
     n_components: int,
-    trim: float,
-    tol: float,
-    max_iter: int,
-    n_threads: int | None,
-) -> ReductionResult:
-    res = reduce_mixtures(mixtures, n_components, trim=trim, tol=tol, max_iter=max_iter, n_threads=n_threads)
-    if res.mixture.n_components < n_components:
+    *,
+    tol: float = 1e-5,
+    max_iter: int = 100,
+    n_threads: int | None = None,
+    n_starts: int | None = None,
+    threshold: float | None = None,
+    alpha: float = 0.5,
+    center: str = "exact",
+    n_center_sample: int = 50,
+    random_state: int | np.random.Generator | None = None,
+) -> AggregationResult:
+    """One call of the compiled core's ``dfmr::aggregate``, converted to an :class:`AggregationResult`."""
+    mixtures = as_mixture_list(mixtures)
+    if method != "coat":
+        _check_k(n_components)
+    trim = float(alpha) if method == "tkb" else 0.0
+    max_iter, tol, _, threads = _options(trim, tol, max_iter, n_threads)
+    out = _core.aggregate(
+        *pack(mixtures), method, int(n_components), threshold=_check_threshold(threshold), alpha=float(alpha),
+        max_iter=max_iter, tol=tol, n_starts=_check_n_starts(n_starts), n_threads=threads,
+        **_center_options(center, n_center_sample, random_state),
+    )
+    exponent = int(out["exponent"])
+    decision = None if out["filter"] is None else _decision(out["filter"]).rescaled(exponent)
+    distances = None if out["distances"] is None else np.ldexp(np.asarray(out["distances"]), exponent)
+    red = None if out["reduction"] is None else _result(out["reduction"])
+    if red is not None and red.mixture.n_components < n_components:
         warnings.warn(
-            f"the reduced mixture has {res.mixture.n_components} components, fewer than the "
+            f"the reduced mixture has {red.mixture.n_components} components, fewer than the "
             f"{n_components} requested: the others received no mass and were dropped.",
             RuntimeWarning,
             stacklevel=3,
         )
-    return res
+    retained = np.asarray(out["retained"], dtype=np.intp)
+    return AggregationResult(
+        mixture=mixtures[decision.center] if method == "coat" else red.mixture,
+        method=method,
+        n_machines=len(mixtures),
+        retained=retained,
+        center=None if decision is None else decision.center,
+        distances=distances,
+        objective=None if red is None else red.objective,
+        n_iter=int(out["n_iter"]),
+        converged=bool(out["converged"]),
+        filter=decision if method == "dfmr" else None,
+        reduction=red,
+        n_components_requested=None if method == "coat" else int(n_components),
+        alpha=float(alpha) if method == "tkb" else None,
+        center_rule=center if decision is not None else None,
+        start_machines=None if red is None else np.asarray(out["start_machines"], dtype=np.intp),
+    )
 
 
 def dfmr(
@@ -119,13 +188,18 @@ def dfmr(
     tol: float = 1e-5,
     max_iter: int = 100,
     n_threads: int | None = None,
+    n_starts: int | None = None,
+    center: str = "exact",
+    n_center_sample: int = 50,
+    random_state: int | np.random.Generator | None = None,
 ) -> AggregationResult:
     """Distance-filtered mixture reduction (Zhang, Tan & Chen 2026).
 
     Computes the L2 distances between all local mixtures, takes the machine with the
     smallest median distance as the centre, keeps the machines within
     ``threshold * r`` of it (``r`` the ``floor(m/2)``-th smallest distance from the
-    centre) and reduces the retained estimates by :func:`mr`.
+    centre) and reduces the retained estimates by :func:`mr`. The whole method runs in one
+    call of the compiled core (``dfmr::aggregate``).
 
     Parameters
     ----------
@@ -139,22 +213,27 @@ def dfmr(
         Convergence control of the reduction.
     n_threads : int, optional
         Threads for distances and reduction starts; ``None`` uses all.
+    n_starts : int, optional
+        ``None`` (default, as in the paper): every retained estimate with K components is a
+        start of the reduction. An integer runs only the ``n_starts`` retained estimates
+        nearest the centre (the most central first); useful for very many machines.
+    center : {"exact", "sampled"}, default "exact"
+        ``"exact"`` is DESIGN.md's rule on the full m x m distance matrix (O(m^2) distances).
+        ``"sampled"`` picks the centre by its median distance to a random subset of
+        ``n_center_sample`` machines, then computes the centre's row of distances for the
+        filter: O(m * n_center_sample) distances. ``distances`` is then None.
+    n_center_sample : int, default 50
+        Size of the random subset of the sampled rule.
+    random_state : int, numpy Generator or None
+        Draws the subset of the sampled rule.
 
     Returns
     -------
     AggregationResult
     """
-    mixtures = as_mixture_list(mixtures)
-    # The filter compares distances with each other: it runs on the scaled matrix, which
-    # stays informative where the distances themselves would underflow.
-    scaled, exponent = pairwise_l2_scaled(mixtures, n_threads=n_threads)
-    decision = distance_filter(scaled, threshold).rescaled(exponent)
-    kept = [mixtures[i] for i in decision.retained]
-    red = _reduce_machines(kept, n_components, 0.0, tol, max_iter, n_threads)
-    return AggregationResult(
-        mixture=red.mixture, method="dfmr", n_machines=len(mixtures), retained=decision.retained,
-        center=decision.center, distances=np.ldexp(scaled, exponent), objective=red.objective, n_iter=red.n_iter,
-        converged=red.converged, filter=decision, reduction=red, n_components_requested=int(n_components),
+    return _aggregate(
+        "dfmr", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads, n_starts=n_starts,
+        threshold=threshold, center=center, n_center_sample=n_center_sample, random_state=random_state,
     )
 
 
@@ -165,15 +244,15 @@ def mr(
     tol: float = 1e-5,
     max_iter: int = 100,
     n_threads: int | None = None,
+    n_starts: int | None = None,
 ) -> AggregationResult:
-    """Mixture reduction of all local estimates (Zhang & Chen 2022), no filtering."""
-    mixtures = as_mixture_list(mixtures)
-    red = _reduce_machines(mixtures, n_components, 0.0, tol, max_iter, n_threads)
-    return AggregationResult(
-        mixture=red.mixture, method="mr", n_machines=len(mixtures), retained=np.arange(len(mixtures)),
-        objective=red.objective, n_iter=red.n_iter, converged=red.converged, reduction=red,
-        n_components_requested=int(n_components),
-    )
+    """Mixture reduction of all local estimates (Zhang & Chen 2022), no filtering.
+
+    ``n_starts=None`` (default) starts from every estimate with K components; an integer runs
+    that many, spread evenly over the machine indices (MR computes no distances to rank them).
+    """
+    return _aggregate("mr", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads,
+                      n_starts=n_starts)
 
 
 def tkb(
@@ -184,25 +263,29 @@ def tkb(
     tol: float = 1e-5,
     max_iter: int = 100,
     n_threads: int | None = None,
+    n_starts: int | None = None,
 ) -> AggregationResult:
-    """Trimmed k-barycenter: MR transporting only the cheapest ``1 - alpha`` of the pooled mass."""
-    mixtures = as_mixture_list(mixtures)
+    """Trimmed k-barycenter: MR transporting only the cheapest ``1 - alpha`` of the pooled mass.
+
+    ``n_starts`` as in :func:`mr`.
+    """
     if not (0.0 <= alpha < 1.0):
         raise ValueError(f"alpha must lie in [0, 1), got {alpha!r}.")
-    red = _reduce_machines(mixtures, n_components, float(alpha), tol, max_iter, n_threads)
-    return AggregationResult(
-        mixture=red.mixture, method="tkb", n_machines=len(mixtures), retained=np.arange(len(mixtures)),
-        objective=red.objective, n_iter=red.n_iter, converged=red.converged, reduction=red,
-        n_components_requested=int(n_components), alpha=float(alpha),
-    )
+    return _aggregate("tkb", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads,
+                      n_starts=n_starts, alpha=alpha)
 
 
-def coat(mixtures: Sequence[GaussianMixtureParams], *, n_threads: int | None = None) -> AggregationResult:
-    """The centre machine's own estimate: the local mixture with the smallest median L2 distance."""
-    mixtures = as_mixture_list(mixtures)
-    scaled, exponent = pairwise_l2_scaled(mixtures, n_threads=n_threads)
-    c = center_index(scaled)
-    return AggregationResult(
-        mixture=mixtures[c], method="coat", n_machines=len(mixtures), retained=np.array([c]),
-        center=c, distances=np.ldexp(scaled, exponent),
-    )
+def coat(
+    mixtures: Sequence[GaussianMixtureParams],
+    *,
+    n_threads: int | None = None,
+    center: str = "exact",
+    n_center_sample: int = 50,
+    random_state: int | np.random.Generator | None = None,
+) -> AggregationResult:
+    """The centre machine's own estimate: the local mixture with the smallest median L2 distance.
+
+    ``center``, ``n_center_sample`` and ``random_state`` as in :func:`dfmr`.
+    """
+    return _aggregate("coat", mixtures, 0, n_threads=n_threads, center=center, n_center_sample=n_center_sample,
+                      random_state=random_state)

@@ -1,6 +1,8 @@
 """Robust centre (COAT) and the distance filter of DFMR.
 
-Both rules read only the m x m matrix D of L2 distances between local mixtures.
+Both rules read only the m x m matrix D of L2 distances between local mixtures. They are
+computed by the compiled core (``dfmr::center_index``, ``dfmr::distance_filter``), the same code
+that :func:`dfmr.dfmr` and C/C++ pipelines run; these functions apply them to any matrix.
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from ._native import _core
 
 __all__ = ["FilterDecision", "center_index", "distance_filter", "default_threshold"]
 
@@ -63,13 +67,35 @@ def center_index(D: np.ndarray) -> int:
 
     The median is numpy's (linear interpolation); ties go to the lowest index.
     """
-    D = _check_distance_matrix(D)
-    return int(np.argmin(np.quantile(D, 0.5, axis=1)))
+    return int(_core.center_index(_check_distance_matrix(D)))
 
 
 def default_threshold(m: int) -> float:
     """The default multiplier ``kappa = m ** 0.1``."""
     return float(m) ** 0.1
+
+
+def _check_threshold(threshold: float | None) -> float:
+    """kappa for the core: 0.0 asks for the default ``m ** 0.1``."""
+    if threshold is None:
+        return 0.0
+    try:
+        kappa = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"threshold (kappa) must be a finite number >= 1, got {threshold!r}.") from None
+    if not (np.isfinite(kappa) and kappa >= 1.0):
+        raise ValueError(f"threshold (kappa) must be a finite number >= 1, got {threshold!r}.")
+    return kappa
+
+
+def _decision(out: dict) -> FilterDecision:
+    row = np.asarray(out["distance_to_center"], dtype=np.float64)
+    retained = np.asarray(out["retained"], dtype=np.intp)
+    for arr in (row, retained):
+        arr.setflags(write=False)
+    return FilterDecision(
+        int(out["center"]), row, float(out["radius"]), float(out["threshold"]), float(out["cutoff"]), retained
+    )
 
 
 def distance_filter(D: np.ndarray, threshold: float | None = None) -> FilterDecision:
@@ -83,18 +109,4 @@ def distance_filter(D: np.ndarray, threshold: float | None = None) -> FilterDeci
         kappa >= 1; ``None`` uses ``m ** 0.1``.
     """
     D = _check_distance_matrix(D)
-    m = D.shape[0]
-    if threshold is None:
-        kappa = default_threshold(m)
-    else:
-        kappa = float(threshold)
-        if not (np.isfinite(kappa) and kappa >= 1.0):
-            raise ValueError(f"threshold (kappa) must be a finite number >= 1, got {threshold!r}.")
-    c = center_index(D)
-    row = D[c].copy()
-    radius = float(np.sort(row)[m // 2])
-    cutoff = kappa * radius
-    retained = np.flatnonzero(row <= cutoff)
-    for arr in (row, retained):
-        arr.setflags(write=False)
-    return FilterDecision(c, row, radius, kappa, cutoff, retained)
+    return _decision(_core.distance_filter(D, _check_threshold(threshold)))

@@ -35,4 +35,9 @@ struct ScaledDistances {
 };
 ScaledDistances pairwise_l2_scaled(const std::vector<Mixture>& mixtures, int n_threads = 0);
 
+// Entries (rows[r], cols[c]) of pairwise_l2_scaled(mixtures), bit for bit, with the same
+// exponent, computing only those |rows| x |cols| distances (plus the m norms the exponent needs).
+ScaledDistances cross_l2_scaled(const std::vector<Mixture>& mixtures, const std::vector<std::size_t>& rows,
+                                const std::vector<std::size_t>& cols, int n_threads = 0);
+
 }  // namespace dfmr

@@ -33,7 +33,10 @@ Eigen::MatrixXd kl_cost(const Mixture& pooled, const Mixture& mixture);
 
 // Reduce `pooled` to at most n_components components from each start (each start must have
 // between 1 and n_components components); the start with the smallest final objective wins
-// (ties: the lowest index). Throws std::invalid_argument on inconsistent input.
+// (ties: the lowest index). Starts with identical parameters run once (a duplicate reports the
+// objective of its first occurrence); only the best start's transport plan is held beyond the
+// running ones, so memory is O(N K) per thread whatever the number of starts.
+// Throws std::invalid_argument on inconsistent input.
 ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, int n_components,
                     const ReduceOptions& options = {});
 
