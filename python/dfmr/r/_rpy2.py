@@ -124,16 +124,14 @@ def plain_to_r(value: Any) -> Any:
 
 
 def _is_mixture(obj: Any) -> bool:
-    """An Mclust / densityMclust / dfmr fit (a list with ``parameters``), or a list with pro, mean, variance."""
+    """An Mclust / densityMclust / dfmr fit (a list with a list ``parameters``), or a list meant as
+    ``list(pro, mean, variance)`` (any of those names: a missing one is then reported as missing)."""
     if not isinstance(obj, ri.ListSexpVector):
         return False
     names = _names(obj) or []
-    if _MIXTURE_FIELDS <= set(names):
+    if _MIXTURE_FIELDS & set(names):
         return True
-    if "parameters" not in names:
-        return False
-    parameters = obj[names.index("parameters")]
-    return isinstance(parameters, ri.ListSexpVector) and _MIXTURE_FIELDS <= set(_names(parameters) or ())
+    return "parameters" in names and isinstance(obj[names.index("parameters")], ri.ListSexpVector)
 
 
 def _mixture_from_r(obj: Any, where: str) -> GaussianMixtureParams:
@@ -163,6 +161,10 @@ def from_r(obj: Any) -> GaussianMixtureParams | list[GaussianMixtureParams]:
     TypeError
         If ``obj`` is neither a mixture nor a list of mixtures.
     """
+    if isinstance(obj, GaussianMixtureParams):  # already converted (e.g. by an active converter)
+        return obj
+    if isinstance(obj, (list, tuple)):
+        return [from_r(element) for element in obj]
     sexp = obj.__sexp__ if hasattr(obj, "__sexp__") and not isinstance(obj, ri.Sexp) else obj
     if isinstance(sexp, ri.SexpVector) and not isinstance(sexp, ri.ListSexpVector):
         raise TypeError(f"from_r: expected an R list (an Mclust fit or list(pro, mean, variance)), got an R "
@@ -246,7 +248,9 @@ _saved_conversion: list[conversion.Converter] = []
 
 
 def _require_r_package(name: str, how: str) -> None:
-    if not ro.r(f'suppressWarnings(suppressPackageStartupMessages(requireNamespace("{name}", quietly = TRUE)))')[0]:
+    # isTRUE(): rpy2 returns None for an invisible value, which requireNamespace() can be.
+    check = f'isTRUE(suppressWarnings(suppressPackageStartupMessages(requireNamespace("{name}", quietly = TRUE))))'
+    if not ro.r(check)[0]:
         raise ImportError(f"the R package {name} is not installed in R's library ({', '.join(ro.r('.libPaths()'))}): "
                           f"{how}.")
 

@@ -177,7 +177,9 @@ def params_from_mclust(parameters: Mapping[str, Any], where: str = "") -> Gaussi
         parameters the mixture validation refuses (the message starts with ``where``).
     """
     if not isinstance(parameters, Mapping):
-        raise InvalidMixtureError(f"{where}expected a list with pro, mean and variance, got {type(parameters).__name__}.")
+        raise InvalidMixtureError(
+            f"{where}expected a list with pro, mean and variance, got {type(parameters).__name__}."
+        )
     if parameters.get("Vinv") is not None:
         raise InvalidMixtureError(
             f"{where}the fit has a noise component (parameters$Vinv is set); dfmr aggregates Gaussian "
@@ -193,10 +195,11 @@ def params_from_mclust(parameters: Mapping[str, Any], where: str = "") -> Gaussi
     pro = np.asarray(parameters["pro"], dtype=np.float64).reshape(-1)
     G = pro.size
     mean = np.asarray(parameters["mean"], dtype=np.float64)
-    d = 1 if mean.ndim <= 1 else mean.shape[0]
+    # mclust's mean is d x G; a vector is G means when d = 1, or the one mean of a G = 1 mixture.
+    d = mean.shape[0] if mean.ndim == 2 else (mean.size if G == 1 else 1)
     if mean.ndim > 2 or mean.size != d * G:
         raise InvalidMixtureError(f"{where}mean: expected a d x G matrix with G = {G} columns, got shape {mean.shape}.")
-    means = mean.reshape(d, G, order="F").T if mean.ndim == 2 else mean.reshape(G, 1)
+    means = mean.reshape(d, G, order="F").T
     if not (np.all(np.isfinite(pro)) and np.all(np.isfinite(means))):
         raise InvalidMixtureError(f"{where}pro and mean must be finite (no NA or NaN).")
     model = variance.get("modelName")
