@@ -235,3 +235,15 @@ def test_missing_rpy2_and_missing_r_packages_raise_import_errors_naming_what_to_
     proc = subprocess.run([sys.executable, "-c", "import dfmr.r; dfmr.r.activate()"], capture_output=True, text=True,
                           env=env, timeout=300)
     assert "ImportError: the R package mclust is not installed" in proc.stderr, proc.stderr
+
+
+def test_r_vignette_renders(tmp_path):
+    """vignettes/r_walkthrough.Rmd runs end to end in a plain R session (its own stopifnot checks included)."""
+    rmd = ROOT / "vignettes" / "r_walkthrough.Rmd"
+    render = (f'rmarkdown::render("{rmd}", output_dir = "{tmp_path}", intermediates_dir = "{tmp_path}", '
+              f'knit_root_dir = "{tmp_path}", quiet = TRUE)')
+    env = {**os.environ, "RETICULATE_PYTHON": sys.executable}
+    proc = subprocess.run(["Rscript", "-e", render], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "r_walkthrough.html").read_text()
+    assert "Retained 6 of 8 sites" in html and "Dropped: hospital_C, hospital_F" in html
