@@ -247,3 +247,15 @@ def test_r_vignette_renders(tmp_path):
     assert proc.returncode == 0, proc.stderr
     html = (tmp_path / "r_walkthrough.html").read_text()
     assert "Retained 6 of 8 sites" in html and "Dropped: hospital_C, hospital_F" in html
+
+
+def test_the_r_package_in_an_embedded_r_without_activate_says_to_activate():
+    code = ("import rpy2.robjects as ro\n"
+            "from rpy2.rinterface_lib.embedded import RRuntimeError\n"
+            "try:\n"
+            "    ro.r('suppressPackageStartupMessages(library(dfmr)); dfmr_fit(matrix(rnorm(40), 20), G = 1)')\n"
+            "except RRuntimeError as exc:\n"
+            "    print('R error:', exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "R is running inside Python (rpy2): call dfmr.r.activate() in Python" in proc.stdout

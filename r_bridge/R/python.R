@@ -9,7 +9,7 @@
 .default_envname <- "r-dfmr"
 
 # Called by dfmr.r.activate() (Python) with an R function(name, arguments) that runs
-# dfmr.r.api.call in the embedding Python process; NULL goes back to reticulate.
+# dfmr.r.api.call in the embedding Python process.
 use_embedded_python <- function(call) {
   .state$embedded <- call
   .state$defaults <- NULL
@@ -35,6 +35,11 @@ use_embedded_python <- function(call) {
 .python_api <- function() {
   if (!is.null(.state$api)) {
     return(.state$api)
+  }
+  if (identical(commandArgs()[1L], "rpy2")) {
+    # reticulate attaching to the Python process that embeds this R aborts that process.
+    stop("R is running inside Python (rpy2): call dfmr.r.activate() in Python before using dfmr here.",
+         call. = FALSE)
   }
   if (!nzchar(Sys.getenv("RETICULATE_PYTHON")) && !reticulate::py_available(initialize = FALSE) &&
       .default_envname %in% reticulate::virtualenv_list()) {
@@ -130,6 +135,12 @@ install_dfmr <- function(source, envname = "r-dfmr", method = c("auto", "virtual
            call. = FALSE)
     }
   }
+  # R puts its own and the system's library directories first on LD_LIBRARY_PATH; a Python built
+  # with a shared libpython elsewhere (pyenv, /usr/local) would then load the system's libpython in
+  # the pip and venv subprocesses and fail. They need none of R's libraries.
+  ld_path <- Sys.getenv("LD_LIBRARY_PATH", unset = NA)
+  Sys.unsetenv("LD_LIBRARY_PATH")
+  on.exit(if (!is.na(ld_path)) Sys.setenv(LD_LIBRARY_PATH = ld_path), add = TRUE)
   reticulate::py_install(packages = source, envname = envname, method = method,
                          python_version = python_version, pip = TRUE, ...)
   message("dfmr is installed in the Python environment '", envname, "'. Restart R, then library(dfmr).")

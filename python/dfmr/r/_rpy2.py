@@ -262,6 +262,8 @@ def activate() -> None:
     ``dfmr_distances`` (``library(dfmr)`` is attached) and get the R package's ``"dfmr"`` objects with
     their methods; the computations run in this Python process (see the module docstring of
     :mod:`dfmr.r`). Calling it again is harmless; :func:`deactivate` restores the conversion.
+    Without it, the R package refuses to run in an embedded R (instead of letting reticulate abort
+    the process).
 
     Raises
     ------
@@ -278,9 +280,9 @@ def activate() -> None:
 
 
 def deactivate() -> None:
-    """Undo :func:`activate`: restore the previous conversion; the R functions go back to reticulate."""
+    """Undo the global conversion of :func:`activate`.
+
+    The R functions stay routed to this process: reticulate cannot take over inside it.
+    """
     if _saved_conversion:
         conversion.set_conversion(_saved_conversion.pop())
-    if ro.r('isNamespaceLoaded("dfmr")')[0]:
-        ro.r("dfmr:::use_embedded_python")(ri.NULL)
-
