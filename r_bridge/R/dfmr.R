@@ -1,0 +1,155 @@
+# The three entry points. Each converts its arguments to plain data, makes one Python call and
+# builds the "dfmr" object from what comes back.
+
+# The aggregation methods R accepts (the Python package validates them too); the default is
+# read from Python's DistributedGaussianMixture.
+.dfmr_methods <- c("dfmr", "mr", "coat", "tkb")
+
+.match_method <- function(method) {
+  if (is.null(method)) {
+    method <- as.character(.defaults()$method)
+  }
+  match.arg(method, .dfmr_methods)
+}
+
+.data_matrix <- function(x) {
+  if (is.data.frame(x)) {
+    numeric_columns <- vapply(x, is.numeric, logical(1))
+    if (!all(numeric_columns)) {
+      stop("x: column(s) ", paste(names(x)[!numeric_columns], collapse = ", "),
+           " are not numeric; dfmr fits numeric data only.", call. = FALSE)
+    }
+    x <- as.matrix(x)
+  }
+  if (is.null(dim(x))) {
+    x <- matrix(x, ncol = 1L)
+  }
+  if (!is.numeric(x) || length(dim(x)) != 2L) {
+    stop("x: expected a numeric matrix, data frame or vector.", call. = FALSE)
+  }
+  storage.mode(x) <- "double"
+  x
+}
+
+# The mclust `parameters` of one site: an Mclust/densityMclust/dfmr fit or a parameter list.
+.site_parameters <- function(fit, label) {
+  if (is.list(fit) && is.list(fit$parameters)) {
+    return(fit$parameters)
+  }
+  if (is.list(fit) && all(c("pro", "mean", "variance") %in% names(fit))) {
+    return(fit)
+  }
+  stop(label, ": expected an Mclust fit or list(pro, mean, variance = list(sigma)); got an object of class ",
+       paste(class(fit), collapse = "/"), ".", call. = FALSE)
+}
+
+.sites <- function(fits) {
+  if (inherits(fits, c("Mclust", "densityMclust", "dfmr")) || !is.list(fits) || length(fits) == 0L) {
+    stop("fits: expected a non-empty list with one Mclust fit or parameter list per site.", call. = FALSE)
+  }
+  labels <- paste("site", seq_along(fits))
+  if (!is.null(names(fits))) {
+    named <- nzchar(names(fits))
+    labels[named] <- sprintf("%s ('%s')", labels[named], names(fits)[named])
+  }
+  list(parameters = unname(Map(.site_parameters, fits, labels)),
+       names = if (is.null(names(fits))) NULL else as.list(names(fits)))
+}
+
+# mclust's parameter list from what Python returns (reticulate gives 1-d arrays, rpy2 vectors).
+.mclust_parameters <- function(p) {
+  d <- as.integer(p$variance$d)
+  G <- as.integer(p$variance$G)
+  pro <- as.numeric(p$pro)
+  if (d == 1L) {
+    sigmasq <- as.numeric(p$variance$sigmasq)
+    variance <- list(modelName = "V", d = 1L, G = G, sigmasq = sigmasq, scale = sigmasq)
+    return(list(pro = pro, mean = as.numeric(p$mean), variance = variance))
+  }
+  variance <- list(modelName = "VVV", d = d, G = G,
+                   sigma = array(as.numeric(p$variance$sigma), c(d, d, G)),
+                   cholsigma = array(as.numeric(p$variance$cholsigma), c(d, d, G)))
+  list(pro = pro, mean = matrix(as.numeric(p$mean), d, G), variance = variance)
+}
+
+.optional <- function(value, as = as.numeric) {
+  if (is.null(value)) NULL else as(as.vector(value))
+}
+
+.new_dfmr <- function(raw, call, data = NULL, sites = NULL) {
+  m <- as.integer(raw$n_machines)
+  distances <- if (is.null(raw$distances)) NULL else matrix(as.numeric(raw$distances), m, m)
+  if (is.null(sites)) {
+    sites <- paste("site", seq_len(m))
+  }
+  if (!is.null(distances)) {
+    dimnames(distances) <- list(sites, sites)
+  }
+  parameters <- .mclust_parameters(raw$parameters)
+  if (!is.null(data) && ncol(data) > 1L && !is.null(colnames(data))) {
+    rownames(parameters$mean) <- colnames(data)
+  }
+  structure(list(
+    call = call,
+    data = data,
+    modelName = parameters$variance$modelName,
+    n = if (is.null(data)) NA_integer_ else nrow(data),
+    d = as.integer(raw$d),
+    G = as.integer(raw$G),
+    parameters = parameters,
+    method = as.character(raw$method),
+    sites = sites,
+    retained = as.integer(as.vector(raw$retained)),
+    center = .optional(raw$center, as.integer),
+    distances = distances,
+    radius = .optional(raw$radius),
+    threshold = .optional(raw$threshold),
+    cutoff = .optional(raw$cutoff),
+    objective = .optional(raw$objective),
+    n_iter = as.integer(raw$n_iter),
+    converged = as.logical(raw$converged),
+    alpha = .optional(raw$alpha),
+    local = lapply(raw$local, .mclust_parameters)
+  ), class = "dfmr")
+}
+
+dfmr_fit <- function(x, G, machines = 10, method = NULL, threshold = NULL, seed = NULL, ...) {
+  call <- match.call()
+  x <- .data_matrix(x)
+  method <- .match_method(method)
+  machine <- NULL
+  sites <- NULL
+  if (length(machines) > 1L) {
+    if (length(machines) != nrow(x) || anyNA(machines)) {
+      stop("machines: either the number of sites, or one site label per row of x (no NA); got ",
+           length(machines), " values for ", nrow(x), " rows.", call. = FALSE)
+    }
+    site <- droplevels(as.factor(machines))
+    machine <- as.integer(site)
+    sites <- levels(site)
+    machines <- nlevels(site)
+  }
+  raw <- .python("fit", x = x, G = G, machines = machines, method = method, threshold = threshold,
+                 seed = seed, machine = machine, ...)
+  .new_dfmr(raw, call, data = x, sites = sites)
+}
+
+dfmr_aggregate <- function(fits, G, method = NULL, threshold = NULL, data = NULL, ...) {
+  call <- match.call()
+  method <- .match_method(method)
+  sites <- .sites(fits)
+  raw <- .python("aggregate", sites = sites$parameters, G = G, method = method, threshold = threshold,
+                 names = sites$names, ...)
+  .new_dfmr(raw, call, data = if (is.null(data)) NULL else .data_matrix(data),
+            sites = if (is.null(names(fits))) NULL else names(fits))
+}
+
+dfmr_distances <- function(fits) {
+  sites <- .sites(fits)
+  m <- length(fits)
+  D <- matrix(as.numeric(.python("distances", sites = sites$parameters, names = sites$names)), m, m)
+  if (!is.null(names(fits))) {
+    dimnames(D) <- list(names(fits), names(fits))
+  }
+  D
+}

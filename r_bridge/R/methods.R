@@ -1,0 +1,169 @@
+# Methods for "dfmr" objects, in mclust's conventions. Densities and posteriors come from mclust
+# itself (the parameters are in its layout), so nothing of the method is recomputed here.
+
+.method_label <- c(
+  dfmr = "distance-filtered mixture reduction (DFMR)",
+  mr = "mixture reduction of all sites (MR)",
+  coat = "the centre site's own estimate (COAT)",
+  tkb = "trimmed k-barycenter (TKB)"
+)
+
+.describe_method <- function(method) {
+  label <- .method_label[method]
+  if (is.na(label)) method else unname(label)
+}
+
+.data_for <- function(object, data, what) {
+  if (is.null(data)) {
+    data <- object$data
+  }
+  if (is.null(data)) {
+    stop(what, " needs data: this aggregate has none, pass data = (a matrix with ", object$d, " columns).",
+         call. = FALSE)
+  }
+  data <- .data_matrix(data)
+  if (ncol(data) != object$d) {
+    stop(what, ": data has ", ncol(data), " columns but the mixture has d = ", object$d, ".", call. = FALSE)
+  }
+  data
+}
+
+.kept <- function(object) {
+  seq_along(object$sites) %in% object$retained
+}
+
+print.dfmr <- function(x, ...) {
+  cat("'dfmr' model object: ", .describe_method(x$method), "\n", sep = "")
+  cat(sprintf("%s mixture with %d component%s in %d dimension%s, from %d sites\n", x$modelName, x$G,
+              if (x$G == 1L) "" else "s", x$d, if (x$d == 1L) "" else "s", length(x$sites)))
+  dropped <- x$sites[!.kept(x)]
+  cat(sprintf("Retained %d of %d sites", length(x$retained), length(x$sites)))
+  if (!is.null(x$center)) cat("; centre:", x$sites[x$center])
+  cat("\n")
+  if (length(dropped)) cat("Dropped:", paste(dropped, collapse = ", "), "\n")
+  cat("\nAvailable components:\n")
+  print(names(x))
+  invisible(x)
+}
+
+summary.dfmr <- function(object, data = NULL, ...) {
+  if (is.null(data)) data <- object$data
+  out <- list(method = object$method, modelName = object$modelName, d = object$d, G = object$G,
+              sites = object$sites, retained = object$retained, center = object$center,
+              radius = object$radius, threshold = object$threshold, cutoff = object$cutoff,
+              objective = object$objective, n_iter = object$n_iter, converged = object$converged,
+              pro = object$parameters$pro, mean = object$parameters$mean,
+              variance = if (object$d == 1L) object$parameters$variance$sigmasq else object$parameters$variance$sigma,
+              loglik = NULL, bic = NULL, n = NULL, df = NULL)
+  if (!is.null(object$center)) {
+    out$table <- data.frame(site = object$sites, distance = object$distances[object$center, ],
+                            retained = .kept(object), row.names = NULL)
+  } else {
+    out$table <- data.frame(site = object$sites, retained = .kept(object), row.names = NULL)
+  }
+  if (!is.null(data)) {
+    ll <- logLik(object, data = data)
+    out$loglik <- as.numeric(ll)
+    out$n <- attr(ll, "nobs")
+    out$df <- attr(ll, "df")
+    out$bic <- BIC(object, data = data)
+  }
+  class(out) <- "summary.dfmr"
+  out
+}
+
+print.summary.dfmr <- function(x, digits = getOption("digits") - 3L, ...) {
+  rule <- strrep("-", 60)
+  cat(rule, "\nDistributed Gaussian mixture (dfmr)\n", rule, "\n\n", sep = "")
+  cat("Aggregation:", .describe_method(x$method), "\n")
+  cat(sprintf("Mclust %s model with %d component%s, d = %d\n", x$modelName, x$G, if (x$G == 1L) "" else "s", x$d))
+  cat(sprintf("Sites: %d, retained: %d", length(x$sites), length(x$retained)))
+  if (!is.null(x$center)) cat(", centre:", x$sites[x$center])
+  cat("\n")
+  if (!is.null(x$cutoff)) {
+    cat(sprintf("Cut-off: %s = kappa %s x radius %s\n", format(x$cutoff, digits = digits),
+                format(x$threshold, digits = digits), format(x$radius, digits = digits)))
+  }
+  if (!is.null(x$objective)) {
+    cat(sprintf("Reduction: objective %s after %d iterations (%s)\n", format(x$objective, digits = digits),
+                x$n_iter, if (isTRUE(x$converged)) "converged" else "not converged"))
+  }
+  if (!is.null(x$loglik)) {
+    cat("\n")
+    print(data.frame(`log-likelihood` = x$loglik, n = x$n, df = x$df, BIC = x$bic, check.names = FALSE),
+          digits = digits, row.names = "")
+  }
+  cat("\nSites:\n")
+  print(x$table, digits = digits, row.names = FALSE)
+  cat("\nMixing probabilities:\n")
+  print(stats::setNames(x$pro, seq_along(x$pro)), digits = digits)
+  cat("\nMeans:\n")
+  print(x$mean, digits = digits)
+  cat("\nVariances:\n")
+  if (x$d == 1L) {
+    print(x$variance, digits = digits)
+  } else {
+    for (k in seq_len(x$G)) {
+      cat("[,,", k, "]\n", sep = "")
+      print(x$variance[, , k], digits = digits)
+    }
+  }
+  invisible(x)
+}
+
+predict.dfmr <- function(object, newdata, ...) {
+  data <- .data_for(object, if (missing(newdata)) NULL else newdata, "predict")
+  # mclust::estep() looks its model function up in the caller's frame; call that function directly.
+  estep <- getExportedValue("mclust", paste0("estep", object$modelName))
+  z <- estep(data = data, parameters = object$parameters)$z
+  list(classification = max.col(z, ties.method = "first"), z = z)
+}
+
+logLik.dfmr <- function(object, data = NULL, ...) {
+  data <- .data_for(object, data, "logLik")
+  logdens <- mclust::dens(data = data, modelName = object$modelName, parameters = object$parameters,
+                          logarithm = TRUE)
+  structure(sum(logdens), df = mclust::nMclustParams(object$modelName, object$d, object$G),
+            nobs = nrow(data), class = "logLik")
+}
+
+# mclust's sign convention: 2 log L - df log n (larger is better), as mclust::bic.
+BIC.dfmr <- function(object, data = NULL, ...) {
+  ll <- logLik(object, data = data)
+  2 * as.numeric(ll) - attr(ll, "df") * log(attr(ll, "nobs"))
+}
+
+plot.dfmr <- function(x, what = NULL, data = NULL, ...) {
+  if (is.null(what)) {
+    what <- if (!is.null(x$center)) "distances" else "classification"
+  }
+  what <- match.arg(what, c("distances", "classification"))
+  if (what == "distances") {
+    if (is.null(x$center)) {
+      stop("plot(what = \"distances\"): method '", x$method, "' computes no centre; use method \"dfmr\" or \"coat\".",
+           call. = FALSE)
+    }
+    distance <- x$distances[x$center, ]
+    kept <- .kept(x)
+    graphics::plot(seq_along(distance), distance, pch = ifelse(kept, 19, 4), col = ifelse(kept, "black", "red"),
+                   xaxt = "n", xlab = "site", ylab = "L2 distance to the centre",
+                   ylim = range(0, distance, x$cutoff), main = "Distances to the centre site", ...)
+    graphics::axis(1, at = seq_along(distance), labels = x$sites)
+    if (!is.null(x$cutoff)) {
+      graphics::abline(h = x$cutoff, lty = 2)
+    }
+    graphics::legend("topleft", legend = c("retained", "dropped", "cut-off"), pch = c(19, 4, NA),
+                     lty = c(NA, NA, 2), col = c("black", "red", "black"), bty = "n")
+    return(invisible(x))
+  }
+  if (x$d != 2L) {
+    stop("plot(what = \"classification\") draws d = 2 data; this mixture has d = ", x$d, ".", call. = FALSE)
+  }
+  data <- .data_for(x, data, "plot(what = \"classification\")")
+  classes <- predict(x, data)$classification
+  graphics::plot(data, col = classes, pch = 20, cex = 0.6, main = "Classification", ...)
+  for (k in seq_len(x$G)) {
+    mclust::mvn2plot(mu = x$parameters$mean[, k], sigma = x$parameters$variance$sigma[, , k], k = 15, col = k)
+  }
+  invisible(x)
+}

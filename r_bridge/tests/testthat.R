@@ -1,0 +1,4 @@
+library(testthat)
+library(dfmr)
+
+test_check("dfmr")

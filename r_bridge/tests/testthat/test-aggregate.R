@@ -1,0 +1,71 @@
+honest_fits <- lapply(1:5, function(i) {
+  mclust::Mclust(draw(800, seed = 10 + i)$x, G = 3, modelNames = "VVV", verbose = FALSE)
+})
+
+# Five sites' Mclust fits; site `corrupt` has its means moved 50 units away.
+site_fits <- function(corrupt = 3) {
+  fits <- honest_fits
+  bad <- fits[[corrupt]]
+  bad$parameters$mean <- bad$parameters$mean + 50
+  fits[[corrupt]] <- bad
+  fits
+}
+
+test_that("dfmr_aggregate filters a corrupted site and recovers the truth", {
+  fits <- site_fits(corrupt = 3)
+  res <- dfmr_aggregate(fits, G = 3, method = "dfmr")
+  expect_s3_class(res, "dfmr")
+  expect_false(3L %in% res$retained)
+  expect_identical(res$retained, c(1L, 2L, 4L, 5L))
+  expect_true(res$distances[res$center, 3] > res$cutoff)
+  k <- match_components(res$parameters$mean, truth$mean)
+  expect_identical(sort(k), 1:3)
+  expect_lt(max(abs(res$parameters$mean[, k] - truth$mean)), 0.15)
+  expect_lt(max(abs(res$parameters$pro[k] - truth$pro)), 0.03)
+  expect_lt(max(abs(res$parameters$variance$sigma[, , k] - truth$sigma)), 0.25)
+
+  # plain MR is dragged away by the corrupted site
+  mr <- dfmr_aggregate(fits, G = 3, method = "mr")
+  expect_gt(max(abs(mr$parameters$mean)), 5 + 8)
+
+  # mclust's own functions take the result
+  x <- draw(100, seed = 99)$x
+  expect_equal(mclust::estep(data = x, modelName = "VVV", parameters = res$parameters)$z,
+               predict(res, x)$z, tolerance = 1e-12)
+  expect_error(logLik(res), "pass data =")
+  expect_equal(as.numeric(logLik(res, data = x)),
+               sum(log_mixture(x, res$parameters$pro, res$parameters$mean, res$parameters$variance$sigma)),
+               tolerance = 1e-10)
+})
+
+test_that("parameter lists and Mclust fits mix, and dfmr_distances is the L2 matrix", {
+  fits <- site_fits(corrupt = 2)
+  fits[[4]] <- list(pro = fits[[4]]$parameters$pro, mean = fits[[4]]$parameters$mean,
+                    variance = list(sigma = fits[[4]]$parameters$variance$sigma))
+  names(fits) <- c("a", "b", "c", "d", "e")
+  D <- dfmr_distances(fits)
+  expect_identical(dimnames(D), list(names(fits), names(fits)))
+  params <- lapply(fits, function(f) if (is.null(f$parameters)) f else f$parameters)
+  for (i in 1:5) for (j in 1:5) {
+    expect_equal(D[i, j], l2_distance(params[[i]], params[[j]]), tolerance = 1e-8)
+  }
+  res <- dfmr_aggregate(fits, G = 3, method = "coat")
+  expect_identical(res$retained, res$center)
+  expect_identical(res$sites, names(fits))
+})
+
+test_that("a site with an invalid sigma gives an R error naming the site", {
+  fits <- site_fits()
+  broken <- fits[[4]]$parameters
+  broken$variance <- list(sigma = broken$variance$sigma)
+  broken$variance$sigma[, , 2] <- matrix(c(1, 2, 2, 1), 2)
+  fits[[4]] <- broken
+  err <- tryCatch(dfmr_aggregate(fits, G = 3), error = function(e) e)
+  expect_s3_class(err, "dfmr_python_error")
+  expect_match(conditionMessage(err), "^site 4: covariances")
+  expect_match(conditionMessage(err), "positive definite")
+
+  fits[[4]] <- list(pro = c(0.5, NA), mean = matrix(0, 2, 2), variance = list(sigma = array(diag(2), c(2, 2, 2))))
+  expect_error(dfmr_aggregate(fits, G = 3), "site 4: pro and mean must be finite")
+  expect_error(dfmr_aggregate(list(fits[[1]], "oops"), G = 3), "site 2: expected an Mclust fit")
+})

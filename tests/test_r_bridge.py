@@ -1,0 +1,261 @@
+"""dfmr.r against real R (rpy2, Debian's R and mclust): conversions of every mclust model, the
+converter, malformed R objects, and the R package's functions inside the embedded R session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rpy2.robjects as ro
+from rpy2.rinterface_lib.embedded import RRuntimeError
+from rpy2.robjects import default_converter, numpy2ri
+from rpy2.robjects.conversion import localconverter
+
+import dfmr
+import dfmr.r
+from dfmr import GaussianMixtureParams, InvalidMixtureError
+from dfmr.r._rpy2 import r_to_plain
+
+ROOT = Path(__file__).resolve().parents[1]
+MULTIVARIATE = ["EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV"]
+CASES = [(m, 2, "x3") for m in MULTIVARIATE] + [(m, 1, "x3") for m in ("XII", "XXI", "XXX")] + [
+    ("E", 2, "x1"), ("V", 2, "x1"), ("X", 1, "x1")]
+
+ro.r("""
+suppressPackageStartupMessages(library(mclust))
+set.seed(8)
+x3 <- rbind(matrix(rnorm(450), 150) %*% matrix(c(1, 0.4, 0, 0, 1, 0.3, 0, 0, 0.8), 3),
+            sweep(matrix(rnorm(450, sd = 0.7), 150), 2, c(4, 1, -2), "+"))
+x1 <- c(rnorm(150), rnorm(150, 5, 0.6))
+""")
+
+
+def item(obj, name: str):
+    """Element ``name`` of an R list (rinterface or robjects)."""
+    names = list(obj.names)
+    return obj[names.index(name)]
+
+
+def mclust_fit(model: str, G: int, data: str):
+    fit = ro.r(f'Mclust({data}, G = {G}, modelNames = "{model}", verbose = FALSE)')
+    assert item(fit, "modelName")[0] == model
+    return fit
+
+
+def mclust_arrays(parameters) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """mclust's own (pro, means (G, d), covariances (G, d, d)) read straight from the R object."""
+    p = r_to_plain(parameters)
+    pro = np.atleast_1d(p["pro"])
+    G = pro.size
+    var = p["variance"]
+    d = int(var["d"])
+    if d == 1:
+        means = np.atleast_1d(p["mean"]).reshape(G, 1)
+        cov = np.broadcast_to(np.atleast_1d(var["sigmasq"]), (G,)).reshape(G, 1, 1)
+    else:
+        means = np.asarray(p["mean"]).reshape(-1, G, order="F").T
+        cov = np.moveaxis(np.asarray(var["sigma"]).reshape(d, d, G, order="F"), 2, 0)
+    return pro, means, cov
+
+
+def r_matrix(X: np.ndarray):
+    with localconverter(default_converter + numpy2ri.converter):
+        return ro.conversion.get_conversion().py2rpy(X)
+
+
+def r_dens(X: np.ndarray, modelName: str, parameters) -> np.ndarray:
+    data = r_matrix(X if X.shape[1] > 1 else X[:, 0])
+    return np.asarray(ro.r["dens"](data=data, modelName=modelName, parameters=parameters))
+
+
+@pytest.mark.parametrize(("model", "G", "data"), CASES, ids=[c[0] for c in CASES])
+def test_every_mclust_model_converts_exactly_and_round_trips(model, G, data):
+    fit = mclust_fit(model, G, data)
+    pro, means, cov = mclust_arrays(item(fit, "parameters"))
+
+    mix = dfmr.r.from_r(fit)
+    assert isinstance(mix, GaussianMixtureParams)
+    np.testing.assert_allclose(mix.weights, pro, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(mix.means, means, rtol=1e-12, atol=1e-12 * np.abs(means).max())
+    np.testing.assert_allclose(mix.covariances, cov, rtol=1e-12, atol=1e-12 * np.abs(cov).max())
+
+    back = dfmr.r.to_r(mix)
+    pro_b, means_b, cov_b = mclust_arrays(item(back, "parameters"))
+    np.testing.assert_allclose(pro_b, pro, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(means_b, means, rtol=1e-12, atol=1e-12 * np.abs(means).max())
+    np.testing.assert_allclose(cov_b, cov, rtol=1e-12, atol=1e-12 * np.abs(cov).max())
+    again = dfmr.r.from_r(back)
+    np.testing.assert_allclose(again.covariances, mix.covariances, rtol=1e-12, atol=1e-12 * np.abs(cov).max())
+    np.testing.assert_array_equal(again.means, mix.means)
+
+    X, _ = mix.sample(100, random_state=1)
+    model_back = item(back, "modelName")[0]
+    assert model_back == ("V" if mix.dim == 1 else "VVV")
+    np.testing.assert_allclose(r_dens(X, model_back, item(back, "parameters")), mix.pdf(X), rtol=1e-10, atol=0)
+    # mclust's density under the fit's own model agrees too: the expansion is the model's covariances
+    np.testing.assert_allclose(r_dens(X, model, item(fit, "parameters")), mix.pdf(X), rtol=1e-10, atol=0)
+
+
+def test_the_covariances_are_rebuilt_from_the_model_fields_not_copied_from_sigma():
+    fit = ro.r('f <- Mclust(x3, G = 2, modelNames = "VEV", verbose = FALSE); f$parameters$variance$sigma <- NULL; f')
+    expected = dfmr.r.from_r(mclust_fit("VEV", 2, "x3"))
+    np.testing.assert_allclose(dfmr.r.from_r(fit).covariances, expected.covariances, rtol=1e-12)
+    tampered = ro.r('g <- Mclust(x3, G = 2, modelNames = "VEV", verbose = FALSE); '
+                    'g$parameters$variance$sigma[1, 1, 1] <- 2 * g$parameters$variance$sigma[1, 1, 1]; g')
+    with pytest.raises(InvalidMixtureError, match="sigma contradicts the VEV model"):
+        dfmr.r.from_r(tampered)
+
+
+def test_converter_turns_r_fits_and_lists_into_params_and_back():
+    conv = default_converter + numpy2ri.converter + dfmr.r.converter
+    ro.r('f1 <- Mclust(x3, G = 2, modelNames = "EEV", verbose = FALSE)')
+    ro.r('f2 <- densityMclust(x3, G = 2, modelNames = "VVI", verbose = FALSE, plot = FALSE)')
+    with localconverter(conv):
+        one = ro.r("f1")
+        many = ro.r("list(f1, f2, list(pro = c(0.5, 0.5), mean = cbind(c(0, 0, 0), c(1, 1, 1)),"
+                    " variance = list(sigma = array(diag(3), c(3, 3, 2)))))")
+        frame = ro.r("data.frame(a = 1:3)")
+        ro.globalenv["mix"] = one
+        ro.globalenv["res"] = dfmr.dfmr([one, *many], 2)
+    assert isinstance(one, GaussianMixtureParams)
+    assert isinstance(many, list) and len(many) == 3 and all(isinstance(m, GaussianMixtureParams) for m in many)
+    np.testing.assert_allclose(many[2].covariances, np.broadcast_to(np.eye(3), (2, 3, 3)))
+    assert not isinstance(frame, (GaussianMixtureParams, list))
+    assert list(ro.r("dim(mix$parameters$variance$sigma)")) == [3, 3, 2]
+    assert list(ro.r("dim(mix$parameters$variance$cholsigma)")) == [3, 3, 2]
+    np.testing.assert_allclose(np.asarray(ro.r("mix$parameters$mean")), one.means.T, rtol=0, atol=0)
+    np.testing.assert_allclose(
+        np.asarray(ro.r("apply(mix$parameters$variance$cholsigma, 3, crossprod)")).reshape(3, 3, 2, order="F"),
+        np.moveaxis(one.covariances, 0, 2), rtol=1e-12)
+    expected = dfmr.dfmr([one, *many], 2)
+    assert list(ro.r("class(res)")) == ["dfmr"]
+    assert list(ro.r("res$retained")) == (expected.retained + 1).tolist()
+    assert ro.r("res$center")[0] == expected.center + 1
+    assert ro.r("res$method")[0] == "dfmr"
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("list(pro = c(0.5, NA), mean = cbind(c(0, 0), c(1, 1)), variance = list(sigma = array(diag(2), c(2, 2, 2))))",
+         "pro and mean must be finite"),
+        ("list(pro = c(0.5, 0.5), mean = cbind(c(0, 0), c(1, 1)), variance = list(sigma = array(diag(2), c(2, 2, 3))))",
+         "sigma: expected a 2 x 2 x 2 array"),
+        ("list(pro = c(0.5, 0.5), mean = cbind(c(0, 0), c(1, 1)),"
+         " variance = list(sigma = array(c(1, 2, 2, 1), c(2, 2, 2))))",
+         "positive definite"),
+        ("list(pro = c(0.5, 0.5), mean = cbind(c(0, 0), c(1, 1)))", "missing field"),
+        ('list(pro = 1, mean = c(0, 0), variance = list(modelName = "XYZ", sigma = diag(2)))',
+         "'XYZ' is not an mclust covariance model"),
+        ('list(pro = c(0.5, 0.5), mean = cbind(c(0, 0), c(1, 1)), variance = list(modelName = "EEE", d = 2, G = 2))',
+         "variance\\$Sigma is missing"),
+        ('Mclust(x3, G = 2, modelNames = "VVV", initialization = list(noise = rep(c(TRUE, FALSE), c(5, 295))), '
+         "verbose = FALSE)", "noise component"),
+        ("list(f1 = Mclust(x1, G = 2, verbose = FALSE), b = list(a = 1))",
+         "element 2 \\('b'\\): expected an Mclust fit"),
+    ],
+    ids=["NA", "wrong-shaped sigma", "indefinite sigma", "no variance", "unknown model", "model field missing",
+         "noise component", "not a mixture"],
+)
+def test_malformed_r_objects_raise_the_validation_errors(code, message):
+    with pytest.raises(InvalidMixtureError, match=message):
+        dfmr.r.from_r(ro.r(code))
+
+
+def test_non_lists_are_refused():
+    with pytest.raises(TypeError, match="expected an R list"):
+        dfmr.r.from_r(ro.r("1:3"))
+    with pytest.raises(TypeError, match="to_r: expected GaussianMixtureParams"):
+        dfmr.r.to_r({"weights": [1.0]})
+
+
+@pytest.fixture(scope="module")
+def activated():
+    dfmr.r.activate()
+    yield
+    dfmr.r.deactivate()
+
+
+def test_activate_gives_r_the_package_functions_running_this_python(activated):
+    ro.r('sites <- lapply(split(as.data.frame(x3), rep(1:6, 50)), Mclust, G = 2, modelNames = "VVV", verbose = FALSE)')
+    ro.r("sites[[2]]$parameters$mean <- sites[[2]]$parameters$mean + 40")
+    res = ro.r("res <- dfmr_aggregate(sites, G = 2); res")
+    assert list(ro.r("class(res)")) == ["dfmr"]
+    local = dfmr.r.from_r(ro.r("unname(sites)"))
+    expected = dfmr.dfmr(local, 2)
+    assert 2 not in list(ro.r("res$retained"))
+    assert list(ro.r("res$retained")) == (expected.retained + 1).tolist()
+    got = dfmr.r.from_r(res)  # the same computation in this process: equal up to the Cholesky round trip
+    np.testing.assert_array_equal(got.means, expected.mixture.means)
+    np.testing.assert_allclose(got.covariances, expected.mixture.covariances, rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(ro.r("dfmr_distances(sites)")), dfmr.pairwise_l2(local), rtol=1e-12)
+
+    X = np.asarray(ro.r("x3"))
+    fit = ro.r("fit <- dfmr_fit(x3, G = 2, machines = 3, seed = 5); fit")
+    est = dfmr.DistributedGaussianMixture(2, n_machines=3, random_state=5, backend="serial").fit(X)
+    np.testing.assert_array_equal(dfmr.r.from_r(fit).means, est.means_)
+    np.testing.assert_allclose(dfmr.r.from_r(fit).covariances, est.covariances_, rtol=1e-13)
+    assert ro.r('inherits(summary(fit), "summary.dfmr")')[0]
+    np.testing.assert_allclose(ro.r("as.numeric(logLik(fit))")[0], est.score(X) * X.shape[0], rtol=1e-10)
+
+
+def test_embedded_python_errors_are_r_errors_naming_the_site(activated):
+    ro.r('bad <- list(Mclust(x3, G = 2, modelNames = "VVV", verbose = FALSE), '
+         "list(pro = c(0.5, 0.5), mean = cbind(c(0, 0, 0), c(1, 1, 1)),"
+         " variance = list(sigma = array(-diag(3), c(3, 3, 2)))))")
+    with pytest.raises(RRuntimeError, match="site 2: covariances"):
+        ro.r("dfmr_aggregate(bad, G = 2)")
+    assert ro.r('class(tryCatch(dfmr_aggregate(bad, G = 2), error = identity))[1]')[0] == "dfmr_python_error"
+
+
+def test_plain_r_session_gives_the_same_object_as_the_embedded_one(activated, tmp_path):
+    """reticulate (Rscript) and rpy2 (this process) carry the same call to the same Python code."""
+    rds = tmp_path / "fit.rds"
+    script = (f'suppressPackageStartupMessages(library(dfmr)); set.seed(3); x <- matrix(rnorm(600), 300); '
+              f'x[1:150, ] <- x[1:150, ] + 5; saveRDS(dfmr_fit(x, G = 2, machines = 3, seed = 2), "{rds}")')
+    env = {**os.environ, "RETICULATE_PYTHON": sys.executable}
+    proc = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ro.r("set.seed(3); x <- matrix(rnorm(600), 300); x[1:150, ] <- x[1:150, ] + 5")
+    ro.r("here <- dfmr_fit(x, G = 2, machines = 3, seed = 2)")
+    ro.r(f'there <- readRDS("{rds}")')
+    assert ro.r("isTRUE(all.equal(unclass(here)[names(here) != 'call'], unclass(there)[names(there) != 'call'],"
+                " tolerance = 0))")[0]
+
+
+def test_missing_rpy2_and_missing_r_packages_raise_import_errors_naming_what_to_install(tmp_path):
+    code = "import sys; sys.modules['rpy2'] = None\nimport dfmr.r\ndfmr.r.converter"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "ImportError" in proc.stderr and "pip install 'dfmr[r]'" in proc.stderr
+    env = {**os.environ, "R_LIBS_SITE": str(tmp_path), "R_LIBS": "", "R_LIBS_USER": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", "import dfmr.r; dfmr.r.activate()"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert "ImportError: the R package mclust is not installed" in proc.stderr, proc.stderr
+
+
+def test_r_vignette_renders(tmp_path):
+    """vignettes/r_walkthrough.Rmd runs end to end in a plain R session (its own stopifnot checks included)."""
+    rmd = ROOT / "vignettes" / "r_walkthrough.Rmd"
+    render = (f'rmarkdown::render("{rmd}", output_dir = "{tmp_path}", intermediates_dir = "{tmp_path}", '
+              f'knit_root_dir = "{tmp_path}", quiet = TRUE)')
+    env = {**os.environ, "RETICULATE_PYTHON": sys.executable}
+    proc = subprocess.run(["Rscript", "-e", render], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "r_walkthrough.html").read_text()
+    assert "Retained 6 of 8 sites" in html and "Dropped: hospital_C, hospital_F" in html
+
+
+def test_the_r_package_in_an_embedded_r_without_activate_says_to_activate():
+    code = ("import rpy2.robjects as ro\n"
+            "from rpy2.rinterface_lib.embedded import RRuntimeError\n"
+            "try:\n"
+            "    ro.r('suppressPackageStartupMessages(library(dfmr)); dfmr_fit(matrix(rnorm(40), 20), G = 1)')\n"
+            "except RRuntimeError as exc:\n"
+            "    print('R error:', exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "R is running inside Python (rpy2): call dfmr.r.activate() in Python" in proc.stdout
