@@ -1,4 +1,4 @@
-"""Simulation set-up of the paper: shipped population, data splitting, Byzantine attacks, oracle.
+"""Simulation set-up of the paper: shipped population, Byzantine attacks, oracle; ``split`` is dfmr.partition's.
 
 The attacks follow DESIGN.md ("Byzantine attacks used in the paper's experiments"). One rule
 covers both levels: attacking a set of components of one machine's mixture
