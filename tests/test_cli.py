@@ -85,7 +85,6 @@ def test_demo_rate_changes_the_number_of_attacked_machines(capsys):
 
 
 def test_demo_plot_writes_a_png(capsys, tmp_path):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "filter.png"
     code, _, err = run(capsys, "demo", "--plot", path)
     assert code == 0

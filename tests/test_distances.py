@@ -1,8 +1,7 @@
 """L2 distances between Gaussian mixtures: the compiled core against the independent reference.
 
 The first group checks the reference itself (closed form against numerical integration and
-hand-written analytic values) and always runs; the second group checks ``dfmr.pairwise_l2``
-and is skipped until the core is built.
+hand-written analytic values); the second group checks ``dfmr.pairwise_l2``.
 """
 
 from __future__ import annotations
@@ -16,9 +15,6 @@ from conftest import fixture_estimates, random_mixture, random_spd
 
 import dfmr
 from dfmr import GaussianMixtureParams
-
-HAS_CORE = hasattr(dfmr, "pairwise_l2")
-needs_core = pytest.mark.skipif(not HAS_CORE, reason="dfmr.pairwise_l2 is not available (core not built)")
 
 RTOL = 1e-10
 
@@ -137,7 +133,6 @@ def _offdiag_pairs(m: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(m) for j in range(m) if i != j]
 
 
-@needs_core
 @pytest.mark.parametrize("seed", range(3))
 def test_core_matches_quad_1d(seed: int) -> None:
     mixes = _mixtures(10 + seed, 1, (1, 2, 3, 5), spread=1.5)
@@ -147,7 +142,6 @@ def test_core_matches_quad_1d(seed: int) -> None:
         assert dist[i, j] == pytest.approx(ref.l2_distance_quad(mixes[i], mixes[j]), rel=RTOL), (i, j)
 
 
-@needs_core
 @pytest.mark.parametrize("seed", range(2))
 def test_core_matches_grid_2d(seed: int) -> None:
     mixes = _mixtures(20 + seed, 2, (1, 2, 3), spread=1.5)
@@ -156,7 +150,6 @@ def test_core_matches_grid_2d(seed: int) -> None:
         assert dist[i, j] == pytest.approx(ref.l2_distance_quad(mixes[i], mixes[j]), rel=RTOL), (i, j)
 
 
-@needs_core
 @pytest.mark.parametrize("dim", [1, 5, 20])
 def test_core_matches_loop(dim: int) -> None:
     mixes = _mixtures(30 + dim, dim, (1, 3, 4, 5, 2), spread=1.0)
@@ -165,7 +158,6 @@ def test_core_matches_loop(dim: int) -> None:
         assert dist[i, j] == pytest.approx(ref.l2_distance_loop(mixes[i], mixes[j]), rel=RTOL), (i, j)
 
 
-@needs_core
 def test_core_matches_reference_on_shipped_estimates() -> None:
     mixes = fixture_estimates()
     dist = dfmr.pairwise_l2(mixes)
@@ -174,7 +166,6 @@ def test_core_matches_reference_on_shipped_estimates() -> None:
         assert dist[i, j] == pytest.approx(ref.l2_distance_loop(mixes[i], mixes[j]), rel=RTOL)
 
 
-@needs_core
 def test_core_symmetric_with_zero_diagonal() -> None:
     mixes = _mixtures(40, 3, (2, 3, 1, 4, 3, 2), spread=1.0)
     dist = dfmr.pairwise_l2(mixes)
@@ -185,7 +176,6 @@ def test_core_symmetric_with_zero_diagonal() -> None:
     assert np.all(dist[~np.eye(6, dtype=bool)] > 0)
 
 
-@needs_core
 def test_core_invariant_to_component_order() -> None:
     rng = np.random.default_rng(41)
     mixes = [random_mixture(rng, k, 4, spread=1.0) for k in (3, 5, 2, 4)]
@@ -194,7 +184,6 @@ def test_core_invariant_to_component_order() -> None:
     np.testing.assert_allclose(dist_shuffled, dist, rtol=1e-12, atol=1e-12 * dist.max())
 
 
-@needs_core
 def test_core_identical_mixtures_are_at_distance_zero() -> None:
     rng = np.random.default_rng(42)
     f = random_mixture(rng, 4, 3)
@@ -206,7 +195,6 @@ def test_core_identical_mixtures_are_at_distance_zero() -> None:
     assert dist[0, 2] == pytest.approx(ref.l2_distance_loop(f, g), rel=RTOL)
 
 
-@needs_core
 @pytest.mark.parametrize("case", sorted(_extreme_pairs()))
 def test_core_extreme_cases(case: str) -> None:
     f, g = _extreme_pairs()[case]
@@ -215,7 +203,6 @@ def test_core_extreme_cases(case: str) -> None:
     assert dist[0, 1] == pytest.approx(math.sqrt(ref.l2_squared_isotropic(f, g)), rel=RTOL)
 
 
-@needs_core
 @pytest.mark.parametrize("scale", [1e-8, 1.0, 1e8])
 def test_core_single_gaussians_closed_form(scale: float) -> None:
     rng = np.random.default_rng(43)
@@ -227,7 +214,6 @@ def test_core_single_gaussians_closed_form(scale: float) -> None:
     assert dist[0, 1] == pytest.approx(math.sqrt(_single_gaussian_sq(m1, s1, m2, s2)), rel=RTOL)
 
 
-@needs_core
 def test_core_thread_count_does_not_change_results() -> None:
     rng = np.random.default_rng(44)
     mixes = [random_mixture(rng, int(k), 5) for k in rng.integers(1, 6, size=40)]

@@ -14,23 +14,36 @@ separation, i.e. hundreds of standard errors.
 from __future__ import annotations
 
 import pickle
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
+import sklearn.exceptions
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
+from sklearn.utils.estimator_checks import check_estimator
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from dfmr import AggregationResult, GaussianMixtureParams
+import dfmr
+from dfmr import AggregationResult, GaussianMixtureParams, estimator
+from dfmr._blas import single_threaded_blas
 from dfmr.estimator import DistributedGaussianMixture, NotFittedError
-from dfmr.simulate import population, split
+from dfmr.local import fit_local_detailed
+from dfmr.partition import split
+from dfmr.simulate import population
 
 Z_MAX = 8.0
 LEARNED = (
     "mixture_", "weights_", "means_", "covariances_", "local_mixtures_", "aggregation_",
-    "n_features_in_", "n_machines_",
+    "n_features_in_", "n_machines_", "n_iter_", "converged_",
 )
 
 
@@ -327,9 +340,9 @@ def test_repr_shows_changed_parameters():
     [
         ({"backend": "gpu"}, "backend must be one of"),
         ({"aggregator": "mean"}, "aggregator must be one of"),
-        ({"n_machines": 0}, "n_machines must be an integer >= 1"),
-        ({"n_machines": 2.5}, "n_machines must be an integer"),
-        ({"n_components": 0}, "n_components must be an integer >= 1"),
+        ({"n_machines": 0}, "n_machines must be a positive integer"),
+        ({"n_machines": 2.5}, "n_machines must be a positive integer"),
+        ({"n_components": 0}, "n_components must be a positive integer"),
         ({"threshold": 0.5}, "threshold"),
         ({"alpha": 1.0}, "alpha"),
         ({"n_jobs": 0}, "n_jobs"),
@@ -398,3 +411,161 @@ def test_fit_on_100000_rows_and_20_machines_completes(truth):
     est = DistributedGaussianMixture(5, n_machines=20, backend="processes", random_state=0).fit(X)
     assert est.n_machines_ == 20 and len(est.local_mixtures_) == 20
     assert_recovers(est.mixture_, truth, len(X))
+
+
+# --------------------------------------------------------------------- scikit-learn compatibility
+
+
+def test_passes_sklearn_check_estimator():
+    check_estimator(
+        DistributedGaussianMixture(n_components=2, n_machines=2, backend="serial"),
+        expected_failed_checks={
+            "check_fit1d": "a 1-D X is documented as one feature (d = 1), so fit accepts it instead of raising",
+        },
+        on_skip=None,
+    )
+
+
+def test_not_fitted_error_is_scikit_learns():
+    assert NotFittedError is sklearn.exceptions.NotFittedError
+    assert dfmr.NotFittedError is sklearn.exceptions.NotFittedError
+
+
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        (np.ones((40, 2)) + 1j, ValueError, "Complex data not supported"),
+        (sp.random(40, 2, density=1.0, format="csr", random_state=0), TypeError, "Sparse data"),
+        (np.array([["a", "b"]] * 40, dtype=object), ValueError, "could not convert"),
+    ],
+)
+def test_rejects_complex_sparse_and_string_data(bad, error, message):
+    est = DistributedGaussianMixture(2, n_machines=2, backend="serial", random_state=0)
+    with pytest.raises(error, match=message):
+        est.fit(bad)
+    with pytest.raises(error, match=message):
+        est.fit_partitions([bad, bad])
+
+
+def test_numeric_object_arrays_are_data(small_data):
+    est = DistributedGaussianMixture(2, n_machines=2, backend="serial", random_state=0)
+    as_objects = est.fit(small_data[:400].astype(object)).mixture_
+    assert as_objects == est.fit(small_data[:400]).mixture_
+
+
+def test_one_dimensional_x_for_a_multi_feature_fit_asks_to_reshape(fitted):
+    with pytest.raises(ValueError, match="Reshape your data"):
+        fitted.predict(np.zeros(10))
+
+
+def test_dataframe_column_names_are_kept_and_checked(small_data):
+    frame = pd.DataFrame(small_data[:2000], columns=[f"x{j}" for j in range(10)])
+    est = DistributedGaussianMixture(2, n_machines=2, backend="serial", random_state=0).fit(frame)
+    np.testing.assert_array_equal(est.feature_names_in_, frame.columns)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        np.testing.assert_array_equal(est.predict(frame), est.predict(small_data[:2000]))
+    with pytest.raises(ValueError, match="feature names"):
+        est.predict(frame.rename(columns={"x0": "y0"}))
+    assert not hasattr(est.fit(small_data[:2000]), "feature_names_in_")
+
+
+def test_sample_falls_back_to_the_estimators_random_state(small_data):
+    est = DistributedGaussianMixture(2, n_machines=2, backend="serial", random_state=4).fit(small_data[:2000])
+    first, labels = est.sample(500)
+    again, again_labels = est.sample(500)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(labels, again_labels)
+    direct, _ = est.mixture_.sample(500, 4)
+    np.testing.assert_array_equal(first, direct)
+    other, _ = est.sample(500, random_state=5)
+    assert not np.array_equal(other, first)
+
+
+def test_records_iterations_and_convergence_of_every_machine(small_data):
+    est = DistributedGaussianMixture(3, n_machines=4, backend="serial", random_state=8).fit(small_data)
+    seeds = np.random.SeedSequence(8).spawn(4)
+    parts = split(small_data, 4, np.random.default_rng(np.random.SeedSequence(8)))
+    expected = [fit_local_detailed(p, 3, np.random.default_rng(s)) for p, s in zip(parts, seeds)]
+    np.testing.assert_array_equal(est.n_iter_, [f.n_iter for f in expected])
+    np.testing.assert_array_equal(est.converged_, [f.converged for f in expected])
+    assert est.converged_.dtype == bool and est.n_iter_.shape == (4,)
+
+
+def test_local_em_that_does_not_converge_warns_naming_the_machine(small_data):
+    est = DistributedGaussianMixture(5, n_machines=3, backend="serial", max_iter=2, random_state=0)
+    with pytest.warns(ConvergenceWarning) as record:
+        est.fit(small_data)
+    assert not est.converged_.any() and np.all(est.n_iter_ == 2)
+    messages = [str(w.message) for w in record if issubclass(w.category, ConvergenceWarning)]
+    assert [m.split(":")[0] for m in messages] == ["machine 0", "machine 1", "machine 2"]
+    assert all("did not converge within max_iter = 2" in m for m in messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        quiet = DistributedGaussianMixture(5, n_machines=3, backend="serial", random_state=0).fit(small_data)
+    assert quiet.converged_.all()
+
+
+def test_fit_partitions_does_not_copy_float64_parts(small_data, monkeypatch):
+    seen = []
+    real = estimator._fit_machine
+
+    def spy(index, X, *args):
+        seen.append(X)
+        return real(index, X, *args)
+
+    monkeypatch.setattr(estimator, "_fit_machine", spy)
+    parts = split(small_data, 2, 0)
+    DistributedGaussianMixture(2, backend="serial", random_state=0).fit_partitions(parts)
+    assert all(a is b for a, b in zip(seen, parts))
+
+
+# ----------------------------------------------------------------------------- thread safety
+
+
+def _blas_threads() -> list[int]:
+    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+def test_overlapping_blas_limits_restore_the_original_when_the_last_ends():
+    # threadpoolctl alone restores, at each exit, what that context saw on entry: A enters (2 -> 1),
+    # B enters (saves 1), A exits (-> 2), B exits (-> 1): BLAS stayed at one thread for good.
+    # (OpenBLAS as in the numpy/scipy wheels: one process-wide setting.)
+    with threadpool_limits(limits=2, user_api="blas"):
+        a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+        seen = {}
+
+        def first():
+            with single_threaded_blas():
+                a_in.set()
+                b_in.wait()
+            a_out.set()
+
+        def second():
+            a_in.wait()
+            with single_threaded_blas():
+                b_in.set()
+                a_out.wait()
+                seen["after the first ended"] = _blas_threads()
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen["after the first ended"] and all(n == 1 for n in seen["after the first ended"])
+        assert _blas_threads() and all(n == 2 for n in _blas_threads())
+
+
+@pytest.mark.parametrize("backend", ["serial", "threads"])
+def test_concurrent_fits_in_threads_match_a_lone_fit_and_restore_blas(backend, small_data):
+    def fit(seed):
+        est = DistributedGaussianMixture(3, n_machines=3, backend=backend, n_jobs=2, random_state=seed)
+        return est.fit(small_data[:3000]).mixture_
+
+    before = _blas_threads()
+    alone = {seed: fit(seed) for seed in (0, 1)}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(fit, [0, 1, 0, 1]))
+    assert _blas_threads() == before
+    for seed, mixture in zip([0, 1, 0, 1], together):
+        assert mixture == alone[seed]

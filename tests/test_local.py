@@ -167,11 +167,11 @@ def test_estimator_names_the_machine_whose_local_estimate_is_invalid(monkeypatch
     real = estimator._fit_machine
 
     def corrupted(index, *args):
-        weights, means, covariances = real(index, *args)
+        weights, means, covariances, *diagnostics = real(index, *args)
         if index == 3:
             covariances = covariances.copy()
             covariances[1] *= -1.0  # negative definite
-        return weights, means, covariances
+        return weights, means, covariances, *diagnostics
 
     monkeypatch.setattr(estimator, "_fit_machine", corrupted)
     X, _ = population().sample(4_000, np.random.default_rng(19))

@@ -4,7 +4,9 @@ Local machines fit mixtures; :func:`dfmr` filters the local estimates by their L
 distance to a robust centre and reduces the rest to one K-component mixture.
 """
 
-from . import filtering, io, metrics, reduction, simulate, summary
+from importlib import metadata as _metadata
+
+from . import filtering, io, metrics, partition, reduction, simulate, summary
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .distances import l2_distance, pairwise_l2
 from .estimator import DistributedGaussianMixture, NotFittedError
@@ -16,6 +18,6 @@ __all__ = [
     "pairwise_l2", "l2_distance",
     "dfmr", "mr", "coat", "tkb", "AggregationResult", "fit_local",
     "DistributedGaussianMixture", "NotFittedError",
-    "filtering", "reduction", "simulate", "metrics", "io", "summary",
+    "filtering", "partition", "reduction", "simulate", "metrics", "io", "summary",
 ]
-__version__ = "0.1.0"
+__version__ = _metadata.version("dfmr")  # single source: pyproject.toml

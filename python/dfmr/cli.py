@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
+from ._validation import check_int
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .distances import pairwise_l2
 from .filtering import center_index
@@ -49,12 +50,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _positive_int(text: str) -> int:
     try:
-        value = int(text)
+        return check_int(int(text), "value", 1)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _float_in(low: float, high: float | None, closed_high: bool = False) -> Callable[[str], float]:

@@ -4,38 +4,51 @@
 across machines, fit the penalised MLE on every machine (:func:`dfmr.local.fit_local`), and
 aggregate the local estimates with DFMR, MR, COAT or TKB (:mod:`dfmr.aggregate`).
 
-It follows scikit-learn's conventions without depending on scikit-learn: ``__init__``
-stores the hyper-parameters untouched, ``fit`` validates them once, learned attributes end
-in ``_`` and exist only after fitting, and ``get_params`` / ``set_params`` make the
-estimator work with ``sklearn.base.clone`` and parameter searches.
+It is a scikit-learn estimator (``BaseEstimator`` and ``DensityMixin``, passing
+``sklearn.utils.estimator_checks.check_estimator``): ``__init__`` stores the hyper-parameters
+untouched, ``fit`` validates them once, input is validated by ``sklearn.utils.validation``
+(complex, sparse and object-string data are rejected), learned attributes end in ``_`` and
+exist only after fitting, and ``get_params`` / ``set_params`` / ``clone`` / parameter searches
+work. Two documented departures: a 1-D ``X`` is one feature (scikit-learn asks for a 2-D
+array), and ``random_state`` also takes a ``numpy.random.Generator`` or ``SeedSequence``.
 
 Local fits are reproducible: machine ``i`` draws its k-means++ starts from child ``i`` of
 ``numpy.random.SeedSequence(random_state)``, and every backend runs them with one BLAS
-thread (``threadpoolctl``), so ``"serial"``, ``"threads"`` and ``"processes"`` give
-bit-for-bit the same result.
+thread, so ``"serial"``, ``"threads"`` and ``"processes"`` give bit-for-bit the same result.
+In-process backends limit BLAS with :mod:`dfmr._blas` (per thread where the library allows it,
+else one reference-counted process-wide limit; it says what other threads see meanwhile), so
+fits running concurrently in several threads give the same results as lone fits and leave the
+original BLAS threads when the last of them ends.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import ArrayLike
 from scipy.special import logsumexp
-from threadpoolctl import threadpool_limits
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
+from ._blas import limit_worker_threads, single_threaded_blas
+from ._validation import check_int
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
-from .local import as_data_matrix, fit_local
+from .local import fit_local_detailed
 from .params import GaussianMixtureParams
-from .simulate import split
+from .partition import split
 
 __all__ = ["DistributedGaussianMixture", "NotFittedError"]
 
@@ -44,27 +57,17 @@ BACKENDS = ("serial", "threads", "processes")
 
 _LOCAL_DEFAULTS = {
     name: param.default
-    for name, param in inspect.signature(fit_local).parameters.items()
+    for name, param in inspect.signature(fit_local_detailed).parameters.items()
     if name in ("n_init", "max_iter", "tol")
 }
 _LEARNED = (
     "mixture_", "weights_", "means_", "covariances_", "local_mixtures_", "aggregation_",
-    "n_features_in_", "n_machines_",
+    "n_features_in_", "n_machines_", "n_iter_", "converged_",
 )
-# Read by OpenBLAS, MKL, BLIS and OpenMP runtimes that initialise after the worker starts.
-_THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a learned attribute or a method that needs one is used before ``fit``.
-
-    It subclasses both ``ValueError`` and ``AttributeError``, like scikit-learn's
-    ``NotFittedError``, so ``hasattr(est, "means_")`` is False before fitting.
-    """
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+# What a local fit sends back: weights, means, covariances, EM iterations, converged.
+_MachineResult = tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]
 
 
 def _seed_sequence(random_state: int | np.random.Generator | np.random.SeedSequence | None) -> np.random.SeedSequence:
@@ -80,31 +83,21 @@ def _seed_sequence(random_state: int | np.random.Generator | np.random.SeedSeque
     return np.random.SeedSequence(random_state)
 
 
-def _limit_worker_threads() -> None:
-    """Initializer of worker processes: one BLAS/OpenMP thread each, so workers do not oversubscribe."""
-    for var in _THREAD_ENV_VARS:
-        os.environ[var] = "1"
-    threadpool_limits(limits=1)
-
-
-def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
-    """One BLAS thread in this process while the local fits run (serial and threads backends).
-
-    Besides avoiding oversubscription under the threads backend, it makes every backend do the
-    same floating-point operations in the same order, hence give identical results.
-    """
-    return threadpool_limits(limits=1)
-
-
 def _fit_machine(
     index: int, X: np.ndarray, seed: np.random.SeedSequence, n_components: int, n_init: int, max_iter: int, tol: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Local fit of machine ``index``: plain arrays, so that no backend's pickling alters the result."""
+) -> _MachineResult:
+    """Local fit of machine ``index``: plain arrays, so that no backend's pickling alters the result.
+
+    Returns the weights, means and covariances, then the EM iterations and convergence flag of
+    the returned run.
+    """
     try:
-        mix = fit_local(X, n_components, np.random.default_rng(seed), n_init=n_init, max_iter=max_iter, tol=tol)
+        rng = np.random.default_rng(seed)
+        fit = fit_local_detailed(X, n_components, rng, n_init=n_init, max_iter=max_iter, tol=tol)
     except ValueError as exc:
         raise type(exc)(f"machine {index}: {exc}") from exc
-    return np.array(mix.weights), np.array(mix.means), np.array(mix.covariances)
+    mix = fit.mixture
+    return np.array(mix.weights), np.array(mix.means), np.array(mix.covariances), int(fit.n_iter), bool(fit.converged)
 
 
 def _rebuild(index: int, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> GaussianMixtureParams:
@@ -115,9 +108,15 @@ def _rebuild(index: int, weights: np.ndarray, means: np.ndarray, covariances: np
         raise type(exc)(f"machine {index}: its local estimate is not a valid mixture: {exc}") from exc
 
 
-def _run_all(executor: Executor, tasks: list[tuple[Any, ...]], bar: tqdm) -> list[Any]:
-    """Submit every task, collect results in task order; on the first failure cancel the rest."""
-    futures: dict[Future[Any], int] = {executor.submit(_fit_machine, *task): i for i, task in enumerate(tasks)}
+def _fit_machine_in_thread(controller: ThreadpoolController, *task: Any) -> _MachineResult:
+    """``_fit_machine`` in a pool thread: BLAS limits that are per thread must be set in this thread."""
+    with single_threaded_blas(controller):
+        return _fit_machine(*task)
+
+
+def _run_all(executor: Executor, fit: Callable[..., Any], tasks: list[tuple[Any, ...]], bar: tqdm) -> list[Any]:
+    """Submit ``fit(*task)`` for every task, collect results in task order; on the first failure cancel the rest."""
+    futures: dict[Future[Any], int] = {executor.submit(fit, *task): i for i, task in enumerate(tasks)}
     results: list[Any] = [None] * len(tasks)
     try:
         for fut in as_completed(futures):
@@ -130,13 +129,13 @@ def _run_all(executor: Executor, tasks: list[tuple[Any, ...]], bar: tqdm) -> lis
     return results
 
 
-def _serial(tasks: list[tuple[Any, ...]], bar: tqdm) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _serial(tasks: list[tuple[Any, ...]], bar: tqdm) -> Iterator[_MachineResult]:
     for task in tasks:
         yield _fit_machine(*task)
         bar.update()
 
 
-class DistributedGaussianMixture:
+class DistributedGaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture learned from data split across machines, robust to Byzantine machines.
 
     Every machine fits a K-component penalised MLE to its own rows; the local estimates are
@@ -160,8 +159,8 @@ class DistributedGaussianMixture:
     backend : {"serial", "threads", "processes"}, default "processes"
         Where the local fits run: in this thread, in a thread pool, or in a process pool
         (the platform's default ``multiprocessing`` start method). Each worker uses one
-        BLAS thread. All backends give identical results (given ``threadpoolctl``, see the
-        module docstring).
+        BLAS thread; with ``"serial"`` and ``"threads"`` the whole process does while the
+        local fits run (see :mod:`dfmr._blas`). All backends give identical results.
     n_jobs : int, optional
         Workers of the pool and threads of the aggregation; ``None`` uses ``os.cpu_count()``,
         negative values count back from it (``-1`` all CPUs, ``-2`` all but one). The serial
@@ -177,8 +176,9 @@ class DistributedGaussianMixture:
     random_state : int, numpy.random.Generator, numpy.random.SeedSequence or None, default None
         Seeds the shuffle of :meth:`fit` and the local fits. With an int or a SeedSequence
         every fit gives the same result, and for an int ``fit(X)`` equals
-        ``fit_partitions(dfmr.simulate.split(X, n_machines, random_state))``. A Generator is
-        drawn from, so successive fits differ; ``None`` takes fresh entropy.
+        ``fit_partitions(dfmr.partition.split(X, n_machines, random_state))``. A Generator is
+        drawn from, so successive fits differ; ``None`` takes fresh entropy. Also the default
+        of :meth:`sample`.
 
     Attributes
     ----------
@@ -198,6 +198,14 @@ class DistributedGaussianMixture:
         Dimension d of the data.
     n_machines_ : int
         Number of machines actually used.
+    n_iter_ : ndarray of int, shape (n_machines_,)
+        EM iterations of every machine's returned local run.
+    converged_ : ndarray of bool, shape (n_machines_,)
+        Whether every machine's returned local run met ``tol`` within ``max_iter`` iterations;
+        a machine whose run did not is named in a ``ConvergenceWarning``.
+    feature_names_in_ : ndarray of str, shape (n_features_in_,)
+        Column names of the DataFrame given to fit (of the first part for ``fit_partitions``);
+        absent when the data had no string column names.
 
     Notes
     -----
@@ -235,67 +243,20 @@ class DistributedGaussianMixture:
         self.progress = progress
         self.random_state = random_state
 
-    # ----------------------------------------------------------------- parameters (sklearn protocol)
+    # ----------------------------------------------------------------- scikit-learn protocol
 
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        params = inspect.signature(cls.__init__).parameters.values()
-        return sorted(p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyper-parameters of the estimator.
-
-        Parameters
-        ----------
-        deep : bool, default True
-            Accepted for scikit-learn compatibility; there are no nested estimators.
-
-        Returns
-        -------
-        dict
-            Parameter names mapped to their values.
-        """
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params: Any) -> DistributedGaussianMixture:
-        """Set hyper-parameters; they are validated by the next ``fit``.
-
-        Parameters
-        ----------
-        **params
-            Parameter names and their new values.
-
-        Returns
-        -------
-        DistributedGaussianMixture
-            The estimator itself.
-
-        Raises
-        ------
-        ValueError
-            If a name is not a parameter of the estimator.
-        """
-        valid = self._get_param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
-                    f"Valid parameters are: {', '.join(valid)}."
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
-        changed = [
-            f"{name}={value!r}"
-            for name, value in self.get_params().items()
-            if not (value is defaults[name] or (isinstance(value, (str, int, float)) and value == defaults[name]))
-        ]
-        return f"{type(self).__name__}({', '.join(changed)})"
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        # A 1-D X is accepted as one feature, but scikit-learn's one_d_array tag means "only 1-D
+        # input" (its checks would then feed only the first column), so it stays False.
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.target_tags.required = False
+        tags.non_deterministic = False
+        return tags
 
     def __getattr__(self, name: str) -> Any:
-        # Only called when normal lookup fails: a learned attribute before fit.
+        # Only called when normal lookup fails: a learned attribute before fit says why it is missing.
         if name in _LEARNED:
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not fitted yet, so it has no {name!r}. "
@@ -303,19 +264,27 @@ class DistributedGaussianMixture:
             )
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def _check_is_fitted(self) -> None:
-        if "mixture_" not in self.__dict__:
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call fit(X) or fit_partitions(parts) "
-                "before using this method."
-            )
+    def __sklearn_is_fitted__(self) -> bool:
+        return "mixture_" in self.__dict__
+
+    def _as_matrix(self, X: Any, name: str) -> np.ndarray:
+        """``X`` as a finite float64 array of shape (n, d), validated by scikit-learn; 1-D is one column.
+
+        No copy is made when ``X`` already is a float64 array.
+        """
+        if not sp.issparse(X):
+            try:
+                one_column = np.ndim(X) == 1
+            except ValueError:  # ragged nested sequences: check_array below says what is wrong
+                one_column = False
+            if one_column:
+                X = np.reshape(X, (-1, 1))
+        return check_array(X, dtype=np.float64, input_name=name, estimator=self)
 
     def _validated_params(self) -> int:
         """Check every hyper-parameter; returns the number of workers. Raises ValueError naming the parameter."""
-        if not _is_int(self.n_components) or self.n_components < 1:
-            raise ValueError(f"n_components must be an integer >= 1, got {self.n_components!r}.")
-        if not _is_int(self.n_machines) or self.n_machines < 1:
-            raise ValueError(f"n_machines must be an integer >= 1, got {self.n_machines!r}.")
+        check_int(self.n_components, "n_components", 1)
+        check_int(self.n_machines, "n_machines", 1)
         if self.aggregator not in AGGREGATORS:
             raise ValueError(f"aggregator must be one of {', '.join(map(repr, AGGREGATORS))}; got {self.aggregator!r}.")
         if self.threshold is not None and not (
@@ -329,16 +298,14 @@ class DistributedGaussianMixture:
         cpus = os.cpu_count() or 1
         if self.n_jobs is None:
             n_jobs = cpus
-        elif _is_int(self.n_jobs) and self.n_jobs != 0:
+        elif isinstance(self.n_jobs, numbers.Integral) and not isinstance(self.n_jobs, bool) and self.n_jobs != 0:
             n_jobs = int(self.n_jobs) if self.n_jobs > 0 else cpus + 1 + int(self.n_jobs)
             if n_jobs < 1:
                 raise ValueError(f"n_jobs = {self.n_jobs} leaves no worker on a machine with {cpus} CPUs.")
         else:
             raise ValueError(f"n_jobs must be None or a non-zero integer, got {self.n_jobs!r}.")
-        if not _is_int(self.n_init) or self.n_init < 1:
-            raise ValueError(f"n_init must be an integer >= 1, got {self.n_init!r}.")
-        if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}.")
+        check_int(self.n_init, "n_init", 1)
+        check_int(self.max_iter, "max_iter", 1)
         if not (isinstance(self.tol, numbers.Real) and math.isfinite(self.tol) and self.tol >= 0):
             raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}.")
         if not isinstance(self.progress, (bool, np.bool_)):
@@ -347,7 +314,7 @@ class DistributedGaussianMixture:
         if not (
             rs is None
             or isinstance(rs, (np.random.Generator, np.random.SeedSequence))
-            or (_is_int(rs) and rs >= 0)
+            or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and rs >= 0)
         ):
             raise ValueError(
                 "random_state must be None, a non-negative integer, a numpy.random.Generator or a "
@@ -361,12 +328,14 @@ class DistributedGaussianMixture:
         """Split the rows of ``X`` across ``n_machines`` machines and fit.
 
         The rows are shuffled (seeded by ``random_state``) and dealt out as evenly as possible
-        (:func:`dfmr.simulate.split`), then :meth:`fit_partitions` runs on the pieces.
+        (:func:`dfmr.partition.split`), then :meth:`fit_partitions` runs on the pieces. The
+        pieces are the only copy of a float64 ``X`` this method makes.
 
         Parameters
         ----------
         X : array_like of shape (n, d)
-            Finite observations; a 1-D array is one column (d = 1).
+            Finite observations; a 1-D array is one column (d = 1). A pandas DataFrame's column
+            names are kept in ``feature_names_in_``.
         y : None
             Ignored; present for scikit-learn pipelines.
 
@@ -379,17 +348,19 @@ class DistributedGaussianMixture:
         ------
         ValueError
             If a hyper-parameter or ``X`` is invalid, including ``n_machines`` above the number of rows.
+        TypeError
+            If ``X`` is sparse (scikit-learn's convention).
         """
         n_jobs = self._validated_params()
-        X = as_data_matrix(X, "X")
-        if self.n_machines > X.shape[0]:
+        arr = self._as_matrix(X, "X")
+        if self.n_machines > arr.shape[0]:
             raise ValueError(
-                f"n_machines = {self.n_machines} exceeds the number of rows of X ({X.shape[0]}); "
+                f"n_machines = {self.n_machines} exceeds the number of rows of X (n_samples = {arr.shape[0]}); "
                 "every machine needs data."
             )
         seeds = _seed_sequence(self.random_state)
-        parts = split(X, int(self.n_machines), np.random.default_rng(seeds))
-        return self._fit(parts, seeds, n_jobs)
+        parts = split(arr, int(self.n_machines), np.random.default_rng(seeds))
+        return self._fit(parts, X, seeds, n_jobs)
 
     def fit_partitions(self, parts: Sequence[ArrayLike]) -> DistributedGaussianMixture:
         """Fit from data already split across machines: one array per machine.
@@ -398,7 +369,9 @@ class DistributedGaussianMixture:
         ----------
         parts : sequence of array_like, each of shape (n_i, d)
             Machine ``i``'s observations. All must have the same d; each needs at least
-            ``n_components`` rows and more than d rows.
+            ``n_components`` rows and more than d rows. Float64 arrays are not copied here.
+            The column names of a first part that is a pandas DataFrame are kept in
+            ``feature_names_in_``.
 
         Returns
         -------
@@ -409,6 +382,8 @@ class DistributedGaussianMixture:
         ------
         ValueError
             If a hyper-parameter or a machine's data is invalid; the message names the machine.
+        TypeError
+            If a machine's data is sparse (scikit-learn's convention).
         """
         n_jobs = self._validated_params()
         if isinstance(parts, np.ndarray) or not isinstance(parts, Sequence):
@@ -418,12 +393,13 @@ class DistributedGaussianMixture:
             )
         if len(parts) == 0:
             raise ValueError("parts is empty: need the data of at least one machine.")
-        return self._fit(parts, _seed_sequence(self.random_state), n_jobs)
+        return self._fit(parts, parts[0], _seed_sequence(self.random_state), n_jobs)
 
     def _fit(
-        self, parts: Sequence[ArrayLike], seeds: np.random.SeedSequence, n_jobs: int
+        self, parts: Sequence[ArrayLike], names_from: Any, seeds: np.random.SeedSequence, n_jobs: int
     ) -> DistributedGaussianMixture:
-        arrays = [as_data_matrix(part, f"parts[{i}]") for i, part in enumerate(parts)]
+        """Fit on the machines' data ``parts``; ``names_from`` is the input whose column names are kept."""
+        arrays = [self._as_matrix(part, f"parts[{i}]") for i, part in enumerate(parts)]
         dims = sorted({a.shape[1] for a in arrays})
         if len(dims) > 1:
             raise ValueError(f"the machines' data differ in the number of columns ({dims}); all must share one d.")
@@ -436,9 +412,19 @@ class DistributedGaussianMixture:
                     f"{self.n_components} rows and more than d = {d}. Use fewer machines."
                 )
 
-        local = self._fit_local_all(arrays, seeds.spawn(len(arrays)), n_jobs)
+        local, n_iter, converged = self._fit_local_all(arrays, seeds.spawn(len(arrays)), n_jobs)
+        for i in np.flatnonzero(~converged):
+            warnings.warn(
+                f"machine {i}: local EM did not converge within max_iter = {self.max_iter} iterations "
+                f"(tol = {self.tol}); its estimate is used as is. Increase max_iter or tol.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         aggregation = self._aggregate(local, n_jobs)
 
+        # Sets feature_names_in_ (or removes a previous fit's) the scikit-learn way; n_features_in_ is
+        # set below, as 1-D input (one feature) has no number of features for scikit-learn.
+        validate_data(self, names_from, reset=True, skip_check_array=True)
         self.local_mixtures_ = local
         self.aggregation_ = aggregation
         self.mixture_ = aggregation.mixture
@@ -447,26 +433,34 @@ class DistributedGaussianMixture:
         self.covariances_ = aggregation.mixture.covariances
         self.n_features_in_ = d
         self.n_machines_ = len(arrays)
+        self.n_iter_ = n_iter
+        self.converged_ = converged
         return self
 
     def _fit_local_all(
         self, arrays: list[np.ndarray], seeds: list[np.random.SeedSequence], n_jobs: int
-    ) -> list[GaussianMixtureParams]:
+    ) -> tuple[list[GaussianMixtureParams], np.ndarray, np.ndarray]:
+        """Every machine's local estimate, with the EM iterations and convergence of each."""
         settings = (int(self.n_components), int(self.n_init), int(self.max_iter), float(self.tol))
         tasks = [(i, X, seed, *settings) for i, (X, seed) in enumerate(zip(arrays, seeds))]
         workers = min(n_jobs, len(tasks))
         with tqdm(total=len(tasks), desc="local fits", unit="machine", disable=not self.progress) as bar:
             if self.backend == "processes":
-                with ProcessPoolExecutor(max_workers=workers, initializer=_limit_worker_threads) as ex:
-                    results = _run_all(ex, tasks, bar)
+                with ProcessPoolExecutor(max_workers=workers, initializer=limit_worker_threads) as ex:
+                    results = _run_all(ex, _fit_machine, tasks, bar)
             else:
-                with _single_threaded_blas():
+                controller = ThreadpoolController()
+                # Entered here too, so that a process-wide limit is set once for the whole pool.
+                with single_threaded_blas(controller):
                     if self.backend == "threads":
                         with ThreadPoolExecutor(max_workers=workers) as ex:
-                            results = _run_all(ex, tasks, bar)
+                            results = _run_all(ex, partial(_fit_machine_in_thread, controller), tasks, bar)
                     else:
                         results = list(_serial(tasks, bar))
-        return [_rebuild(i, *result) for i, result in enumerate(results)]
+        local = [_rebuild(i, *result[:3]) for i, result in enumerate(results)]
+        n_iter = np.array([result[3] for result in results], dtype=np.intp)
+        converged = np.array([result[4] for result in results], dtype=bool)
+        return local, n_iter, converged
 
     def _aggregate(self, local: list[GaussianMixtureParams], n_threads: int) -> AggregationResult:
         k = int(self.n_components)
@@ -481,15 +475,16 @@ class DistributedGaussianMixture:
     # -------------------------------------------------------------------------------- inference
 
     def _check_X(self, X: ArrayLike) -> np.ndarray:
-        self._check_is_fitted()
-        arr = as_data_matrix(X, "X")
-        if arr.shape[1] != self.n_features_in_:
+        check_is_fitted(self)
+        arr = self._as_matrix(X, "X")
+        if np.ndim(X) == 1 and self.n_features_in_ != 1:
             raise ValueError(
-                f"X has {arr.shape[1]} features, but {type(self).__name__} was fitted with "
-                f"{self.n_features_in_} features."
+                f"X is 1-D, which means one feature, but {type(self).__name__} was fitted with "
+                f"{self.n_features_in_} features. Reshape your data either using array.reshape(-1, 1) if it "
+                "has a single feature or array.reshape(1, -1) if it contains a single sample."
             )
-        if arr.shape[0] == 0:
-            raise ValueError("X has no rows.")
+        # Checks the number of features and the column names against fit's, in scikit-learn's words.
+        validate_data(self, X if np.ndim(X) == 2 else arr, reset=False, skip_check_array=True)
         return arr
 
     def _weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
@@ -582,7 +577,9 @@ class DistributedGaussianMixture:
         return float(-2.0 * loglik.sum() + n_params * math.log(loglik.shape[0]))
 
     def sample(
-        self, n_samples: int = 1, random_state: int | np.random.Generator | None = None
+        self,
+        n_samples: int = 1,
+        random_state: int | np.random.Generator | np.random.SeedSequence | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Draw from the fitted mixture.
 
@@ -590,8 +587,10 @@ class DistributedGaussianMixture:
         ----------
         n_samples : int, default 1
             Number of points, at least 1.
-        random_state : int, numpy.random.Generator or None, default None
-            Seed or generator for this draw (``None``: fresh randomness).
+        random_state : int, numpy.random.Generator, numpy.random.SeedSequence or None, default None
+            Seed or generator for this draw; ``None`` uses the estimator's ``random_state``
+            (so with an int there, repeated calls give the same points, as in scikit-learn;
+            ``None`` in both takes fresh randomness).
 
         Returns
         -------
@@ -600,10 +599,9 @@ class DistributedGaussianMixture:
         labels : ndarray of int, shape (n_samples,)
             The component each point was drawn from.
         """
-        self._check_is_fitted()
-        if not _is_int(n_samples) or n_samples < 1:
-            raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}.")
-        return self.mixture_.sample(int(n_samples), random_state)
+        check_is_fitted(self)
+        n_samples = check_int(n_samples, "n_samples", 1)
+        return self.mixture_.sample(n_samples, self.random_state if random_state is None else random_state)
 
     def summary(self) -> str:
         """Plain-text report of the aggregation: settings, per-machine decisions, the mixture.
@@ -612,5 +610,5 @@ class DistributedGaussianMixture:
         -------
         str
         """
-        self._check_is_fitted()
+        check_is_fitted(self)
         return self.aggregation_.summary()

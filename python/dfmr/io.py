@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 
+from ._validation import reject_json_constant
 from .params import GaussianMixtureParams, InvalidMixtureError
 
 if TYPE_CHECKING:
@@ -115,12 +116,8 @@ def _read_capped(path: Path, max_bytes: int) -> bytes:
     return raw
 
 
-def _reject_constant(name: str) -> float:
-    raise InvalidMixtureError(f"non-finite constant {name} in JSON.")
-
-
 def _parse_json(raw: bytes, normalize: bool) -> GaussianMixtureParams:
-    data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    data = json.loads(raw.decode("utf-8"), parse_constant=reject_json_constant)
     return GaussianMixtureParams.from_dict(data, normalize=normalize)
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._validation import check_int
 from .params import LIMITS, GaussianMixtureParams
 
 __all__ = [
@@ -473,10 +474,6 @@ def _confirmed(runs: list[tuple[_State, list[float], bool]], agree: float) -> bo
     return sum(converged and state.penalized >= top - agree for state, _, converged in runs) >= _CONFIRMATIONS
 
 
-def _is_int(value: object, low: int) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
-
-
 def as_data_matrix(X: ArrayLike, name: str = "X") -> np.ndarray:
     """``X`` as a new C-contiguous float64 array of shape (n, d); a 1-D array is one column.
 
@@ -614,12 +611,9 @@ def fit_local_detailed(
     ValueError
         If ``X`` or an argument is invalid; the message says what to change.
     """
-    if not _is_int(n_components, 1):
-        raise ValueError(f"n_components must be an integer >= 1, got {n_components!r}.")
-    if not _is_int(n_init, 1):
-        raise ValueError(f"n_init must be an integer >= 1, got {n_init!r}.")
-    if not _is_int(max_iter, 1):
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
+    check_int(n_components, "n_components", 1)
+    check_int(n_init, "n_init", 1)
+    check_int(max_iter, "max_iter", 1)
     if not (isinstance(tol, numbers.Real) and math.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}.")
     X = _check_X(X, n_components)

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 from scipy.optimize import linprog
 
+from ._validation import check_int
 from .params import GaussianMixtureParams
 
 __all__ = ["ari", "ari_on_sample", "log_likelihood", "w1_cost_matrix", "w1_distance"]
@@ -238,7 +239,6 @@ def ari_on_sample(
     _check_mixture(estimate, "estimate")
     _check_mixture(truth, "truth")
     _check_same_dim(estimate, truth, "ari_on_sample")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}.")
+    check_int(n, "n", 1)
     X, _ = truth.sample(int(n), random_state=random_state)
     return ari(_map_labels(estimate, X), _map_labels(truth, X))

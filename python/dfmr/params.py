@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._validation import check_int, reject_json_constant
+
 __all__ = ["GaussianMixtureParams", "InvalidMixtureError", "LIMITS", "NumericLimits"]
 
 
@@ -418,8 +420,7 @@ class GaussianMixtureParams:
 
     def sample(self, n: int, random_state: int | np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n`` points; returns ``(X, labels)`` with ``X`` of shape (n, d)."""
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}.")
+        n = check_int(n, "n", 0)
         rng = np.random.default_rng(random_state)
         labels = rng.choice(self.n_components, size=int(n), p=self._weights)
         z = rng.standard_normal((int(n), self.dim))
@@ -487,7 +488,7 @@ class GaussianMixtureParams:
         with open(path, "rb") as fh:
             raw = fh.read()
         try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            data = json.loads(raw.decode("utf-8"), parse_constant=reject_json_constant)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
             raise InvalidMixtureError(f"{os.fspath(path)}: not a valid JSON mixture file ({exc}).") from None
         try:
@@ -521,7 +522,3 @@ def _short(value: Any, limit: int = 60) -> str:
     except Exception:  # hostile objects may fail to print (deep nesting, custom __repr__)
         return f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _reject_constant(name: str) -> float:
-    raise InvalidMixtureError(f"non-finite constant {name} in JSON.")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._native import _core, as_mixture_list, pack, resolve_threads, unpack
+from ._validation import check_int
 from .params import GaussianMixtureParams
 
 __all__ = ["ReductionResult", "pool", "kl_cost", "default_starts", "reduce", "reduce_mixtures"]
@@ -148,8 +149,7 @@ def reduce_mixtures(
 
 
 def _options(trim: float, tol: float, max_iter: int, n_threads: int | None) -> tuple[int, float, float, int]:
-    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 0):
-        raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}.")
+    check_int(max_iter, "max_iter", 0)
     if not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}.")
     if not (0.0 <= trim < 1.0):
@@ -171,5 +171,4 @@ def _result(out: dict) -> ReductionResult:
 
 
 def _check_k(n_components: int) -> None:
-    if not isinstance(n_components, (int, np.integer)) or isinstance(n_components, bool) or n_components < 1:
-        raise ValueError(f"n_components must be a positive integer, got {n_components!r}.")
+    check_int(n_components, "n_components", 1)

@@ -1,4 +1,4 @@
-"""Simulation set-up of the paper: shipped population, data splitting, Byzantine attacks, oracle.
+"""Simulation set-up of the paper: shipped population, Byzantine attacks, oracle; ``split`` is dfmr.partition's.
 
 The attacks follow DESIGN.md ("Byzantine attacks used in the paper's experiments"). One rule
 covers both levels: attacking a set of components of one machine's mixture
@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .params import GaussianMixtureParams
+from .partition import split  # re-exported: dfmr.simulate.split is the documented name
 
 if TYPE_CHECKING:
     from .aggregate import AggregationResult
@@ -85,38 +86,6 @@ def local_estimates_fixture() -> list[GaussianMixtureParams]:
     """
     weights, means, covariances = _load_arrays(_LOCAL_ESTIMATES)
     return [GaussianMixtureParams(w, mu, cov) for w, mu, cov in zip(weights, means, covariances)]
-
-
-def split(X: ArrayLike, n_machines: int, random_state: int | np.random.Generator | None = None) -> list[np.ndarray]:
-    """Shuffle the rows of ``X`` and split them across machines as evenly as possible.
-
-    Parameters
-    ----------
-    X : array_like, shape (n, d)
-        Data, one observation per row.
-    n_machines : int
-        Number of machines, between 1 and ``n``.
-    random_state : int, numpy.random.Generator or None, default None
-        Seed or generator for the shuffle.
-
-    Returns
-    -------
-    list of numpy.ndarray
-        ``n_machines`` arrays of shape ``(n_i, d)``; the ``n_i`` differ by at most one.
-
-    Raises
-    ------
-    ValueError
-        If ``X`` is not 2-D or ``n_machines`` is not an integer in ``[1, n]``.
-    """
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array of shape (n, d), got shape {X.shape}.")
-    n = X.shape[0]
-    if isinstance(n_machines, bool) or not isinstance(n_machines, (int, np.integer)) or not 1 <= n_machines <= n:
-        raise ValueError(f"n_machines must be an integer between 1 and the number of rows ({n}), got {n_machines!r}.")
-    order = np.random.default_rng(random_state).permutation(n)
-    return [X[idx] for idx in np.array_split(order, int(n_machines))]
 
 
 def _attack_components(
