@@ -169,8 +169,9 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         Largest number of k-means++ starts of every local fit (see :func:`dfmr.local.fit_local_detailed`).
     max_iter : int, default fit_local's (500)
         EM iterations of every local fit.
-    tol : float, default fit_local's (1e-6)
-        Per-point convergence tolerance of every local fit.
+    tol : float, default fit_local's (1e-4)
+        Convergence tolerance of every local fit, relative to the sampling scale of the penalised
+        log-likelihood (see :func:`dfmr.local.fit_local_detailed`).
     progress : bool, default False
         Show a tqdm progress bar over the machines.
     random_state : int, numpy.random.Generator, numpy.random.SeedSequence or None, default None

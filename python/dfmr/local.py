@@ -16,9 +16,14 @@ or with empty components.
 
 The EM loop follows ``sklearn/mixture``: small module-level pieces (:func:`kmeans_plusplus`,
 :func:`estimate_log_gaussian_prob`, :func:`e_step`, :func:`m_step`, :func:`penalized_loglik`)
-that tests call alone, Cholesky factors of precisions and log-sum-exp throughout. Internally
-the data are centred and held in Fortran order and responsibilities in (K, n) memory layout,
-so that every pass over the data runs along contiguous memory.
+that tests call alone, Cholesky factors of precisions and log-sum-exp throughout. Inside a fit
+every EM iteration is ONE pass over the data in row blocks: the E-step of a block (one BLAS-3
+product for all components, :func:`dfmr.params.gaussian_log_prob`) is followed at once by its
+contribution to the M-step's moments (one more BLAS-3 product), so the extra memory is O(K d)
+per block row, never O(n K d). The data are centred and held in Fortran order and a block's
+responsibilities in (K, rows) layout, so that the elementwise work runs along contiguous memory.
+Staying in NumPy was chosen by measurement (vignettes/performance.md, "Local EM"): at the sizes
+where time matters the passes are BLAS-bound.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._validation import check_int
-from .params import LIMITS, GaussianMixtureParams
+from .params import LIMITS, GaussianMixtureParams, log_prob_blocks, precision_factor, row_blocks
+from .params import gaussian_log_prob as estimate_log_gaussian_prob
 
 __all__ = [
     "LocalFit",
@@ -42,6 +48,7 @@ __all__ = [
     "fit_local_detailed",
     "kmeans_plusplus",
     "m_step",
+    "n_parameters",
     "penalized_loglik",
     "precision_cholesky",
     "sample_covariance",
@@ -54,16 +61,14 @@ _NK_FLOOR = 10.0 * np.finfo(np.float64).eps
 # The rule for the starts (fit_local_detailed states it in full): groups of _SCREEN_GROUP starts are
 # screened by _SCREEN_ITER EM iterations on a random subset of max(_SCREEN_MIN_SIZE,
 # _SCREEN_POINTS_PER_PARAM * K * d) points, which only orders them; they are then run to convergence on
-# all the data in that order until _CONFIRMATIONS converged runs end within _AGREE_TOLS * tol * n of
-# the best final value.
+# all the data in that order until _CONFIRMATIONS converged runs end within _AGREE_TOLS * tol * p / 2 of
+# the best final value (p free parameters).
 _SCREEN_GROUP = 8
 _SCREEN_ITER = 8
 _SCREEN_MIN_SIZE = 1000
 _SCREEN_POINTS_PER_PARAM = 20
 _CONFIRMATIONS = 2
 _AGREE_TOLS = 2.0
-# The screen runs its starts side by side in (starts, K, d, m) arrays of at most this many doubles (32 MB).
-_SCREEN_BLOCK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,7 @@ def precision_cholesky(covariances: np.ndarray) -> np.ndarray:
 
     ``U_k = L_k^-T`` for the lower Cholesky factor ``L_k`` of ``Sigma_k`` (scikit-learn's
     ``precisions_cholesky_``), from a solve with the triangular factor, never by inverting
-    ``Sigma_k``.
+    ``Sigma_k`` (:func:`dfmr.params.precision_factor`).
 
     Parameters
     ----------
@@ -186,42 +191,7 @@ def precision_cholesky(covariances: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (..., K, d, d)
     """
-    chol = np.linalg.cholesky(covariances)
-    # One batched gufunc call; scipy's batched solve_triangular costs several times more in overhead
-    # at these sizes, and the factor is well conditioned (its condition is the root of Sigma_k's).
-    eye = np.broadcast_to(np.eye(covariances.shape[-1]), covariances.shape)
-    return np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
-
-
-def estimate_log_gaussian_prob(X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
-    """Log-density ``log N(x_i; mu_k, Sigma_k)`` of every component at every row, shape (n, K).
-
-    Parameters
-    ----------
-    X : ndarray, shape (n, d)
-        Data (fastest in Fortran order).
-    means : ndarray, shape (K, d)
-        Component means.
-    prec_chol : ndarray, shape (K, d, d)
-        Cholesky factors of the precisions, from :func:`precision_cholesky`.
-
-    Returns
-    -------
-    ndarray, shape (n, K)
-        A transposed view of a C-ordered (K, n) array.
-    """
-    n, d = X.shape
-    k = means.shape[0]
-    # Row block k of y is U_k^T (x_i - mu_k) for all i: one (K d, d) x (d, n) product serves every
-    # component, and the (K, d, n) layout keeps the reduction over d contiguous.
-    u_t = np.swapaxes(prec_chol, 1, 2).reshape(k * d, d)
-    y = u_t @ X.T
-    y -= np.einsum("kde,kd->ke", prec_chol, means).reshape(k * d, 1)
-    y = y.reshape(k, d, n)
-    maha = np.einsum("kdn,kdn->kn", y, y)
-    log_det_prec = np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
-    log_prob = log_det_prec[:, None] - 0.5 * (maha + d * _LOG_2PI)
-    return log_prob.T
+    return precision_factor(np.linalg.cholesky(covariances))
 
 
 def e_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -> tuple[float, np.ndarray]:
@@ -246,15 +216,78 @@ def e_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray, prec_chol: np.
         Posterior probabilities ``r_ik`` (rows sum to one), computed by log-sum-exp; a
         transposed view of a C-ordered (K, n) array.
     """
-    log_joint = estimate_log_gaussian_prob(X, means, prec_chol)
-    log_joint += np.log(weights)
-    row_max = log_joint.max(axis=1, keepdims=True)
-    log_joint -= row_max
-    resp = np.exp(log_joint, out=log_joint)
-    total = resp.sum(axis=1, keepdims=True)
-    resp /= total
-    loglik = float(row_max.sum() + np.log(total).sum())
-    return loglik, resp
+    resp = estimate_log_gaussian_prob(X, means, prec_chol)
+    return float(_normalize(resp.T, np.log(weights))), resp
+
+
+def _normalize(log_prob_t: np.ndarray, log_weights: np.ndarray) -> np.ndarray:
+    """Turn ``log N`` in (..., K, rows) layout into responsibilities in place (log-sum-exp over K).
+
+    ``log_weights`` has shape (..., K). Returns the log-likelihood of the rows, shape (...).
+    """
+    log_prob_t += log_weights[..., None]
+    col_max = log_prob_t.max(axis=-2, keepdims=True)
+    log_prob_t -= col_max
+    np.exp(log_prob_t, out=log_prob_t)
+    total = log_prob_t.sum(axis=-2, keepdims=True)
+    log_prob_t /= total
+    return (col_max + np.log(total)).sum(axis=(-2, -1))
+
+
+class _Moments:
+    """Responsibility-weighted moments accumulated over row blocks, about fixed centres ``c_j``.
+
+    Components ``j`` are the K components of one run, or of S runs side by side (j = s K + k).
+    ``nk = sum_i r_ij``, ``first = sum_i r_ij x_i`` and ``second_j = sum_i r_ij (x_i - c_j) x_i^T``;
+    :meth:`m_step` turns them into the penalised M-step. Extra memory: one (S K d, rows) block.
+    """
+
+    def __init__(self, centers: np.ndarray) -> None:
+        c, d = centers.shape
+        self.centers = centers
+        self.nk = np.zeros(c)
+        self.first = np.zeros((c, d))
+        self.second = np.zeros((c * d, d))
+
+    def add(self, X: np.ndarray, resp_t: np.ndarray) -> None:
+        """Add rows ``X`` (B, d) with responsibilities ``resp_t`` in (S K, B) layout."""
+        self.nk += resp_t.sum(axis=1)
+        self.first += resp_t @ X
+        # Row block j of w is r_ij (x_i - c_j) over the rows i: one (S K d, B) x (B, d) product serves
+        # every component (BLAS-3), and the (S K, d, B) layout keeps the elementwise work contiguous.
+        w = X.T[None, :, :] - self.centers[:, :, None]
+        w *= resp_t[:, None, :]
+        self.second += w.reshape(-1, X.shape[0]) @ X
+
+    def m_step(self, S_x: np.ndarray, a_n: float, n_runs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The penalised M-step (:func:`m_step`) of ``n_runs`` runs: shapes (S, K), (S, K, d), (S, K, d, d)."""
+        nk, c = self.nk, self.centers
+        d = c.shape[1]
+        means = self.first / (nk + _NK_FLOOR)[:, None]
+        # Scatter about mu_j: sum r (x - c)(x - c)^T = second - s c^T with s = sum r (x - c), then move
+        # the centre from c to mu. With c = mu_j (or the last iteration's mu_j), s and mu - c are small,
+        # so the rounding error of the corrections enters only linearly in |mu_j| (raw moments about
+        # the origin would enter squared).
+        s = self.first - nk[:, None] * c
+        delta = means - c
+        scatter = self.second.reshape(-1, d, d) - s[:, :, None] * c[:, None, :]
+        scatter -= (nk[:, None, None] * delta[:, :, None]) * delta[:, None, :]
+        covariances = (scatter + 2.0 * a_n * S_x) / (nk + 2.0 * a_n)[:, None, None]
+        covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
+        nk = nk.reshape(n_runs, -1)
+        weights = (nk + _NK_FLOOR) / (nk.sum(axis=1, keepdims=True) + nk.shape[1] * _NK_FLOOR)
+        return weights, means.reshape(n_runs, -1, d), covariances.reshape(n_runs, -1, d, d)
+
+
+def _m_step_runs(
+    X: np.ndarray, resp_t: np.ndarray, S_x: np.ndarray, a_n: float, n_runs: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`m_step` for ``n_runs`` runs side by side, responsibilities in (S K, n) layout."""
+    nk = resp_t.sum(axis=1)
+    moments = _Moments((resp_t @ X) / (nk + _NK_FLOOR)[:, None])  # centred at the new means
+    for rows in row_blocks(X.shape[0], resp_t.shape[0] * X.shape[1]):
+        moments.add(X[rows], resp_t[:, rows])
+    return moments.m_step(S_x, a_n, n_runs)
 
 
 def m_step(X: np.ndarray, resp: np.ndarray, S_x: np.ndarray, a_n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -262,7 +295,7 @@ def m_step(X: np.ndarray, resp: np.ndarray, S_x: np.ndarray, a_n: float) -> tupl
 
     ``w_k = n_k / n``, ``mu_k = sum_i r_ik x_i / n_k`` and
     ``Sigma_k = (sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T + 2 a_n S_x) / (n_k + 2 a_n)``,
-    with ``n_k = sum_i r_ik``.
+    with ``n_k = sum_i r_ik``. Computed in row blocks (BLAS-3, extra memory of one block).
 
     Parameters
     ----------
@@ -286,30 +319,20 @@ def m_step(X: np.ndarray, resp: np.ndarray, S_x: np.ndarray, a_n: float) -> tupl
     ``n_k`` is raised by ``10 * eps`` before it divides, as in scikit-learn, so a component
     with no responsibility keeps a tiny positive weight; its mean is then 0, which is the
     data mean when ``X`` is centred (as :func:`fit_local` arranges), and its covariance is
-    ``S_x`` itself.
+    ``S_x`` itself. Inside :func:`fit_local` each M-step is fused with the E-step before it
+    (one pass over the data per iteration, moments about the current means, so an empty
+    component keeps its mean there); both use the same code.
     """
-    resp_t = resp.T
-    nk = resp_t.sum(axis=1)
-    means = (resp_t @ X) / (nk + _NK_FLOOR)[:, None]
-    k, d = means.shape
-    weighted = X.T[None, :, :] - means[:, :, None]  # (K, d, n)
-    weighted *= resp_t[:, None, :]
-    # sum_i r_ik (x_i - mu_k) x_i^T is the scatter about mu_k because sum_i r_ik (x_i - mu_k) = 0.
-    # One (K d, n) x (n, d) product is faster than K small ones, and the rounding error of that
-    # zero sum enters only linearly in |mu_k| (moments about the origin would enter squared).
-    scatter = (weighted.reshape(k * d, -1) @ X).reshape(k, d, d)
-    covariances = (scatter + 2.0 * a_n * S_x) / (nk + 2.0 * a_n)[:, None, None]
-    covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
-    weights = (nk + _NK_FLOOR) / (nk.sum() + k * _NK_FLOOR)
-    return weights, means, covariances
+    weights, means, covariances = _m_step_runs(X, resp.T, S_x, a_n, 1)
+    return weights[0], means[0], covariances[0]
 
 
-def _penalty(S_x: np.ndarray, prec_chol: np.ndarray, a_n: float) -> float:
-    """``a_n sum_k [tr(S_x Sigma_k^-1) + log det Sigma_k]`` from precision Cholesky factors."""
-    precisions = prec_chol @ np.swapaxes(prec_chol, 1, 2)
-    trace = np.einsum("ij,kij->k", S_x, precisions)  # tr(S P) = sum(S * P) for symmetric S
-    log_det_cov = -2.0 * np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
-    return float(a_n * (trace + log_det_cov).sum())
+def _penalty(S_x: np.ndarray, prec_chol: np.ndarray, a_n: float) -> np.ndarray:
+    """``a_n sum_k [tr(S_x Sigma_k^-1) + log det Sigma_k]`` from precision Cholesky factors (..., K, d, d)."""
+    precisions = prec_chol @ np.swapaxes(prec_chol, -1, -2)
+    trace = np.einsum("ij,...ij->...", S_x, precisions)  # tr(S P) = sum(S * P) for symmetric S
+    log_det_cov = -2.0 * np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(axis=-1)
+    return a_n * (trace + log_det_cov).sum(axis=-1)
 
 
 def penalized_loglik(
@@ -339,143 +362,131 @@ def penalized_loglik(
     """
     prec_chol = precision_cholesky(np.asarray(covariances, dtype=np.float64))
     loglik, _ = e_step(X, np.asarray(weights, dtype=np.float64), np.asarray(means, dtype=np.float64), prec_chol)
-    return loglik - _penalty(S_x, prec_chol, a_n)
+    return loglik - float(_penalty(S_x, prec_chol, a_n))
+
+
+def _em_pass(
+    X: np.ndarray, S_x: np.ndarray, a_n: float, params: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One pass over the data for S runs side by side: E-step at ``params`` and the M-step after it.
+
+    ``params`` are (S, K), (S, K, d) and (S, K, d, d) arrays. Returns the log-likelihood and the
+    penalised log-likelihood of ``params`` (shape (S,) each) and the next parameters. The moments
+    are taken about the current means, which the new means are close to.
+    """
+    weights, means, covariances = params
+    n_runs, k, d = means.shape
+    prec_chol = precision_cholesky(covariances)
+    log_weights = np.log(weights)
+    moments = _Moments(means.reshape(-1, d))
+    loglik = np.zeros(n_runs)
+    for rows, resp_t in log_prob_blocks(X, means.reshape(-1, d), prec_chol.reshape(-1, d, d)):
+        loglik += _normalize(resp_t.reshape(n_runs, k, -1), log_weights)
+        moments.add(X[rows], resp_t)
+    return loglik, loglik - _penalty(S_x, prec_chol, a_n), moments.m_step(S_x, a_n, n_runs)
 
 
 @dataclass(frozen=True)
-class _State:
-    """Parameters of one EM run with their responsibilities and (penalised) log-likelihood."""
+class _Run:
+    """The result of one EM run: its last evaluated parameters, their values, the trace, convergence."""
 
     weights: np.ndarray
     means: np.ndarray
     covariances: np.ndarray
-    resp: np.ndarray
     loglik: float
     penalized: float
+    history: list[float]
+    converged: bool
 
 
-def _evaluate(X: np.ndarray, S_x: np.ndarray, a_n: float, params: tuple[np.ndarray, ...]) -> _State:
-    weights, means, covariances = params
-    prec_chol = precision_cholesky(covariances)
-    loglik, resp = e_step(X, weights, means, prec_chol)
-    return _State(weights, means, covariances, resp, loglik, loglik - _penalty(S_x, prec_chol, a_n))
+def _converged(history: list[float], threshold: float) -> bool:
+    """EM's stopping rule: the projected remaining gain of the penalised log-likelihood is <= ``threshold``.
+
+    With gains ``g_t`` shrinking at EM's linear rate ``rho ~ g_t / g_(t-1)``, the remaining gain is
+    ``g_t rho / (1 - rho) = g_t^2 / (g_(t-1) - g_t)`` (Aitken); the last gain must also be below the
+    threshold. An iteration that gains nothing (by rounding) always ends the run.
+    """
+    if len(history) < 2:
+        return False
+    gain = history[-1] - history[-2]
+    if gain <= 0.0:
+        return True
+    if len(history) < 3 or gain > threshold:
+        return False
+    slowdown = history[-2] - history[-3] - gain
+    return slowdown > 0.0 and gain * gain <= threshold * slowdown
 
 
 def _em(
-    X: np.ndarray, S_x: np.ndarray, a_n: float, state: _State, max_iter: int, tol: float
-) -> tuple[_State, list[float], bool]:
-    """EM from ``state``: the last state, the penalised log-likelihood trace, and convergence."""
-    history = [state.penalized]
-    for _ in range(max_iter):
-        new = _evaluate(X, S_x, a_n, m_step(X, state.resp, S_x, a_n))
-        history.append(new.penalized)
-        gain, state = new.penalized - state.penalized, new
-        if gain < tol * X.shape[0]:
-            return state, history, True
-    return state, history, False
+    X: np.ndarray,
+    S_x: np.ndarray,
+    a_n: float,
+    params: tuple[np.ndarray, np.ndarray, np.ndarray],
+    max_iter: int,
+    threshold: float,
+) -> _Run:
+    """EM from ``params`` (one run, (1, K, ...) arrays) until :func:`_converged` or ``max_iter`` iterations."""
+    history: list[float] = []
+    for iteration in range(max_iter + 1):
+        loglik, penalized, following = _em_pass(X, S_x, a_n, params)
+        history.append(float(penalized[0]))
+        if _converged(history, threshold) or iteration == max_iter:
+            break
+        params = following
+    # The run reports the parameters evaluated last, so its value is exact (no un-evaluated M-step).
+    weights, means, covariances = params
+    converged = _converged(history, threshold)
+    return _Run(weights[0], means[0], covariances[0], float(loglik[0]), history[-1], history, converged)
 
 
-def _seed(X: np.ndarray, S_x: np.ndarray, a_n: float, n_components: int, rng: np.random.Generator) -> _State:
-    """A start: k-means++ centres, every point assigned to its nearest centre, one M-step."""
-    centers, _ = kmeans_plusplus(X, n_components, rng)
-    d2 = np.einsum("kd,kd->k", centers, centers) - 2.0 * (X @ centers.T)
-    resp_t = np.zeros((n_components, X.shape[0]))  # (K, n) layout, as e_step returns it
-    resp_t[np.argmin(d2, axis=1), np.arange(X.shape[0])] = 1.0
-    return _evaluate(X, S_x, a_n, m_step(X, resp_t.T, S_x, a_n))
+def n_parameters(n_components: int, dim: int) -> int:
+    """Free parameters of a K-component Gaussian mixture in d dimensions: ``K - 1 + K d + K d (d + 1) / 2``."""
+    return n_components - 1 + n_components * dim + n_components * dim * (dim + 1) // 2
 
 
-def _m_step_batch(
-    X: np.ndarray, resp: np.ndarray, S_x: np.ndarray, a_n: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`m_step` for S runs at once: ``resp`` has shape (S, K, n); returns (S, K), (S, K, d), (S, K, d, d)."""
-    s, k, n = resp.shape
-    d = X.shape[1]
-    nk = resp.sum(axis=2)
-    means = (resp.reshape(s * k, n) @ X).reshape(s, k, d) / (nk + _NK_FLOOR)[:, :, None]
-    weighted = X.T - means[:, :, :, None]  # (S, K, d, n)
-    weighted *= resp[:, :, None, :]
-    scatter = (weighted.reshape(s * k * d, n) @ X).reshape(s, k, d, d)  # about mu_k, as in m_step
-    covariances = (scatter + 2.0 * a_n * S_x) / (nk + 2.0 * a_n)[:, :, None, None]
-    covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
-    weights = (nk + _NK_FLOOR) / (nk.sum(axis=1, keepdims=True) + k * _NK_FLOOR)
-    return weights, means, covariances
-
-
-def _evaluate_batch(
-    X: np.ndarray, S_x: np.ndarray, a_n: float, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """E-step and penalised log-likelihood for S runs at once: responsibilities (S, K, n) and values (S,)."""
-    s, k, d = means.shape
+def _seeds(X: np.ndarray, n_components: int, n_runs: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_runs`` starts: k-means++ centres, every point to its nearest centre; one-hot (S K, n) responsibilities."""
     n = X.shape[0]
-    prec_chol = precision_cholesky(covariances)
-    y = np.swapaxes(prec_chol, -1, -2).reshape(s * k * d, d) @ X.T
-    y -= np.einsum("skde,skd->ske", prec_chol, means).reshape(s * k * d, 1)
-    y = y.reshape(s, k, d, n)
-    log_det_prec = np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(axis=-1)  # (S, K)
-    log_joint = np.einsum("skdn,skdn->skn", y, y)
-    log_joint *= -0.5
-    log_joint += (log_det_prec - 0.5 * d * _LOG_2PI + np.log(weights))[:, :, None]
-    row_max = log_joint.max(axis=1, keepdims=True)
-    log_joint -= row_max
-    resp = np.exp(log_joint, out=log_joint)
-    total = resp.sum(axis=1, keepdims=True)
-    resp /= total
-    loglik = row_max.sum(axis=(1, 2)) + np.log(total).sum(axis=(1, 2))
-    precisions = prec_chol @ np.swapaxes(prec_chol, -1, -2)
-    penalty = a_n * (np.einsum("ij,skij->sk", S_x, precisions) - 2.0 * log_det_prec).sum(axis=1)
-    return resp, loglik - penalty
-
-
-def _screen(
-    X: np.ndarray, S_x: np.ndarray, a_n: float, n_components: int, n_starts: int, n_iter: int, rng: np.random.Generator
-) -> list[tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """``n_starts`` k-means++ starts on ``X``, each followed by ``n_iter`` penalised-EM iterations.
-
-    Every start is as in :func:`_seed` (nearest-seed assignment, one M-step); the runs go side by
-    side in blocks of starts. Returns ``(penalised log-likelihood, (weights, means, covariances))``
-    per start, in the order drawn.
-    """
-    n, d = X.shape
-    k = n_components
-    labels = []
-    for _ in range(n_starts):
-        centers, _ = kmeans_plusplus(X, k, rng)
-        labels.append(np.argmin(np.einsum("kd,kd->k", centers, centers) - 2.0 * (X @ centers.T), axis=1))
-    block = max(1, _SCREEN_BLOCK // (k * d * n))
-    out: list[tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
-    for first in range(0, n_starts, block):
-        chunk = labels[first : first + block]
-        resp = np.zeros((len(chunk), k, n))
-        for j, lab in enumerate(chunk):
-            resp[j, lab, np.arange(n)] = 1.0
-        for _ in range(n_iter + 1):
-            params = _m_step_batch(X, resp, S_x, a_n)
-            resp, penalized = _evaluate_batch(X, S_x, a_n, *params)
-        out.extend((float(penalized[j]), (params[0][j], params[1][j], params[2][j])) for j in range(len(chunk)))
-    return out
+    resp_t = np.zeros((n_runs * n_components, n))
+    for run in range(n_runs):
+        centers, _ = kmeans_plusplus(X, n_components, rng)
+        nearest = np.argmin(np.einsum("kd,kd->k", centers, centers) - 2.0 * (X @ centers.T), axis=1)
+        resp_t[run * n_components + nearest, np.arange(n)] = 1.0
+    return resp_t
 
 
 def _screened_starts(
     subset: np.ndarray, S_x: np.ndarray, n_components: int, n_init: int, rng: np.random.Generator
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The starts in the order they are run: groups of ``_SCREEN_GROUP``, each screened only when reached."""
+    """The starts in the order they are run: groups of ``_SCREEN_GROUP``, each screened only when reached.
+
+    Screening is :func:`_seeds` on the subset, one M-step and ``_SCREEN_ITER`` EM iterations there (the
+    same EM as the full runs, all starts of the group side by side, penalty scale ``m^(-1/2)``); the group
+    is then ordered by the penalised log-likelihood reached, best first (stable: ties keep the draw order).
+    Yields (1, K, ...) parameter arrays.
+    """
+    a_m = subset.shape[0] ** -0.5
     for first in range(0, n_init, _SCREEN_GROUP):
-        group = _screen(
-            subset, S_x, subset.shape[0] ** -0.5, n_components, min(_SCREEN_GROUP, n_init - first), _SCREEN_ITER, rng
-        )
-        group.sort(key=lambda start: start[0], reverse=True)  # stable: ties keep the draw order
-        for _, params in group:
-            yield params
+        n_runs = min(_SCREEN_GROUP, n_init - first)
+        params = _m_step_runs(subset, _seeds(subset, n_components, n_runs, rng), S_x, a_m, n_runs)
+        for _ in range(_SCREEN_ITER + 1):
+            _, penalized, following = _em_pass(subset, S_x, a_m, params)
+            params, current = following, params
+        for run in sorted(range(n_runs), key=lambda j: -penalized[j]):
+            yield tuple(p[run : run + 1] for p in current)
 
 
-def _confirmed(runs: list[tuple[_State, list[float], bool]], agree: float) -> bool:
+def _confirmed(runs: list[_Run], agree: float) -> bool:
     """Whether ``_CONFIRMATIONS`` converged runs end within ``agree`` of the best final value."""
-    top = max(state.penalized for state, _, _ in runs)
-    return sum(converged and state.penalized >= top - agree for state, _, converged in runs) >= _CONFIRMATIONS
+    top = max(run.penalized for run in runs)
+    return sum(run.converged and run.penalized >= top - agree for run in runs) >= _CONFIRMATIONS
 
 
 def as_data_matrix(X: ArrayLike, name: str = "X") -> np.ndarray:
-    """``X`` as a new C-contiguous float64 array of shape (n, d); a 1-D array is one column.
+    """``X`` as a C-contiguous float64 array of shape (n, d); a 1-D array is one column.
+
+    No copy is made when ``X`` already is a C-contiguous float64 array (then the result is ``X``
+    itself, or a 2-D view of a 1-D ``X``): callers only read it.
 
     Raises
     ------
@@ -483,7 +494,7 @@ def as_data_matrix(X: ArrayLike, name: str = "X") -> np.ndarray:
         If ``X`` is not numeric, not 1-D or 2-D, has no columns, or holds NaN or infinity.
     """
     try:
-        arr = np.array(X, dtype=np.float64, order="C")
+        arr = np.asarray(X, dtype=np.float64, order="C")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a numeric array of shape (n, d) ({exc}).") from None
     if arr.ndim == 1:
@@ -492,11 +503,14 @@ def as_data_matrix(X: ArrayLike, name: str = "X") -> np.ndarray:
         raise ValueError(
             f"{name} must be an array of shape (n, d) with d >= 1 (or 1-D for d = 1), got shape {arr.shape}."
         )
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.argmin(np.isfinite(arr).all(axis=1)))
-        raise ValueError(
-            f"{name} contains NaN or infinity (first in row {bad}); drop or impute those rows before fitting."
-        )
+    # Checked in row blocks: a whole boolean mask would be another n d bytes.
+    for rows in row_blocks(arr.shape[0], arr.shape[1]):
+        finite = np.isfinite(arr[rows]).all(axis=1)
+        if not finite.all():
+            bad = rows.start + int(np.argmin(finite))
+            raise ValueError(
+                f"{name} contains NaN or infinity (first in row {bad}); drop or impute those rows before fitting."
+            )
     return arr
 
 
@@ -533,7 +547,7 @@ def fit_local_detailed(
     *,
     n_init: int = 16,
     max_iter: int = 500,
-    tol: float = 1e-6,
+    tol: float = 1e-4,
 ) -> LocalFit:
     """Penalised MLE of a Gaussian mixture on one machine's data, with diagnostics.
 
@@ -547,15 +561,16 @@ def fit_local_detailed(
        drawn from ``random_state``. Each is a k-means++ seeding of one random subset of
        ``m = min(n, max(1000, 20 K d))`` points (drawn once, shared by all starts; every subset
        point goes to its nearest seed, then one M-step), followed by 8 penalised-EM iterations on
-       the subset (penalty scale ``m^(-1/2)``, the same ``S_x``). The screen only ORDERS the
-       group, by penalised log-likelihood on the subset, best first; no start is dropped on its
-       account.
+       the subset (penalty scale ``m^(-1/2)``, the same ``S_x``; the starts of a group run side by
+       side through the same EM code). The screen only ORDERS the group, by penalised
+       log-likelihood on the subset, best first; no start is dropped on its account.
     2. Full runs: in that order, each screened start is run by EM on ALL the data until it
-       converges (``tol``) or reaches ``max_iter`` iterations. After each run the search stops
-       ("confirmed") as soon as two runs that converged have final values within ``2 tol n`` of
-       the best final value so far (the best run itself counts if it converged): the best
-       maximum found has been reached twice. When a group is used up without confirmation, the
-       next group is screened (step 1), until ``n_init`` starts have been run.
+       converges (``tol``, below) or reaches ``max_iter`` iterations. After each run the search
+       stops ("confirmed") as soon as two runs that converged have final values within
+       ``tol * p`` of the best final value so far (``p`` the number of free parameters; the best
+       run itself counts if it converged): the best maximum found has been reached twice. When a
+       group is used up without confirmation, the next group is screened (step 1), until
+       ``n_init`` starts have been run.
     3. Result: the run with the highest final penalised log-likelihood among ALL the starts run
        in step 2 (each run to convergence, or to ``max_iter``, on all the data): its value is
        ``penalized_loglik``, every run's final value is in ``start_penalized_logliks``. Starts
@@ -564,20 +579,20 @@ def fit_local_detailed(
     Why: on overlapping data a few EM iterations (on a subset or on all the data) often rank the
     starts differently from where they end, so running only the screen's leader to convergence
     can lose hundreds of log-likelihood units, while running every start costs ``n_init`` full
-    runs. A run stops once an iteration gains less than ``tol n``, and EM's remaining gain is
-    then about ``gain * rho / (1 - rho)`` (``rho`` its linear rate), so runs to the same maximum
-    end within ``2 tol n`` of each other when ``rho <= 2/3``; runs to different maxima seldom
-    do. On well-separated data nearly every start reaches the same maximum and two runs
-    suffice (about 2.05 runs per machine in the paper's set-up, 180 machines measured), the
-    screen putting starts stuck in poor maxima, which EM also leaves slowly, last. On
+    runs. A converged run is within ``tol p / 2`` of its maximum (see ``tol``), so two runs to
+    the same maximum end within ``tol p / 2`` of each other, and the rule allows twice that;
+    runs to different maxima seldom end that close. On well-separated data nearly every start
+    reaches the same maximum and two runs suffice (2.0 runs per machine in the paper's set-up),
+    the screen putting starts stuck in poor maxima, which EM also leaves slowly, last. On
     overlapping data the search goes on, often through all ``n_init`` starts. A poor maximum is
-    kept only if two converged runs reach it before any run finds a better one.
+    kept only if two converged runs reach it before any run finds a better one. This rule is
+    the one of the previous release; only the stopping rule of a run (``tol``) changed.
 
     Parameters
     ----------
     X : array_like, shape (n, d) or (n,)
         One machine's data; a 1-D array is one column (d = 1). Must be finite, with
-        ``n >= n_components``, ``n > d`` and a non-singular sample covariance.
+        ``n >= n_components``, ``n > d`` and a non-singular sample covariance. Never modified.
     n_components : int
         Number of components K >= 1.
     random_state : int, numpy.random.Generator or None, default None
@@ -587,17 +602,26 @@ def fit_local_detailed(
         data until the best maximum is confirmed (see the rule above).
     max_iter : int, default 500
         Largest number of EM iterations of one start.
-    tol : float, default 1e-6
-        A run stops when one iteration raises the penalised log-likelihood by less than
-        ``tol`` per point. Near the optimum the remaining gap per point is about
-        ``tol * rho / (1 - rho)`` for EM's linear rate ``rho``, i.e. an optimisation error of
-        squared size about ``2 tol rho / (1 - rho)`` in per-point Fisher units. That stays far
-        below the sampling error ``p / N`` of even the pooled estimate (``p = 329``
-        parameters, ``N = 100,000`` points in the paper's set-up: 3.3e-3) unless EM crawls
-        (``rho > 0.99``); scikit-learn's default 1e-3 would not. As EM's gains shrink
-        geometrically, 1e-6 costs only a few iterations more. With ``tol = 0`` a run ends only
-        when an iteration lowers the value (by rounding) or at ``max_iter``, and two runs confirm
-        each other only if their final values tie.
+    tol : float, default 1e-4
+        Convergence tolerance, relative to the sampling scale ``p / 2`` of the penalised
+        log-likelihood, ``p = K - 1 + K d + K d (d + 1) / 2`` the number of free parameters
+        (twice the log-likelihood ratio of the maximiser to the truth is about chi-squared
+        with ``p`` degrees of freedom). A run stops when the remaining gain of the penalised
+        log-likelihood, projected from its last two gains (Aitken: EM's gains shrink
+        geometrically at its linear rate ``rho``, and ``g_t rho / (1 - rho)`` remain after a
+        gain ``g_t``), and the last gain are both at most ``tol p / 2``. Why this scale: a
+        remaining gap ``G`` puts the estimate at squared distance about ``2 G`` from the
+        maximiser in the metric of the observed information, in which the sampling error of
+        the estimate has expected squared size ``p``; ``tol`` is the ratio of the two (at the
+        default, 1e-4 of the sampling error's squared size, and in any single direction at
+        most ``sqrt(tol p)`` standard errors: 0.18 for the paper's K = 5, d = 10, p = 329).
+        The rule needs no unit of the data and no ``n``: a criterion relative to ``|pl|``
+        would depend on the units of ``X`` (they shift the log-density) and would be too loose
+        at large ``n`` (``|pl|`` grows like ``n``, the sampling scale does not), and one per
+        point (the previous ``tol * n``) too loose at large ``n`` and too tight at small ``n``.
+        With ``tol = 0`` a run ends only when an iteration does not raise the value (by
+        rounding) or at ``max_iter``, and two runs confirm each other only if their final
+        values tie.
 
     Returns
     -------
@@ -622,31 +646,33 @@ def fit_local_detailed(
     n, d = X.shape
     center = X.mean(axis=0)
     # Centring keeps U^T x and U^T mu (subtracted in the E-step) small and gives empty components
-    # the data mean (see m_step); Fortran order makes X.T contiguous for the (K, d, n) layout.
-    Xc = np.asfortranarray(X - center)
+    # the data mean (see m_step); Fortran order makes the rows of a block's X.T contiguous for the
+    # (K, d, rows) layout. It is the one copy of X a local fit makes (X itself is never written).
+    Xc = np.subtract(X, center, out=np.empty((n, d), order="F"))
     S_x = sample_covariance(Xc)
     _check_sample_covariance(S_x)
 
     m = min(n, max(_SCREEN_MIN_SIZE, _SCREEN_POINTS_PER_PARAM * n_components * d))
     subset = Xc if m == n else np.asfortranarray(Xc[rng.choice(n, size=m, replace=False)])
     a_n = n**-0.5
-    runs: list[tuple[_State, list[float], bool]] = []
+    threshold = tol * n_parameters(n_components, d) / 2.0
+    runs: list[_Run] = []
     for params in _screened_starts(subset, S_x, n_components, n_init, rng):
-        runs.append(_em(Xc, S_x, a_n, _evaluate(Xc, S_x, a_n, params), max_iter, tol))
-        if _confirmed(runs, _AGREE_TOLS * tol * n):
+        runs.append(_em(Xc, S_x, a_n, params, max_iter, threshold))
+        if _confirmed(runs, _AGREE_TOLS * threshold):
             break
-    final, history, converged = max(runs, key=lambda run: run[0].penalized)  # ties: the earliest
+    final = max(runs, key=lambda run: run.penalized)  # ties: the earliest
 
     mixture = GaussianMixtureParams(final.weights, final.means + center, final.covariances, normalize=True)
     return LocalFit(
         mixture=mixture,
         penalized_loglik=final.penalized,
         loglik=final.loglik,
-        n_iter=len(history) - 1,
-        converged=converged,
+        n_iter=len(final.history) - 1,
+        converged=final.converged,
         n_init=int(n_init),
-        history=tuple(history),
-        start_penalized_logliks=tuple(state.penalized for state, _, _ in runs),
+        history=tuple(final.history),
+        start_penalized_logliks=tuple(run.penalized for run in runs),
     )
 
 
@@ -657,7 +683,7 @@ def fit_local(
     *,
     n_init: int = 16,
     max_iter: int = 500,
-    tol: float = 1e-6,
+    tol: float = 1e-4,
 ) -> GaussianMixtureParams:
     """Penalised MLE of a K-component Gaussian mixture on one machine's data.
 

@@ -1,22 +1,49 @@
-"""The whole distributed fit against one global scikit-learn fit (the paper's set-up).
+"""The whole distributed fit against one global scikit-learn fit (the paper's set-up, issue 7).
 
-100,000 points from the shipped population over 20 machines: wall time of
-``DistributedGaussianMixture(...).fit`` (local pMLE on every machine, then DFMR) and of
-``sklearn.mixture.GaussianMixture(5).fit`` on all the data, with their W1 distances to the
-truth. Prints figures, asserts nothing. ``--quick`` for a smoke run on 10,000 points.
+For every size N (default 1e5, 1e6, 5e6) and 5 data seeds, N points are drawn from the shipped
+population (K = 5, d = 10) and, alternating in the same process:
+
+- ``DistributedGaussianMixture(5, n_machines=20, backend="processes")`` fits them end to end
+  (local penalised MLE on every machine, then DFMR);
+- ``sklearn.mixture.GaussianMixture(5)`` (its defaults) fits all of them at once;
+- every machine's local fit (:func:`dfmr.local.fit_local` on the same kind of split) is timed on
+  its own, for the straggler ratio slowest / median machine;
+- at sizes up to ``--threads-up-to`` (1e6) the same fit with ``backend="threads"``.
+
+Printed per size, each a median over the seeds of the per-seed figure: the wall-time ratio
+dfmr / scikit-learn, the W1 distance of both fits to the truth, slowest / median machine time.
+
+Then peak memory, each in a fresh process of its own:
+
+- the client of a process-pool fit at ``--memory-n`` points (default 5e6): peak resident size
+  of the client above its size before the data were loaded, in units of the data's size;
+- scoring (``score_samples``) of 1e6 x 10 points by dfmr's estimator and by scikit-learn's:
+  peak of memory allocated during the call (tracemalloc, which numpy reports to), and the ratio.
+
+Prints figures, asserts nothing. ``--quick`` for a smoke run (N = 10,000, one seed, small memory
+runs). The machine may be shared: ratios come from runs alternated in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
+import tracemalloc
+from pathlib import Path
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
 import dfmr
-from dfmr import metrics, simulate
+from dfmr import local, metrics, simulate
+
+K, M = 5, 20
 
 
 def timed(fn):
@@ -25,32 +52,115 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args(argv)
-    n, repeat = (10_000, 1) if args.quick else (100_000, args.repeat)
+def sklearn_mixture(gm: GaussianMixture) -> dfmr.GaussianMixtureParams:
+    return dfmr.GaussianMixtureParams(gm.weights_, gm.means_, gm.covariances_, normalize=True)
+
+
+def compare(n: int, seeds: int, threads: bool) -> None:
     truth = simulate.population()
-    print(f"{n:,} points, 20 machines, K = 5, d = 10; {os.cpu_count()} CPUs; median of {repeat} runs")
-    rows = {"dfmr (processes)": [], "dfmr (serial)": [], "sklearn global": []}
-    w1 = {key: [] for key in rows}
-    for seed in range(repeat):
+    rows: dict[str, list[float]] = {"ratio": [], "w1_dfmr": [], "w1_sklearn": [], "straggler": [],
+                                    "t_dfmr": [], "t_sklearn": [], "threads": []}
+    for seed in range(seeds):
         X, _ = truth.sample(n, np.random.default_rng(seed))
-        for backend in ("processes", "serial"):
-            est = dfmr.DistributedGaussianMixture(5, n_machines=20, backend=backend, random_state=seed)
-            est, t = timed(lambda est=est, X=X: est.fit(X))
-            rows[f"dfmr ({backend})"].append(t)
-            w1[f"dfmr ({backend})"].append(metrics.w1_distance(est.mixture_, truth))
-        gm, t = timed(lambda X=X, seed=seed: GaussianMixture(5, random_state=seed).fit(X))
-        rows["sklearn global"].append(t)
-        w1["sklearn global"].append(
-            metrics.w1_distance(dfmr.GaussianMixtureParams(gm.weights_, gm.means_, gm.covariances_, normalize=True),
-                                truth))
-    base = float(np.median(rows["sklearn global"]))
-    for key, times in rows.items():
-        med = float(np.median(times))
-        print(f"{key:<18} fit {med:7.3f} s   ({med / base:4.2f}x sklearn)   W1 to truth {np.median(w1[key]):.4f}")
+        est = dfmr.DistributedGaussianMixture(K, n_machines=M, backend="processes", random_state=seed)
+        if seed % 2:  # alternate which of the two runs first
+            gm, t_sk = timed(lambda X=X, seed=seed: GaussianMixture(K, random_state=seed).fit(X))
+            est, t_df = timed(lambda est=est, X=X: est.fit(X))
+        else:
+            est, t_df = timed(lambda est=est, X=X: est.fit(X))
+            gm, t_sk = timed(lambda X=X, seed=seed: GaussianMixture(K, random_state=seed).fit(X))
+        if threads:
+            with_threads = dfmr.DistributedGaussianMixture(K, n_machines=M, backend="threads", random_state=seed)
+            rows["threads"].append(timed(lambda est=with_threads, X=X: est.fit(X))[1] / t_df)
+        parts = simulate.split(X, M, np.random.default_rng(seed))
+        machine = [timed(lambda part=part, j=j: local.fit_local(part, K, j))[1] for j, part in enumerate(parts)]
+        rows["ratio"].append(t_df / t_sk)
+        rows["t_dfmr"].append(t_df)
+        rows["t_sklearn"].append(t_sk)
+        rows["w1_dfmr"].append(metrics.w1_distance(est.mixture_, truth))
+        rows["w1_sklearn"].append(metrics.w1_distance(sklearn_mixture(gm), truth))
+        rows["straggler"].append(max(machine) / float(np.median(machine)))
+    med = {key: float(np.median(value)) for key, value in rows.items()}
+    print(f"N = {n:>9,}: dfmr {med['t_dfmr']:7.3f} s, sklearn {med['t_sklearn']:7.3f} s, "
+          f"ratio {med['ratio']:.2f}x sklearn (target <= 0.7) | W1 to truth dfmr {med['w1_dfmr']:.4f}, "
+          f"sklearn {med['w1_sklearn']:.4f} | slowest / median machine {med['straggler']:.2f} (target <= 2)"
+          + (f" | threads / processes backend {np.median(rows['threads']):.2f}" if threads else ""), flush=True)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def child_client(path: str) -> dict[str, float]:
+    """In a fresh process: peak client memory of a process-pool fit of the data saved at ``path``."""
+    before = _rss_bytes()
+    X = np.load(path)
+    dfmr.DistributedGaussianMixture(K, n_machines=M, backend="processes", random_state=0).fit(X)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"data": X.nbytes, "extra": peak - before}
+
+
+def child_score(path: str, which: str) -> dict[str, float]:
+    """In a fresh process: memory allocated at the peak of ``score_samples`` on the data at ``path``."""
+    X = np.load(path)
+    fit_on = X[:20_000]
+    if which == "dfmr":
+        model = dfmr.DistributedGaussianMixture(K, n_machines=2, backend="serial", random_state=0).fit(fit_on)
+    else:
+        model = GaussianMixture(K, random_state=0).fit(fit_on)
+    tracemalloc.start()
+    model.score_samples(X)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"data": X.nbytes, "peak": peak}
+
+
+def in_child(*args: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def memory(n_client: int, n_score: int) -> None:
+    truth = simulate.population()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "X.npy")
+        np.save(path, truth.sample(n_client, np.random.default_rng(0))[0])
+        client = in_child("client", path)
+        print(f"client peak memory, process pool, N = {n_client:,}: {client['extra'] / 2**20:,.0f} MiB above the "
+              f"empty process = {client['extra'] / client['data']:.2f}x the data ({client['data'] / 2**20:,.0f} MiB; "
+              "target <= 2)", flush=True)
+        np.save(path, truth.sample(n_score, np.random.default_rng(1))[0])
+        ours, theirs = in_child("score", path, "dfmr"), in_child("score", path, "sklearn")
+        print(f"score_samples peak memory, {n_score:,} x 10: dfmr {ours['peak'] / 2**20:,.0f} MiB, scikit-learn "
+              f"{theirs['peak'] / 2**20:,.0f} MiB = {ours['peak'] / theirs['peak']:.2f}x sklearn (target <= 1.2; "
+              f"the data {ours['data'] / 2**20:,.0f} MiB)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        kind, *rest = argv[1:]
+        print(json.dumps(child_client(*rest) if kind == "client" else child_score(*rest)))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: N = 10,000, one seed, small memory runs")
+    parser.add_argument("--sizes", type=float, nargs="+", default=[1e5, 1e6, 5e6])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--memory-n", type=float, default=5e6)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--threads-up-to", type=float, default=1e6,
+                        help="also time the threads backend at sizes up to this")
+    args = parser.parse_args(argv)
+    sizes, seeds, n_client, n_score = [int(s) for s in args.sizes], args.seeds, int(args.memory_n), 1_000_000
+    if args.quick:
+        sizes, seeds, n_client, n_score = [10_000], 1, 100_000, 100_000
+    print(f"K = {K}, d = 10, m = {M} machines, processes backend; {os.cpu_count()} CPUs; "
+          f"median over {seeds} data seeds", flush=True)
+    for n in sizes:
+        compare(n, seeds, n <= args.threads_up_to)
+    if not args.no_memory:
+        memory(n_client, n_score)
     return 0
 
 
