@@ -119,12 +119,16 @@ def test_converter_turns_r_fits_and_lists_into_params_and_back():
         many = ro.r("list(f1, f2, list(pro = c(0.5, 0.5), mean = cbind(c(0, 0, 0), c(1, 1, 1)),"
                     " variance = list(sigma = array(diag(3), c(3, 3, 2)))))")
         frame = ro.r("data.frame(a = 1:3)")
+        other = ro.r("list(mean = 1, sd = 2)")
         ro.globalenv["mix"] = one
         ro.globalenv["res"] = dfmr.dfmr([one, *many], 2)
     assert isinstance(one, GaussianMixtureParams)
     assert isinstance(many, list) and len(many) == 3 and all(isinstance(m, GaussianMixtureParams) for m in many)
     np.testing.assert_allclose(many[2].covariances, np.broadcast_to(np.eye(3), (2, 3, 3)))
     assert not isinstance(frame, (GaussianMixtureParams, list))
+    with localconverter(default_converter + numpy2ri.converter):
+        without = ro.r("list(mean = 1, sd = 2)")
+    assert type(other) is type(without) and list(other.keys()) == list(without.keys())  # untouched by dfmr.r
     assert list(ro.r("dim(mix$parameters$variance$sigma)")) == [3, 3, 2]
     assert list(ro.r("dim(mix$parameters$variance$cholsigma)")) == [3, 3, 2]
     np.testing.assert_allclose(np.asarray(ro.r("mix$parameters$mean")), one.means.T, rtol=0, atol=0)

@@ -130,7 +130,7 @@ dfmr_fit <- function(x, G, machines = 10, method = NULL, threshold = NULL, seed 
     machines <- nlevels(site)
   }
   raw <- .python("fit", x = x, G = G, machines = machines, method = method, threshold = threshold,
-                 seed = seed, machine = machine, ...)
+                 seed = seed, machine = machine, names = if (is.null(sites)) NULL else as.list(sites), ...)
   .new_dfmr(raw, call, data = x, sites = sites)
 }
 

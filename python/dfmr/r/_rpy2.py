@@ -123,15 +123,21 @@ def plain_to_r(value: Any) -> Any:
 # ------------------------------------------------------------------------------- the converter
 
 
-def _is_mixture(obj: Any) -> bool:
+def _is_mixture(obj: Any, strict: bool = False) -> bool:
     """An Mclust / densityMclust / dfmr fit (a list with a list ``parameters``), or a list meant as
-    ``list(pro, mean, variance)`` (any of those names: a missing one is then reported as missing)."""
+    ``list(pro, mean, variance)``: with ``strict``, all three names (what the converter requires before
+    it claims an R list); otherwise any of them, so that :func:`from_r` reports the missing ones."""
     if not isinstance(obj, ri.ListSexpVector):
         return False
-    names = _names(obj) or []
-    if _MIXTURE_FIELDS & set(names):
+    names = set(_names(obj) or ())
+    if _MIXTURE_FIELDS <= names or (not strict and _MIXTURE_FIELDS & names):
         return True
-    return "parameters" in names and isinstance(obj[names.index("parameters")], ri.ListSexpVector)
+    if "parameters" not in names:
+        return False
+    parameters = obj[(_names(obj) or []).index("parameters")]
+    if not isinstance(parameters, ri.ListSexpVector):
+        return False
+    return not strict or _MIXTURE_FIELDS <= set(_names(parameters) or ())
 
 
 def _mixture_from_r(obj: Any, where: str) -> GaussianMixtureParams:
@@ -215,9 +221,9 @@ def _converter() -> conversion.Converter:
 
     @conv.rpy2py.register(ri.ListSexpVector)
     def _list(obj: Any) -> Any:
-        if _is_mixture(obj):
-            return from_r(obj)
-        if len(obj) and all(_is_mixture(element) for element in obj):
+        # Only lists that are surely mixtures (or lists of them); any other R list converts as it
+        # would without this converter.
+        if _is_mixture(obj, strict=True) or (len(obj) and all(_is_mixture(e, strict=True) for e in obj)):
             return from_r(obj)
         return ro.default_converter.rpy2py(obj)
 

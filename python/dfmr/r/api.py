@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,13 +96,33 @@ def distances(sites: Sequence[Any], names: Any = None) -> np.ndarray:
     return pairwise_l2(site_mixtures(sites, names))
 
 
+def _site_error(exc: ValueError, names: list[str] | None) -> ValueError:
+    """The estimator's error about "machine i" (0-based) reworded for R: "site i+1 ('name')"."""
+    match = re.match(r"machine (\d+)\b(.*)", str(exc), re.S)
+    if match is None:
+        return exc
+    return type(exc)(f"{_site_label(int(match.group(1)) + 1, names)}{match.group(2)}")
+
+
 def fit(x: Any, G: Any, machines: Any = 10, method: Any = None, threshold: Any = None, seed: Any = None,
-        machine: Any = None, **settings: Any) -> dict[str, Any]:
+        machine: Any = None, names: Any = None, **settings: Any) -> dict[str, Any]:
     """Fit from raw data: rows dealt to ``machines`` sites, or grouped by ``machine`` (integer codes 1..m).
 
-    ``settings`` go to :class:`~dfmr.DistributedGaussianMixture` (``alpha``, ``n_init``, ``max_iter``, ``tol``,
-    ``n_jobs``); whole numbers sent by R as doubles are passed as integers.
+    ``names`` labels the sites in error messages. ``settings`` go to :class:`~dfmr.DistributedGaussianMixture`
+    (``alpha``, ``n_init``, ``max_iter``, ``tol``, ``n_jobs``); whole numbers sent by R as doubles are passed as
+    integers.
     """
+    try:
+        return _fit(x, G, machines, method, threshold, seed, machine, **settings)
+    except ValueError as exc:
+        reworded = _site_error(exc, _as_names(names))
+        if reworded is exc:
+            raise
+        raise reworded from exc
+
+
+def _fit(x: Any, G: Any, machines: Any, method: Any, threshold: Any, seed: Any, machine: Any,
+         **settings: Any) -> dict[str, Any]:
     for key in ("n_init", "max_iter", "n_jobs"):
         if key in settings:
             settings[key] = _integer(settings[key], key)

@@ -70,4 +70,6 @@ test_that("the default method is Python's and Python errors surface as R errors 
   expect_match(conditionMessage(err), "n_machines = 500 exceeds the number of rows")
   expect_null(conditionCall(err))
   expect_error(dfmr_fit(data$x, G = 2, method = "median"), "should be one of")
+  site <- rep(c("lyon", "oslo", "rome"), c(200, 198, 2))
+  expect_error(dfmr_fit(data$x, G = 2, machines = site), "^site 3 \\('rome'\\) has 2 rows")
 })
