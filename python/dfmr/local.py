@@ -637,7 +637,8 @@ def fit_local_detailed(
             break
     final, history, converged = max(runs, key=lambda run: run[0].penalized)  # ties: the earliest
 
-    mixture = GaussianMixtureParams(final.weights, final.means + center, final.covariances, normalize=True)
+    mixture = GaussianMixtureParams(final.weights, final.means + center, final.covariances, normalize=True,
+                                    n_samples=n)
     return LocalFit(
         mixture=mixture,
         penalized_loglik=final.penalized,
