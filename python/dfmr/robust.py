@@ -45,6 +45,7 @@ the scatter across machines (the summary says so).
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -646,10 +647,12 @@ def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
     if not scr.decisions:
         lines.append("(no machine or component dropped)")
     lines.append("=" * width)
-    lines.append(
+    rules = (
         "Rules: dimension (not the majority d), n_components (cost K_i^2/K^2 above the budget), duplicate "
         "(copy of the machine in 'statistic'), unmatched (weight of a component no slot took), mean / "
-        "covariance / weight (chi2 statistic of the aligned component), machine (sum over its kept components)."
+        "covariance / weight (chi2 statistic of the aligned component), machine [part] (sum over its kept "
+        "components)."
     )
-    lines += list(scr.notes)
+    for text in (rules, *scr.notes):
+        lines += textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)
     return lines
