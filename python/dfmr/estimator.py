@@ -47,9 +47,9 @@ from ._blas import limit_worker_threads, single_threaded_blas
 from ._validation import check_int
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .local import fit_local_detailed
-from .robust import robust_dfmr
 from .params import GaussianMixtureParams
 from .partition import split
+from .robust import robust_dfmr
 
 __all__ = ["DistributedGaussianMixture", "NotFittedError"]
 
