@@ -151,3 +151,14 @@ def adaptive(
         ratio = metrics.w1_distance(aggregate(attacked), truth) / metrics.w1_distance(oracle, truth)
         best = max(best, (ratio, t))
     return best
+
+
+TWO_GAUSSIANS = GaussianMixtureParams([0.4, 0.6], [[-2.0], [2.0]], [[[1.0]], [[1.5**2]]])
+"""The issue's efficiency population 0.4 N(-2, 1) + 0.6 N(2, 1.5^2)."""
+
+
+def honest_fits(population: GaussianMixtureParams, n_machines: int, n: int, seed: int) -> tuple[list, np.ndarray]:
+    """``n_machines`` local pMLE fits of ``n`` points each, and all the points (for a global fit)."""
+    X, _ = population.sample(n_machines * n, random_state=seed)
+    parts = np.split(X, n_machines)
+    return [dfmr.fit_local(p, population.n_components, random_state=seed + i) for i, p in enumerate(parts)], X

@@ -22,13 +22,17 @@ recorded with its rule and statistic (:class:`Decision`):
    ``T_cov = n_i w_k [tr(S_k^-1 S_ik) - d - log det(S_k^-1 S_ik)]`` (chi2, d(d+1)/2 df) and
    ``T_weight = 2 n_i [w_ik log(w_ik/w_k) + (1-w_ik) log((1-w_ik)/(1-w_k))]`` (chi2, 1 df),
    with the reference's weight ``w_k``, never the machine's own. Overlapping components
-   scatter more than these complete-data formulas say, so each part is divided by a robust
-   inflation factor (a lower quantile of the statistics across machines over its chi2 value,
-   never below 1 when sample sizes are known). A component fails when a part exceeds the
-   chi2 quantile at ``level / (3 m K)`` (Bonferroni over parts, machines and slots): it alone is
-   dropped. A machine whose surviving components jointly fail (the sum of their parts against
-   chi2 with the summed df) is dropped whole: this catches small shifts spread over every
-   component. Each slot keeps at least a majority of the machines (the least deviant ones).
+   scatter more than these complete-data formulas say (the mixture's information matrix,
+   :func:`dfmr.information.expected_information`, gives the exact scatter but costs ~1 s for
+   K = 5, d = 10), so each part is divided by a robust inflation factor: a lower quantile of
+   the statistics across machines over its chi2 value, never below 1 when sample sizes are
+   known, nor below the factor of the parts' sum, whose many degrees of freedom make it steady
+   with few machines. A component fails when a part exceeds the chi2 quantile at
+   ``level / (3 m K)`` (Bonferroni over parts, machines and slots): it alone is dropped. A
+   machine whose surviving components jointly fail a part (means or covariances summed over
+   slots, the weights by their multinomial likelihood ratio) is dropped whole: this catches
+   small deviations spread over every component. Each slot keeps at least a majority of the
+   machines (the least deviant ones).
 
 The kept components are pooled (component ``(i, k)`` with weight ``v_i w_ik / sum_j v_j`` over
 the machines ``j`` that kept slot k, so a dropped component does not bias the slot's weight)
@@ -83,7 +87,7 @@ class Decision:
         The reference slot the component was aligned to (None: unmatched or whole machine).
     rule : str
         ``"dimension"``, ``"n_components"``, ``"duplicate"``, ``"unmatched"``, ``"mean"``,
-        ``"covariance"``, ``"weight"`` or ``"machine"``.
+        ``"covariance"``, ``"weight"``, ``"machine mean"``, ``"machine covariance"`` or ``"machine weight"``.
     statistic : float
         The value the rule compared (a chi2 statistic after inflation for the tests; the
         dimension, the cost ratio ``K_i^2 / K^2``, the index of the copied machine, ...).
@@ -130,7 +134,7 @@ class Screening:
     cutoffs : dict of str to float
         The chi2 quantiles the parts were compared with.
     machine_statistic : ndarray of shape (m,)
-        Sum of the surviving parts per machine (NaN for machines dropped in hygiene).
+        Sum of the machine-level statistics per machine (NaN where none was computed).
     n_samples : ndarray of shape (m,)
         The sample sizes used (NaN: dropped in hygiene).
     n_samples_known : bool
@@ -503,24 +507,27 @@ def robust_dfmr(
                 if stats[p][i, j] > cut_raw[p]:
                     decisions.append(Decision(int(i), int(alignment[i, j]), j, p, float(stats[p][i, j]), cut_raw[p]))
                     break
-    # Machine-level tests on the surviving components, per part and in total: small deviations
-    # spread over every component (a weight skew, a shift of all means) add up. The weight part
-    # sums K dependent binomial statistics (multinomial: K - 1 df); K df keeps it conservative.
+    # Machine-level tests per part on the surviving components: small deviations spread over
+    # every component (a weight skew, a shift of all means) add up. Means and covariances sum
+    # over slots; the weights of the kept slots, renormalised, give the multinomial
+    # likelihood-ratio statistic (K_kept - 1 df; the per-slot binomial ones are dependent).
     machine_stat = np.full(m, np.nan)
     for i in alive_idx:
         cols = np.flatnonzero(kept[i])
         if cols.size == 0:
             continue
-        sums = {p: float(stats[p][i, cols].sum()) for p in parts}
-        sums["machine"] = sum(sums.values())
-        machine_stat[i] = sums["machine"]
-        for rule, value in sums.items():
-            df_i = cols.size * (sum(dfs[p] for p in parts) if rule == "machine" else dfs[rule])
-            cut_i = float(chi2.isf(level / (m_alive * (len(parts) + 1)), df_i))
+        sums = {p: (float(stats[p][i, cols].sum()), cols.size * dfs[p]) for p in parts if p != "weight"}
+        if "weight" in parts and cols.size > 1:
+            wi = w[i, cols] / w[i, cols].sum()
+            w0 = ref_w[cols] / ref_w[cols].sum()
+            lr = 2.0 * n_test[i] * float(np.sum(xlogy(wi, wi) - xlogy(wi, w0)))
+            sums["weight"] = (max(lr, 0.0) / inflation["weight"], cols.size - 1)
+        machine_stat[i] = sum(v for v, _ in sums.values())
+        for part, (value, df_i) in sums.items():
+            cut_i = float(chi2.isf(level / (m_alive * len(sums)), df_i))
             if value > cut_i:
                 kept[i] = False
-                decisions.append(Decision(int(i), None, None, f"machine {rule}" if rule != "machine" else rule,
-                                          value, cut_i))
+                decisions.append(Decision(int(i), None, None, f"machine {part}", value, cut_i))
                 break
     # Every slot keeps a majority of the machines: restore the least deviant if the tests took more.
     relaxed = []
@@ -559,10 +566,13 @@ def robust_dfmr(
 def _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw, floor, present):
     """Inflation-corrected statistics and the pass mask (every part below its cut-off)."""
     raw = _raw_statistics(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov)
+    # The sum of the parts has many more df than a 1-df part, so its quantile is far steadier
+    # with few machines; it is a floor under every part's own factor.
+    pooled = _inflation(sum(raw[p] for p in parts), sum(dfs[p] for p in parts), floor)
     stats, inflation = {}, {}
     passed = present.copy()
     for p in parts:
-        inflation[p] = _inflation(raw[p], dfs[p], floor)
+        inflation[p] = max(_inflation(raw[p], dfs[p], floor), pooled)
         stats[p] = raw[p] / inflation[p]
         passed &= ~(stats[p] > cut_raw[p])
     return stats, passed, inflation
@@ -650,8 +660,8 @@ def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
     rules = (
         "Rules: dimension (not the majority d), n_components (cost K_i^2/K^2 above the budget), duplicate "
         "(copy of the machine in 'statistic'), unmatched (weight of a component no slot took), mean / "
-        "covariance / weight (chi2 statistic of the aligned component), machine [part] (sum over its kept "
-        "components)."
+        "covariance / weight (chi2 statistic of the aligned component), machine mean / covariance / weight "
+        "(the part over all its kept components)."
     )
     for text in (rules, *scr.notes):
         lines += textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)
