@@ -507,21 +507,23 @@ def robust_dfmr(
                 if stats[p][i, j] > cut_raw[p]:
                     decisions.append(Decision(int(i), int(alignment[i, j]), j, p, float(stats[p][i, j]), cut_raw[p]))
                     break
-    # Machine-level tests per part on the surviving components: small deviations spread over
-    # every component (a weight skew, a shift of all means) add up. Means and covariances sum
-    # over slots; the weights of the kept slots, renormalised, give the multinomial
-    # likelihood-ratio statistic (K_kept - 1 df; the per-slot binomial ones are dependent).
+    # Machine-level tests per part: small deviations spread over every component (a shift of
+    # all means) add up. Means and covariances sum over the surviving slots. Weights sum to one,
+    # so a skew of one is a skew of all: the weights of every aligned slot, renormalised, give
+    # the multinomial likelihood-ratio statistic (K_i - 1 df; the per-slot binomial ones are
+    # dependent), and failing it costs the machine all its components.
     machine_stat = np.full(m, np.nan)
     for i in alive_idx:
         cols = np.flatnonzero(kept[i])
         if cols.size == 0:
             continue
         sums = {p: (float(stats[p][i, cols].sum()), cols.size * dfs[p]) for p in parts if p != "weight"}
-        if "weight" in parts and cols.size > 1:
-            wi = w[i, cols] / w[i, cols].sum()
-            w0 = ref_w[cols] / ref_w[cols].sum()
+        slots = np.flatnonzero(present[i])
+        if "weight" in parts and slots.size > 1:
+            wi = w[i, slots] / w[i, slots].sum()
+            w0 = ref_w[slots] / ref_w[slots].sum()
             lr = 2.0 * n_test[i] * float(np.sum(xlogy(wi, wi) - xlogy(wi, w0)))
-            sums["weight"] = (max(lr, 0.0) / inflation["weight"], cols.size - 1)
+            sums["weight"] = (max(lr, 0.0) / inflation["weight"], slots.size - 1)
         machine_stat[i] = sum(v for v, _ in sums.values())
         for part, (value, df_i) in sums.items():
             cut_i = float(chi2.isf(level / (m_alive * len(sums)), df_i))
