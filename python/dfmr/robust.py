@@ -22,16 +22,20 @@ recorded with its rule and statistic (:class:`Decision`):
    ``T_cov = n_i w_k [tr(S_k^-1 S_ik) - d - log det(S_k^-1 S_ik)]`` (chi2, d(d+1)/2 df) and
    ``T_weight = 2 n_i [w_ik log(w_ik/w_k) + (1-w_ik) log((1-w_ik)/(1-w_k))]`` (chi2, 1 df),
    with the reference's weight ``w_k``, never the machine's own. Overlapping components
-   scatter more than these complete-data formulas say (the mixture's information matrix,
-   :func:`dfmr.information.expected_information`, gives the exact scatter but costs ~1 s for
-   K = 5, d = 10), so each part is divided by a robust inflation factor: a lower quantile of
-   the statistics across machines over its chi2 value, never below 1 when sample sizes are
-   known, nor below the factor of the parts' sum, whose many degrees of freedom make it steady
-   with few machines. A component fails when a part exceeds the chi2 quantile at
-   ``level / (3 m K)`` (Bonferroni over parts, machines and slots): it alone is dropped. A
-   machine whose surviving components jointly fail a part (means or covariances summed over
-   slots, the weights by their multinomial likelihood ratio) is dropped whole: this catches
-   small deviations spread over every component. Each slot keeps at least a majority of the
+   scatter more than these complete-data formulas say, so each part is divided by a robust
+   inflation factor: a lower quantile of the statistics across machines over its chi2 value,
+   never below the factor of the parts' sum (whose many degrees of freedom make it steady with
+   few machines) and, when sample sizes are known, never below 1 nor below the factor the
+   mixture's information matrix predicts (inference's
+   :func:`dfmr.information.expected_information` at the robust centre; computed while the
+   number of parameters is at most 60, where the parts have few df and the empirical quantile
+   is unsteady; beyond that it would cost ~1 s, for K = 5, d = 10). A component fails when a
+   part exceeds the chi2 quantile at ``level / (3 m K)`` (Bonferroni over parts, machines and
+   slots): it alone is dropped. A machine whose surviving components jointly fail a part (means
+   or covariances summed over slots, with their own robust factor since slots of overlapping
+   components err together; the weights by their multinomial likelihood ratio over every slot)
+   is dropped whole: this catches small deviations spread over every component. Each slot keeps
+   at least a majority of the
    machines (the least deviant ones).
 
 The kept components are pooled (component ``(i, k)`` with weight ``v_i w_ik / sum_j v_j`` over
@@ -71,6 +75,10 @@ __all__ = ["Decision", "Screening", "RobustAggregationResult", "robust_dfmr", "s
 PARTS = ("mean", "covariance", "weight")
 _CALIBRATION_QUANTILE = 0.25  # at most half the values attacked: this is at most the honest median
 _ALIGNMENT_ROUNDS = 3
+# The information floor costs ~_INFORMATION_DRAWS * p^2 flops: used while p is small, which is
+# also where the per-part df are few and the empirical quantiles unsteady.
+_INFORMATION_MAX_PARAMS = 60
+_INFORMATION_DRAWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -349,6 +357,39 @@ def _inflation(stats: np.ndarray, df: int, floor: float | None) -> float:
     return s if floor is None else max(s, floor)
 
 
+def _information_inflation(reference: GaussianMixtureParams, dfs: dict[str, int]) -> dict[str, float]:
+    """Per part: the expected complete-data statistic under the mixture's true scatter, over its df.
+
+    The inverse per-observation Fisher information ``V`` of the reference (inference's
+    :func:`dfmr.information.expected_information`, seeded Monte Carlo) is n times the covariance
+    of an estimate; e.g. ``E[T_mean] = w_k tr(S_k^-1 V_mu_k)``, which is ``d`` without overlap.
+    Averaged over slots, as the empirical factors are pooled.
+    """
+    from .information import expected_information
+
+    k, d = reference.n_components, reference.dim
+    V = np.linalg.pinv(expected_information(reference, _INFORMATION_DRAWS, kind="opg", random_state=0))
+    w = reference.weights
+    rows, cols = np.triu_indices(d)
+    q = rows.size
+    dup = np.zeros((d * d, q))
+    dup[rows * d + cols, np.arange(q)] = 1.0
+    dup[cols * d + rows, np.arange(q)] = 1.0
+    # Variance of each weight: w_1..w_{K-1} are free, w_K = 1 - their sum.
+    ones = np.ones(k - 1)
+    var_w = np.append(np.diag(V)[: k - 1], ones @ V[: k - 1, : k - 1] @ ones)
+    out = {"mean": 0.0, "covariance": 0.0, "weight": 0.0}
+    for j in range(k):
+        prec = np.linalg.inv(reference.covariances[j])
+        mu = slice(k - 1 + j * d, k - 1 + (j + 1) * d)
+        sig = slice(k - 1 + k * d + j * q, k - 1 + k * d + (j + 1) * q)
+        out["mean"] += w[j] * np.trace(prec @ V[mu, mu]) / dfs["mean"]
+        out["covariance"] += 0.5 * w[j] * np.trace(dup.T @ np.kron(prec, prec) @ dup @ V[sig, sig]) / dfs["covariance"]
+        if k > 1:
+            out["weight"] += var_w[j] / (w[j] * (1 - w[j]))
+    return {p: out[p] / k for p in dfs if dfs[p] > 0}
+
+
 def _moment_centre(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, use: np.ndarray,
                    fallback: GaussianMixtureParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per slot: mean weight, mean of means and mean covariance over the machines in ``use``."""
@@ -399,7 +440,7 @@ def robust_dfmr(
     n_components: int,
     *,
     n_samples: Sequence[float] | np.ndarray | float | None = None,
-    level: float = 0.01,
+    level: float = 0.001,
     max_components_factor: float = 4.0,
     tol: float = 1e-5,
     max_iter: int = 100,
@@ -422,7 +463,7 @@ def robust_dfmr(
         (recorded by :func:`dfmr.fit_local`); when no estimate carries one, equal sizes are
         assumed and said so. Sizes calibrate the tests; a machine's claim can neither loosen
         its own test nor raise its weight above the median machine's.
-    level : float, default 0.01
+    level : float, default 0.001
         Family-wise level of the per-component tests (Bonferroni over parts, machines, slots):
         the chance that an honest machine loses a component when the calibration holds.
     max_components_factor : float, default 4.0
@@ -469,13 +510,19 @@ def robust_dfmr(
     m_alive = alive_idx.size
     n_tests = len(parts) * m_alive * k
     cut_raw = {p: float(chi2.isf(level / n_tests, dfs[p])) for p in parts}
-    floor = 1.0 if n_known else None
+    floors = {p: 1.0 for p in parts} if n_known else None
+    use_information = n_known and (k - 1) + k * d + k * d * (d + 1) // 2 <= _INFORMATION_MAX_PARAMS
     majority = m_alive // 2 + 1
 
     alignment = np.full((m, k), -1, dtype=np.intp)
     ref_w, ref_mu, ref_cov = reference.weights, reference.means, reference.covariances
-    for _ in range(_ALIGNMENT_ROUNDS):
+    for round_ in range(_ALIGNMENT_ROUNDS):
         ref = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
+        if round_ == 1 and use_information:
+            # After one round the reference is the mean of components that passed: a robust
+            # truth at which the information of the mixture says how far honest estimates scatter.
+            info = _information_inflation(ref, dfs)
+            floors = {p: max(1.0, info[p]) for p in parts}
         cap = _alignment_cap(ref)
         for i in alive_idx:
             alignment[i] = _align(mixtures[i], ref, cap)
@@ -484,11 +531,11 @@ def robust_dfmr(
         # Median centre, then the mean of the components that pass against it.
         ref_w, ref_mu, ref_cov = _median_centre(w, mu, cov, present, ref)
         stats, passed, inflation = _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts,
-                                         cut_raw, floor, present)
+                                         cut_raw, floors, present)
         median_ref = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
         ref_w, ref_mu, ref_cov = _moment_centre(w, mu, cov, passed, median_ref)
     stats, passed, inflation = _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw,
-                                     floor, present)
+                                     floors, present)
     reference = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
 
     # Components the alignment left out.
@@ -512,25 +559,37 @@ def robust_dfmr(
     # so a skew of one is a skew of all: the weights of every aligned slot, renormalised, give
     # the multinomial likelihood-ratio statistic (K_i - 1 df; the per-slot binomial ones are
     # dependent), and failing it costs the machine all its components.
-    machine_stat = np.full(m, np.nan)
+    sums: dict[str, dict[int, tuple[float, int]]] = {p: {} for p in parts}
     for i in alive_idx:
         cols = np.flatnonzero(kept[i])
         if cols.size == 0:
             continue
-        sums = {p: (float(stats[p][i, cols].sum()), cols.size * dfs[p]) for p in parts if p != "weight"}
+        for p in parts:
+            if p != "weight":
+                sums[p][int(i)] = (float(stats[p][i, cols].sum()), cols.size * dfs[p])
         slots = np.flatnonzero(present[i])
         if "weight" in parts and slots.size > 1:
             wi = w[i, slots] / w[i, slots].sum()
             w0 = ref_w[slots] / ref_w[slots].sum()
             lr = 2.0 * n_test[i] * float(np.sum(xlogy(wi, wi) - xlogy(wi, w0)))
-            sums["weight"] = (max(lr, 0.0) / inflation["weight"], slots.size - 1)
-        machine_stat[i] = sum(v for v, _ in sums.values())
-        for part, (value, df_i) in sums.items():
-            cut_i = float(chi2.isf(level / (m_alive * len(sums)), df_i))
-            if value > cut_i:
+            sums["weight"][int(i)] = (max(lr, 0.0) / inflation["weight"], slots.size - 1)
+    machine_stat = np.full(m, np.nan)
+    for i in alive_idx:
+        if any(int(i) in sums[p] for p in parts):
+            machine_stat[i] = sum(sums[p][int(i)][0] for p in parts if int(i) in sums[p])
+    n_machine_tests = len(parts)
+    for p in parts:
+        if not sums[p]:
+            continue
+        # Slots of an overlapping mixture err together (one misassigned point moves both means),
+        # so a sum over slots is wider than chi2 with the summed df: its own robust factor.
+        vals = np.array([v / chi2.ppf(_CALIBRATION_QUANTILE, df) for v, df in sums[p].values()])
+        s_rel = max(1.0, float(np.quantile(vals, _CALIBRATION_QUANTILE)))
+        for i, (value, df_i) in sums[p].items():
+            cut_i = s_rel * float(chi2.isf(level / (m_alive * n_machine_tests), df_i))
+            if kept[i].any() and value > cut_i:
                 kept[i] = False
-                decisions.append(Decision(int(i), None, None, f"machine {part}", value, cut_i))
-                break
+                decisions.append(Decision(i, None, None, f"machine {p}", value, cut_i))
     # Every slot keeps a majority of the machines: restore the least deviant if the tests took more.
     relaxed = []
     total = sum(stats[p] for p in parts)
@@ -565,16 +624,17 @@ def robust_dfmr(
     )
 
 
-def _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw, floor, present):
+def _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw, floors, present):
     """Inflation-corrected statistics and the pass mask (every part below its cut-off)."""
     raw = _raw_statistics(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov)
     # The sum of the parts has many more df than a 1-df part, so its quantile is far steadier
     # with few machines; it is a floor under every part's own factor.
-    pooled = _inflation(sum(raw[p] for p in parts), sum(dfs[p] for p in parts), floor)
+    low = None if floors is None else min(floors.values())
+    pooled = _inflation(sum(raw[p] for p in parts), sum(dfs[p] for p in parts), low)
     stats, inflation = {}, {}
     passed = present.copy()
     for p in parts:
-        inflation[p] = max(_inflation(raw[p], dfs[p], floor), pooled)
+        inflation[p] = max(_inflation(raw[p], dfs[p], None if floors is None else floors[p]), pooled)
         stats[p] = raw[p] / inflation[p]
         passed &= ~(stats[p] > cut_raw[p])
     return stats, passed, inflation
