@@ -372,3 +372,14 @@ def test_npz_sample_sizes_are_optional(tmp_path):
     np.savez(tmp_path / "one.npz", weights=loc[0].weights, means=loc[0].means, covariances=loc[0].covariances,
              n_samples=np.int64(5000))
     assert load_mixtures(tmp_path / "one.npz").mixtures[0].n_samples == 5000
+
+
+def test_benchmark_script_runs():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent / "benchmarks" / "bench_robust.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "Paper attacks" in proc.stdout and "Cost on the honest fixture" in proc.stdout
