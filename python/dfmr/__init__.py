@@ -12,11 +12,12 @@ from .distances import l2_distance, pairwise_l2
 from .estimator import DistributedGaussianMixture, NotFittedError
 from .local import fit_local
 from .params import LIMITS, GaussianMixtureParams, InvalidMixtureError
+from .robust import robust_dfmr
 
 __all__ = [
     "GaussianMixtureParams", "InvalidMixtureError", "LIMITS",
     "pairwise_l2", "l2_distance",
-    "dfmr", "mr", "coat", "tkb", "AggregationResult", "fit_local",
+    "dfmr", "mr", "coat", "tkb", "AggregationResult", "fit_local", "robust_dfmr",
     "DistributedGaussianMixture", "NotFittedError",
     "filtering", "partition", "reduction", "simulate", "metrics", "io", "summary",
 ]

@@ -26,6 +26,7 @@ from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .distances import pairwise_l2
 from .filtering import center_index
 from .io import LoadedMixtures, load_mixtures, save_result
+from .robust import robust_dfmr
 from .summary import mixture_summary, text_table
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-_METHODS = ("dfmr", "mr", "coat", "tkb")
+_METHODS = ("dfmr", "mr", "coat", "tkb", "robust_dfmr")
 _ATTACKS = ("mean", "cov", "weight")
 
 
@@ -264,6 +265,8 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
         result = mr(mixtures, k)
     elif method == "tkb":
         result = tkb(mixtures, k, alpha=0.5 if args.alpha is None else args.alpha)
+    elif method == "robust_dfmr":
+        result = robust_dfmr(mixtures, k)
     else:
         result = coat(mixtures)
 

@@ -49,10 +49,11 @@ from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .local import fit_local_detailed
 from .params import GaussianMixtureParams
 from .partition import split
+from .robust import robust_dfmr
 
 __all__ = ["DistributedGaussianMixture", "NotFittedError"]
 
-AGGREGATORS = ("dfmr", "mr", "coat", "tkb")
+AGGREGATORS = ("dfmr", "mr", "coat", "tkb", "robust_dfmr")
 BACKENDS = ("serial", "threads", "processes")
 
 _LOCAL_DEFAULTS = {
@@ -150,8 +151,9 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
     n_machines : int, default 10
         Number of machines :meth:`fit` splits the rows across (:meth:`fit_partitions` takes
         the machines as given and ignores it).
-    aggregator : {"dfmr", "mr", "coat", "tkb"}, default "dfmr"
-        How the local estimates are combined.
+    aggregator : {"dfmr", "mr", "coat", "tkb", "robust_dfmr"}, default "dfmr"
+        How the local estimates are combined. ``"robust_dfmr"`` (:func:`dfmr.robust_dfmr`)
+        screens components with calibrated tests, using the machines' row counts.
     threshold : float, optional
         DFMR's kappa >= 1; ``None`` uses ``m ** 0.1``. Used by ``"dfmr"`` only.
     alpha : float, default 0.5
@@ -421,7 +423,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        aggregation = self._aggregate(local, n_jobs)
+        aggregation = self._aggregate(local, n_jobs, [a.shape[0] for a in arrays])
 
         # Sets feature_names_in_ (or removes a previous fit's) the scikit-learn way; n_features_in_ is
         # set below, as 1-D input (one feature) has no number of features for scikit-learn.
@@ -463,13 +465,14 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         converged = np.array([result[4] for result in results], dtype=bool)
         return local, n_iter, converged
 
-    def _aggregate(self, local: list[GaussianMixtureParams], n_threads: int) -> AggregationResult:
+    def _aggregate(self, local: list[GaussianMixtureParams], n_threads: int, sizes: list[int]) -> AggregationResult:
         k = int(self.n_components)
         methods: dict[str, Callable[[], AggregationResult]] = {
             "dfmr": lambda: dfmr(local, k, self.threshold, n_threads=n_threads),
             "mr": lambda: mr(local, k, n_threads=n_threads),
             "coat": lambda: coat(local, n_threads=n_threads),
             "tkb": lambda: tkb(local, k, float(self.alpha), n_threads=n_threads),
+            "robust_dfmr": lambda: robust_dfmr(local, k, n_samples=sizes, n_threads=n_threads),
         }
         return methods[self.aggregator]()
 

@@ -14,7 +14,9 @@ Accepted formats
 ``.npz``
     Arrays ``weights``, ``means``, ``covariances`` holding either one mixture (shapes (K,),
     (K, d), (K, d, d)) or m stacked mixtures (shapes (m, K), (m, K, d), (m, K, d, d), the layout
-    of the shipped fixture), which are named ``file[0]``, ..., ``file[m-1]``.
+    of the shipped fixture), which are named ``file[0]``, ..., ``file[m-1]``. An optional array
+    ``n_samples`` (shape () or (m,), positive integers) gives the sample sizes; files without it
+    load as before, with ``n_samples`` None.
 """
 
 from __future__ import annotations
@@ -157,6 +159,12 @@ def _read_npz(raw: bytes, max_bytes: int) -> dict[str, np.ndarray]:
             budget -= info.file_size
             with archive.open(info) as fh:
                 arrays[key] = _read_npy(fh.read(info.file_size), key)
+        if "n_samples" in members:  # optional (sample sizes, read by dfmr.robust_dfmr)
+            info = archive.getinfo(members["n_samples"])
+            if info.file_size > budget:
+                raise InvalidMixtureError(f"n_samples: uncompressed arrays exceed the limit of {max_bytes} bytes.")
+            with archive.open(info) as fh:
+                arrays["n_samples"] = _read_npy(fh.read(info.file_size), "n_samples")
     return arrays
 
 
@@ -166,8 +174,15 @@ def _parse_npz(
     """``[("", mixture)]`` for one mixture, ``[("[i]", mixture or error), ...]`` for a stacked file."""
     arrays = _read_npz(raw, max_bytes)
     w, mu, cov = (arrays[key] for key in _KEYS)
+    sizes = arrays.get("n_samples")
+    if sizes is not None and (sizes.dtype.kind not in "iuf" or sizes.ndim != (0 if w.ndim <= 1 else 1)
+                              or (w.ndim > 1 and sizes.shape[0] != w.shape[0])):
+        raise InvalidMixtureError(
+            f"n_samples: expected one sample size per mixture, got dtype {sizes.dtype} and shape {sizes.shape}."
+        )
     if w.ndim <= 1:
-        return [("", GaussianMixtureParams(w, mu, cov, normalize=normalize))]
+        n = None if sizes is None else sizes.item()
+        return [("", GaussianMixtureParams(w, mu, cov, normalize=normalize, n_samples=n))]
     if w.ndim != 2 or mu.ndim != 3 or cov.ndim != 4 or not (w.shape[0] == mu.shape[0] == cov.shape[0]):
         raise InvalidMixtureError(
             "expected one mixture (weights (K,), means (K, d), covariances (K, d, d)) or m stacked "
@@ -178,7 +193,8 @@ def _parse_npz(
     entries: list[tuple[str, GaussianMixtureParams | InvalidMixtureError]] = []
     for i in range(w.shape[0]):
         try:
-            entries.append((f"[{i}]", GaussianMixtureParams(w[i], mu[i], cov[i], normalize=normalize)))
+            n = None if sizes is None else sizes[i].item()
+            entries.append((f"[{i}]", GaussianMixtureParams(w[i], mu[i], cov[i], normalize=normalize, n_samples=n)))
         except InvalidMixtureError as exc:
             entries.append((f"[{i}]", exc))
     return entries

@@ -663,7 +663,8 @@ def fit_local_detailed(
             break
     final = max(runs, key=lambda run: run.penalized)  # ties: the earliest
 
-    mixture = GaussianMixtureParams(final.weights, final.means + center, final.covariances, normalize=True)
+    mixture = GaussianMixtureParams(final.weights, final.means + center, final.covariances, normalize=True,
+                                    n_samples=n)
     return LocalFit(
         mixture=mixture,
         penalized_loglik=final.penalized,

@@ -377,6 +377,10 @@ class GaussianMixtureParams:
     normalize : bool, default False
         Rescale weights whose sum differs from one by at most
         ``LIMITS.normalize_atol`` (rounding in transmission or storage).
+    n_samples : int, optional
+        Number of observations the estimate was fitted to (recorded by
+        :func:`dfmr.fit_local`); ``None`` when unknown. It is metadata: equality compares
+        the parameters only.
 
     Raises
     ------
@@ -389,12 +393,20 @@ class GaussianMixtureParams:
     Instances are immutable: the arrays are private read-only copies.
     """
 
-    __slots__ = ("_weights", "_means", "_covariances", "_chol")
+    __slots__ = ("_weights", "_means", "_covariances", "_chol", "_n_samples")
 
     def __init__(
-        self, weights: ArrayLike, means: ArrayLike, covariances: ArrayLike, *, normalize: bool = False
+        self,
+        weights: ArrayLike,
+        means: ArrayLike,
+        covariances: ArrayLike,
+        *,
+        normalize: bool = False,
+        n_samples: int | None = None,
     ) -> None:
+        n = _check_n_samples(n_samples)
         self._set(*_validate(weights, means, covariances, normalize))
+        object.__setattr__(self, "_n_samples", n)
 
     def _set(self, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray) -> None:
         if hasattr(self, "_weights"):  # calling __init__ again on an existing instance
@@ -403,12 +415,16 @@ class GaussianMixtureParams:
             arr.setflags(write=False)
         for name, arr in zip(self.__slots__, (w, mu, cov, chol)):
             object.__setattr__(self, name, arr)
+        object.__setattr__(self, "_n_samples", None)
 
     @classmethod
-    def _wrap(cls, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray) -> GaussianMixtureParams:
+    def _wrap(
+        cls, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray, n_samples: int | None = None
+    ) -> GaussianMixtureParams:
         """An instance holding private copies of already validated arrays (no checks)."""
         self = object.__new__(cls)
         self._set(*(np.array(a, dtype=np.float64, copy=True) for a in (w, mu, cov, chol)))
+        object.__setattr__(self, "_n_samples", n_samples)
         return self
 
     @classmethod
@@ -434,7 +450,7 @@ class GaussianMixtureParams:
 
     def __reduce__(self) -> tuple[Any, tuple[np.ndarray, ...]]:
         # Unpickled (and deep-copied) instances get fresh read-only arrays, bit-for-bit equal.
-        return (_unpickle, (self._weights, self._means, self._covariances, self._chol))
+        return (_unpickle, (self._weights, self._means, self._covariances, self._chol, self._n_samples))
 
     @property
     def weights(self) -> np.ndarray:
@@ -455,6 +471,11 @@ class GaussianMixtureParams:
     def cholesky_factors(self) -> np.ndarray:
         """Lower Cholesky factors ``L`` with ``L @ L.T == covariances``, shape (K, d, d)."""
         return self._chol
+
+    @property
+    def n_samples(self) -> int | None:
+        """Number of observations the estimate was fitted to, or None when unknown."""
+        return self._n_samples
 
     @property
     def n_components(self) -> int:
@@ -510,17 +531,26 @@ class GaussianMixtureParams:
         k = self.n_components
         if idx.shape != (k,) or idx.dtype.kind not in "iu" or not np.array_equal(np.sort(idx), np.arange(k)):
             raise ValueError(f"order must be a permutation of range({k}), got {order!r}.")
-        return type(self)._wrap(self._weights[idx], self._means[idx], self._covariances[idx], self._chol[idx])
+        return type(self)._wrap(
+            self._weights[idx], self._means[idx], self._covariances[idx], self._chol[idx], self._n_samples
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python representation (lists of floats), the JSON schema of :meth:`save`."""
-        return {
+        """Plain-Python representation (lists of floats), the JSON schema of :meth:`save`.
+
+        Version 1 holds the parameters; version 2 adds ``n_samples`` and is written only when
+        the sample size is known, so files without it stay readable by older versions.
+        """
+        out: dict[str, Any] = {
             "format": "dfmr.GaussianMixtureParams",
-            "version": 1,
+            "version": 1 if self._n_samples is None else 2,
             "weights": self._weights.tolist(),
             "means": self._means.tolist(),
             "covariances": self._covariances.tolist(),
         }
+        if self._n_samples is not None:
+            out["n_samples"] = self._n_samples
+        return out
 
     @classmethod
     def from_dict(cls, d: Any, *, normalize: bool = False) -> GaussianMixtureParams:
@@ -534,9 +564,11 @@ class GaussianMixtureParams:
         if not (isinstance(fmt, str) and fmt == "dfmr.GaussianMixtureParams"):
             raise InvalidMixtureError(f"format: expected 'dfmr.GaussianMixtureParams', got {_short(fmt)}.")
         version = d.get("version", 1)
-        if not (type(version) is int and version == 1):
-            raise InvalidMixtureError(f"version: expected 1, got {_short(version)}.")
-        return cls(d["weights"], d["means"], d["covariances"], normalize=normalize)
+        if not (type(version) is int and version in (1, 2)):
+            raise InvalidMixtureError(f"version: expected 1 or 2, got {_short(version)}.")
+        if version == 1 and "n_samples" in d:
+            raise InvalidMixtureError("n_samples: only version 2 files carry a sample size.")
+        return cls(d["weights"], d["means"], d["covariances"], normalize=normalize, n_samples=d.get("n_samples"))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the parameters as JSON (floats round-trip exactly)."""
@@ -580,8 +612,27 @@ class GaussianMixtureParams:
         return f"GaussianMixtureParams(n_components={self.n_components}, dim={self.dim})"
 
 
-def _unpickle(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray) -> GaussianMixtureParams:
-    return GaussianMixtureParams._wrap(w, mu, cov, chol)
+def _unpickle(
+    w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray, n_samples: int | None = None
+) -> GaussianMixtureParams:
+    return GaussianMixtureParams._wrap(w, mu, cov, chol, n_samples)
+
+
+def _check_n_samples(value: Any) -> int | None:
+    """``None`` or a positive integer (an integral float such as 5000.0 from a file is accepted)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        raise InvalidMixtureError(f"n_samples: expected a positive integer or None, got {_short(value)}.")
+    if isinstance(value, numbers.Integral):
+        n = int(value)
+    elif isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
+        n = int(float(value))
+    else:
+        raise InvalidMixtureError(f"n_samples: expected a positive integer or None, got {_short(value)}.")
+    if n < 1:
+        raise InvalidMixtureError(f"n_samples: must be at least 1, got {n}.")
+    return n
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .params import GaussianMixtureParams
+from .robust import screening_summary_lines
 
 if TYPE_CHECKING:
     from .aggregate import AggregationResult
@@ -28,6 +29,7 @@ _METHOD_NAMES = {
     "mr": "MR (mixture reduction, no filtering)",
     "coat": "COAT (centre machine's own estimate)",
     "tkb": "TKB (trimmed k-barycenter)",
+    "robust_dfmr": "robust DFMR (screened components, calibrated tests)",
 }
 # Means longer than this are shown as their first few and last coordinates.
 _MAX_MEAN_COORDS = 6
@@ -265,6 +267,7 @@ def aggregation_summary(result: AggregationResult) -> str:
     for note in notes:
         lines += textwrap.wrap(f"Note: {note}", width, subsequent_indent="      ", break_on_hyphens=False)
     lines += _machine_lines(result, width)
+    lines += screening_summary_lines(result, width)
     lines.append("")
     lines += _mixture_lines(result.mixture, width)
     return "\n".join(lines)
