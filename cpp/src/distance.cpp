@@ -34,11 +34,17 @@ struct LanePool {
   std::vector<double> log_w;               // N: log of the component weight within its mixture
   std::vector<std::size_t> first;          // m + 1: first component of each mixture
 
-  explicit LanePool(const std::vector<Mixture>& mixtures) {
-    d = mixtures.front().dim();
+  // The mixtures `select` (indices into `all`), in that order; all of them when `select` is empty.
+  explicit LanePool(const std::vector<Mixture>& all, const std::vector<std::size_t>& select = {}) {
+    std::vector<const Mixture*> mixtures;
+    if (select.empty())
+      for (const auto& f : all) mixtures.push_back(&f);
+    else
+      for (std::size_t i : select) mixtures.push_back(&all[i]);
+    d = all.front().dim();
     q = d * (d + 1) / 2;
     first.push_back(0);
-    for (const auto& f : mixtures) first.push_back(first.back() + f.n_components());
+    for (const Mixture* f : mixtures) first.push_back(first.back() + f->n_components());
     N = first.back();
     groups = (N + kLanes - 1) / kLanes;
     cov.resize(groups * q * kLanes);
@@ -47,8 +53,9 @@ struct LanePool {
     mean_a.resize(N * d);
     log_w.resize(N);
     std::size_t n = 0;
-    for (const auto& f : mixtures)
-      for (std::size_t k = 0; k < f.n_components(); ++k, ++n) {
+    for (const Mixture* pf : mixtures)
+      for (std::size_t k = 0; k < pf->n_components(); ++k, ++n) {
+        const Mixture& f = *pf;
         log_w[n] = std::log(f.weights()[static_cast<Eigen::Index>(k)]);
         const double* S = f.covariance_data() + k * d * d;
         std::copy_n(f.means().data() + k * d, d, mean_a.data() + n * d);
@@ -152,13 +159,14 @@ double log_sum_exp(const double* x, std::size_t n) {
   return top + std::log(s);
 }
 
-// out[j - j0] = log T(i, j) = log sum_ab w_a v_b N(mu_a; nu_b, S_a + P_b) for the mixtures j in
-// [j0, j1), with i <= j0 or j1 == j0 + 1. The value of a pair depends only on (i, j), not on the
-// range it was asked with (lanes are independent), so every function asks with the lower index
-// as i and gets the same bits.
-void log_cross_row(const LanePool& pool, std::size_t i, std::size_t j0, std::size_t j1, LaneWork& work, double* out) {
+// out[j - j0] = log T(f, g) = log sum_ab w_a v_b N(mu_a; nu_b, S_a + P_b) for f mixture i of
+// `apool` and g each mixture j in [j0, j1) of `pool`. The value of a pair depends only on the two
+// mixtures and their roles, not on the range or pool it was asked with (lanes are independent),
+// so every function puts the mixture with the lower index first and gets the same bits.
+void log_cross_row(const LanePool& apool, std::size_t i, const LanePool& pool, std::size_t j0, std::size_t j1,
+                   LaneWork& work, double* out) {
   const std::size_t d = pool.d, q = pool.q;
-  const std::size_t a0 = pool.first[i], a1 = pool.first[i + 1];
+  const std::size_t a0 = apool.first[i], a1 = apool.first[i + 1];
   const std::size_t c0 = pool.first[j0], c1 = pool.first[j1], width = c1 - c0;
   work.lo.resize((a1 - a0) * width);
   double lanes[kLanes];
@@ -167,7 +175,7 @@ void log_cross_row(const LanePool& pool, std::size_t i, std::size_t j0, std::siz
     const double* mub = pool.mean.data() + g * d * kLanes;
     const std::size_t lo = std::max(c0, g * kLanes), hi = std::min(c1, (g + 1) * kLanes);
     for (std::size_t a = a0; a < a1; ++a) {
-      if (!log_overlap_lanes(pool.packed_a.data() + a * q, pool.mean_a.data() + a * d, Sb, mub, d, work.A.data(), work.z.data(), lanes))
+      if (!log_overlap_lanes(apool.packed_a.data() + a * q, apool.mean_a.data() + a * d, Sb, mub, d, work.A.data(), work.z.data(), lanes))
         throw std::runtime_error("dfmr::pairwise_l2: sum of two covariances is not numerically positive definite");
       for (std::size_t n = lo; n < hi; ++n) work.lo[(a - a0) * width + (n - c0)] = lanes[n - g * kLanes];
     }
@@ -177,7 +185,7 @@ void log_cross_row(const LanePool& pool, std::size_t i, std::size_t j0, std::siz
     work.terms.clear();
     for (std::size_t a = a0; a < a1; ++a)
       for (std::size_t b = b0; b < b1; ++b)
-        work.terms.push_back(pool.log_w[a] + pool.log_w[b] + work.lo[(a - a0) * width + (b - c0)]);
+        work.terms.push_back(apool.log_w[a] + pool.log_w[b] + work.lo[(a - a0) * width + (b - c0)]);
     out[j - j0] = log_sum_exp(work.terms.data(), work.terms.size());
   }
 }
@@ -247,7 +255,7 @@ ScaledDistances pairwise_l2_scaled(const std::vector<Mixture>& mixtures, int n_t
   Eigen::MatrixXd logT(M, M);
   detail::parallel_for(m, n_threads, [&](std::size_t i, std::size_t w) {
     std::vector<double> row(m - i);
-    log_cross_row(pool, i, i, m, work[w], row.data());
+    log_cross_row(pool, i, pool, i, m, work[w], row.data());
     for (std::size_t j = i; j < m; ++j) logT(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(i)) = row[j - i];
   });
   std::vector<double> diag(m);
@@ -273,20 +281,45 @@ ScaledDistances cross_l2_scaled(const std::vector<Mixture>& mixtures, const std:
   const auto R = static_cast<Eigen::Index>(rows.size()), C = static_cast<Eigen::Index>(cols.size());
   ScaledDistances out{Eigen::MatrixXd::Zero(R, C), 0};
   if (m == 0) return out;
-  const LanePool pool(mixtures);
-  // Tasks 0..m-1: the norms log T(i, i); then one task per requested row.
-  std::vector<LaneWork> work(detail::worker_count(m + rows.size(), n_threads), LaneWork(pool.d));
+  // Rows and columns in increasing index order, each set gathered into its own lane pool; every
+  // requested pair is computed once, lower index first, many lanes at a time: row i against the
+  // columns j > i (a suffix of the column pool), column j against the rows i > j.
+  std::vector<std::size_t> rs(rows), cs(cols);
+  std::sort(rs.begin(), rs.end());
+  rs.erase(std::unique(rs.begin(), rs.end()), rs.end());
+  std::sort(cs.begin(), cs.end());
+  cs.erase(std::unique(cs.begin(), cs.end()), cs.end());
+  const LanePool pool(mixtures), row_pool(mixtures, rs), col_pool(mixtures, cs);
   std::vector<double> diag(m);
-  Eigen::MatrixXd logT(R, C);
-  detail::parallel_for(m + rows.size(), n_threads, [&](std::size_t t, std::size_t w) {
-    if (t < m) return log_cross_row(pool, t, t, t + 1, work[w], &diag[t]);
-    const std::size_t r = t - m, i = rows[r];
-    for (std::size_t c = 0; c < cols.size(); ++c) {
-      const std::size_t j = cols[c];
-      log_cross_row(pool, std::min(i, j), std::max(i, j), std::max(i, j) + 1, work[w],
-                    &logT(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c)));
+  // logT_rc[a][b]: rows rs[a] x columns cs[b].
+  Eigen::MatrixXd logT_rc = Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(rs.size()), static_cast<Eigen::Index>(cs.size()));
+  const std::size_t n_tasks = m + rs.size() + cs.size();
+  std::vector<LaneWork> work(detail::worker_count(n_tasks, n_threads), LaneWork(pool.d));
+  detail::parallel_for(n_tasks, n_threads, [&](std::size_t t, std::size_t w) {
+    if (t < m) return log_cross_row(pool, t, pool, t, t + 1, work[w], &diag[t]);
+    if (t < m + rs.size()) {
+      const std::size_t a = t - m, i = rs[a];
+      const std::size_t b0 = static_cast<std::size_t>(std::upper_bound(cs.begin(), cs.end(), i) - cs.begin());
+      if (b0 == cs.size()) return;
+      std::vector<double> v(cs.size() - b0);
+      log_cross_row(pool, i, col_pool, b0, cs.size(), work[w], v.data());
+      for (std::size_t b = b0; b < cs.size(); ++b) logT_rc(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b)) = v[b - b0];
+      return;
     }
+    const std::size_t b = t - m - rs.size(), j = cs[b];
+    const std::size_t a0 = static_cast<std::size_t>(std::upper_bound(rs.begin(), rs.end(), j) - rs.begin());
+    if (a0 == rs.size()) return;
+    std::vector<double> v(rs.size() - a0);
+    log_cross_row(pool, j, row_pool, a0, rs.size(), work[w], v.data());
+    for (std::size_t a = a0; a < rs.size(); ++a) logT_rc(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b)) = v[a - a0];
   });
+  Eigen::MatrixXd logT(R, C);
+  for (Eigen::Index r = 0; r < R; ++r)
+    for (Eigen::Index c = 0; c < C; ++c) {
+      const auto a = std::lower_bound(rs.begin(), rs.end(), rows[static_cast<std::size_t>(r)]) - rs.begin();
+      const auto b = std::lower_bound(cs.begin(), cs.end(), cols[static_cast<std::size_t>(c)]) - cs.begin();
+      logT(r, c) = logT_rc(a, b);
+    }
   out.exponent = scale_exponent(diag);
   for (Eigen::Index r = 0; r < R; ++r)
     for (Eigen::Index c = 0; c < C; ++c) {
