@@ -16,140 +16,178 @@ namespace {
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 constexpr double kLn2 = 0.69314718055994530941723212145818;
 
-// Gaussian overlaps are evaluated kLanes component pairs at a time in structure-of-arrays
-// layout: every arithmetic step runs across independent lanes, so it vectorises without
-// reassociating any sum (each lane computes exactly what a scalar loop would).
-constexpr std::size_t kLanes = 8;
-
-// Per-worker scratch: the packed lower triangles of kLanes matrices S_a + S_b, and kLanes
-// vectors mu_a - mu_b; plus the (a, b) pairs of the current block.
-struct LaneWork {
-  std::vector<double> A, z, terms;
-  std::vector<std::pair<std::size_t, std::size_t>> pairs;
-  std::vector<double> log_w;
-  void resize(std::size_t d) {
-    A.resize(d * (d + 1) / 2 * kLanes);
-    z.resize(d * kLanes);
-  }
-};
+// Gaussian overlaps N(mu_a; mu_b, S_a + S_b) are evaluated for one component a against kLanes
+// pooled components b at a time, in structure-of-arrays layout: every arithmetic step runs across
+// independent lanes, so it vectorises without reassociating any sum (each lane computes exactly
+// what a scalar loop would, whichever lane it sits in).
+constexpr std::size_t kLanes = 16;
 
 inline std::size_t packed(std::size_t i, std::size_t j) { return i * (i + 1) / 2 + j; }
 
-// out[l] = log N(mu_a[l]; mu_b[l], S_a[l] + S_b[l]) for l < kLanes. Returns false if some
-// S_a + S_b is not numerically positive definite.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(DFMR_NO_MULTIVERSION)
-__attribute__((target_clones("avx2", "default")))
-#endif
-bool log_overlap_lanes(const double* const* mu_a, const double* const* cov_a, const double* const* mu_b,
-                       const double* const* cov_b, std::size_t d, double* A, double* z, double* out) {
-  constexpr std::size_t L = kLanes;
-  for (std::size_t i = 0; i < d; ++i) {
-    for (std::size_t j = 0; j <= i; ++j) {
-      double* a = A + packed(i, j) * L;
-      for (std::size_t l = 0; l < L; ++l) a[l] = cov_a[l][i * d + j] + cov_b[l][i * d + j];
+// All components of all mixtures, laid out for the kernel: component n sits in lane n % kLanes of
+// lane group n / kLanes; per group, the packed lower triangle of the covariances (q x kLanes) and
+// the means (d x kLanes). The last group is padded with copies of the last component.
+struct LanePool {
+  std::size_t d = 0, q = 0, N = 0, groups = 0;
+  std::vector<double> cov, mean;           // groups * q * kLanes, groups * d * kLanes
+  std::vector<double> packed_a, mean_a;    // N * q, N * d: each component alone, for the broadcast side
+  std::vector<double> log_w;               // N: log of the component weight within its mixture
+  std::vector<std::size_t> first;          // m + 1: first component of each mixture
+
+  // The mixtures `select` (indices into `all`), in that order; all of them when `select` is empty.
+  explicit LanePool(const std::vector<Mixture>& all, const std::vector<std::size_t>& select = {}) {
+    std::vector<const Mixture*> mixtures;
+    if (select.empty())
+      for (const auto& f : all) mixtures.push_back(&f);
+    else
+      for (std::size_t i : select) mixtures.push_back(&all[i]);
+    d = all.front().dim();
+    q = d * (d + 1) / 2;
+    first.push_back(0);
+    for (const Mixture* f : mixtures) first.push_back(first.back() + f->n_components());
+    N = first.back();
+    groups = (N + kLanes - 1) / kLanes;
+    cov.resize(groups * q * kLanes);
+    mean.resize(groups * d * kLanes);
+    packed_a.resize(N * q);
+    mean_a.resize(N * d);
+    log_w.resize(N);
+    std::size_t n = 0;
+    for (const Mixture* pf : mixtures)
+      for (std::size_t k = 0; k < pf->n_components(); ++k, ++n) {
+        const Mixture& f = *pf;
+        log_w[n] = std::log(f.weights()[static_cast<Eigen::Index>(k)]);
+        const double* S = f.covariance_data() + k * d * d;
+        std::copy_n(f.means().data() + k * d, d, mean_a.data() + n * d);
+        for (std::size_t i = 0; i < d; ++i)
+          for (std::size_t j = 0; j <= i; ++j) packed_a[n * q + packed(i, j)] = S[i * d + j];
+      }
+    for (std::size_t slot = 0; slot < groups * kLanes; ++slot) {
+      const std::size_t src = std::min(slot, N - 1), g = slot / kLanes, l = slot % kLanes;
+      for (std::size_t p = 0; p < q; ++p) cov[(g * q + p) * kLanes + l] = packed_a[src * q + p];
+      for (std::size_t i = 0; i < d; ++i) mean[(g * d + i) * kLanes + l] = mean_a[src * d + i];
     }
-    for (std::size_t l = 0; l < L; ++l) z[i * L + l] = mu_a[l][i] - mu_b[l][i];
   }
-  bool ok = true;
-  double inv[L], acc[L], quad[L] = {}, logdiag[L] = {};
+};
+
+// Per-worker scratch: kLanes matrices S_a + S_b (packed) and vectors mu_a - mu_b; the log
+// overlaps of one row of mixture blocks.
+struct LaneWork {
+  std::vector<double> A, z, lo, terms;
+  explicit LaneWork(std::size_t d) : A(d * (d + 1) / 2 * kLanes), z(d * kLanes) {}
+};
+
+// out[l] = log N(mu_a; mu_b[l], S_a + S_b[l]) for the kLanes components of one lane group
+// (Sb: q x kLanes, mub: d x kLanes). Right-looking Cholesky of the packed lower triangle, with
+// the forward substitution L z = mu_a - mu_b folded into it: every update of the trailing matrix
+// is independent of the others in its step, so the lanes' arithmetic pipelines instead of
+// waiting on one running sum. log det = log(prod_j pivot_j), one logarithm per pair (the product
+// is renormalised whenever it leaves [2^-500, 2^500]). Returns false if some S_a + S_b is not
+// numerically positive definite.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(DFMR_NO_MULTIVERSION)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+bool log_overlap_lanes(const double* Sa, const double* mua, const double* Sb, const double* mub, std::size_t d,
+                       double* A, double* z, double* out) {
+  constexpr std::size_t L = kLanes;
+  const std::size_t q = d * (d + 1) / 2;
+  for (std::size_t p = 0; p < q; ++p) {
+#pragma omp simd
+    for (std::size_t l = 0; l < L; ++l) A[p * L + l] = Sa[p] + Sb[p * L + l];
+  }
+  for (std::size_t i = 0; i < d; ++i) {
+#pragma omp simd
+    for (std::size_t l = 0; l < L; ++l) z[i * L + l] = mua[i] - mub[i * L + l];
+  }
+  double prod[L], quad[L], inv[L];
+  int expo[L];
+  for (std::size_t l = 0; l < L; ++l) prod[l] = 1.0, quad[l] = 0.0, expo[l] = 0;
   for (std::size_t j = 0; j < d; ++j) {
     double* ajj = A + packed(j, j) * L;
-    for (std::size_t l = 0; l < L; ++l) acc[l] = ajj[l];
-    for (std::size_t k = 0; k < j; ++k) {
-      const double* ajk = A + packed(j, k) * L;
-#pragma omp simd
-      for (std::size_t l = 0; l < L; ++l) acc[l] -= ajk[l] * ajk[l];
-    }
-    for (std::size_t l = 0; l < L; ++l) ok &= acc[l] > 0.0;
+    bool ok = true;
+    for (std::size_t l = 0; l < L; ++l) ok &= ajj[l] > 0.0 && ajj[l] <= std::numeric_limits<double>::max();
     if (!ok) return false;
+    double* zj = z + j * L;
+    int wide = 0;
+#pragma omp simd reduction(| : wide)
+    for (std::size_t l = 0; l < L; ++l) {
+      prod[l] *= ajj[l];
+      wide |= static_cast<int>(prod[l] < 0x1p-500) | static_cast<int>(prod[l] > 0x1p500);
+    }
 #pragma omp simd
     for (std::size_t l = 0; l < L; ++l) {
-      ajj[l] = std::sqrt(acc[l]);
-      inv[l] = 1.0 / ajj[l];
+      inv[l] = 1.0 / std::sqrt(ajj[l]);
+      zj[l] *= inv[l];
+      quad[l] += zj[l] * zj[l];
     }
+    if (wide)
+      for (std::size_t l = 0; l < L; ++l) {
+        int e;
+        prod[l] = std::frexp(prod[l], &e);
+        expo[l] += e;
+      }
     for (std::size_t i = j + 1; i < d; ++i) {
       double* aij = A + packed(i, j) * L;
-      for (std::size_t l = 0; l < L; ++l) acc[l] = aij[l];
-      const double* ai = A + packed(i, 0) * L;
-      const double* aj = A + packed(j, 0) * L;
-      for (std::size_t k = 0; k < j; ++k) {
+      double* zi = z + i * L;
 #pragma omp simd
-        for (std::size_t l = 0; l < L; ++l) acc[l] -= ai[k * L + l] * aj[k * L + l];
+      for (std::size_t l = 0; l < L; ++l) {
+        aij[l] *= inv[l];
+        zi[l] -= aij[l] * zj[l];
       }
+      // Trailing update A_ik -= L_ij L_kj for j < k <= i.
+      double* ai = A + packed(i, 0) * L;
+      for (std::size_t k = j + 1; k <= i; ++k) {
+        const double* akj = A + packed(k, j) * L;
 #pragma omp simd
-      for (std::size_t l = 0; l < L; ++l) aij[l] = acc[l] * inv[l];
+        for (std::size_t l = 0; l < L; ++l) ai[k * L + l] -= aij[l] * akj[l];
+      }
     }
   }
-  // Forward substitution L z = (mu_a - mu_b) and the log-determinant.
-  for (std::size_t i = 0; i < d; ++i) {
-    double* zi = z + i * L;
-    const double* ai = A + packed(i, 0) * L;
-    for (std::size_t k = 0; k < i; ++k) {
-      const double* zk = z + k * L;
-#pragma omp simd
-      for (std::size_t l = 0; l < L; ++l) zi[l] -= ai[k * L + l] * zk[l];
-    }
-    const double* aii = A + packed(i, i) * L;
-#pragma omp simd
-    for (std::size_t l = 0; l < L; ++l) {
-      zi[l] /= aii[l];
-      quad[l] += zi[l] * zi[l];
-    }
-    for (std::size_t l = 0; l < L; ++l) logdiag[l] += std::log(aii[l]);
-  }
+  const double base = static_cast<double>(d) * detail::kLog2Pi;
   for (std::size_t l = 0; l < L; ++l)
-    out[l] = -0.5 * (static_cast<double>(d) * detail::kLog2Pi + 2.0 * logdiag[l] + quad[l]);
+    out[l] = -0.5 * (base + std::log(prod[l]) + expo[l] * kLn2 + quad[l]);
   return true;
 }
 
 // Sum in log space: log(sum_t exp(x_t)).
-double log_sum_exp(const std::vector<double>& x) {
+double log_sum_exp(const double* x, std::size_t n) {
   double top = kNegInf;
-  for (double v : x) top = std::max(top, v);
+  for (std::size_t t = 0; t < n; ++t) top = std::max(top, x[t]);
   if (top == kNegInf) return top;
   double s = 0.0;
-  for (double v : x) s += std::exp(v - top);
+  for (std::size_t t = 0; t < n; ++t) s += std::exp(x[t] - top);
   return top + std::log(s);
 }
 
-// log of the cross term T(f, g) = sum_ab w_a v_b N(mu_a; nu_b, S_a + P_b). For f == g the
-// symmetric Gram block is visited once (a <= b, off-diagonal pairs counted twice). The
-// block's component pairs fill the lanes in order, whatever component they belong to.
-double log_cross(const Mixture& f, const Mixture& g, bool same, LaneWork& work) {
-  const std::size_t d = f.dim();
-  work.pairs.clear();
-  work.log_w.clear();
-  for (std::size_t a = 0; a < f.n_components(); ++a) {
-    const double wa = f.weights()[static_cast<Eigen::Index>(a)];
-    if (wa <= 0.0) continue;
-    for (std::size_t b = same ? a : 0; b < g.n_components(); ++b) {
-      const double vb = g.weights()[static_cast<Eigen::Index>(b)];
-      if (vb <= 0.0) continue;
-      work.pairs.emplace_back(a, b);
-      work.log_w.push_back(std::log(((same && b != a) ? 2.0 : 1.0) * wa * vb));
+// out[j - j0] = log T(f, g) = log sum_ab w_a v_b N(mu_a; nu_b, S_a + P_b) for f mixture i of
+// `apool` and g each mixture j in [j0, j1) of `pool`. The value of a pair depends only on the two
+// mixtures and their roles, not on the range or pool it was asked with (lanes are independent),
+// so every function puts the mixture with the lower index first and gets the same bits.
+void log_cross_row(const LanePool& apool, std::size_t i, const LanePool& pool, std::size_t j0, std::size_t j1,
+                   LaneWork& work, double* out) {
+  const std::size_t d = pool.d, q = pool.q;
+  const std::size_t a0 = apool.first[i], a1 = apool.first[i + 1];
+  const std::size_t c0 = pool.first[j0], c1 = pool.first[j1], width = c1 - c0;
+  work.lo.resize((a1 - a0) * width);
+  double lanes[kLanes];
+  for (std::size_t g = c0 / kLanes; g * kLanes < c1; ++g) {
+    const double* Sb = pool.cov.data() + g * q * kLanes;
+    const double* mub = pool.mean.data() + g * d * kLanes;
+    const std::size_t lo = std::max(c0, g * kLanes), hi = std::min(c1, (g + 1) * kLanes);
+    for (std::size_t a = a0; a < a1; ++a) {
+      if (!log_overlap_lanes(apool.packed_a.data() + a * q, apool.mean_a.data() + a * d, Sb, mub, d, work.A.data(), work.z.data(), lanes))
+        throw std::runtime_error("dfmr::pairwise_l2: sum of two covariances is not numerically positive definite");
+      for (std::size_t n = lo; n < hi; ++n) work.lo[(a - a0) * width + (n - c0)] = lanes[n - g * kLanes];
     }
   }
-  work.terms.resize(work.pairs.size());
-  const double* mu_a[kLanes];
-  const double* cov_a[kLanes];
-  const double* mu_b[kLanes];
-  const double* cov_b[kLanes];
-  double out[kLanes];
-  for (std::size_t p0 = 0; p0 < work.pairs.size(); p0 += kLanes) {
-    const std::size_t filled = std::min(kLanes, work.pairs.size() - p0);
-    for (std::size_t l = 0; l < kLanes; ++l) {
-      // Lanes past the end repeat the block's last pair; their results are not used.
-      const auto [a, b] = work.pairs[p0 + std::min(l, filled - 1)];
-      mu_a[l] = f.means().data() + a * d;
-      cov_a[l] = f.covariance_data() + a * d * d;
-      mu_b[l] = g.means().data() + b * d;
-      cov_b[l] = g.covariance_data() + b * d * d;
-    }
-    if (!log_overlap_lanes(mu_a, cov_a, mu_b, cov_b, d, work.A.data(), work.z.data(), out))
-      throw std::runtime_error("dfmr::pairwise_l2: sum of two covariances is not numerically positive definite");
-    for (std::size_t l = 0; l < filled; ++l) work.terms[p0 + l] = work.log_w[p0 + l] + out[l];
+  for (std::size_t j = j0; j < j1; ++j) {
+    const std::size_t b0 = pool.first[j], b1 = pool.first[j + 1];
+    work.terms.clear();
+    for (std::size_t a = a0; a < a1; ++a)
+      for (std::size_t b = b0; b < b1; ++b)
+        work.terms.push_back(apool.log_w[a] + pool.log_w[b] + work.lo[(a - a0) * width + (b - c0)]);
+    out[j - j0] = log_sum_exp(work.terms.data(), work.terms.size());
   }
-  return log_sum_exp(work.terms);
 }
 
 // 2^-exponent * sqrt(exp(lff) + exp(lgg) - 2 exp(lfg)), evaluated without overflow or
@@ -190,22 +228,6 @@ double l2_distance(const Mixture& f, const Mixture& g) {
 
 namespace {
 
-// log T(i, j) for every block (i, j), i <= j, spread over the workers. T(i, j) is always
-// evaluated with the lower index first, so that an entry does not depend on which of the
-// distance functions asked for it.
-std::vector<double> log_cross_blocks(const std::vector<Mixture>& mixtures,
-                                     const std::vector<std::pair<std::size_t, std::size_t>>& blocks, int n_threads) {
-  std::vector<double> out(blocks.size());
-  if (blocks.empty()) return out;
-  std::vector<LaneWork> work(detail::worker_count(blocks.size(), n_threads));
-  for (auto& w : work) w.resize(mixtures.front().dim());
-  detail::parallel_for(blocks.size(), n_threads, [&](std::size_t t, std::size_t w) {
-    const auto [i, j] = blocks[t];
-    out[t] = log_cross(mixtures[i], mixtures[j], i == j, work[w]);
-  });
-  return out;
-}
-
 // The power of two nearest the median norm ||f_i|| = exp(log T(i, i) / 2).
 int scale_exponent(std::vector<double> log_norm2) {
   const std::size_t m = log_norm2.size();
@@ -226,23 +248,25 @@ ScaledDistances pairwise_l2_scaled(const std::vector<Mixture>& mixtures, int n_t
   const auto M = static_cast<Eigen::Index>(m);
   ScaledDistances out{Eigen::MatrixXd::Zero(M, M), 0};
   if (m == 0) return out;
-  // Blocks (i, j), i <= j, of the pooled Gram matrix, enumerated row by row.
-  std::vector<std::pair<std::size_t, std::size_t>> blocks;
-  blocks.reserve(m * (m + 1) / 2);
-  for (std::size_t i = 0; i < m; ++i)
-    for (std::size_t j = i; j < m; ++j) blocks.emplace_back(i, j);
-  const std::vector<double> logT = log_cross_blocks(mixtures, blocks, n_threads);
+  // Row i of the upper triangle of log T (one task each, handed out dynamically: early rows are
+  // longer); written into the upper triangle of `out`, then turned into distances.
+  const LanePool pool(mixtures);
+  std::vector<LaneWork> work(detail::worker_count(m, n_threads), LaneWork(pool.d));
+  Eigen::MatrixXd logT(M, M);
+  detail::parallel_for(m, n_threads, [&](std::size_t i, std::size_t w) {
+    std::vector<double> row(m - i);
+    log_cross_row(pool, i, pool, i, m, work[w], row.data());
+    for (std::size_t j = i; j < m; ++j) logT(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(i)) = row[j - i];
+  });
   std::vector<double> diag(m);
-  for (std::size_t t = 0; t < blocks.size(); ++t)
-    if (blocks[t].first == blocks[t].second) diag[blocks[t].first] = logT[t];
+  for (std::size_t i = 0; i < m; ++i) diag[i] = logT(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(i));
   out.exponent = scale_exponent(diag);
-  for (std::size_t t = 0; t < blocks.size(); ++t) {
-    const auto [i, j] = blocks[t];
-    if (i == j) continue;
-    const double v = identical(mixtures[i], mixtures[j]) ? 0.0 : scaled_distance(diag[i], diag[j], logT[t], out.exponent);
-    out.scaled(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = v;
-    out.scaled(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(i)) = v;
-  }
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = i + 1; j < m; ++j) {
+      const auto I = static_cast<Eigen::Index>(i), J = static_cast<Eigen::Index>(j);
+      const double v = identical(mixtures[i], mixtures[j]) ? 0.0 : scaled_distance(diag[i], diag[j], logT(J, I), out.exponent);
+      out.scaled(I, J) = out.scaled(J, I) = v;
+    }
   return out;
 }
 
@@ -254,22 +278,55 @@ ScaledDistances cross_l2_scaled(const std::vector<Mixture>& mixtures, const std:
     if (i >= m) throw std::invalid_argument("dfmr::cross_l2_scaled: row index out of range");
   for (std::size_t j : cols)
     if (j >= m) throw std::invalid_argument("dfmr::cross_l2_scaled: column index out of range");
-  ScaledDistances out{Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(rows.size()), static_cast<Eigen::Index>(cols.size())), 0};
+  const auto R = static_cast<Eigen::Index>(rows.size()), C = static_cast<Eigen::Index>(cols.size());
+  ScaledDistances out{Eigen::MatrixXd::Zero(R, C), 0};
   if (m == 0) return out;
-  std::vector<std::pair<std::size_t, std::size_t>> blocks;
-  blocks.reserve(m + rows.size() * cols.size());
-  for (std::size_t i = 0; i < m; ++i) blocks.emplace_back(i, i);
-  for (std::size_t i : rows)
-    for (std::size_t j : cols) blocks.emplace_back(std::min(i, j), std::max(i, j));
-  const std::vector<double> logT = log_cross_blocks(mixtures, blocks, n_threads);
-  const std::vector<double> diag(logT.begin(), logT.begin() + static_cast<std::ptrdiff_t>(m));
+  // Rows and columns in increasing index order, each set gathered into its own lane pool; every
+  // requested pair is computed once, lower index first, many lanes at a time: row i against the
+  // columns j > i (a suffix of the column pool), column j against the rows i > j.
+  std::vector<std::size_t> rs(rows), cs(cols);
+  std::sort(rs.begin(), rs.end());
+  rs.erase(std::unique(rs.begin(), rs.end()), rs.end());
+  std::sort(cs.begin(), cs.end());
+  cs.erase(std::unique(cs.begin(), cs.end()), cs.end());
+  const LanePool pool(mixtures), row_pool(mixtures, rs), col_pool(mixtures, cs);
+  std::vector<double> diag(m);
+  // logT_rc[a][b]: rows rs[a] x columns cs[b].
+  Eigen::MatrixXd logT_rc = Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(rs.size()), static_cast<Eigen::Index>(cs.size()));
+  const std::size_t n_tasks = m + rs.size() + cs.size();
+  std::vector<LaneWork> work(detail::worker_count(n_tasks, n_threads), LaneWork(pool.d));
+  detail::parallel_for(n_tasks, n_threads, [&](std::size_t t, std::size_t w) {
+    if (t < m) return log_cross_row(pool, t, pool, t, t + 1, work[w], &diag[t]);
+    if (t < m + rs.size()) {
+      const std::size_t a = t - m, i = rs[a];
+      const std::size_t b0 = static_cast<std::size_t>(std::upper_bound(cs.begin(), cs.end(), i) - cs.begin());
+      if (b0 == cs.size()) return;
+      std::vector<double> v(cs.size() - b0);
+      log_cross_row(pool, i, col_pool, b0, cs.size(), work[w], v.data());
+      for (std::size_t b = b0; b < cs.size(); ++b) logT_rc(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b)) = v[b - b0];
+      return;
+    }
+    const std::size_t b = t - m - rs.size(), j = cs[b];
+    const std::size_t a0 = static_cast<std::size_t>(std::upper_bound(rs.begin(), rs.end(), j) - rs.begin());
+    if (a0 == rs.size()) return;
+    std::vector<double> v(rs.size() - a0);
+    log_cross_row(pool, j, row_pool, a0, rs.size(), work[w], v.data());
+    for (std::size_t a = a0; a < rs.size(); ++a) logT_rc(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b)) = v[a - a0];
+  });
+  Eigen::MatrixXd logT(R, C);
+  for (Eigen::Index r = 0; r < R; ++r)
+    for (Eigen::Index c = 0; c < C; ++c) {
+      const auto a = std::lower_bound(rs.begin(), rs.end(), rows[static_cast<std::size_t>(r)]) - rs.begin();
+      const auto b = std::lower_bound(cs.begin(), cs.end(), cols[static_cast<std::size_t>(c)]) - cs.begin();
+      logT(r, c) = logT_rc(a, b);
+    }
   out.exponent = scale_exponent(diag);
-  std::size_t t = m;
-  for (std::size_t r = 0; r < rows.size(); ++r)
-    for (std::size_t c = 0; c < cols.size(); ++c, ++t) {
-      const std::size_t i = rows[r], j = cols[c];
-      out.scaled(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c)) =
-          i == j || identical(mixtures[i], mixtures[j]) ? 0.0 : scaled_distance(diag[i], diag[j], logT[t], out.exponent);
+  for (Eigen::Index r = 0; r < R; ++r)
+    for (Eigen::Index c = 0; c < C; ++c) {
+      const std::size_t i = rows[static_cast<std::size_t>(r)], j = cols[static_cast<std::size_t>(c)];
+      out.scaled(r, c) = i == j || identical(mixtures[i], mixtures[j])
+                             ? 0.0
+                             : scaled_distance(diag[i], diag[j], logT(r, c), out.exponent);
     }
   return out;
 }

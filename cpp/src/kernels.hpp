@@ -19,14 +19,18 @@ inline double dot(const double* a, const double* b, std::size_t n) {
 }
 
 // In-place Cholesky (Cholesky-Banachiewicz) of the lower triangle of the row-major d x d
-// matrix A; on success the lower triangle holds L with L L^T = A. Returns false when a
-// pivot is not positive (A not numerically positive definite). The upper triangle is
-// neither read nor written.
-inline bool cholesky_lower(double* A, std::size_t d) {
+// matrix A; on success the lower triangle holds L with L L^T = A. The upper triangle is neither
+// read nor written. Returns false when a pivot A_jj - sum_k L_jk^2 is not finite or not above
+// rel_tol * A_jj: rel_tol = 0 asks only for positive pivots; the reduction passes 2 d eps,
+// refusing pivots that are rounding noise (pivot j carries an error of about j eps A_jj), so
+// that any other Cholesky implementation also factorises an accepted matrix. The one dense
+// Cholesky of the core (the distance kernel factorises many small matrices at once, lane-wise).
+inline bool cholesky_lower(double* A, std::size_t d, double rel_tol = 0.0) {
   for (std::size_t j = 0; j < d; ++j) {
     double* rj = A + j * d;
-    const double pivot = rj[j] - dot(rj, rj, j);
-    if (!(pivot > 0.0) || !std::isfinite(pivot)) return false;
+    const double diag = rj[j];
+    const double pivot = diag - dot(rj, rj, j);
+    if (!(pivot > rel_tol * diag) || !(pivot > 0.0) || !std::isfinite(pivot)) return false;
     const double ljj = std::sqrt(pivot);
     rj[j] = ljj;
     const double inv = 1.0 / ljj;

@@ -53,30 +53,6 @@ struct Reduced {
   std::vector<double> log_det;
 };
 
-// Guarded in-place Cholesky of the row-major d x d matrix A (lower triangle read and written):
-// detail::cholesky_lower with a stricter acceptance test. Pivot j, A_jj - sum_k L_jk^2, carries a
-// rounding error of about j * eps * A_jj; it is accepted only if it exceeds 2 d eps A_jj, so a
-// pivot that is rounding noise (a numerically singular matrix that happens to give positive
-// pivots) is refused, and any other Cholesky implementation (LAPACK's, the Mixture constructor's)
-// factorises an accepted matrix too.
-bool cholesky_lower_guarded(double* A, std::size_t d) {
-  const double tau = 2.0 * static_cast<double>(d) * std::numeric_limits<double>::epsilon();
-  for (std::size_t j = 0; j < d; ++j) {
-    double* rj = A + j * d;
-    const double diag = rj[j];
-    const double pivot = diag - detail::dot(rj, rj, j);
-    if (!(pivot > tau * diag) || !std::isfinite(pivot)) return false;
-    const double ljj = std::sqrt(pivot);
-    rj[j] = ljj;
-    const double inv = 1.0 / ljj;
-    for (std::size_t i = j + 1; i < d; ++i) {
-      double* ri = A + i * d;
-      ri[j] = (ri[j] - detail::dot(ri, rj, j)) * inv;
-    }
-  }
-  return true;
-}
-
 // Cholesky of a moment-matched covariance S (row-major d x d, symmetric) into L. A convex
 // combination of positive-definite matrices is positive definite; rounding can still break that
 // when the pooled components differ in scale by many orders of magnitude (hostile input: means
@@ -92,7 +68,8 @@ void factor(double* S, double* L, std::size_t d) {
   for (; ridge <= 1e-6 * scale; ridge = ridge == 0.0 ? 1e-14 * scale : 10.0 * ridge) {
     std::copy(S, S + d * d, L);
     for (std::size_t i = 0; i < d; ++i) L[i * d + i] += ridge;
-    if (cholesky_lower_guarded(L, d)) {
+    // Pivots that are rounding noise are refused (see detail::cholesky_lower).
+    if (detail::cholesky_lower(L, d, 2.0 * static_cast<double>(d) * std::numeric_limits<double>::epsilon())) {
       for (std::size_t i = 0; i < d; ++i) {
         S[i * d + i] += ridge;
         for (std::size_t j = i + 1; j < d; ++j) L[i * d + j] = 0.0;

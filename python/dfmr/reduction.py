@@ -103,7 +103,8 @@ def reduce(
         Target number of components K; every start has at most K components.
     starts : sequence of GaussianMixtureParams
         Initial reduced mixtures; all are run (in parallel) and the one with the smallest
-        final objective is kept (ties: the first).
+        final objective is kept (ties: the first). Starts with identical parameters run once
+        and share the result; only the best start's transport plan is kept in memory.
     trim : float, default 0.0
         Trimming level alpha in [0, 1); 0 is plain MR.
     tol : float, default 1e-5
