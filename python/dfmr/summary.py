@@ -18,14 +18,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from statsmodels.iolib.summary import Summary
-from statsmodels.iolib.table import SimpleTable
-from statsmodels.iolib.tableformatting import fmt_2cols, fmt_params
 
 from .params import GaussianMixtureParams
 from .robust import screening_summary_lines
 
 if TYPE_CHECKING:
+    from statsmodels.iolib.summary import Summary
+    from statsmodels.iolib.table import SimpleTable
+
     from .aggregate import AggregationResult
     from .inference import MixtureInferenceResult
 
@@ -42,8 +42,23 @@ _METHOD_NAMES = {
 # Means longer than this are shown as their first few and last coordinates.
 _MAX_MEAN_COORDS = 6
 _MEAN_HEAD = 4
-_FMT_PAIRS = dict(fmt_2cols, data_fmts=["%s"], colsep="   ", data_aligns="lrlr", colwidths=None)
-_FMT_TABLE = dict(fmt_params, data_fmts=["%s"], colsep="  ", colwidths=None)
+
+
+def _table(rows: list[list[str]], headers: list[str] | None, *, stubs: list[str] | None = None, title: str,
+           style: str, **fmt: object) -> SimpleTable:
+    """A statsmodels SimpleTable: ``style`` "pairs" (header block), "plain" (natural widths) or "params".
+
+    statsmodels is imported here, not with the package: ``import dfmr`` stays light.
+    """
+    from statsmodels.iolib.table import SimpleTable
+    from statsmodels.iolib.tableformatting import fmt_2cols, fmt_params
+
+    base = {
+        "pairs": dict(fmt_2cols, data_fmts=["%s"], colsep="   ", data_aligns="lrlr", colwidths=None),
+        "plain": dict(fmt_params, data_fmts=["%s"], colsep="  ", colwidths=None),
+        "params": fmt_params,
+    }[style]
+    return SimpleTable(rows, headers, stubs, title=title, txt_fmt={**base, **fmt})
 
 
 class Report(str):
@@ -106,7 +121,7 @@ def _pairs_table(title: str, left: Sequence[tuple[str, str]], right: Sequence[tu
             key, value = side[i] if i < len(side) else ("", "")
             row += [f"{key}:" if key else "", value]
         rows.append(row)
-    return SimpleTable(rows, title=title, txt_fmt=_FMT_PAIRS)
+    return _table(rows, None, title=title, style="pairs")
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], aligns: str, width: int) -> list[str]:
@@ -156,9 +171,9 @@ def _component_rows(mixture: GaussianMixtureParams) -> list[list[str]]:
 
 def _mixture_table(mixture: GaussianMixtureParams) -> tuple[SimpleTable, str]:
     title = f"Gaussian mixture: K = {mixture.n_components} components in d = {mixture.dim} dimensions"
-    table = SimpleTable(
-        _component_rows(mixture), ["component", "weight", "mean", "tr(Sigma)"], title=title,
-        txt_fmt=dict(_FMT_TABLE, data_aligns="rrlr", colsep="   "),
+    table = _table(
+        _component_rows(mixture), ["component", "weight", "mean", "tr(Sigma)"], title=title, style="plain",
+        data_aligns="rrlr", colsep="   ",
     )
     if mixture.dim > _MAX_MEAN_COORDS:
         note = f"Means show coordinates 1-{_MEAN_HEAD} and {mixture.dim}; tr(Sigma) is the total variance."
@@ -168,6 +183,8 @@ def _mixture_table(mixture: GaussianMixtureParams) -> tuple[SimpleTable, str]:
 
 
 def _report(tables: list[SimpleTable], notes: Sequence[str]) -> Report:
+    from statsmodels.iolib.summary import Summary
+
     summary = Summary()
     summary.tables.extend(tables)
     if notes:
@@ -278,10 +295,7 @@ def _machine_table(result: AggregationResult, inference: MixtureInferenceResult 
         for i in range(result.n_machines)
     ]
     title = "L2 distances between local estimates" if D is not None else "Per-machine tests against the aggregate"
-    return SimpleTable(
-        rows, headers, title=title,
-        txt_fmt=dict(_FMT_TABLE, data_aligns="l" + "r" * (len(headers) - 1)),
-    )
+    return _table(rows, headers, title=title, style="plain", data_aligns="l" + "r" * (len(headers) - 1))
 
 
 def _params_table(inference: MixtureInferenceResult, alpha: float, covariances: bool) -> SimpleTable:
@@ -300,9 +314,9 @@ def _params_table(inference: MixtureInferenceResult, alpha: float, covariances: 
         for i in keep
     ]
     what = "Weights, means and covariances" if covariances else "Weights and means"
-    return SimpleTable(
+    return _table(
         rows, ["coef", "std err", stat, f"P>|{stat}|", f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"],
-        [names[i] for i in keep], title=f"{what} ({inference.method})", txt_fmt=fmt_params,
+        stubs=[names[i] for i in keep], title=f"{what} ({inference.method})", style="params",
     )
 
 
@@ -411,9 +425,9 @@ def inference_summary(
              _yes_no(bool(tests.retained[i]))]
             for i in range(tests.statistic.size)
         ]
-        tables.append(SimpleTable(
+        tables.append(_table(
             rows, ["machine", "Wald", "p-value", f"{tests.method} p", "kept"],
-            title="Per-machine tests against the aggregate", txt_fmt=dict(_FMT_TABLE, data_aligns="lrrrr"),
+            title="Per-machine tests against the aggregate", style="plain", data_aligns="lrrrr",
         ))
     tables.append(_params_table(inference, alpha, covariances))
     return _report(tables, _inference_notes(inference, covariances))
