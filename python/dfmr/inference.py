@@ -12,10 +12,12 @@ Two ways to get the covariance of the aggregate's parameters (named as in
     never enters. The covariance of ``w_K = 1 - sum_{k<K} w_k`` follows by the (exact, linear)
     delta method, and each covariance entry is one parameter (the symmetric parametrisation).
     *Valid* when the aggregate behaves like the MLE of the retained data: MR over all machines
-    (asymptotically the global MLE), with honest machines. *Not valid* for DFMR: its filter
-    drops honest machines depending on the data and ties the estimate to the centre
-    machine's noise, so its standard deviation is 1.2-1.5x what the retained machines'
-    information says, and these intervals cover only about 0.8 at the 95% level.
+    (asymptotically the global MLE), with honest machines (measured coverage 0.94-0.96, widths
+    within 5% of the estimates' real spread). *Not valid* for DFMR: its filter drops honest
+    machines depending on the data and ties the estimate to the centre machine's noise, so
+    its estimates vary 1.3-1.4x as much as MR's, which the retained machines' information does
+    not see (measured coverage 0.91-0.92 at the 95% level, 0.4 N(-2, 1) + 0.6 N(2, 1.5), 10
+    machines of 1,000 points; see vignettes/inference.md).
 
 ``"jackknife"``
     The machine-level jackknife: the whole aggregator (filter included) is rerun on each of the
@@ -23,8 +25,10 @@ Two ways to get the covariance of the aggregate's parameters (named as in
     and ``V = (m - 1) / m sum_i (theta_(i) - mean)(theta_(i) - mean)^T``; intervals use Student's
     t with ``m - 1`` degrees of freedom. It needs no data, only the local estimates, and accounts
     for what the aggregator really does. *Valid* for DFMR (with or without Byzantine machines
-    that the filter removes) and for MR; it needs enough machines (m >= 10 or so), and is the
-    default for every aggregator except ``"mr"``.
+    that the filter removes: measured coverage 0.94-0.97) and for MR; it needs enough machines
+    (m >= 10 or so), and is the default for every aggregator except ``"mr"``. Its width varies
+    between data sets more than the information's (leaving one machine out can change what the
+    filter keeps); its median width is 1.1-1.25x the ideal normal interval's.
 
 Per-machine diagnostics (:class:`MachineTests`): each local estimate is aligned to the
 aggregate (the reduction's transport plan when the machine was retained, else minimum KL
