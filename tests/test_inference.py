@@ -222,6 +222,24 @@ def test_result_follows_statsmodels_conventions():
     assert shaped["covariances"][1].shape == (2, 1, 1)
 
 
+def test_what_machines_send_is_checked():
+    parts, local = small_problem()
+    res = dfmr.mr(local, 2)
+    sent = [inf.machine_information(x, res.mixture) for x in parts]
+    bad_cases = {
+        "NaN or infinite": (np.full((5, 5), np.nan), N),
+        "shape": (np.eye(4), N),
+        "not symmetric": (np.triu(np.ones((5, 5))), N),
+        "positive integer": (sent[0][0], -3),
+    }
+    for message, entry in bad_cases.items():
+        with pytest.raises(ValueError, match=f"machine 3: .*{message}"):
+            inference.infer(res, local, method="information", machine_infos=sent[:3] + [entry] + sent[4:])
+    negative = sent[:3] + [(-100 * sent[3][0], N)] + sent[4:]
+    with pytest.raises(ValueError, match="not positive definite"):
+        inference.infer(res, local, method="information", machine_infos=negative)
+
+
 def test_information_method_needs_data():
     _, local = small_problem()
     with pytest.raises(ValueError, match="needs the retained machines' data"):

@@ -432,6 +432,24 @@ def _jackknife(
     return (r - 1) / r * centred.T @ centred, r, np.asarray(failed, dtype=np.intp)
 
 
+def _checked_info(machine: int, entry: tuple[ArrayLike, int], p: int) -> tuple[np.ndarray, int]:
+    """A machine's (matrix, n), checked: what a machine sends is untrusted input."""
+    try:
+        matrix, n = entry
+    except (TypeError, ValueError):
+        raise ValueError(f"machine {machine}: expected (matrix, n), got {type(entry).__name__}.") from None
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (p, p):
+        raise ValueError(f"machine {machine}: information matrix of shape {matrix.shape}, expected ({p}, {p}).")
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError(f"machine {machine}: the information matrix has NaN or infinite entries.")
+    if not np.allclose(matrix, matrix.T, rtol=1e-8, atol=1e-8 * max(1.0, float(np.abs(matrix).max()))):
+        raise ValueError(f"machine {machine}: the information matrix is not symmetric.")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"machine {machine}: n must be a positive integer, got {n!r}.")
+    return matrix, int(n)
+
+
 def _invert_information(total: np.ndarray, kind: str) -> np.ndarray:
     total = 0.5 * (total + total.T)
     try:
@@ -517,6 +535,10 @@ def infer(
     if machine_infos is not None:
         if len(machine_infos) != m:
             raise ValueError(f"machine_infos must hold one entry per machine ({m}), got {len(machine_infos)}.")
+        p = info.n_params(ref.n_components, ref.dim)
+        machine_infos = [
+            None if entry is None else _checked_info(i, entry, p) for i, entry in enumerate(machine_infos)
+        ]
         kept = [machine_infos[int(i)] for i in result.retained]
         if any(entry is None for entry in kept):
             raise ValueError("every retained machine must send its information matrix.")
