@@ -300,3 +300,12 @@ def test_estimator_infer_rejects_what_it_cannot_use(fitted):
     with pytest.raises(ValueError, match="needs the retained machines' data"):
         mr.confidence_intervals()
     assert mr.infer(X).method == "information"
+
+
+def test_estimator_inference_needs_a_fit():
+    est = dfmr.DistributedGaussianMixture(2)
+    assert not hasattr(est, "standard_errors_")
+    with pytest.raises(dfmr.NotFittedError):
+        est.confidence_intervals()
+    with pytest.raises(dfmr.NotFittedError):
+        est.infer()
