@@ -33,7 +33,10 @@ CASES = {
     "mr jackknife": ("mr", False, "jackknife"),
     "dfmr attacked default": ("dfmr", True, None),
     "dfmr attacked information": ("dfmr", True, "information"),
+    "dfmr bootstrap": ("dfmr", False, "bootstrap"),
+    "dfmr attacked bootstrap": ("dfmr", True, "bootstrap"),
 }
+N_BOOT = 50  # enough for a standard error within ~10%; the benchmark uses the default 200
 
 
 def _aligned_to_truth(result: inference.MixtureInferenceResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,7 +76,8 @@ def study() -> dict[str, dict[str, np.ndarray]]:
                 # Per-machine tests only where they are checked (their Holm step costs a gc.collect()).
                 tested = name in ("dfmr default", "dfmr attacked default")
                 res = inference.infer(agg, mixtures, method=interval, machine_infos=sent,
-                                      n_samples=N if tested else None)
+                                      n_samples=N if tested or interval == "bootstrap" else None,
+                                      n_boot=N_BOOT, random_state=rep)
                 est, lo, hi = _aligned_to_truth(res)
                 out[name]["covered"].append((lo <= truth) & (truth <= hi))
                 out[name]["width"].append(hi - lo)
@@ -102,6 +106,18 @@ def test_default_method_is_the_jackknife_except_for_mr():
 @pytest.mark.parametrize("name", ["dfmr default", "mr default", "dfmr attacked default"])
 def test_default_95_percent_intervals_cover(study, name):
     assert 0.90 <= coverage(study, name) <= 0.985
+
+
+@pytest.mark.parametrize("name", ["dfmr bootstrap", "dfmr attacked bootstrap"])
+def test_bootstrap_intervals_cover_dfmr_with_steadier_widths_than_the_jackknife(study, name):
+    assert 0.90 <= coverage(study, name) <= 0.985
+    jackknife = name.replace("bootstrap", "default")
+    spread = {
+        key: np.quantile(study[key]["width"][:, POOLED], 0.9, axis=0) / np.quantile(study[key]["width"][:, POOLED],
+                                                                                   0.1, axis=0)
+        for key in (name, jackknife)
+    }
+    assert np.all(spread[name] < spread[jackknife])
 
 
 def test_information_intervals_cover_for_mr_where_the_docstring_says_they_are_valid(study):
@@ -238,6 +254,20 @@ def test_what_machines_send_is_checked():
     negative = sent[:3] + [(-100 * sent[3][0], N)] + sent[4:]
     with pytest.raises(ValueError, match="not positive definite"):
         inference.infer(res, local, method="information", machine_infos=negative)
+
+
+def test_bootstrap_of_mr_agrees_with_the_information():
+    # MR is (to first order) the n-weighted average of the local estimates, so redrawing them from
+    # N(theta, I^-1 / n_i) must give back I^-1 / N: the information method's covariance.
+    parts, local = small_problem()
+    res = dfmr.mr(local, 2)
+    boot = inference.infer(res, local, parts, method="bootstrap", n_boot=400, random_state=1)
+    info_res = inference.infer(res, local, parts, method="information")
+    ratio = boot.bse.to_numpy() / info_res.bse.to_numpy()
+    assert np.all((ratio > 0.85) & (ratio < 1.15)), ratio
+    assert not boot.use_t and boot.method == "bootstrap"
+    with pytest.raises(ValueError, match="sample sizes"):
+        inference.infer(res, local, method="bootstrap")
 
 
 def test_information_method_needs_data():

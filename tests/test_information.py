@@ -181,6 +181,9 @@ def test_information_rejects_bad_input():
         inf.information(np.zeros((5, 2)), mix, "hessian")
     with pytest.raises(TypeError, match="GaussianMixtureParams"):
         inf.scores(np.zeros((5, 2)), {"weights": [1.0]})
+    zero = GaussianMixtureParams([0.0, 1.0], mix.means[:2], mix.covariances[:2])
+    with pytest.raises(ValueError, match="positive weights"):
+        inf.information(np.zeros((5, 2)), zero)
 
 
 def test_align_recovers_a_permutation_without_a_plan():

@@ -261,6 +261,8 @@ def _header(
 def _inference_pairs(inference: MixtureInferenceResult) -> list[tuple[str, str]]:
     if inference.method == "jackknife":
         how = f"jackknife (t, {inference.df_resid:g} df)"
+    elif inference.method == "bootstrap":
+        how = "parametric bootstrap"
     else:
         how = f"{inference.kind} information"
     return [
@@ -337,8 +339,8 @@ def _inference_notes(inference: MixtureInferenceResult, covariances: bool) -> li
         )
     if inference.jackknife_failed.size:
         notes.append(
-            "Leave-one-out aggregates with fewer components were left out of the jackknife: machines "
-            + ", ".join(str(int(i)) for i in inference.jackknife_failed) + "."
+            f"{inference.jackknife_failed.size} leave-one-out or bootstrap aggregates with fewer components "
+            "were left out."
         )
     return notes
 
