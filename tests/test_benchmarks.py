@@ -13,7 +13,8 @@ BENCH = Path(__file__).resolve().parent / "benchmarks"
 
 @pytest.mark.parametrize(
     ("script", "expected"),
-    [("bench_core.py", "speed-up"), ("bench_fit.py", "x sklearn"), ("bench_scaling_m.py", "MiB")],
+    [("bench_core.py", "speed-up"), ("bench_fit.py", "x sklearn"), ("bench_scaling_m.py", "MiB"),
+     ("bench_coverage.py", "jackknife")],
 )
 def test_benchmark_runs(script, expected):
     proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,

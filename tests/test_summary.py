@@ -1,4 +1,4 @@
-"""Tests of dfmr.summary: the plain-text reports of aggregation results and mixtures."""
+"""Tests of dfmr.summary: the reports (statsmodels tables) of aggregations, mixtures and inference results."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import dfmr
-from dfmr import simulate
+from dfmr import inference, simulate
 from dfmr.aggregate import AggregationResult
 from dfmr.params import GaussianMixtureParams
-from dfmr.summary import aggregation_summary, mixture_summary
+from dfmr.summary import Report, aggregation_summary, mixture_summary
 
 K = 5
 
@@ -38,13 +38,12 @@ def results(attacked: tuple[list[GaussianMixtureParams], np.ndarray]) -> dict[st
 def machine_table(text: str) -> dict[int, tuple[bool, bool]]:
     """``{machine: (kept, is_centre)}`` parsed from the per-machine table of a summary."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("machine") and line.endswith("kept"))
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("machine") and line.endswith("kept"))
     rows = {}
     for line in lines[start + 2:]:
-        if line.startswith("="):
-            break
         match = re.match(r"^(\d+)( \(centre\))?\s.*\s(yes|no)$", line)
-        assert match, f"unexpected row {line!r}"
+        if not match:  # the next table's title or rule
+            break
         rows[int(match.group(1))] = (match.group(3) == "yes", match.group(2) is not None)
     return rows
 
@@ -169,3 +168,61 @@ def test_mixture_summary_abbreviates_long_means():
 def test_mixture_summary_rejects_other_objects():
     with pytest.raises(TypeError, match="GaussianMixtureParams"):
         mixture_summary({"weights": [1.0]})
+
+
+@pytest.fixture(scope="module")
+def inferred(attacked, results) -> inference.MixtureInferenceResult:
+    mixtures, _ = attacked
+    return inference.infer(results["dfmr"], mixtures, n_samples=5000)
+
+
+def test_reports_are_text_that_exports_html_and_latex(results):
+    report = results["dfmr"].summary()
+    assert isinstance(report, Report) and isinstance(report, str)
+    assert report.as_text() == str(report) == report.summary.as_text()
+    html, latex = report.as_html(), report.as_latex()
+    assert html.count("<table") == len(report.tables) == 3  # header, machines, mixture
+    assert "<td>Machines retained:</td>" in html
+    assert "\\begin{tabular}" in latex and "Machines retained:" in latex
+
+
+def test_summary_with_inference_lists_every_machine_with_its_adjusted_p_value(results, inferred, attacked):
+    res = results["dfmr"]
+    text = aggregation_summary(res, inferred)
+    rows = machine_table(text)
+    assert sorted(rows) == list(range(res.n_machines))
+    assert {i for i, (kept, _) in rows.items() if kept} == set(res.retained.tolist())
+    lines = text.splitlines()
+    header = next(line for line in lines if line.strip().startswith("machine"))
+    assert header.split()[-4:] == ["p-value", "holm", "p", "kept"]
+    for line in lines[lines.index(header) + 2: lines.index(header) + 2 + res.n_machines]:
+        machine = int(line.split()[0])
+        shown = line.split()[-2]
+        adjusted = inferred.machine_tests.pvalues_adjusted[machine]
+        assert shown == ("<1e-16" if adjusted < 1e-16 else f"{adjusted:.2g}")
+    _, bad = attacked
+    flat = " ".join(text.split())
+    assert "p-values below 0.05: " + ", ".join(f"machine {i}" for i in bad) + "." in flat
+    assert header_value(text, "Intervals") == "jackknife (t, 19 df)"
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_summary_parameter_table_matches_the_inference_result(results, inferred):
+    text = inferred.summary(aggregation=results["dfmr"])
+    ci = inferred.conf_int()
+    for name in ("w1", "w5", "mu[3][7]"):
+        row = next(line.split() for line in text.splitlines() if line.startswith(name + " "))
+        assert float(row[1]) == pytest.approx(inferred.params[name], abs=5e-5)
+        assert float(row[2]) == pytest.approx(inferred.bse[name], abs=5e-5)
+        assert float(row[-2]) == pytest.approx(ci.loc[name, "lower"], abs=5e-5)
+        assert float(row[-1]) == pytest.approx(ci.loc[name, "upper"], abs=5e-5)
+    assert "Sigma[" not in text
+    with_cov = inferred.summary(covariances=True)
+    assert sum(line.startswith("Sigma[") for line in with_cov.splitlines()) == 5 * 55
+
+
+def test_inference_summary_without_aggregation_lists_the_tests(inferred):
+    text = inferred.summary()
+    assert "Per-machine tests against the aggregate" in text
+    assert header_value(text, "Machines retained") == str(inferred.retained.size)
+    assert "L2 distances" not in text

@@ -6,7 +6,7 @@ distance to a robust centre and reduces the rest to one K-component mixture.
 
 from importlib import metadata as _metadata
 
-from . import filtering, io, metrics, partition, reduction, simulate, summary
+from . import filtering, information, io, metrics, partition, reduction, simulate, summary
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .distances import l2_distance, pairwise_l2
 from .estimator import DistributedGaussianMixture, NotFittedError
@@ -19,6 +19,6 @@ __all__ = [
     "pairwise_l2", "l2_distance",
     "dfmr", "mr", "coat", "tkb", "AggregationResult", "fit_local", "robust_dfmr",
     "DistributedGaussianMixture", "NotFittedError",
-    "filtering", "partition", "reduction", "simulate", "metrics", "io", "summary",
+    "filtering", "partition", "reduction", "simulate", "metrics", "io", "summary", "information",
 ]
 __version__ = _metadata.version("dfmr")  # single source: pyproject.toml

@@ -607,12 +607,150 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         n_samples = check_int(n_samples, "n_samples", 1)
         return self.mixture_.sample(n_samples, self.random_state if random_state is None else random_state)
 
-    def summary(self) -> str:
-        """Plain-text report of the aggregation: settings, per-machine decisions, the mixture.
+    def summary(self, covariances: bool = False) -> str:
+        """Report of the aggregation: settings, per-machine decisions, the mixture.
+
+        After :meth:`infer` it also shows the per-machine tests and the parameters with standard
+        errors and intervals (covariance entries too with ``covariances=True``).
 
         Returns
         -------
-        str
+        dfmr.summary.Report
+            Text (a ``str``) with ``as_html()`` and ``as_latex()``, built from statsmodels' tables.
         """
+        from .summary import aggregation_summary
+
         check_is_fitted(self)
-        return self.aggregation_.summary()
+        return aggregation_summary(self.aggregation_, self.__dict__.get("inference_"), covariances=covariances)
+
+    # ------------------------------------------------ standard errors and intervals (dfmr.inference)
+
+    def _machine_data(self, X: ArrayLike | None, parts: Sequence[ArrayLike] | None) -> list[np.ndarray] | None:
+        """The machines' arrays, in machine order, as ``fit`` saw them; None when neither is given."""
+        if X is not None and parts is not None:
+            raise ValueError("give X or parts, not both.")
+        if X is not None:
+            rs = self.random_state
+            if not (isinstance(rs, numbers.Integral) or isinstance(rs, np.random.SeedSequence)):
+                raise ValueError(
+                    "infer(X) re-splits X as fit(X) did, which needs random_state to be an int or a SeedSequence; "
+                    "pass the machines' arrays as infer(parts=...) instead."
+                )
+            parts = split(self._as_matrix(X, "X"), self.n_machines_, np.random.default_rng(_seed_sequence(rs)))
+        if parts is None:
+            return None
+        arrays = [self._as_matrix(part, f"parts[{i}]") for i, part in enumerate(parts)]
+        if len(arrays) != self.n_machines_:
+            raise ValueError(f"parts must hold one array per machine ({self.n_machines_}), got {len(arrays)}.")
+        for i, a in enumerate(arrays):
+            if a.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"parts[{i}] has {a.shape[1]} columns; the estimator was fitted with {self.n_features_in_}."
+                )
+        return arrays
+
+    def _map_machines(self, func: Callable[..., Any], tasks: list[tuple[Any, ...]]) -> list[Any]:
+        """``[func(*task) for task in tasks]`` on the estimator's backend, results in task order."""
+        workers = min(self._validated_params(), max(len(tasks), 1))
+        if self.backend == "processes":
+            with ProcessPoolExecutor(max_workers=workers, initializer=limit_worker_threads) as ex:
+                return list(ex.map(func, *zip(*tasks)))
+        with single_threaded_blas():
+            if self.backend == "threads":
+                with ThreadPoolExecutor(max_workers=workers) as ex:
+                    return list(ex.map(func, *zip(*tasks)))
+            return [func(*task) for task in tasks]
+
+    def infer(
+        self,
+        X: ArrayLike | None = None,
+        *,
+        parts: Sequence[ArrayLike] | None = None,
+        method: str | None = None,
+        kind: str = "observed",
+        multitest_method: str = "holm",
+        alpha: float = 0.05,
+    ) -> Any:
+        """Standard errors, confidence intervals and per-machine tests of the fitted aggregate.
+
+        Sets ``inference_`` (a :class:`dfmr.inference.MixtureInferenceResult`: ``params``, ``bse``,
+        ``cov_params()``, ``conf_int()``, ``summary()``, ``machine_tests``) and returns it. See
+        :mod:`dfmr.inference` for the two methods and when each is valid.
+
+        Parameters
+        ----------
+        X : array_like of shape (n, d), optional
+            The data given to ``fit(X)``; it is split across machines again exactly as ``fit`` did
+            (needs an int or SeedSequence ``random_state``).
+        parts : sequence of array_like, optional
+            The machines' arrays as given to ``fit_partitions``. With data (``X`` or ``parts``)
+            each retained machine computes its information matrix at the aggregate on the
+            estimator's backend, and the per-machine tests use the machines' sizes.
+        method : {"information", "jackknife"}, optional
+            ``None``: ``"information"`` for ``aggregator="mr"``, ``"jackknife"`` otherwise (DFMR's
+            data-dependent filter makes information-based intervals undercover). The jackknife
+            needs no data; without data it has no per-machine tests.
+        kind : {"observed", "opg"}, default "observed"
+            Form of the information matrix.
+        multitest_method : str, default "holm"
+            Adjustment of the per-machine p-values (statsmodels ``multipletests``).
+        alpha : float, default 0.05
+            Family-wise level of the per-machine rejections.
+
+        Returns
+        -------
+        dfmr.inference.MixtureInferenceResult
+        """
+        from .inference import infer as _infer
+        from .information import machine_information
+
+        check_is_fitted(self)
+        data = self._machine_data(X, parts)
+        infos = None
+        if data is not None:
+            retained = [int(i) for i in self.aggregation_.retained]
+            sent = self._map_machines(
+                machine_information, [(data[i], self.mixture_, kind) for i in retained]
+            )
+            infos = [None] * self.n_machines_
+            for i, entry in zip(retained, sent):
+                infos[i] = entry
+            n_samples = [len(a) for a in data]
+        else:
+            n_samples = None
+        self.inference_ = _infer(
+            self.aggregation_, self.local_mixtures_, method=method, machine_infos=infos, n_samples=n_samples,
+            kind=kind, aggregate=lambda mixes: self._aggregate(mixes, 1, None), multitest_method=multitest_method,
+            alpha=alpha,
+        )
+        return self.inference_
+
+    def _inference(self) -> Any:
+        check_is_fitted(self)
+        return self.__dict__["inference_"] if "inference_" in self.__dict__ else self.infer()
+
+    @property
+    def standard_errors_(self) -> dict[str, np.ndarray]:
+        """Standard errors shaped like the estimate: ``{"weights": (K,), "means": (K, d), "covariances": (K, d, d)}``.
+
+        From ``inference_``; if :meth:`infer` has not been called, it runs with its defaults
+        (which for ``aggregator="mr"`` need the data: call ``infer(X)`` first).
+        """
+        return self._inference().standard_errors()
+
+    def confidence_intervals(self, level: float = 0.95) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Confidence intervals shaped like the estimate, components in the order of ``means_``.
+
+        Parameters
+        ----------
+        level : float, default 0.95
+            Coverage in (0, 1).
+
+        Returns
+        -------
+        dict
+            ``{"weights"|"means"|"covariances": (lower, upper)}`` with arrays shaped like
+            ``weights_``, ``means_`` and ``covariances_``; from ``inference_`` (see
+            :attr:`standard_errors_` for when :meth:`infer` runs by itself).
+        """
+        return self._inference().confidence_intervals(level)

@@ -200,6 +200,8 @@ class _Layout:
     """Where each component's blocks sit in ``theta``, and the per-component constants."""
 
     def __init__(self, mixture: GaussianMixtureParams) -> None:
+        if np.any(mixture.weights <= 0):
+            raise ValueError("scores and information need positive weights; a zero weight is on the boundary.")
         k, d = mixture.n_components, mixture.dim
         self.k, self.d = k, d
         self.q = d * (d + 1) // 2

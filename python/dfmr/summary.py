@@ -1,10 +1,14 @@
-"""Plain-text reports of aggregation results and mixtures, in the style of statsmodels' ``summary()``.
+"""Reports of aggregations, mixtures and inference results, built with statsmodels' summary tables.
 
-A report has three parts: a header block of settings and diagnostics in two columns, a
-per-machine table (distance to the centre, median distance, kept or not) when the method
-computed distances, and the aggregated mixture, one row per component. Every part reads only
-attributes of :class:`~dfmr.aggregate.AggregationResult`; fields a method does not compute
-(``None``) are printed as ``n/a`` or their part is left out.
+A report is a :class:`statsmodels.iolib.summary.Summary` of :class:`~statsmodels.iolib.table.SimpleTable`
+parts, returned as a :class:`Report`: the text itself (a ``str``, so it prints and compares as
+text) that also exports ``as_html()`` and ``as_latex()``. An aggregation report has a header of
+settings and diagnostics in two columns; a per-machine table (distance to the centre, median
+distance, and with an inference result the Wald statistic and raw and adjusted p-values; then
+kept or not) when there is something per machine to show; then the aggregated mixture, one row per
+component, or, with an inference result, the parameters with standard errors and intervals.
+Every part reads only attributes of its inputs; fields a method does not compute (``None``) are
+printed as ``n/a`` or their part is left out.
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ from .params import GaussianMixtureParams
 from .robust import screening_summary_lines
 
 if TYPE_CHECKING:
-    from .aggregate import AggregationResult
+    from statsmodels.iolib.summary import Summary
+    from statsmodels.iolib.table import SimpleTable
 
-__all__ = ["aggregation_summary", "mixture_summary", "text_table"]
+    from .aggregate import AggregationResult
+    from .inference import MixtureInferenceResult
+
+__all__ = ["Report", "aggregation_summary", "inference_summary", "mixture_summary", "text_table"]
 
 _WIDTH = 78
 _METHOD_NAMES = {
@@ -36,6 +44,59 @@ _MAX_MEAN_COORDS = 6
 _MEAN_HEAD = 4
 
 
+def _table(rows: list[list[str]], headers: list[str] | None, *, stubs: list[str] | None = None, title: str,
+           style: str, **fmt: object) -> SimpleTable:
+    """A statsmodels SimpleTable: ``style`` "pairs" (header block), "plain" (natural widths) or "params".
+
+    statsmodels is imported here, not with the package: ``import dfmr`` stays light.
+    """
+    from statsmodels.iolib.table import SimpleTable
+    from statsmodels.iolib.tableformatting import fmt_2cols, fmt_params
+
+    base = {
+        "pairs": dict(fmt_2cols, data_fmts=["%s"], colsep="   ", data_aligns="lrlr", colwidths=None),
+        "plain": dict(fmt_params, data_fmts=["%s"], colsep="  ", colwidths=None),
+        "params": fmt_params,
+    }[style]
+    return SimpleTable(rows, headers, stubs, title=title, txt_fmt={**base, **fmt})
+
+
+class Report(str):
+    """The text of a statsmodels :class:`~statsmodels.iolib.summary.Summary`, keeping the Summary.
+
+    It is a ``str`` (``print`` it, search it, compare it) with the Summary's exports.
+
+    Attributes
+    ----------
+    summary : statsmodels.iolib.summary.Summary
+        The tables and notes the text was made from.
+    """
+
+    summary: Summary
+
+    def __new__(cls, summary: Summary) -> Report:
+        obj = super().__new__(cls, summary.as_text())
+        obj.summary = summary
+        return obj
+
+    @property
+    def tables(self) -> list[SimpleTable]:
+        """The report's tables."""
+        return self.summary.tables
+
+    def as_text(self) -> str:
+        """The report as plain text (the string itself)."""
+        return str.__str__(self)
+
+    def as_html(self) -> str:
+        """The report's tables as HTML."""
+        return self.summary.as_html()
+
+    def as_latex(self) -> str:
+        """The report's tables as LaTeX."""
+        return self.summary.as_latex()
+
+
 def _num(x: float | None) -> str:
     """A float in at most 6 significant digits, ``n/a`` for None."""
     if x is None:
@@ -43,29 +104,24 @@ def _num(x: float | None) -> str:
     return f"{float(x):.6g}"
 
 
+def _pvalue(x: float) -> str:
+    return "<1e-16" if x < 1e-16 else f"{x:.2g}"
+
+
 def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def _title(text: str, width: int) -> str:
-    return text.center(width).rstrip()
-
-
-def _pairs_block(left: Sequence[tuple[str, str]], right: Sequence[tuple[str, str]], width: int) -> list[str]:
-    """Two columns of ``key: value`` lines, values right-aligned in each column (statsmodels' header layout)."""
-    col = (width - 3) // 2
-    lines = []
+def _pairs_table(title: str, left: Sequence[tuple[str, str]], right: Sequence[tuple[str, str]]) -> SimpleTable:
+    """Two columns of ``key: value`` pairs under a title (statsmodels' header layout)."""
+    rows = []
     for i in range(max(len(left), len(right))):
-        cells = []
+        row = []
         for side in (left, right):
-            if i < len(side):
-                key, value = side[i]
-                key = f"{key}:"
-                cells.append(f"{key}{value:>{max(col - len(key), len(value) + 1)}}")
-            else:
-                cells.append(" " * col)
-        lines.append(f"{cells[0]:<{col}}   {cells[1]}".rstrip())
-    return lines
+            key, value = side[i] if i < len(side) else ("", "")
+            row += [f"{key}:" if key else "", value]
+        rows.append(row)
+    return _table(rows, None, title=title, style="pairs")
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], aligns: str, width: int) -> list[str]:
@@ -103,6 +159,8 @@ def _format_means(means: np.ndarray) -> list[str]:
     return out
 
 
+
+
 def _component_rows(mixture: GaussianMixtureParams) -> list[list[str]]:
     traces = np.trace(mixture.covariances, axis1=1, axis2=2)
     return [
@@ -111,20 +169,32 @@ def _component_rows(mixture: GaussianMixtureParams) -> list[list[str]]:
     ]
 
 
-def _mixture_lines(mixture: GaussianMixtureParams, width: int) -> list[str]:
+def _mixture_table(mixture: GaussianMixtureParams) -> tuple[SimpleTable, str]:
     title = f"Gaussian mixture: K = {mixture.n_components} components in d = {mixture.dim} dimensions"
-    lines = [_title(title, width), "=" * width]
-    lines += text_table(["component", "weight", "mean", "tr(Sigma)"], _component_rows(mixture), "rrlr", width)
-    lines.append("=" * width)
+    table = _table(
+        _component_rows(mixture), ["component", "weight", "mean", "tr(Sigma)"], title=title, style="plain",
+        data_aligns="rrlr", colsep="   ",
+    )
     if mixture.dim > _MAX_MEAN_COORDS:
-        lines.append(f"Means show coordinates 1-{_MEAN_HEAD} and {mixture.dim}; tr(Sigma) is the total variance.")
+        note = f"Means show coordinates 1-{_MEAN_HEAD} and {mixture.dim}; tr(Sigma) is the total variance."
     else:
-        lines.append("tr(Sigma) is the total variance of the component.")
-    return lines
+        note = "tr(Sigma) is the total variance of the component."
+    return table, note
 
 
-def mixture_summary(mixture: GaussianMixtureParams) -> str:
-    """A plain-text table of a mixture: weight, mean and total variance of every component.
+def _report(tables: list[SimpleTable], notes: Sequence[str]) -> Report:
+    from statsmodels.iolib.summary import Summary
+
+    summary = Summary()
+    summary.tables.extend(tables)
+    if notes:
+        wrap = textwrap.TextWrapper(_WIDTH, subsequent_indent="      ", break_on_hyphens=False)
+        summary.add_extra_txt(["\n".join(wrap.wrap(f"Note: {n}")) for n in notes])
+    return Report(summary)
+
+
+def mixture_summary(mixture: GaussianMixtureParams) -> Report:
+    """A table of a mixture: weight, mean and total variance of every component.
 
     Parameters
     ----------
@@ -133,7 +203,7 @@ def mixture_summary(mixture: GaussianMixtureParams) -> str:
 
     Returns
     -------
-    str
+    Report
         One row per component; means with more than six coordinates are abbreviated.
 
     Raises
@@ -143,7 +213,8 @@ def mixture_summary(mixture: GaussianMixtureParams) -> str:
     """
     if not isinstance(mixture, GaussianMixtureParams):
         raise TypeError(f"mixture must be a GaussianMixtureParams, got {type(mixture).__name__}.")
-    return "\n".join(_mixture_lines(mixture, _WIDTH))
+    table, note = _mixture_table(mixture)
+    return _report([table], [note])
 
 
 def _components_text(result: AggregationResult) -> tuple[str, str | None]:
@@ -162,7 +233,9 @@ def _components_text(result: AggregationResult) -> tuple[str, str | None]:
     return f"{got} of {asked}", None
 
 
-def _header(result: AggregationResult) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def _header(
+    result: AggregationResult, inference: MixtureInferenceResult | None
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     decision = result.filter
     left = [
         ("Method", result.method.upper()),
@@ -180,34 +253,186 @@ def _header(result: AggregationResult) -> tuple[list[tuple[str, str]], list[tupl
         ("MM iterations", str(result.n_iter)),
         ("Converged", _yes_no(result.converged)),
     ]
+    if inference is not None:
+        right += _inference_pairs(inference)
     return left, right
 
 
-def _machine_lines(result: AggregationResult, width: int) -> list[str]:
-    """Per-machine table: distance to the centre (when known), median distance, kept flag."""
+def _inference_pairs(inference: MixtureInferenceResult) -> list[tuple[str, str]]:
+    if inference.method == "jackknife":
+        how = f"jackknife (t, {inference.df_resid:g} df)"
+    elif inference.method == "bootstrap":
+        how = "parametric bootstrap"
+    else:
+        how = f"{inference.kind} information"
+    return [
+        ("Intervals", how),
+        ("Observations", "n/a" if inference.nobs is None else str(inference.nobs)),
+    ]
+
+
+def _machine_table(result: AggregationResult, inference: MixtureInferenceResult | None) -> SimpleTable | None:
+    """Per-machine table: distance to the centre and median distance (when known), tests (when run), kept."""
     D = result.distances
-    if D is None:
-        return []
-    to_center = result.distance_to_center
-    medians = np.quantile(D, 0.5, axis=1)
-    kept = result.kept
-    headers = ["machine"]
-    if to_center is not None:
-        headers.append("distance to centre")
-    headers += ["median distance", "kept"]
-    rows = []
-    for i in range(result.n_machines):
-        label = f"{i} (centre)" if i == result.center else str(i)
-        row = [label]
-        if to_center is not None:
-            row.append(_num(to_center[i]))
-        row += [_num(medians[i]), _yes_no(bool(kept[i]))]
-        rows.append(row)
-    lines = ["", _title("L2 distances between local estimates", width), "=" * width]
-    lines += text_table(headers, rows, "l" + "r" * (len(headers) - 1), width)
-    lines.append("=" * width)
-    lines.append("The centre has the smallest median distance (self-distance included).")
-    return lines
+    tests = None if inference is None else inference.machine_tests
+    if D is None and tests is None:
+        return None
+    headers, columns = ["machine"], []
+    if result.distance_to_center is not None:
+        headers.append("dist. to centre")
+        columns.append([_num(x) for x in result.distance_to_center])
+    if D is not None:
+        headers.append("median dist.")
+        columns.append([_num(x) for x in np.quantile(D, 0.5, axis=1)])
+    if tests is not None:
+        headers += ["Wald", "p-value", f"{tests.method} p"]
+        columns += [
+            [f"{x:.4g}" for x in tests.statistic], [_pvalue(x) for x in tests.pvalues],
+            [_pvalue(x) for x in tests.pvalues_adjusted],
+        ]
+    headers.append("kept")
+    columns.append([_yes_no(bool(k)) for k in result.kept])
+    rows = [
+        [f"{i} (centre)" if i == result.center else str(i), *(col[i] for col in columns)]
+        for i in range(result.n_machines)
+    ]
+    title = "L2 distances between local estimates" if D is not None else "Per-machine tests against the aggregate"
+    return _table(rows, headers, title=title, style="plain", data_aligns="l" + "r" * (len(headers) - 1))
+
+
+def _params_table(inference: MixtureInferenceResult, alpha: float, covariances: bool) -> SimpleTable:
+    """statsmodels' parameter table: coef, std err, z (or t), P>|z|, interval bounds."""
+    names = inference.param_names
+    keep = [i for i, name in enumerate(names) if covariances or not name.startswith("Sigma")]
+    params, bse = inference.params.to_numpy(), inference.bse.to_numpy()
+    tvalues, pvalues = inference.tvalues.to_numpy(), inference.pvalues.to_numpy()
+    ci = inference.conf_int(alpha).to_numpy()
+    stat = "t" if inference.use_t else "z"
+    rows = [
+        [
+            f"{params[i]:.4f}", f"{bse[i]:.4f}", "" if np.isnan(tvalues[i]) else f"{tvalues[i]:.3f}",
+            "" if np.isnan(pvalues[i]) else f"{pvalues[i]:.3f}", f"{ci[i, 0]:.4f}", f"{ci[i, 1]:.4f}",
+        ]
+        for i in keep
+    ]
+    what = "Weights, means and covariances" if covariances else "Weights and means"
+    return _table(
+        rows, ["coef", "std err", stat, f"P>|{stat}|", f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"],
+        stubs=[names[i] for i in keep], title=f"{what} ({inference.method})", style="params",
+    )
+
+
+def _inference_notes(inference: MixtureInferenceResult, covariances: bool) -> list[str]:
+    notes = [
+        "Components are numbered from 1 in the order of the aggregate (means_); w_K = 1 - sum of the "
+        "others. Tests of 'parameter = 0' are left blank for weights and variances.",
+    ]
+    if not covariances:
+        notes.append("Covariance entries are left out; summary(covariances=True) lists them.")
+    tests = inference.machine_tests
+    if tests is not None:
+        flagged = np.flatnonzero(tests.reject)
+        notes.append(
+            f"Per-machine Wald statistics have {tests.df} degrees of freedom; {tests.method}-adjusted "
+            f"p-values below {tests.alpha:g}: "
+            + (", ".join(f"machine {int(i)}" for i in flagged) if flagged.size else "none") + "."
+        )
+    if inference.jackknife_failed.size:
+        notes.append(
+            f"{inference.jackknife_failed.size} leave-one-out or bootstrap aggregates with fewer components "
+            "were left out."
+        )
+    return notes
+
+
+def aggregation_summary(
+    result: AggregationResult,
+    inference: MixtureInferenceResult | None = None,
+    *,
+    alpha: float = 0.05,
+    covariances: bool = False,
+) -> Report:
+    """A statsmodels-style report of an aggregation, with inference when given.
+
+    Parameters
+    ----------
+    result : AggregationResult
+        The output of :func:`dfmr.dfmr`, :func:`dfmr.mr`, :func:`dfmr.coat` or :func:`dfmr.tkb`.
+    inference : MixtureInferenceResult, optional
+        Standard errors, intervals and per-machine tests of ``result`` (:func:`dfmr.inference.infer`).
+    alpha : float, default 0.05
+        Intervals of level ``1 - alpha`` (with ``inference``).
+    covariances : bool, default False
+        List the covariance entries too (with ``inference``).
+
+    Returns
+    -------
+    Report
+        A header (method, machines received and retained, centre, threshold kappa, radius r,
+        cut-off, objective, MM iterations, convergence, components requested and returned,
+        and the interval method), a per-machine table when distances or tests exist (distance
+        to the centre, median distance, Wald statistic, p-value, adjusted p-value, kept),
+        the aggregated mixture, the parameters with standard errors and intervals (with
+        ``inference``), and notes (excluded machines, dropped components, non-convergence,
+        machines the tests flag).
+    """
+    name = _METHOD_NAMES.get(result.method, result.method)
+    tables = [_pairs_table(f"Aggregation results: {name}", *_header(result, inference))]
+    machines = _machine_table(result, inference)
+    if machines is not None:
+        tables.append(machines)
+    mixture, mixture_note = _mixture_table(result.mixture)
+    tables.append(mixture)
+    notes = _notes(result)
+    if inference is not None:
+        tables.append(_params_table(inference, alpha, covariances))
+        notes += _inference_notes(inference, covariances)
+    # robust_dfmr's screening decisions (machine, component, rule, statistic), as robust.py formats them.
+    return _report(tables, [*notes, mixture_note], screening_summary_lines(result, _WIDTH))
+
+
+def inference_summary(
+    inference: MixtureInferenceResult,
+    aggregation: AggregationResult | None = None,
+    *,
+    alpha: float = 0.05,
+    covariances: bool = False,
+) -> Report:
+    """The report of an inference result; with its aggregation, :func:`aggregation_summary` of both.
+
+    Parameters
+    ----------
+    inference : MixtureInferenceResult
+    aggregation : AggregationResult, optional
+    alpha : float, default 0.05
+    covariances : bool, default False
+
+    Returns
+    -------
+    Report
+    """
+    if aggregation is not None:
+        return aggregation_summary(aggregation, inference, alpha=alpha, covariances=covariances)
+    left = [
+        ("Aggregator", inference.aggregator.upper()),
+        ("Machines received", str(inference.n_machines)),
+        ("Machines retained", str(inference.retained.size)),
+    ]
+    right = [("Dimension d", str(inference.mixture.dim)), *_inference_pairs(inference)]
+    tables = [_pairs_table("Inference for an aggregated Gaussian mixture", left, right)]
+    tests = inference.machine_tests
+    if tests is not None:
+        rows = [
+            [str(i), f"{tests.statistic[i]:.4g}", _pvalue(tests.pvalues[i]), _pvalue(tests.pvalues_adjusted[i]),
+             _yes_no(bool(tests.retained[i]))]
+            for i in range(tests.statistic.size)
+        ]
+        tables.append(_table(
+            rows, ["machine", "Wald", "p-value", f"{tests.method} p", "kept"],
+            title="Per-machine tests against the aggregate", style="plain", data_aligns="lrrrr",
+        ))
+    tables.append(_params_table(inference, alpha, covariances))
+    return _report(tables, _inference_notes(inference, covariances))
 
 
 def _notes(result: AggregationResult) -> list[str]:
@@ -239,35 +464,3 @@ def _notes(result: AggregationResult) -> list[str]:
             "raise max_iter or loosen tol."
         )
     return notes
-
-
-def aggregation_summary(result: AggregationResult) -> str:
-    """A statsmodels-style report of an aggregation.
-
-    Parameters
-    ----------
-    result : AggregationResult
-        The output of :func:`dfmr.dfmr`, :func:`dfmr.mr`, :func:`dfmr.coat` or :func:`dfmr.tkb`.
-
-    Returns
-    -------
-    str
-        A header block (method, machines received and retained, centre, threshold kappa,
-        radius r, cut-off, objective, MM iterations, convergence, components requested and
-        returned), a per-machine table when distances were computed (distance to the centre,
-        median distance, kept flag), notes (excluded machines, dropped components,
-        non-convergence) and the aggregated mixture.
-    """
-    width = _WIDTH
-    name = _METHOD_NAMES.get(result.method, result.method)
-    lines = [_title(f"Aggregation results: {name}", width), "=" * width]
-    lines += _pairs_block(*_header(result), width)
-    lines.append("=" * width)
-    notes = _notes(result)
-    for note in notes:
-        lines += textwrap.wrap(f"Note: {note}", width, subsequent_indent="      ", break_on_hyphens=False)
-    lines += _machine_lines(result, width)
-    lines += screening_summary_lines(result, width)
-    lines.append("")
-    lines += _mixture_lines(result.mixture, width)
-    return "\n".join(lines)
