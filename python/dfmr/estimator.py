@@ -465,7 +465,9 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         converged = np.array([result[4] for result in results], dtype=bool)
         return local, n_iter, converged
 
-    def _aggregate(self, local: list[GaussianMixtureParams], n_threads: int, sizes: list[int]) -> AggregationResult:
+    def _aggregate(
+        self, local: list[GaussianMixtureParams], n_threads: int, sizes: list[int] | None = None
+    ) -> AggregationResult:
         k = int(self.n_components)
         methods: dict[str, Callable[[], AggregationResult]] = {
             "dfmr": lambda: dfmr(local, k, self.threshold, n_threads=n_threads),
