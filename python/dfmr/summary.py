@@ -182,7 +182,8 @@ def _mixture_table(mixture: GaussianMixtureParams) -> tuple[SimpleTable, str]:
     return table, note
 
 
-def _report(tables: list[SimpleTable], notes: Sequence[str]) -> Report:
+def _report(tables: list[SimpleTable], notes: Sequence[str], extra: Sequence[str] = ()) -> Report:
+    """Tables, then wrapped notes, then ``extra`` lines as they are (e.g. robust_dfmr's screening block)."""
     from statsmodels.iolib.summary import Summary
 
     summary = Summary()
@@ -190,6 +191,8 @@ def _report(tables: list[SimpleTable], notes: Sequence[str]) -> Report:
     if notes:
         wrap = textwrap.TextWrapper(_WIDTH, subsequent_indent="      ", break_on_hyphens=False)
         summary.add_extra_txt(["\n".join(wrap.wrap(f"Note: {n}")) for n in notes])
+    if extra:
+        summary.add_extra_txt(["\n".join(extra)])
     return Report(summary)
 
 
