@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _core
+from ._validation import check_int
 from .params import GaussianMixtureParams
 
 __all__ = ["_core", "as_mixture_list", "pack", "unpack", "resolve_threads"]
@@ -64,6 +65,4 @@ def resolve_threads(n_threads: int | None) -> int:
     """``None`` or 0 means every hardware thread (the core's convention is 0)."""
     if n_threads is None:
         return 0
-    if not isinstance(n_threads, (int, np.integer)) or n_threads < 0:
-        raise ValueError(f"n_threads must be None or a non-negative integer, got {n_threads!r}.")
-    return int(n_threads)
+    return check_int(n_threads, "n_threads", 0)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._native import _core, as_mixture_list, pack
+from ._validation import check_int
 from .filtering import FilterDecision, _check_threshold, _decision
 from .params import GaussianMixtureParams
 from .reduction import ReductionResult, _check_k, _options, _result
@@ -114,9 +115,7 @@ def _check_n_starts(n_starts: int | None) -> int:
 def _center_options(center: str, n_center_sample: int, random_state: int | np.random.Generator | None) -> dict:
     if center not in _CENTER_RULES:
         raise ValueError(f"center must be one of {_CENTER_RULES}, got {center!r}.")
-    if (not isinstance(n_center_sample, (int, np.integer)) or isinstance(n_center_sample, bool)
-            or n_center_sample < 1):
-        raise ValueError(f"n_center_sample must be a positive integer, got {n_center_sample!r}.")
+    check_int(n_center_sample, "n_center_sample", 1)
     seed = 0
     if center == "sampled":
         seed = int(np.random.default_rng(random_state).integers(0, 2**63 - 1))

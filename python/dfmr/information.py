@@ -33,6 +33,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
+from ._validation import check_int
 from .params import GaussianMixtureParams
 
 if TYPE_CHECKING:
@@ -271,8 +272,7 @@ def _check_data(X: ArrayLike, mixture: GaussianMixtureParams) -> np.ndarray:
 
 
 def _blocks(n: int, block_rows: int) -> list[slice]:
-    if not (isinstance(block_rows, (int, np.integer)) and block_rows >= 1):
-        raise ValueError(f"block_rows must be a positive integer, got {block_rows!r}.")
+    check_int(block_rows, "block_rows", 1)
     return [slice(a, min(a + block_rows, n)) for a in range(0, n, int(block_rows))]
 
 
@@ -445,8 +445,7 @@ def expected_information(
     -------
     ndarray of shape (p, p)
     """
-    if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+    check_int(n_samples, "n_samples", 1)
     X, _ = mixture.sample(int(n_samples), random_state)
     return information(X, mixture, kind) / int(n_samples)
 

@@ -64,6 +64,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import xlogy
 from scipy.stats import chi2
 
+from ._validation import check_int
 from .aggregate import AggregationResult
 from .distances import pairwise_l2_scaled
 from .filtering import center_index
@@ -197,8 +198,7 @@ def _check_inputs(mixtures: Sequence[GaussianMixtureParams], n_components: int) 
     for i, f in enumerate(out):
         if not isinstance(f, GaussianMixtureParams):
             raise TypeError(f"mixtures[{i}]: expected GaussianMixtureParams, got {type(f).__name__}.")
-    if not isinstance(n_components, (int, np.integer)) or isinstance(n_components, bool) or n_components < 1:
-        raise ValueError(f"n_components must be a positive integer, got {n_components!r}.")
+    check_int(n_components, "n_components", 1)
     return out
 
 
