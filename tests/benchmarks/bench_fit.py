@@ -87,7 +87,7 @@ def compare(n: int, seeds: int, threads: bool) -> None:
         rows["w1_dfmr"].append(metrics.w1_distance(est.mixture_, truth))
         rows["w1_sklearn"].append(metrics.w1_distance(sklearn_mixture(gm), truth))
         rows["straggler"].append(max(machine) / float(np.median(machine)))
-    med = {key: float(np.median(value)) for key, value in rows.items()}
+    med = {key: float(np.median(value)) for key, value in rows.items() if value}
     print(f"N = {n:>9,}: dfmr {med['t_dfmr']:7.3f} s, sklearn {med['t_sklearn']:7.3f} s, "
           f"ratio {med['ratio']:.2f}x sklearn (target <= 0.7) | W1 to truth dfmr {med['w1_dfmr']:.4f}, "
           f"sklearn {med['w1_sklearn']:.4f} | slowest / median machine {med['straggler']:.2f} (target <= 2)"
