@@ -226,3 +226,10 @@ def test_inference_summary_without_aggregation_lists_the_tests(inferred):
     assert "Per-machine tests against the aggregate" in text
     assert header_value(text, "Machines retained") == str(inferred.retained.size)
     assert "L2 distances" not in text
+
+
+def test_robust_dfmr_summary_keeps_the_notes_and_the_screening_block(attacked):
+    mixtures, _ = attacked
+    text = dfmr.robust_dfmr(mixtures, K).summary()
+    assert "Screening decisions" in text
+    assert "Note: Means show coordinates 1-4 and 10" in text

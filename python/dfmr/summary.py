@@ -188,11 +188,11 @@ def _report(tables: list[SimpleTable], notes: Sequence[str], extra: Sequence[str
 
     summary = Summary()
     summary.tables.extend(tables)
-    if notes:
-        wrap = textwrap.TextWrapper(_WIDTH, subsequent_indent="      ", break_on_hyphens=False)
-        summary.add_extra_txt(["\n".join(wrap.wrap(f"Note: {n}")) for n in notes])
-    if extra:
-        summary.add_extra_txt(["\n".join(extra)])
+    wrap = textwrap.TextWrapper(_WIDTH, subsequent_indent="      ", break_on_hyphens=False)
+    text = ["\n".join(wrap.wrap(f"Note: {n}")) for n in notes] + (["\n".join(extra)] if extra else [])
+    if text:
+        # One call: statsmodels' add_extra_txt replaces the extra text rather than appending to it.
+        summary.add_extra_txt(text)
     return Report(summary)
 
 
