@@ -293,8 +293,10 @@ def test_every_decision_is_reported_with_rule_and_statistic(loc):
     att, _ = simulate.attack(loc, 0.2, "mean", "component", random_state=4)
     att[3] = random_mixture(np.random.default_rng(1), K, 2)
     res = robust(att)
-    text = res.summary()
+    text = str(res.summary())
     assert "Screening decisions" in text
+    block = text[text.index("Screening decisions"):]
+    assert max(len(line) for line in block.splitlines()) <= 78
     for d in res.screening.decisions:
         assert d.rule in RULES and np.isfinite(d.statistic)
         assert d.rule in ("dimension", "n_components", "duplicate", "unmatched") or d.statistic > d.cutoff

@@ -702,11 +702,11 @@ def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
         return []
     lines = ["", "Screening decisions".center(width).rstrip(), "=" * width]
     size = "known" if scr.n_samples_known else "unknown (equal sizes assumed)"
-    lines.append(f"Sample sizes: {size}; family-wise level {scr.level:g}")
     cut = ", ".join(f"{p} {scr.cutoffs[p]:.4g} (df {scr.degrees_of_freedom[p]})" for p in scr.cutoffs)
-    lines.append(f"Per-component chi2 cut-offs: {cut}")
     infl = ", ".join(f"{p} {v:.3g}" for p, v in scr.inflation.items())
-    lines.append(f"Inflation factor per part: {infl}")
+    for text in (f"Sample sizes: {size}; family-wise level {scr.level:g}",
+                 f"Per-component chi2 cut-offs: {cut}", f"Inflation factor per part: {infl}"):
+        lines += textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)
     lines.append("-" * width)
     header = f"{'machine':>7} {'comp':>4} {'slot':>4}  {'rule':<12} {'statistic':>11} {'cut-off':>11}"
     lines.append(header)
