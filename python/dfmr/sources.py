@@ -5,8 +5,9 @@ the worker that runs the machine's task, so that data are read where the machine
 never gathered to the client:
 
 * a NumPy array (validated by the caller, kept as is);
-* a :class:`SiteFile`: one per-site ``.npy``, ``.csv`` or Parquet file, read only when the task
-  runs; :func:`site_files` lists a directory or a glob of them and checks on the client what can
+* a *source*: any object with a ``load()`` method returning the machine's array, called only
+  where the task runs, such as a :class:`SiteFile` (one per-site ``.npy``, ``.csv`` or Parquet
+  file); :func:`site_files` lists a directory or a glob of them and checks on the client what can
   be checked from headers and metadata alone (numeric columns, width, row count where known);
 * a dask chunk or partition (what :func:`dask_array_parts` and :func:`dask_dataframe_parts`
   return: row chunks of a dask array, partitions of a dask dataframe are the machines), computed
@@ -71,7 +72,7 @@ def _numeric_dtype(dtype: Any) -> bool:
 
 @dataclass(frozen=True)
 class SiteFile:
-    """One machine's data in a file, read only by :meth:`read` (on the worker).
+    """One machine's data in a file, read only by :meth:`load` (on the worker).
 
     Parameters
     ----------
@@ -157,7 +158,7 @@ class SiteFile:
                     "drop or encode it before fitting."
                 )
 
-    def read(self) -> np.ndarray:
+    def load(self) -> np.ndarray:
         """The file's data as an ``(n, d)`` float64 matrix.
 
         Raises
@@ -326,8 +327,9 @@ def materialize(data: Any, name: str = "X") -> np.ndarray:
 
     Parameters
     ----------
-    data : ndarray, SiteFile, pandas.DataFrame or dask object
-        A NumPy array is returned as is (the caller validated it); a :class:`SiteFile` is read; a
+    data : ndarray, source, pandas.DataFrame or dask object
+        A float64 matrix is returned as is (the caller validated it); a source (an object with a
+        ``load()`` method returning an array, such as :class:`SiteFile`) is loaded; a
         DataFrame is converted column by column; a dask object (a chunk on a non-dask backend) is
         computed in this process first.
     name : str
@@ -341,7 +343,9 @@ def materialize(data: Any, name: str = "X") -> np.ndarray:
     if isinstance(data, np.ndarray) and data.dtype == np.float64 and data.ndim == 2 and data.flags.c_contiguous:
         return data
     if isinstance(data, SiteFile):
-        return data.read()
+        return data.load()
+    if callable(getattr(data, "load", None)):
+        return _as_matrix(data.load(), name)
     if is_dask_collection(data):
         import dask
 
