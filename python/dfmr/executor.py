@@ -45,9 +45,10 @@ from typing import Any, Callable
 from uuid import uuid4
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
+from ._blas import limit_worker_threads, single_threaded_blas
 from .sources import InvalidDataError, is_dask_collection, materialize
 
 __all__ = [
@@ -59,8 +60,6 @@ __all__ = [
 ]
 
 BACKENDS = ("serial", "threads", "processes", "dask")
-# Read by OpenBLAS, MKL, BLIS and OpenMP runtimes that initialise after a worker process starts.
-_THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
 class AllMachinesFailedError(ValueError):
@@ -154,19 +153,17 @@ def _run_task(func: Callable[..., Any], data: Any, args: tuple[Any, ...], machin
     return func(materialize(data, f"machine {machine}'s data"), *args)
 
 
-_PROCESS_LIMITED = threading.Lock()
-_PROCESS_LIMITED_DONE = False
+_limit_lock = threading.Lock()
+_limited = False
 
 
 def _limit_this_process() -> None:
-    """One BLAS/OpenMP thread in this worker process from now on (set once, never restored)."""
-    global _PROCESS_LIMITED_DONE
-    with _PROCESS_LIMITED:
-        if not _PROCESS_LIMITED_DONE:
-            for var in _THREAD_ENV_VARS:
-                os.environ[var] = "1"
-            threadpool_limits(limits=1)
-            _PROCESS_LIMITED_DONE = True
+    """One BLAS/OpenMP thread in this dask worker process from now on (set once, like a pool initializer)."""
+    global _limited
+    with _limit_lock:
+        if not _limited:
+            limit_worker_threads()
+            _limited = True
 
 
 # ------------------------------------------------------------------------------ serial and threads
@@ -200,9 +197,18 @@ def _collect(futures: dict[Future[Any], int], out: _Collector) -> None:
         raise
 
 
-def _run_threads(func: Callable[..., Any], tasks: Sequence[MachineTask], workers: int, out: _Collector) -> None:
+def _run_in_thread(controller: ThreadpoolController, func: Callable[..., Any], task: MachineTask) -> Any:
+    """A task in a pool thread: BLAS limits that are per thread must be set in this thread."""
+    with single_threaded_blas(controller):
+        return _run_task(func, task.data, task.args, task.machine)
+
+
+def _run_threads(
+    func: Callable[..., Any], tasks: Sequence[MachineTask], workers: int, controller: ThreadpoolController,
+    out: _Collector,
+) -> None:
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_run_task, func, t.data, t.args, t.machine): i for i, t in enumerate(tasks)}
+        futures = {pool.submit(_run_in_thread, controller, func, t): i for i, t in enumerate(tasks)}
         _collect(futures, out)
 
 
@@ -214,7 +220,7 @@ _started: Any = None  # in a pool worker: the shared flags "task i has started"
 def _init_pool_worker(started: Any) -> None:
     global _started
     _started = started
-    _limit_this_process()
+    limit_worker_threads()
 
 
 def _pool_task(position: int, func: Callable[..., Any], data: Any, args: tuple[Any, ...], machine: int) -> Any:
@@ -439,10 +445,12 @@ def map_machines(
         elif backend == "processes":
             _run_processes(func, tasks, min(workers, max(len(tasks), 1)), out)
         else:
-            # One BLAS thread in this process while the tasks run (restored afterwards).
-            with threadpool_limits(limits=1):
+            controller = ThreadpoolController()
+            # One BLAS thread while the tasks run (dfmr._blas: per thread where the library allows it, else
+            # process-wide, restored afterwards); entered here too so a process-wide limit is set once.
+            with single_threaded_blas(controller):
                 if backend == "threads":
-                    _run_threads(func, tasks, min(workers, max(len(tasks), 1)), out)
+                    _run_threads(func, tasks, min(workers, max(len(tasks), 1)), controller, out)
                 else:
                     _run_serial(func, tasks, out)
     return out.outcome()
