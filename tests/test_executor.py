@@ -166,7 +166,7 @@ def test_site_files_must_share_their_width(tmp_path):
     np.save(tmp_path / "b.npy", np.zeros((5, 3)))
     with pytest.raises(InvalidDataError, match=r"differ in the number of columns \(a\.npy: d = 2, b\.npy: d = 3\)"):
         site_files(tmp_path)
-    with pytest.raises(FileNotFoundError, match="no .npy, .csv or .parquet"):
+    with pytest.raises(InvalidDataError, match="no .npy, .csv or .parquet"):
         site_files(tmp_path / "*.csv")
 
 

@@ -336,36 +336,35 @@ def _dask_outcome(fut: Any) -> tuple[Any, BaseException | None]:
 
 def _run_dask(func: Callable[..., Any], tasks: Sequence[MachineTask], client: Any, desc: str, out: _Collector) -> None:
     from distributed import as_completed
-    from distributed import wait as dask_wait
 
     run = f"dfmr-{desc.replace(' ', '-')}-{uuid4().hex[:8]}"
     futures: dict[Any, int] = {}
-    killed: list[tuple[int, BaseException]] = []
+    killed: list[tuple[Any, BaseException]] = []
     try:
         for position, task in enumerate(tasks):
             futures[_submit_dask(client, func, task, f"{run}-{task.machine}")] = position
-        for fut in as_completed(list(futures)):
+        for fut in as_completed(list(futures), loop=client.loop):
             value, exc = _dask_outcome(fut)
             if exc is None:
                 out.done(futures[fut], value)
             elif _died(exc):
-                killed.append((futures[fut], exc))
+                killed.append((fut, exc))
             else:
                 out.failed(futures[fut], exc)
         if len(killed) == 1:
-            out.failed(*killed[0])
+            out.failed(futures[killed[0][0]], killed[0][1])
         else:
-            # A worker's death condemns every task it was processing (KilledWorker once the scheduler's
-            # allowed-failures are used up); run each of those alone to lose only the one that kills workers.
-            for position, _ in sorted(killed, key=lambda item: item[0]):
-                fut = _submit_dask(client, func, tasks[position], f"{run}-{tasks[position].machine}-alone")
-                futures[fut] = position
-                dask_wait(fut)
-                value, exc = _dask_outcome(fut)
+            # A worker's death condemns every task it was processing, and every chunk it was computing
+            # (KilledWorker once the scheduler's allowed-failures are used up). Retry each condemned task
+            # alone, its failed inputs with it, so that only a machine whose own task kills workers is lost.
+            for fut, _ in sorted(killed, key=lambda item: futures[item[0]]):
+                fut.retry()
+                for _ in as_completed([fut], loop=client.loop):
+                    value, exc = _dask_outcome(fut)
                 if exc is None:
-                    out.done(position, value)
+                    out.done(futures[fut], value)
                 else:
-                    out.failed(position, exc)
+                    out.failed(futures[fut], exc)
     finally:
         client.cancel(list(futures))
 

@@ -23,6 +23,7 @@ while a machine's task runs is a run-time failure of that machine (see :mod:`dfm
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import math
 import os
@@ -222,6 +223,16 @@ def _numeric_arrow(arrow_type: Any) -> bool:
 
 
 def _as_matrix(data: Any, name: str) -> np.ndarray:
+    """``data`` validated as an (n, d) float64 matrix; no copy when it already is a finite C-ordered one."""
+    if (
+        type(data) is np.ndarray
+        and data.dtype == np.float64
+        and data.ndim == 2
+        and data.shape[1] > 0
+        and data.flags.c_contiguous
+        and np.isfinite(data).all()
+    ):
+        return data
     try:
         return as_data_matrix(data, name)
     except ValueError as exc:
@@ -248,9 +259,10 @@ def site_files(location: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     Raises
     ------
     FileNotFoundError
-        If a path does not exist or a directory or pattern holds no data file.
+        If a path does not exist.
     InvalidDataError
-        If a file is not a numeric table (naming the file and column) or the widths differ.
+        If a directory or pattern holds no data file, a file is not a numeric table (naming the
+        file and column), or the widths differ.
     """
     if isinstance(location, (str, os.PathLike)):
         text = os.fspath(location)
@@ -261,13 +273,13 @@ def site_files(location: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         else:
             paths = [text]
         if not paths:
-            raise FileNotFoundError(f"{text}: no .npy, .csv or .parquet data files found.")
+            raise InvalidDataError(f"{text}: no .npy, .csv or .parquet data files found.")
     else:
         paths = [os.fspath(p) for p in location]
     files = []
     for p in paths:
         if not os.path.isfile(p):
-            raise FileNotFoundError(f"{p}: no such data file.")
+            raise FileNotFoundError(errno.ENOENT, "no such data file", p)
         files.append(SiteFile(p))
     widths = {f.path: f.shape()[1] for f in files}
     if len(set(widths.values())) > 1:
@@ -328,7 +340,8 @@ def materialize(data: Any, name: str = "X") -> np.ndarray:
     Parameters
     ----------
     data : ndarray, source, pandas.DataFrame or dask object
-        A float64 matrix is returned as is (the caller validated it); a source (an object with a
+        An array is checked (and returned without a copy when it already is a finite float64
+        matrix); a source (an object with a
         ``load()`` method returning an array, such as :class:`SiteFile`) is loaded; a
         DataFrame is converted column by column; a dask object (a chunk on a non-dask backend) is
         computed in this process first.
@@ -340,8 +353,6 @@ def materialize(data: Any, name: str = "X") -> np.ndarray:
     InvalidDataError
         If the data are not a finite numeric table.
     """
-    if isinstance(data, np.ndarray) and data.dtype == np.float64 and data.ndim == 2 and data.flags.c_contiguous:
-        return data
     if isinstance(data, SiteFile):
         return data.load()
     if callable(getattr(data, "load", None)):
