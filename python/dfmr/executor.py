@@ -316,14 +316,15 @@ def _dask_client(client: Any, n_workers: int) -> Iterator[Any]:
         yield started
 
 
-def _submit_dask(client: Any, func: Callable[..., Any], task: MachineTask, key: str) -> Any:
+def _submit_dask(client: Any, func: Callable[..., Any], task: MachineTask, key: str) -> tuple[Any, Any]:
+    """The task's future, and its input's future when the input is a dask chunk (else None)."""
     data = task.data
     # A dask chunk is computed on a worker and stays there; the task is scheduled next to it. An
     # in-memory array travels inside its task rather than scattered to one worker, so that the
     # scheduler can rerun the task elsewhere if that worker dies.
-    if is_dask_collection(data):
-        data = client.compute(data)
-    return client.submit(_dask_task, func, data, task.args, task.machine, key=key, pure=False)
+    chunk = client.compute(data) if is_dask_collection(data) else None
+    source = data if chunk is None else chunk
+    return client.submit(_dask_task, func, source, task.args, task.machine, key=key, pure=False), chunk
 
 
 def _dask_outcome(fut: Any) -> tuple[Any, BaseException | None]:
@@ -339,10 +340,13 @@ def _run_dask(func: Callable[..., Any], tasks: Sequence[MachineTask], client: An
 
     run = f"dfmr-{desc.replace(' ', '-')}-{uuid4().hex[:8]}"
     futures: dict[Any, int] = {}
+    chunks = []  # held, so that a retry can recompute a chunk lost with its worker
     killed: list[tuple[Any, BaseException]] = []
     try:
         for position, task in enumerate(tasks):
-            futures[_submit_dask(client, func, task, f"{run}-{task.machine}")] = position
+            fut, chunk = _submit_dask(client, func, task, f"{run}-{task.machine}")
+            futures[fut] = position
+            chunks.append(chunk)
         for fut in as_completed(list(futures), loop=client.loop):
             value, exc = _dask_outcome(fut)
             if exc is None:
@@ -366,7 +370,7 @@ def _run_dask(func: Callable[..., Any], tasks: Sequence[MachineTask], client: An
                 else:
                     out.failed(futures[fut], exc)
     finally:
-        client.cancel(list(futures))
+        client.cancel([*futures, *(c for c in chunks if c is not None)])
 
 
 # -------------------------------------------------------------------------------------------- API
