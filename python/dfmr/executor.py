@@ -316,15 +316,19 @@ def _dask_client(client: Any, n_workers: int) -> Iterator[Any]:
         yield started
 
 
-def _submit_dask(client: Any, func: Callable[..., Any], task: MachineTask, key: str) -> tuple[Any, Any]:
-    """The task's future, and its input's future when the input is a dask chunk (else None)."""
+def _submit_dask(client: Any, func: Callable[..., Any], task: MachineTask, key: str, again: bool = False) -> Any:
+    """Submit the task; ``again``: its dask input gets fresh keys, so that nothing failed before is reused."""
     data = task.data
     # A dask chunk is computed on a worker and stays there; the task is scheduled next to it. An
     # in-memory array travels inside its task rather than scattered to one worker, so that the
     # scheduler can rerun the task elsewhere if that worker dies.
-    chunk = client.compute(data) if is_dask_collection(data) else None
-    source = data if chunk is None else chunk
-    return client.submit(_dask_task, func, source, task.args, task.machine, key=key, pure=False), chunk
+    if is_dask_collection(data):
+        if again:
+            from dask.graph_manipulation import clone
+
+            data = clone(data)
+        data = client.compute(data)
+    return client.submit(_dask_task, func, data, task.args, task.machine, key=key, pure=False)
 
 
 def _dask_outcome(fut: Any) -> tuple[Any, BaseException | None]:
@@ -340,13 +344,10 @@ def _run_dask(func: Callable[..., Any], tasks: Sequence[MachineTask], client: An
 
     run = f"dfmr-{desc.replace(' ', '-')}-{uuid4().hex[:8]}"
     futures: dict[Any, int] = {}
-    chunks = []  # held, so that a retry can recompute a chunk lost with its worker
     killed: list[tuple[Any, BaseException]] = []
     try:
         for position, task in enumerate(tasks):
-            fut, chunk = _submit_dask(client, func, task, f"{run}-{task.machine}")
-            futures[fut] = position
-            chunks.append(chunk)
+            futures[_submit_dask(client, func, task, f"{run}-{task.machine}")] = position
         for fut in as_completed(list(futures), loop=client.loop):
             value, exc = _dask_outcome(fut)
             if exc is None:
@@ -359,18 +360,20 @@ def _run_dask(func: Callable[..., Any], tasks: Sequence[MachineTask], client: An
             out.failed(futures[killed[0][0]], killed[0][1])
         else:
             # A worker's death condemns every task it was processing, and every chunk it was computing
-            # (KilledWorker once the scheduler's allowed-failures are used up). Retry each condemned task
-            # alone, its failed inputs with it, so that only a machine whose own task kills workers is lost.
-            for fut, _ in sorted(killed, key=lambda item: futures[item[0]]):
-                fut.retry()
+            # (KilledWorker once the scheduler's allowed-failures are used up). Run each condemned task again,
+            # alone and with its input recomputed, so that only a machine whose own task kills workers is lost.
+            for position in sorted(futures[fut] for fut, _ in killed):
+                task = tasks[position]
+                fut = _submit_dask(client, func, task, f"{run}-{task.machine}-alone", again=True)
+                futures[fut] = position
                 for _ in as_completed([fut], loop=client.loop):
                     value, exc = _dask_outcome(fut)
                 if exc is None:
-                    out.done(futures[fut], value)
+                    out.done(position, value)
                 else:
-                    out.failed(futures[fut], exc)
+                    out.failed(position, exc)
     finally:
-        client.cancel([*futures, *(c for c in chunks if c is not None)])
+        client.cancel(list(futures))
 
 
 # -------------------------------------------------------------------------------------------- API
