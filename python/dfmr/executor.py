@@ -38,7 +38,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -332,11 +332,14 @@ def _submit_dask(client: Any, func: Callable[..., Any], task: MachineTask, key: 
 
 
 def _dask_outcome(fut: Any) -> tuple[Any, BaseException | None]:
-    if fut.status == "finished":
+    """(result, None) or (None, exception). ``result()`` rather than the status: a finished result lost
+    with its worker before it was gathered is recomputed, and ``result()`` waits for that."""
+    try:
         return fut.result(), None
-    if fut.status == "cancelled":
+    except CancelledError:
         return None, RuntimeError("its task was cancelled (its input was lost with a worker)")
-    return None, fut.exception()
+    except Exception as exc:
+        return None, exc
 
 
 def _run_dask(func: Callable[..., Any], tasks: Sequence[MachineTask], client: Any, desc: str, out: _Collector) -> None:
