@@ -311,7 +311,7 @@ def test_get_params_set_params_round_trip():
     est = DistributedGaussianMixture(4, n_machines=7, aggregator="tkb", alpha=0.3)
     params = est.get_params()
     assert set(params) == {
-        "n_components", "n_machines", "aggregator", "threshold", "alpha", "backend", "n_jobs",
+        "n_components", "n_machines", "aggregator", "threshold", "alpha", "backend", "client", "n_jobs",
         "n_init", "max_iter", "tol", "progress", "random_state",
     }
     assert (params["n_components"], params["n_machines"], params["aggregator"], params["alpha"]) == (4, 7, "tkb", 0.3)
@@ -387,8 +387,11 @@ def test_a_failing_local_fit_names_its_machine(backend, small_data):
     bad = small_data[4000:].copy()
     bad[:, 2] = 1.0  # a constant column makes the machine's sample covariance singular
     est = DistributedGaussianMixture(5, backend=backend, n_jobs=2, random_state=0)
-    with pytest.raises(ValueError, match="machine 1: the sample covariance"):
-        est.fit_partitions([small_data[:4000], bad])
+    with pytest.raises(ValueError, match="all 2 machines failed.*machine 1: ValueError: the sample covariance"):
+        est.fit_partitions([bad, bad])
+    est.fit_partitions([small_data[:4000], bad])
+    assert list(est.failed_machines_) == [1] and "the sample covariance" in est.failed_machines_[1]
+    assert est.n_machines_ == 1 and est.machine_indices_.tolist() == [0]
 
 
 def test_predict_rejects_the_wrong_number_of_features(fitted):
@@ -509,9 +512,9 @@ def test_fit_partitions_does_not_copy_float64_parts(small_data, monkeypatch):
     seen = []
     real = estimator._fit_machine
 
-    def spy(index, X, *args):
+    def spy(X, *args):
         seen.append(X)
-        return real(index, X, *args)
+        return real(X, *args)
 
     monkeypatch.setattr(estimator, "_fit_machine", spy)
     parts = split(small_data, 2, 0)

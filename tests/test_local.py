@@ -229,8 +229,8 @@ def test_estimator_names_the_machine_whose_local_estimate_is_invalid(monkeypatch
     # this change was confined to these files.)
     real = estimator._fit_machine
 
-    def corrupted(index, *args):
-        weights, means, covariances, *diagnostics = real(index, *args)
+    def corrupted(X, index, *args):
+        weights, means, covariances, *diagnostics = real(X, index, *args)
         if index == 3:
             covariances = covariances.copy()
             covariances[1] *= -1.0  # negative definite

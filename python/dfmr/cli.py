@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import glob
 import os
 import sys
 import textwrap
@@ -24,6 +25,7 @@ from . import __version__
 from ._validation import check_int
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .distances import pairwise_l2
+from .executor import BACKENDS
 from .filtering import center_index
 from .io import LoadedMixtures, load_mixtures, save_result
 from .robust import robust_dfmr
@@ -127,16 +129,32 @@ def _build_parser() -> _Parser:
 
     fit = sub.add_parser(
         "fit",
-        help="fit a local estimate (penalised MLE) to one machine's data",
+        help="fit a local estimate to one machine's data, or every site of a directory and aggregate",
         description="Fit a K-component Gaussian mixture by penalised maximum likelihood to one machine's "
-        "data (.npy array or .csv table, one observation per row).",
+        "data (.npy array or .csv table, one observation per row). Given a directory or a glob pattern of "
+        "per-site files (.npy, .csv, .parquet; one file per machine), fit every site where the fits run "
+        "(the files are read by the workers, not by this process) and aggregate the local estimates.",
     )
     fit.add_argument(
-        "data", metavar="DATA", help="a .npy file or a comma-separated .csv file (one header line allowed)"
+        "data", metavar="DATA", help="a .npy file or a comma-separated .csv file (one header line allowed), "
+        "or a directory or quoted glob pattern of per-site files",
     )
     fit.add_argument("-k", "--n-components", type=_positive_int, required=True, help="number of components K")
-    fit.add_argument("--out", metavar="LOCAL.json", help="write the fitted mixture as JSON")
+    fit.add_argument(
+        "--out", metavar="FILE.json", help="write the fitted mixture (one file) or the aggregation result (sites)"
+    )
     fit.add_argument("--seed", type=int, default=0, help="seed of the k-means++ starts (default: 0)")
+    sites = fit.add_argument_group("per-site files (DATA is a directory or a glob pattern)")
+    sites.add_argument("--out-dir", metavar="DIR", help="write every site's local estimate as DIR/<site>.json")
+    sites.add_argument("--method", choices=_METHODS, default="dfmr", help="aggregation method (default: dfmr)")
+    sites.add_argument(
+        "--backend", choices=BACKENDS, default="processes", help="where the local fits run (default: processes)"
+    )
+    sites.add_argument(
+        "--scheduler", metavar="ADDRESS", help="dask scheduler to use with --backend dask (default: a local cluster)"
+    )
+    sites.add_argument("--n-jobs", type=int, help="workers of the pool or local cluster (default: all CPUs)")
+    sites.add_argument("--progress", action="store_true", help="show a progress bar over the sites")
     fit.set_defaults(run=_cmd_fit)
     return parser
 
@@ -328,9 +346,60 @@ def _read_data(path: str) -> np.ndarray:
     raise UsageError(f"{path}: unsupported data file type {suffix or '(none)'!r}; use a .npy or .csv file.")
 
 
+def _dask_client(address: str | None) -> contextlib.AbstractContextManager[Any]:
+    if address is None:
+        return contextlib.nullcontext()
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs dask.distributed; run 'pip install dfmr[dask]'.") from None
+    return Client(address, set_as_default=False)
+
+
+def _cmd_fit_sites(args: argparse.Namespace) -> int:
+    from .estimator import DistributedGaussianMixture
+    from .sources import site_files
+
+    if args.scheduler is not None and args.backend != "dask":
+        raise UsageError(f"--scheduler applies only to --backend dask, not {args.backend}; add '--backend dask'.")
+    files = site_files(args.data)
+    names = [Path(f.path).name for f in files]
+    with _dask_client(args.scheduler) as client:
+        est = DistributedGaussianMixture(
+            args.n_components, aggregator=args.method, backend=args.backend, client=client, n_jobs=args.n_jobs,
+            progress=args.progress, random_state=args.seed,
+        ).fit_partitions(files)
+    for machine, reason in est.failed_machines_.items():
+        print(f"dfmr: warning: site {machine} ({names[machine]}) failed and is left out: {reason}", file=sys.stderr)
+    kept = est.aggregation_.kept
+    status = dict.fromkeys(est.failed_machines_, "failed")
+    status.update((int(m), "yes" if kept[j] else "no") for j, m in enumerate(est.machine_indices_))
+    print(f"Fitted {est.n_machines_} of {len(files)} sites (K = {args.n_components}, d = {est.n_features_in_}, "
+          f"backend {args.backend})")
+    rows = [[str(i), name, status[i]] for i, name in enumerate(names)]
+    print("\n".join(text_table(["site", "file", "kept"], rows, "rlr", 60)))
+    print()
+    print(est.summary())
+    if args.out_dir:
+        out_dir = Path(args.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for machine, mixture in zip(est.machine_indices_, est.local_mixtures_):
+            mixture.save(out_dir / f"{Path(names[machine]).stem}.json")
+        print(f"dfmr: wrote {est.n_machines_} local estimates to {out_dir}", file=sys.stderr)
+    if args.out:
+        save_result(est.aggregation_, args.out, names=[names[m] for m in est.machine_indices_])
+        print(f"dfmr: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from .local import fit_local
 
+    if os.path.isdir(args.data) or glob.has_magic(args.data):
+        return _cmd_fit_sites(args)
+    site_options = [f"--{name.replace('_', '-')}" for name in ("out_dir", "scheduler", "n_jobs") if getattr(args, name)]
+    if site_options:
+        raise UsageError(f"{', '.join(site_options)} apply only when DATA is a directory or glob of per-site files.")
     X = _read_data(args.data)
     mixture = fit_local(X, args.n_components, random_state=args.seed)
     n, d = (X.shape[0], 1) if X.ndim == 1 else X.shape[:2]

@@ -28,9 +28,7 @@ import math
 import numbers
 import os
 import warnings
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from functools import partial
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -40,21 +38,19 @@ from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
-from threadpoolctl import ThreadpoolController
-from tqdm import tqdm
 
-from ._blas import limit_worker_threads, single_threaded_blas
 from ._validation import check_int
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
+from .executor import BACKENDS, MachineTask, map_machines
 from .local import fit_local_detailed
 from .params import GaussianMixtureParams
 from .partition import split
 from .robust import robust_dfmr
+from .sources import InvalidDataError, dask_array_parts, dask_dataframe_parts, is_dask_collection
 
 __all__ = ["DistributedGaussianMixture", "NotFittedError"]
 
 AGGREGATORS = ("dfmr", "mr", "coat", "tkb", "robust_dfmr")
-BACKENDS = ("serial", "threads", "processes")
 
 _LOCAL_DEFAULTS = {
     name: param.default
@@ -63,12 +59,12 @@ _LOCAL_DEFAULTS = {
 }
 _LEARNED = (
     "mixture_", "weights_", "means_", "covariances_", "local_mixtures_", "aggregation_",
-    "n_features_in_", "n_machines_", "n_iter_", "converged_",
+    "n_features_in_", "n_machines_", "n_iter_", "converged_", "failed_machines_", "machine_indices_",
 )
 
 
-# What a local fit sends back: weights, means, covariances, EM iterations, converged.
-_MachineResult = tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]
+# What a local fit sends back: weights, means, covariances, EM iterations, converged, rows of the machine.
+_MachineResult = tuple[np.ndarray, np.ndarray, np.ndarray, int, bool, int]
 
 
 def _seed_sequence(random_state: int | np.random.Generator | np.random.SeedSequence | None) -> np.random.SeedSequence:
@@ -85,20 +81,31 @@ def _seed_sequence(random_state: int | np.random.Generator | np.random.SeedSeque
 
 
 def _fit_machine(
-    index: int, X: np.ndarray, seed: np.random.SeedSequence, n_components: int, n_init: int, max_iter: int, tol: float
+    X: np.ndarray,
+    index: int,
+    seed: np.random.SeedSequence,
+    n_components: int,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    need: int,
 ) -> _MachineResult:
-    """Local fit of machine ``index``: plain arrays, so that no backend's pickling alters the result.
+    """Local fit of machine ``index``, where its data ``X`` are: plain arrays back, so no pickling alters them.
 
     Returns the weights, means and covariances, then the EM iterations and convergence flag of
-    the returned run.
+    the returned run, and the machine's number of rows. ``need`` rows are checked here too, for
+    data whose size the client did not know (files, partitions): too few is invalid data, which
+    stops the fit.
     """
-    try:
-        rng = np.random.default_rng(seed)
-        fit = fit_local_detailed(X, n_components, rng, n_init=n_init, max_iter=max_iter, tol=tol)
-    except ValueError as exc:
-        raise type(exc)(f"machine {index}: {exc}") from exc
+    if X.shape[0] < need:
+        raise InvalidDataError(
+            f"it has {X.shape[0]} rows; a local fit needs at least n_components = {n_components} rows and "
+            f"more than d = {X.shape[1]}. Use fewer machines."
+        )
+    fit = fit_local_detailed(X, n_components, np.random.default_rng(seed), n_init=n_init, max_iter=max_iter, tol=tol)
     mix = fit.mixture
-    return np.array(mix.weights), np.array(mix.means), np.array(mix.covariances), int(fit.n_iter), bool(fit.converged)
+    weights, means, covariances = np.array(mix.weights), np.array(mix.means), np.array(mix.covariances)
+    return weights, means, covariances, int(fit.n_iter), bool(fit.converged), int(X.shape[0])
 
 
 def _rebuild(index: int, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> GaussianMixtureParams:
@@ -109,31 +116,11 @@ def _rebuild(index: int, weights: np.ndarray, means: np.ndarray, covariances: np
         raise type(exc)(f"machine {index}: its local estimate is not a valid mixture: {exc}") from exc
 
 
-def _fit_machine_in_thread(controller: ThreadpoolController, *task: Any) -> _MachineResult:
-    """``_fit_machine`` in a pool thread: BLAS limits that are per thread must be set in this thread."""
-    with single_threaded_blas(controller):
-        return _fit_machine(*task)
-
-
-def _run_all(executor: Executor, fit: Callable[..., Any], tasks: list[tuple[Any, ...]], bar: tqdm) -> list[Any]:
-    """Submit ``fit(*task)`` for every task, collect results in task order; on the first failure cancel the rest."""
-    futures: dict[Future[Any], int] = {executor.submit(fit, *task): i for i, task in enumerate(tasks)}
-    results: list[Any] = [None] * len(tasks)
-    try:
-        for fut in as_completed(futures):
-            results[futures[fut]] = fut.result()
-            bar.update()
-    except BaseException:
-        for fut in futures:
-            fut.cancel()
-        raise
-    return results
-
-
-def _serial(tasks: list[tuple[Any, ...]], bar: tqdm) -> Iterator[_MachineResult]:
-    for task in tasks:
-        yield _fit_machine(*task)
-        bar.update()
+def _lazy_shape(part: Any) -> tuple[int | None, int | None]:
+    """(rows, columns) of a machine's lazy data as far as known without reading them (None: unknown)."""
+    if callable(getattr(part, "shape", None)):  # a source such as SiteFile
+        return part.shape()
+    return None, None
 
 
 class DistributedGaussianMixture(DensityMixin, BaseEstimator):
@@ -148,9 +135,11 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
     ----------
     n_components : int, default 1
         Number of mixture components K.
-    n_machines : int, default 10
-        Number of machines :meth:`fit` splits the rows across (:meth:`fit_partitions` takes
-        the machines as given and ignores it).
+    n_machines : int or None, default None
+        Number of machines :meth:`fit` splits the rows across; ``None`` means 10 for an
+        in-memory ``X``. For a dask array ``X`` the row chunks are the machines and
+        ``n_machines``, if given, must equal their number. :meth:`fit_partitions` takes the
+        machines as given and ignores it.
     aggregator : {"dfmr", "mr", "coat", "tkb", "robust_dfmr"}, default "dfmr"
         How the local estimates are combined. ``"robust_dfmr"`` (:func:`dfmr.robust_dfmr`)
         screens components with calibrated tests, using the machines' row counts.
@@ -158,11 +147,17 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         DFMR's kappa >= 1; ``None`` uses ``m ** 0.1``. Used by ``"dfmr"`` only.
     alpha : float, default 0.5
         Trimmed mass in [0, 1). Used by ``"tkb"`` only.
-    backend : {"serial", "threads", "processes"}, default "processes"
-        Where the local fits run: in this thread, in a thread pool, or in a process pool
-        (the platform's default ``multiprocessing`` start method). Each worker uses one
-        BLAS thread; with ``"serial"`` and ``"threads"`` the whole process does while the
-        local fits run (see :mod:`dfmr._blas`). All backends give identical results.
+    backend : {"serial", "threads", "processes", "dask"}, default "processes"
+        Where the local fits run (:func:`dfmr.executor.map_machines`): in this thread, in a
+        thread pool, in a process pool (the platform's default ``multiprocessing`` start
+        method), or on dask.distributed: ``client``, else the active client, else a
+        ``LocalCluster`` of ``n_jobs`` worker processes started for the fit (with a warning)
+        and closed afterwards. A machine's data are read or computed where its fit runs (for
+        dask collections: on a worker holding the chunk). Each worker uses one BLAS thread;
+        with ``"serial"`` and ``"threads"`` the whole process does while the local fits run
+        (see :mod:`dfmr._blas`). All backends give identical results.
+    client : distributed.Client, optional
+        The dask client of ``backend="dask"``; ``None`` uses the active one (or starts one).
     n_jobs : int, optional
         Workers of the pool and threads of the aggregation; ``None`` uses ``os.cpu_count()``,
         negative values count back from it (``-1`` all CPUs, ``-2`` all but one). The serial
@@ -194,13 +189,22 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
     covariances_ : ndarray of shape (K, d, d)
         Its component covariances.
     local_mixtures_ : list of GaussianMixtureParams
-        The local estimate of every machine, in machine order.
+        The local estimate of every machine that did not fail, in machine order.
     aggregation_ : AggregationResult
         The aggregation with its diagnostics (retained machines, distances, objective).
     n_features_in_ : int
         Dimension d of the data.
     n_machines_ : int
-        Number of machines actually used.
+        Number of machines whose local estimate was aggregated (failed machines excluded).
+    machine_indices_ : ndarray of int, shape (n_machines_,)
+        The machine index of every entry of ``local_mixtures_``, ``n_iter_`` and ``converged_``;
+        the indices in ``aggregation_`` (retained, centre, distances) are positions in
+        ``local_mixtures_``.
+    failed_machines_ : dict of int to str
+        Machines whose local fit failed at run time (an exception, a numerical failure, a
+        worker process that died), with the reason; they are treated as missing. Unlike a
+        Byzantine machine, which sends an estimate that the aggregator may exclude, a failed
+        machine sends none. Empty when every machine succeeded.
     n_iter_ : ndarray of int, shape (n_machines_,)
         EM iterations of every machine's returned local run.
     converged_ : ndarray of bool, shape (n_machines_,)
@@ -221,11 +225,12 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         self,
         n_components: int = 1,
         *,
-        n_machines: int = 10,
+        n_machines: int | None = None,
         aggregator: str = "dfmr",
         threshold: float | None = None,
         alpha: float = 0.5,
         backend: str = "processes",
+        client: Any = None,
         n_jobs: int | None = None,
         n_init: int = _LOCAL_DEFAULTS["n_init"],
         max_iter: int = _LOCAL_DEFAULTS["max_iter"],
@@ -239,6 +244,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         self.threshold = threshold
         self.alpha = alpha
         self.backend = backend
+        self.client = client
         self.n_jobs = n_jobs
         self.n_init = n_init
         self.max_iter = max_iter
@@ -287,7 +293,8 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
     def _validated_params(self) -> int:
         """Check every hyper-parameter; returns the number of workers. Raises ValueError naming the parameter."""
         check_int(self.n_components, "n_components", 1)
-        check_int(self.n_machines, "n_machines", 1)
+        if self.n_machines is not None:
+            check_int(self.n_machines, "n_machines", 1)
         if self.aggregator not in AGGREGATORS:
             raise ValueError(f"aggregator must be one of {', '.join(map(repr, AGGREGATORS))}; got {self.aggregator!r}.")
         if self.threshold is not None and not (
@@ -298,6 +305,8 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError(f"alpha must be a number in [0, 1), got {self.alpha!r}.")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {self.backend!r}.")
+        if self.client is not None and self.backend != "dask":
+            raise ValueError(f"client is used by backend='dask' only; got backend={self.backend!r}.")
         cpus = os.cpu_count() or 1
         if self.n_jobs is None:
             n_jobs = cpus
@@ -332,11 +341,13 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
 
         The rows are shuffled (seeded by ``random_state``) and dealt out as evenly as possible
         (:func:`dfmr.partition.split`), then :meth:`fit_partitions` runs on the pieces. The
-        pieces are the only copy of a float64 ``X`` this method makes.
+        pieces are the only copy of a float64 ``X`` this method makes. A dask array is neither
+        shuffled nor gathered: its row chunks are the machines, each fitted on a worker where
+        the chunk is computed (as :meth:`fit_partitions` on the same array).
 
         Parameters
         ----------
-        X : array_like of shape (n, d)
+        X : array_like of shape (n, d), or dask array
             Finite observations; a 1-D array is one column (d = 1). A pandas DataFrame's column
             names are kept in ``feature_names_in_``.
         y : None
@@ -350,31 +361,48 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            If a hyper-parameter or ``X`` is invalid, including ``n_machines`` above the number of rows.
+            If a hyper-parameter or ``X`` is invalid, including ``n_machines`` above the number of
+            rows, or different from the number of row chunks of a dask array.
         TypeError
             If ``X`` is sparse (scikit-learn's convention).
         """
         n_jobs = self._validated_params()
+        if is_dask_collection(X) and hasattr(X, "chunks"):
+            n_chunks = len(X.chunks[0])
+            if self.n_machines is not None and self.n_machines != n_chunks:
+                raise ValueError(
+                    f"X is a dask array with {n_chunks} row chunks, which are the machines, but n_machines = "
+                    f"{self.n_machines}; pass n_machines=None (or {n_chunks}), or rechunk X to "
+                    f"{self.n_machines} row chunks."
+                )
+            return self._fit(self._dask_array_machines(X), None, _seed_sequence(self.random_state), n_jobs)
+        n_machines = 10 if self.n_machines is None else int(self.n_machines)
         arr = self._as_matrix(X, "X")
-        if self.n_machines > arr.shape[0]:
+        if n_machines > arr.shape[0]:
             raise ValueError(
-                f"n_machines = {self.n_machines} exceeds the number of rows of X (n_samples = {arr.shape[0]}); "
+                f"n_machines = {n_machines} exceeds the number of rows of X (n_samples = {arr.shape[0]}); "
                 "every machine needs data."
             )
         seeds = _seed_sequence(self.random_state)
-        parts = split(arr, int(self.n_machines), np.random.default_rng(seeds))
-        return self._fit(parts, X, seeds, n_jobs)
+        parts = split(arr, n_machines, np.random.default_rng(seeds))
+        return self._fit([(part, *part.shape) for part in parts], X, seeds, n_jobs)
 
-    def fit_partitions(self, parts: Sequence[ArrayLike]) -> DistributedGaussianMixture:
-        """Fit from data already split across machines: one array per machine.
+    def fit_partitions(self, parts: Any) -> DistributedGaussianMixture:
+        """Fit from data already split across machines: one array, source or chunk per machine.
 
         Parameters
         ----------
-        parts : sequence of array_like, each of shape (n_i, d)
-            Machine ``i``'s observations. All must have the same d; each needs at least
-            ``n_components`` rows and more than d rows. Float64 arrays are not copied here.
-            The column names of a first part that is a pandas DataFrame are kept in
-            ``feature_names_in_``.
+        parts : sequence, dask array or dask dataframe
+            A list or tuple with machine ``i``'s observations as entry ``i``: an array of shape
+            (n_i, d), a source read where the machine's fit runs (an object with a ``load()``
+            method, such as the :class:`dfmr.sources.SiteFile` of :func:`dfmr.sources.site_files`),
+            or a dask object (delayed, chunk). Or a dask array (its row chunks are the machines)
+            or a dask dataframe (its partitions are). All must have the same d; each needs at
+            least ``n_components`` rows and more than d rows. What can be checked without
+            reading the data (shapes, dtypes, file headers) is checked before any fit starts;
+            the rest (NaN, infinity) where the data are read, which stops the fit. Float64
+            arrays are not copied here. The column names of a dask dataframe, or of a first
+            part that is a pandas DataFrame, are kept in ``feature_names_in_``.
 
         Returns
         -------
@@ -389,81 +417,109 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
             If a machine's data is sparse (scikit-learn's convention).
         """
         n_jobs = self._validated_params()
+        seeds = _seed_sequence(self.random_state)
+        if is_dask_collection(parts) and hasattr(parts, "chunks"):
+            return self._fit(self._dask_array_machines(parts), None, seeds, n_jobs)
+        if is_dask_collection(parts) and hasattr(parts, "npartitions"):
+            machines = [(part, None, len(parts.columns)) for part in dask_dataframe_parts(parts)]
+            return self._fit(machines, parts._meta, seeds, n_jobs)  # _meta: the empty pandas frame of its columns
         if isinstance(parts, np.ndarray) or not isinstance(parts, Sequence):
             raise ValueError(
-                f"parts must be a list or tuple with one array per machine, got {type(parts).__name__}; "
-                "to split one array use fit(X)."
+                "parts must be a list or tuple with one array per machine, a dask array or a dask dataframe, "
+                f"got {type(parts).__name__}; to split one array use fit(X)."
             )
         if len(parts) == 0:
             raise ValueError("parts is empty: need the data of at least one machine.")
-        return self._fit(parts, parts[0], _seed_sequence(self.random_state), n_jobs)
+        machines = []
+        for i, part in enumerate(parts):
+            if is_dask_collection(part) or callable(getattr(part, "load", None)):
+                machines.append((part, *_lazy_shape(part)))
+            else:
+                array = self._as_matrix(part, f"parts[{i}]")
+                machines.append((array, *array.shape))
+        lazy = is_dask_collection(parts[0]) or callable(getattr(parts[0], "load", None))
+        return self._fit(machines, None if lazy else parts[0], seeds, n_jobs)
+
+    @staticmethod
+    def _dask_array_machines(X: Any) -> list[tuple[Any, int | None, int | None]]:
+        """A dask array's row chunks as machines, with the shapes dask knows without computing."""
+        d = 1 if X.ndim == 1 else int(X.shape[1])
+        return [(chunk, int(rows), d) for chunk, rows in zip(dask_array_parts(X), X.chunks[0])]
 
     def _fit(
-        self, parts: Sequence[ArrayLike], names_from: Any, seeds: np.random.SeedSequence, n_jobs: int
+        self, machines: list[tuple[Any, int | None, int | None]], names_from: Any, seeds: np.random.SeedSequence,
+        n_jobs: int,
     ) -> DistributedGaussianMixture:
-        """Fit on the machines' data ``parts``; ``names_from`` is the input whose column names are kept."""
-        arrays = [self._as_matrix(part, f"parts[{i}]") for i, part in enumerate(parts)]
-        dims = sorted({a.shape[1] for a in arrays})
+        """Fit on ``machines`` (data, rows, columns; None where unknown until read); keep ``names_from``'s names.
+
+        What the client knows is checked first; the local fits run where the data are; the
+        machines that fail at run time are left out of the aggregation.
+        """
+        dims = sorted({cols for _, _, cols in machines if cols is not None})
         if len(dims) > 1:
             raise ValueError(f"the machines' data differ in the number of columns ({dims}); all must share one d.")
-        d = dims[0]
-        need = max(int(self.n_components), d + 1)
-        for i, a in enumerate(arrays):
-            if a.shape[0] < need:
+        need = max(int(self.n_components), dims[0] + 1) if dims else int(self.n_components)
+        for i, (_, rows, _) in enumerate(machines):
+            if rows is not None and rows < need:
                 raise ValueError(
-                    f"machine {i} has {a.shape[0]} rows; a local fit needs at least n_components = "
-                    f"{self.n_components} rows and more than d = {d}. Use fewer machines."
+                    f"machine {i} has {rows} rows; a local fit needs at least n_components = "
+                    f"{self.n_components} rows and more than d = {dims[0]}. Use fewer machines."
                 )
 
-        local, n_iter, converged = self._fit_local_all(arrays, seeds.spawn(len(arrays)), n_jobs)
-        for i in np.flatnonzero(~converged):
+        indices, local, sizes, n_iter, converged, failed = self._fit_local_all(
+            [data for data, _, _ in machines], seeds.spawn(len(machines)), need, n_jobs
+        )
+        d = local[0].dim
+        for i in indices[~converged]:
             warnings.warn(
                 f"machine {i}: local EM did not converge within max_iter = {self.max_iter} iterations "
                 f"(tol = {self.tol}); its estimate is used as is. Increase max_iter or tol.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        aggregation = self._aggregate(local, n_jobs, [a.shape[0] for a in arrays])
+        aggregation = self._aggregate(local, n_jobs, sizes)
 
         # Sets feature_names_in_ (or removes a previous fit's) the scikit-learn way; n_features_in_ is
         # set below, as 1-D input (one feature) has no number of features for scikit-learn.
         validate_data(self, names_from, reset=True, skip_check_array=True)
         self.local_mixtures_ = local
+        self.machine_indices_ = indices
+        self.failed_machines_ = failed
         self.aggregation_ = aggregation
         self.mixture_ = aggregation.mixture
         self.weights_ = aggregation.mixture.weights
         self.means_ = aggregation.mixture.means
         self.covariances_ = aggregation.mixture.covariances
         self.n_features_in_ = d
-        self.n_machines_ = len(arrays)
+        self.n_machines_ = len(local)
         self.n_iter_ = n_iter
         self.converged_ = converged
         return self
 
     def _fit_local_all(
-        self, arrays: list[np.ndarray], seeds: list[np.random.SeedSequence], n_jobs: int
-    ) -> tuple[list[GaussianMixtureParams], np.ndarray, np.ndarray]:
-        """Every machine's local estimate, with the EM iterations and convergence of each."""
-        settings = (int(self.n_components), int(self.n_init), int(self.max_iter), float(self.tol))
-        tasks = [(i, X, seed, *settings) for i, (X, seed) in enumerate(zip(arrays, seeds))]
-        workers = min(n_jobs, len(tasks))
-        with tqdm(total=len(tasks), desc="local fits", unit="machine", disable=not self.progress) as bar:
-            if self.backend == "processes":
-                with ProcessPoolExecutor(max_workers=workers, initializer=limit_worker_threads) as ex:
-                    results = _run_all(ex, _fit_machine, tasks, bar)
-            else:
-                controller = ThreadpoolController()
-                # Entered here too, so that a process-wide limit is set once for the whole pool.
-                with single_threaded_blas(controller):
-                    if self.backend == "threads":
-                        with ThreadPoolExecutor(max_workers=workers) as ex:
-                            results = _run_all(ex, partial(_fit_machine_in_thread, controller), tasks, bar)
-                    else:
-                        results = list(_serial(tasks, bar))
-        local = [_rebuild(i, *result[:3]) for i, result in enumerate(results)]
+        self, parts: list[Any], seeds: list[np.random.SeedSequence], need: int, n_jobs: int
+    ) -> tuple[np.ndarray, list[GaussianMixtureParams], list[int], np.ndarray, np.ndarray, dict[int, str]]:
+        """Local fits through :func:`dfmr.executor.map_machines`.
+
+        Returns the machine indices that succeeded, their estimates, row counts, EM iterations and
+        convergence flags, and the failed machines with their reasons.
+        """
+        settings = (int(self.n_components), int(self.n_init), int(self.max_iter), float(self.tol), need)
+        tasks = [MachineTask(i, data, (i, seed, *settings)) for i, (data, seed) in enumerate(zip(parts, seeds))]
+        out = map_machines(
+            _fit_machine, tasks, backend=self.backend, n_jobs=n_jobs, client=self.client,
+            progress=bool(self.progress), desc="local fits",
+        )
+        indices = np.array(out.succeeded, dtype=np.intp)
+        results = [out.results[i] for i in indices]
+        local = [_rebuild(i, *result[:3]) for i, result in zip(indices, results)]
+        dims = sorted({mix.dim for mix in local})
+        if len(dims) > 1:
+            raise ValueError(f"the machines' data differ in the number of columns ({dims}); all must share one d.")
         n_iter = np.array([result[3] for result in results], dtype=np.intp)
         converged = np.array([result[4] for result in results], dtype=bool)
-        return local, n_iter, converged
+        sizes = [int(result[5]) for result in results]
+        return indices, local, sizes, n_iter, converged, out.failures
 
     def _aggregate(
         self, local: list[GaussianMixtureParams], n_threads: int, sizes: list[int] | None = None
@@ -623,7 +679,16 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         from .summary import aggregation_summary
 
         check_is_fitted(self)
-        return aggregation_summary(self.aggregation_, self.__dict__.get("inference_"), covariances=covariances)
+        report = aggregation_summary(self.aggregation_, self.__dict__.get("inference_"), covariances=covariances)
+        if self.failed_machines_:
+            # Failed machines sent no estimate (unlike Byzantine ones, which the filter excludes above).
+            report.summary.add_extra_txt([
+                f"Failed machines ({len(self.failed_machines_)}): no estimate, not aggregated; the machine numbers "
+                "above are positions among the others (machine_indices_).",
+                *(f"machine {m}: {why}" for m, why in self.failed_machines_.items()),
+            ])
+            report = type(report)(report.summary)
+        return report
 
     # ------------------------------------------------ standard errors and intervals (dfmr.inference)
 
@@ -631,6 +696,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         """The machines' arrays, in machine order, as ``fit`` saw them; None when neither is given."""
         if X is not None and parts is not None:
             raise ValueError("give X or parts, not both.")
+        n_total = self.n_machines_ + len(self.failed_machines_)
         if X is not None:
             rs = self.random_state
             if not (isinstance(rs, numbers.Integral) or isinstance(rs, np.random.SeedSequence)):
@@ -638,12 +704,13 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
                     "infer(X) re-splits X as fit(X) did, which needs random_state to be an int or a SeedSequence; "
                     "pass the machines' arrays as infer(parts=...) instead."
                 )
-            parts = split(self._as_matrix(X, "X"), self.n_machines_, np.random.default_rng(_seed_sequence(rs)))
+            parts = split(self._as_matrix(X, "X"), n_total, np.random.default_rng(_seed_sequence(rs)))
         if parts is None:
             return None
-        arrays = [self._as_matrix(part, f"parts[{i}]") for i, part in enumerate(parts)]
-        if len(arrays) != self.n_machines_:
-            raise ValueError(f"parts must hold one array per machine ({self.n_machines_}), got {len(arrays)}.")
+        if len(parts) != n_total:
+            raise ValueError(f"parts must hold one array per machine ({n_total}), got {len(parts)}.")
+        # Failed machines have no estimate: only the others' data are used, in local_mixtures_ order.
+        arrays = [self._as_matrix(parts[i], f"parts[{i}]") for i in self.machine_indices_]
         for i, a in enumerate(arrays):
             if a.shape[1] != self.n_features_in_:
                 raise ValueError(
@@ -652,16 +719,16 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         return arrays
 
     def _map_machines(self, func: Callable[..., Any], tasks: list[tuple[Any, ...]]) -> list[Any]:
-        """``[func(*task) for task in tasks]`` on the estimator's backend, results in task order."""
-        workers = min(self._validated_params(), max(len(tasks), 1))
-        if self.backend == "processes":
-            with ProcessPoolExecutor(max_workers=workers, initializer=limit_worker_threads) as ex:
-                return list(ex.map(func, *zip(*tasks)))
-        with single_threaded_blas():
-            if self.backend == "threads":
-                with ThreadPoolExecutor(max_workers=workers) as ex:
-                    return list(ex.map(func, *zip(*tasks)))
-            return [func(*task) for task in tasks]
+        """``[func(*task) for task in tasks]`` through :func:`dfmr.executor.map_machines` on the estimator's
+        backend (a task's first item is the machine's data), results in task order; a failure is an error."""
+        out = map_machines(
+            func, [MachineTask(i, task[0], tuple(task[1:])) for i, task in enumerate(tasks)],
+            backend=self.backend, n_jobs=self._validated_params(), client=self.client, desc="machine information",
+        )
+        if out.failures:
+            listed = "; ".join(f"task {i}: {why}" for i, why in out.failures.items())
+            raise RuntimeError(f"per-machine computations failed ({listed}).")
+        return out.results
 
     def infer(
         self,
