@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,18 @@ if str(TESTS_DIR) not in sys.path:  # make ``import reference`` work under every
     sys.path.insert(0, str(TESTS_DIR))
 
 from dfmr import GaussianMixtureParams  # noqa: E402
+
+# Importing rpy2 (tests/test_r_bridge.py does at collection) puts R's library directories on
+# LD_LIBRARY_PATH, which every process-pool or Dask worker started later would inherit (dfmr.r
+# undoes it for its own import; a test module importing rpy2 directly bypasses that).
+_LD_LIBRARY_PATH = os.environ.get("LD_LIBRARY_PATH")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if _LD_LIBRARY_PATH is None:
+        os.environ.pop("LD_LIBRARY_PATH", None)
+    else:
+        os.environ["LD_LIBRARY_PATH"] = _LD_LIBRARY_PATH
 
 
 def random_spd(rng: np.random.Generator, d: int, scale: float = 1.0, cond: float = 5.0) -> np.ndarray:

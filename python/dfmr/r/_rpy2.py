@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,12 @@ from ..params import GaussianMixtureParams, InvalidMixtureError
 from . import api
 from .mclust import params_from_mclust, params_to_mclust, result_to_mclust
 
+# Starting R through rpy2 puts R's library directories (e.g. /usr/lib/x86_64-linux-gnu) on this
+# process's LD_LIBRARY_PATH. Loaded libraries no longer need it, but every child process would inherit
+# it: a process-pool or Dask worker started afterwards could then load the system's copies of
+# libraries its Python was not built with (seen: "undefined symbol" when importing ssl). R's own
+# programs (R, Rscript) set the variable themselves, so it is put back as it was.
+_ld_library_path = os.environ.get("LD_LIBRARY_PATH")
 try:
     import rpy2.rinterface as ri
     import rpy2.robjects as ro
@@ -24,6 +31,11 @@ except Exception as exc:  # rpy2 missing, or rpy2 present but R not found (R_HOM
         "r-cran-mclust), then pip install 'dfmr[r]'. Loading rpy2 failed with: "
         f"{type(exc).__name__}: {exc}"
     ) from exc
+finally:
+    if _ld_library_path is None:
+        os.environ.pop("LD_LIBRARY_PATH", None)
+    else:
+        os.environ["LD_LIBRARY_PATH"] = _ld_library_path
 
 __all__ = ["converter", "from_r", "to_r", "activate", "deactivate"]
 
