@@ -46,7 +46,7 @@ from .params import GaussianMixtureParams
 from .simulate import ATTACK_KINDS, ATTACK_LEVELS, attack, split
 from .simulate import population as shipped_population
 
-__all__ = ["COLUMNS", "DEFAULT_RATES", "available_methods", "report", "study", "summarize"]
+__all__ = ["COLUMNS", "DEFAULT_RATES", "available_methods", "fingerprint", "report", "study", "summarize"]
 
 DEFAULT_RATES = (0.1, 0.2, 0.3, 0.4)
 COLUMNS = (
