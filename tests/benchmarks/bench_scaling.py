@@ -12,6 +12,9 @@ and the fitted growth exponent b of ``time ~ size^b`` (least squares on the log-
   Baseline: scikit-learn's ``GaussianMixture(5).fit(X)`` on all the data (there is no NumPy EM in
   tests/reference.py), up to ``--sklearn-max-n`` points.
 
+Both baselines run with one BLAS thread: on a shared, loaded machine OpenBLAS's spinning worker
+threads made the NumPy baseline over ten times slower than on one thread.
+
 Prints figures, asserts nothing. ``--quick`` for a smoke run with small sizes.
 """
 
@@ -25,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -81,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     def agg_pair(m: int, k: int, d: int, numpy_ok: bool) -> tuple[float, float | None]:
         mixtures = local(m, k, d)
         ours = best_time(lambda: dfmr.dfmr(mixtures, k), repeat)
-        base = best_time(lambda: numpy_dfmr(mixtures, k), 1) if numpy_ok else None
+        with threadpool_limits(1):
+            base = best_time(lambda: numpy_dfmr(mixtures, k), 1) if numpy_ok else None
         return ours, base
 
     def run_agg(title: str, name: str, sizes: Sequence[int], shape: Callable[[int], tuple[int, int, int]]) -> None:
@@ -113,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         reps = repeat if n < 1_000_000 else 1
         est = dfmr.DistributedGaussianMixture(5, n_machines=20, backend="processes", random_state=0)
         ours = best_time(lambda: est.fit(X), reps)
-        base = (best_time(lambda: GaussianMixture(5, random_state=0).fit(X), reps)
-                if n <= args.sklearn_max_n else None)
+        with threadpool_limits(1):
+            base = (best_time(lambda: GaussianMixture(5, random_state=0).fit(X), reps)
+                    if n <= args.sklearn_max_n else None)
         return ours, base
 
     fits = {n: fit_pair(n) for n in ns}
