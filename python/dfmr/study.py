@@ -82,9 +82,10 @@ def _rate_key(rate: float) -> int:
 
 
 def _aggregate(
-    method: str, local: list[GaussianMixtureParams], clean: list[GaussianMixtureParams], bad: np.ndarray, k: int
+    method: str, local: list[GaussianMixtureParams], clean: list[GaussianMixtureParams], bad: np.ndarray, k: int,
+    sizes: list[int],
 ) -> tuple[Any, np.ndarray]:
-    """The method's mixture and the indices of the machines it used (``clean``: the estimates before the attack)."""
+    """The method's mixture and the machines it used (``clean``: the estimates before the attack; ``sizes``: n_i)."""
     m = len(local)
     if method == "oracle":
         good = np.setdiff1d(np.arange(m), bad)
@@ -96,7 +97,8 @@ def _aggregate(
     elif method == "robust_dfmr":
         import dfmr
 
-        res = dfmr.robust_dfmr(local, k)
+        # The attack rebuilds the estimates it corrupts; the machines' sample sizes are passed explicitly.
+        res = dfmr.robust_dfmr(local, k, n_samples=sizes, n_threads=1)
     else:
         res = getattr(aggregate, method)(local, k, n_threads=1)
     return res.mixture, np.asarray(res.retained, dtype=np.intp)
@@ -114,6 +116,7 @@ def _repetition(task: dict[str, Any]) -> list[dict[str, Any]]:
         data_rng = np.random.default_rng([seed, rep, _DATA])
         X, _ = truth.sample(task["n"], data_rng)
         parts = split(X, task["n_machines"], data_rng)
+        sizes = [len(part) for part in parts]
         local = [fit_local(part, k, random_state=np.random.default_rng([seed, rep, _LOCAL, i]))
                  for i, part in enumerate(parts)]
         t0 = time.perf_counter()
@@ -131,7 +134,7 @@ def _repetition(task: dict[str, Any]) -> list[dict[str, Any]]:
                     mixture, used, seconds = global_fit, None, global_seconds
                 else:
                     t0 = time.perf_counter()
-                    mixture, used = _aggregate(method, attacked, local, bad, k)
+                    mixture, used = _aggregate(method, attacked, local, bad, k, sizes)
                     seconds = time.perf_counter() - t0
                 labels = np.argmax(mixture.component_logpdf(X_test) + np.log(mixture.weights), axis=1)
                 rows.append({
