@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pkgutil
+import re
 from pathlib import Path
 
 from docutils import nodes
@@ -42,6 +43,29 @@ def public_modules() -> list[str]:
     """Every public module of the dfmr package, sorted (private ones start with an underscore)."""
     found = pkgutil.walk_packages(dfmr.__path__, prefix="dfmr.")
     return sorted(info.name for info in found if not any(part.startswith("_") for part in info.name.split(".")))
+
+
+# Docstrings are numpydoc plain text written by many hands, not reStructuredText: scikit-learn-style
+# attribute names (``n_machines_``) and absolute values or determinants (``|B|``) outside literals are
+# hyperlink and substitution references to docutils, which -W turns into errors. They are escaped
+# (outside backquoted literals) after numpydoc has formatted the docstring.
+_TRAILING_UNDERSCORE = re.compile(r"(?<![\w\\])(\w*[A-Za-z0-9]_)(?![\w`])")
+_BARS = re.compile(r"(?<![\\|])\|([^|\s`][^|`]*?)\|(?!\|)")
+
+
+_LITERAL = re.compile(r"(``.*?``|`[^`]*`_{0,2})")
+
+
+def _escape_plain_text(line: str) -> str:
+    pieces = _LITERAL.split(line)
+    for i in range(0, len(pieces), 2):  # even pieces lie outside backquoted spans
+        piece = _TRAILING_UNDERSCORE.sub(lambda m: m.group(1)[:-1] + "\\_", pieces[i])
+        pieces[i] = _BARS.sub(lambda m: "\\|" + m.group(1) + "\\|", piece)
+    return "".join(pieces)
+
+
+def escape_docstring(app, what, name, obj, options, lines: list[str]) -> None:
+    lines[:] = [_escape_plain_text(line) for line in lines]
 
 
 class AllModules(SphinxDirective):
@@ -91,6 +115,7 @@ class CppHeaders(SphinxDirective):
 
 
 def setup(app):
+    app.connect("autodoc-process-docstring", escape_docstring, priority=900)  # numpydoc runs at 500
     app.add_directive("dfmr-modules", AllModules)
     app.add_directive("dfmr-cli", CliUsage)
     app.add_directive("dfmr-cpp-headers", CppHeaders)
