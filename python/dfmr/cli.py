@@ -1,4 +1,4 @@
-"""Command-line interface: ``dfmr demo | aggregate | distances | fit``.
+"""Command-line interface: ``dfmr demo | aggregate | distances | fit | simulate``.
 
 Every user mistake (a bad option, a missing file, data that cannot be used) ends with one line
 ``dfmr: error: <what is wrong and what to do>`` on stderr and exit code 2, never a traceback.
@@ -33,6 +33,8 @@ from .summary import mixture_summary, text_table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from .params import GaussianMixtureParams
 
 __all__ = ["main"]
 
@@ -156,6 +158,7 @@ def _build_parser() -> _Parser:
     sites.add_argument("--n-jobs", type=int, help="workers of the pool or local cluster (default: all CPUs)")
     sites.add_argument("--progress", action="store_true", help="show a progress bar over the sites")
     fit.set_defaults(run=_cmd_fit)
+    _add_simulate(sub)
     return parser
 
 
@@ -410,6 +413,96 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(f"dfmr: wrote {args.out}", file=sys.stderr)
     else:
         print("dfmr: not saved; pass --out LOCAL.json to save the estimate.", file=sys.stderr)
+    return 0
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    """``dfmr simulate [options]`` runs the paper's study; ``dfmr simulate report RESULTS.csv`` reports it."""
+    from .simulate import ATTACK_KINDS, ATTACK_LEVELS
+    from .study import DEFAULT_RATES, available_methods
+
+    sim = sub.add_parser(
+        "simulate",
+        help="run the paper's simulation study (or 'simulate report RESULTS.csv' to tabulate and plot one)",
+        description="Repeat: draw N points from a population, fit every machine's pMLE, attack the local estimates "
+        "at every level x attack x failure rate, aggregate with every method, and stream W1, ARI, log-likelihood, "
+        "machine counts and times to a CSV. 'dfmr simulate report RESULTS.csv' writes its tables and plots.",
+    )
+    sim.add_argument("--n", type=_positive_int, default=100_000, help="points per repetition (default: 100000)")
+    sim.add_argument("-m", "--machines", type=_positive_int, default=20, help="number of machines (default: 20)")
+    sim.add_argument("--repetitions", type=_positive_int, default=20, help="number of repetitions (default: 20)")
+    sim.add_argument("--first-repetition", type=int, default=0, metavar="R",
+                     help="index of the first repetition, to rerun a part of a study alone (default: 0)")
+    sim.add_argument("--rates", type=_float_in(0.0, 1.0), nargs="+", default=list(DEFAULT_RATES), metavar="RATE",
+                     help="failure rates (default: 0.1 0.2 0.3 0.4)")
+    sim.add_argument("--attacks", choices=ATTACK_KINDS, nargs="+", default=list(ATTACK_KINDS), metavar="ATTACK",
+                     help="attacks among mean, cov, weight (default: all)")
+    sim.add_argument("--levels", choices=ATTACK_LEVELS, nargs="+", default=list(ATTACK_LEVELS), metavar="LEVEL",
+                     help="attack levels among machine, component (default: both)")
+    sim.add_argument("--methods", choices=available_methods(), nargs="+", metavar="METHOD",
+                     help=f"methods among {', '.join(available_methods())} (default: all)")
+    sim.add_argument("--seed", type=int, default=0, help="root seed; repetition r uses [seed, r, ...] (default: 0)")
+    sim.add_argument("--population", metavar="NAME|FILE",
+                     help="a shipped population name or a params file (.json/.npz); default: the paper's MixSim one")
+    sim.add_argument("--mixsim", nargs=4, metavar=("K", "D", "MAXOMEGA", "SEED"),
+                     help="generate the population with MixSim's rule instead (K components, D dimensions)")
+    sim.add_argument("--out", default="dfmr_simulation.csv", metavar="RESULTS.csv",
+                     help="CSV receiving the rows as repetitions finish (default: dfmr_simulation.csv)")
+    sim.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    sim.add_argument("--jobs", type=_positive_int, help="worker processes (default: one per CPU)")
+    sim.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sim.set_defaults(run=_cmd_simulate)
+    sim_sub = sim.add_subparsers(dest="simulate_command", metavar="report")
+    rep = sim_sub.add_parser(
+        "report",
+        help="markdown tables and PNG plots of a simulation CSV",
+        description="Write report.md (mean ± standard error per cell: rows failure rate x attack, columns methods) "
+        "and w1_<level>.png (W1 against the failure rate, one line per method) for a 'dfmr simulate' CSV.",
+    )
+    rep.add_argument("csv", metavar="RESULTS.csv", help="the CSV written by 'dfmr simulate'")
+    rep.add_argument("--out-dir", metavar="DIR", help="where to write the report (default: next to the CSV)")
+    rep.set_defaults(run=_cmd_simulate_report)
+
+
+def _simulation_population(args: argparse.Namespace) -> GaussianMixtureParams | None:
+    from .mixsim import mixsim
+    from .params import GaussianMixtureParams
+    from .simulate import population
+
+    if args.mixsim and args.population:
+        raise UsageError("give --population or --mixsim, not both.")
+    if args.mixsim:
+        try:
+            k, d, omega, seed = int(args.mixsim[0]), int(args.mixsim[1]), float(args.mixsim[2]), int(args.mixsim[3])
+        except ValueError:
+            raise UsageError(f"--mixsim expects K D MAXOMEGA SEED (integers, a number, an integer), "
+                             f"got {' '.join(args.mixsim)}.") from None
+        return mixsim(k, d, omega, random_state=seed)
+    if args.population is None:
+        return None
+    if Path(args.population).suffix in (".json", ".npz"):
+        return GaussianMixtureParams.load(args.population)
+    return population(args.population)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .study import study
+
+    rows = study(
+        _simulation_population(args), n=args.n, n_machines=args.machines,
+        repetitions=range(args.first_repetition, args.first_repetition + args.repetitions), rates=args.rates,
+        attacks=args.attacks, levels=args.levels, methods=args.methods, seed=args.seed, out=args.out,
+        resume=args.resume, n_jobs=args.jobs, progress=not args.no_progress,
+    )
+    print(f"{len(rows)} rows in {args.out}; 'dfmr simulate report {args.out}' writes the tables and plots.")
+    return 0
+
+
+def _cmd_simulate_report(args: argparse.Namespace) -> int:
+    from .study import report
+
+    _import_figure()
+    print(f"wrote {report(args.csv, args.out_dir)}")
     return 0
 
 

@@ -32,7 +32,10 @@ from .partition import split  # re-exported: dfmr.simulate.split is the document
 if TYPE_CHECKING:
     from .aggregate import AggregationResult
 
-__all__ = ["ATTACK_KINDS", "ATTACK_LEVELS", "attack", "local_estimates_fixture", "oracle", "population", "split"]
+__all__ = [
+    "ATTACK_KINDS", "ATTACK_LEVELS", "attack", "local_estimates_fixture", "oracle", "population", "split",
+    "study", "report",
+]
 
 ATTACK_KINDS = ("mean", "cov", "weight")
 ATTACK_LEVELS = ("machine", "component")
@@ -231,3 +234,7 @@ def oracle(mixtures: list[GaussianMixtureParams], bad: ArrayLike, n_components: 
     if good.size == 0:
         raise ValueError("every machine is marked bad; the oracle has nothing to aggregate.")
     return mr([mixtures[i] for i in good], n_components)
+
+
+# The study (dfmr.study) builds on the functions above; importing it last lets it import them from here.
+from .study import report, study  # noqa: E402
