@@ -33,7 +33,9 @@ CASES = {
     "mr jackknife": ("mr", False, "jackknife"),
     "dfmr attacked default": ("dfmr", True, None),
     "dfmr attacked information": ("dfmr", True, "information"),
+    "robust_dfmr attacked default": ("robust_dfmr", True, None),
 }
+AGGREGATORS = {"dfmr": dfmr.dfmr, "mr": dfmr.mr, "robust_dfmr": dfmr.robust_dfmr}
 
 
 def _aligned_to_truth(result: inference.MixtureInferenceResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -63,8 +65,7 @@ def study() -> dict[str, dict[str, np.ndarray]]:
                 mixtures = attacked if under_attack else local
                 key = (method, under_attack)
                 if key not in aggregates:
-                    run = dfmr.dfmr if method == "dfmr" else dfmr.mr
-                    agg = run(mixtures, 2, n_threads=1)
+                    agg = AGGREGATORS[method](mixtures, 2, n_threads=1)
                     # What each retained machine sends, computed once per aggregate for both methods.
                     sent = [inf.machine_information(x, agg.mixture) if agg.kept[i] else None
                             for i, x in enumerate(parts)]
@@ -72,8 +73,12 @@ def study() -> dict[str, dict[str, np.ndarray]]:
                 agg, sent = aggregates[key]
                 # Per-machine tests only where they are checked (their Holm step costs a gc.collect()).
                 tested = name in ("dfmr default", "dfmr attacked default")
+                # The jackknife reruns the whole aggregator; robust_dfmr's is passed in as it is called here.
+                rerun = None
+                if method == "robust_dfmr":
+                    rerun = lambda ms: dfmr.robust_dfmr(ms, 2, n_threads=1)  # noqa: E731
                 res = inference.infer(agg, mixtures, method=interval, machine_infos=sent,
-                                      n_samples=N if tested else None)
+                                      n_samples=N if tested else None, aggregate=rerun)
                 est, lo, hi = _aligned_to_truth(res)
                 out[name]["covered"].append((lo <= truth) & (truth <= hi))
                 out[name]["width"].append(hi - lo)
@@ -99,7 +104,9 @@ def test_default_method_is_the_jackknife_except_for_mr():
     assert inference.default_method("mr") == "information"
 
 
-@pytest.mark.parametrize("name", ["dfmr default", "mr default", "dfmr attacked default"])
+@pytest.mark.parametrize(
+    "name", ["dfmr default", "mr default", "dfmr attacked default", "robust_dfmr attacked default"]
+)
 def test_default_95_percent_intervals_cover(study, name):
     assert 0.90 <= coverage(study, name) <= 0.985
 
