@@ -110,8 +110,12 @@ class MachineResults:
         return [m for m in self.machines if m not in self.failures]
 
 
+class _InputLost(RuntimeError):
+    """A dask task cancelled because its input was lost with a worker: a victim, never a culprit."""
+
+
 def _died(exc: BaseException) -> bool:
-    return isinstance(exc, BrokenProcessPool) or type(exc).__name__ == "KilledWorker"
+    return isinstance(exc, (BrokenProcessPool, _InputLost)) or type(exc).__name__ == "KilledWorker"
 
 
 def _reason(exc: BaseException) -> str:
@@ -337,7 +341,7 @@ def _dask_outcome(fut: Any) -> tuple[Any, BaseException | None]:
     try:
         return fut.result(), None
     except CancelledError:
-        return None, RuntimeError("its task was cancelled (its input was lost with a worker)")
+        return None, _InputLost("its task was cancelled (its input was lost with a worker)")
     except Exception as exc:
         return None, exc
 
@@ -359,7 +363,7 @@ def _run_dask(func: Callable[..., Any], tasks: Sequence[MachineTask], client: An
                 killed.append((fut, exc))
             else:
                 out.failed(futures[fut], exc)
-        if len(killed) == 1:
+        if len(killed) == 1 and not isinstance(killed[0][1], _InputLost):
             out.failed(futures[killed[0][0]], killed[0][1])
         else:
             # A worker's death condemns every task it was processing, and every chunk it was computing
