@@ -31,9 +31,10 @@ recorded with its rule and statistic (:class:`Decision`):
    saddlepoint approximation, and the factor maps that law's tail onto the chi2 cut-off, times
    the machines' excess scatter over it (a lower quantile across machines, at least 1).
    Otherwise (beyond 60 parameters the information would cost ~1 s, for K = 5, d = 10) it is a
-   lower quantile of the statistics across machines over its chi2 value, per slot and pooled
-   over slots (the larger), never below the factor of the parts' sum (whose many degrees of
-   freedom make it steady with few machines) and, when sample sizes are known, never below 1.
+   lower quantile of the statistics across machines over its chi2 value, per slot (for parts
+   of at least 3 df, where m values give a steady quantile) and pooled over slots (the
+   larger), never below the factor of the parts' sum (whose many degrees of freedom make it
+   steady with few machines) and, when sample sizes are known, never below 1.
    A component fails when a part exceeds the chi2 quantile at ``level / (3 m K)`` (Bonferroni
    over parts, machines and slots): it alone is dropped. A machine whose surviving components
    jointly fail a part (means or covariances summed over slots; the weights by their
@@ -82,6 +83,7 @@ __all__ = ["Decision", "Screening", "RobustAggregationResult", "robust_dfmr", "s
 PARTS = ("mean", "covariance", "weight")
 _CALIBRATION_QUANTILE = 0.25  # at most half the values attacked: this is at most the honest median
 _ALIGNMENT_ROUNDS = 3
+_SLOT_FACTOR_MIN_DF = 3  # per-slot empirical inflation only for parts with at least this many df
 # The information floor costs ~_INFORMATION_DRAWS * p^2 flops: used while p is small, which is
 # also where the per-part df are few and the empirical quantiles unsteady.
 _INFORMATION_MAX_PARAMS = 60
@@ -778,7 +780,10 @@ def _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
     for p in parts:
         if joint is None:
             part = max(_inflation(raw[p], dfs[p], None if floors is None else floors[p]), pooled)
-            factor = np.array([max(part, _inflation(raw[p][:, j], dfs[p], None)) for j in range(k)])
+            # A slot's own lower quantile of m values is steady only with a few df; for the 1-df
+            # weights an attacker holding a slot's upper half could move it several-fold.
+            factor = np.full(k, part) if dfs[p] < _SLOT_FACTOR_MIN_DF else np.array(
+                [max(part, _inflation(raw[p][:, j], dfs[p], None)) for j in range(k)])
         else:
             alpha = float(chi2.sf(cut_raw[p], dfs[p]))
             tail = np.array([_weighted_chi2_isf(alpha, lams[p, j]) for j in range(k)])

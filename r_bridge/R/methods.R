@@ -2,6 +2,7 @@
 # itself (the parameters are in its layout), so nothing of the method is recomputed here.
 
 .method_label <- c(
+  robust_dfmr = "screened DFMR: components tested against a robust centre (robust_dfmr)",
   dfmr = "distance-filtered mixture reduction (DFMR)",
   mr = "mixture reduction of all sites (MR)",
   coat = "the centre site's own estimate (COAT)",
@@ -135,13 +136,13 @@ BIC.dfmr <- function(object, data = NULL, ...) {
 
 plot.dfmr <- function(x, what = NULL, data = NULL, ...) {
   if (is.null(what)) {
-    what <- if (!is.null(x$center)) "distances" else "classification"
+    what <- if (!is.null(x$center) && !is.null(x$distances)) "distances" else "classification"
   }
   what <- match.arg(what, c("distances", "classification"))
   if (what == "distances") {
-    if (is.null(x$center)) {
-      stop("plot(what = \"distances\"): method '", x$method, "' computes no centre; use method \"dfmr\" or \"coat\".",
-           call. = FALSE)
+    if (is.null(x$center) || is.null(x$distances)) {
+      stop("plot(what = \"distances\"): method '", x$method, "' computes no L2 distances to a centre; ",
+           "use method \"dfmr\" or \"coat\".", call. = FALSE)
     }
     distance <- x$distances[x$center, ]
     kept <- .kept(x)

@@ -69,3 +69,23 @@ test_that("a site with an invalid sigma gives an R error naming the site", {
   expect_error(dfmr_aggregate(fits, G = 3), "site 4: pro and mean must be finite")
   expect_error(dfmr_aggregate(list(fits[[1]], "oops"), G = 3), "site 2: expected an Mclust fit")
 })
+
+test_that("the default method is robust_dfmr, calibrated by the sites' Mclust sizes", {
+  fits <- site_fits(corrupt = 2)
+  res <- dfmr_aggregate(fits, G = 3)
+  expect_identical(res$method, "robust_dfmr")
+  expect_identical(res$retained, c(1L, 3L, 4L, 5L))
+  k <- match_components(res$parameters$mean, truth$mean)
+  expect_lt(max(abs(res$parameters$mean[, k] - truth$mean)), 0.15)
+  # The same aggregate as Python's robust_dfmr told the sites' sizes (mclust's $n = 800 each) ...
+  py <- reticulate::import("dfmr")
+  convert <- reticulate::import("dfmr.r.mclust")$params_from_mclust
+  sites <- lapply(fits, function(f) convert(f$parameters))
+  told <- py$robust_dfmr(sites, 3L, n_samples = rep(800, 5))
+  expect_equal(res$parameters$pro, as.numeric(told$mixture$weights), tolerance = 1e-12)
+  # ... and without the sizes the screening assumes equal ones and says so.
+  unsized <- lapply(fits, function(f) f$parameters)
+  expect_identical(dfmr_aggregate(unsized, G = 3)$retained, res$retained)
+  expect_false(py$robust_dfmr(sites, 3L)$screening$n_samples_known)
+  expect_error(plot(res, what = "distances"), "computes no L2 distances")
+})
