@@ -82,6 +82,19 @@
   if (is.null(value)) NULL else as(as.vector(value))
 }
 
+# robust_dfmr's decisions: one row per dropped site or component (NA component: the whole site).
+.screening <- function(s) {
+  if (is.null(s)) {
+    return(NULL)
+  }
+  decisions <- data.frame(site = as.integer(as.vector(s$site)), component = as.integer(as.vector(s$component)),
+                          slot = as.integer(as.vector(s$slot)), rule = as.character(unlist(s$rule)),
+                          statistic = as.numeric(as.vector(s$statistic)), cutoff = as.numeric(as.vector(s$cutoff)),
+                          stringsAsFactors = FALSE)
+  list(decisions = decisions, components_kept = as.integer(as.vector(s$components_kept)),
+       n_samples_known = as.logical(s$n_samples_known))
+}
+
 .new_dfmr <- function(raw, call, data = NULL, sites = NULL) {
   m <- as.integer(raw$n_machines)
   distances <- if (is.null(raw$distances)) NULL else matrix(as.numeric(raw$distances), m, m)
@@ -115,6 +128,7 @@
     n_iter = as.integer(raw$n_iter),
     converged = as.logical(raw$converged),
     alpha = .optional(raw$alpha),
+    screening = .screening(raw$screening),
     local = lapply(raw$local, .mclust_parameters)
   ), class = "dfmr")
 }

@@ -56,11 +56,18 @@ summary.dfmr <- function(object, data = NULL, ...) {
               pro = object$parameters$pro, mean = object$parameters$mean,
               variance = if (object$d == 1L) object$parameters$variance$sigmasq else object$parameters$variance$sigma,
               loglik = NULL, bic = NULL, n = NULL, df = NULL)
-  if (!is.null(object$center)) {
+  if (!is.null(object$center) && !is.null(object$distances)) {
     out$table <- data.frame(site = object$sites, distance = object$distances[object$center, ],
                             retained = .kept(object), row.names = NULL)
   } else {
     out$table <- data.frame(site = object$sites, retained = .kept(object), row.names = NULL)
+  }
+  if (!is.null(object$screening)) {
+    out$table$components <- object$screening$components_kept
+    decisions <- object$screening$decisions
+    decisions$site <- object$sites[decisions$site]
+    out$screening <- decisions
+    out$n_samples_known <- object$screening$n_samples_known
   }
   if (!is.null(data)) {
     ll <- logLik(object, data = data)
@@ -96,6 +103,12 @@ print.summary.dfmr <- function(x, digits = getOption("digits") - 3L, ...) {
   }
   cat("\nSites:\n")
   print(x$table, digits = digits, row.names = FALSE)
+  if (!is.null(x$screening)) {
+    cat("\nScreening decisions (", if (isTRUE(x$n_samples_known)) "site sizes known" else
+          "site sizes unknown: equal sizes assumed", "):\n", sep = "")
+    if (nrow(x$screening) == 0L) cat("(no site or component dropped)\n") else
+      print(x$screening, digits = digits, row.names = FALSE)
+  }
   cat("\nMixing probabilities:\n")
   print(stats::setNames(x$pro, seq_along(x$pro)), digits = digits)
   cat("\nMeans:\n")

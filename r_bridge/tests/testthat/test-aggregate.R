@@ -77,15 +77,26 @@ test_that("the default method is robust_dfmr, calibrated by the sites' Mclust si
   expect_identical(res$retained, c(1L, 3L, 4L, 5L))
   k <- match_components(res$parameters$mean, truth$mean)
   expect_lt(max(abs(res$parameters$mean[, k] - truth$mean)), 0.15)
-  # The same aggregate as Python's robust_dfmr told the sites' sizes (mclust's $n = 800 each) ...
-  py <- reticulate::import("dfmr")
-  convert <- reticulate::import("dfmr.r.mclust")$params_from_mclust
-  sites <- lapply(fits, function(f) convert(f$parameters))
-  told <- py$robust_dfmr(sites, 3L, n_samples = rep(800, 5))
-  expect_equal(res$parameters$pro, as.numeric(told$mixture$weights), tolerance = 1e-12)
-  # ... and without the sizes the screening assumes equal ones and says so.
-  unsized <- lapply(fits, function(f) f$parameters)
-  expect_identical(dfmr_aggregate(unsized, G = 3)$retained, res$retained)
-  expect_false(py$robust_dfmr(sites, 3L)$screening$n_samples_known)
+  # The sites' sizes (mclust's $n = 800 each) reached the tests; bare parameter lists carry none,
+  # so equal sizes are assumed and said.
+  expect_true(res$screening$n_samples_known)
+  unsized <- dfmr_aggregate(lapply(fits, function(f) f$parameters), G = 3)
+  expect_false(unsized$screening$n_samples_known)
+  expect_identical(unsized$retained, res$retained)
   expect_error(plot(res, what = "distances"), "computes no L2 distances")
+})
+
+test_that("a robust_dfmr aggregate carries its screening decisions and summary() prints them", {
+  fits <- site_fits(corrupt = 4)
+  res <- dfmr_aggregate(fits, G = 3)
+  dec <- res$screening$decisions
+  expect_true(all(dec$site == 4L))
+  expect_true(all(dec$statistic > dec$cutoff))
+  expect_identical(res$screening$components_kept, c(3L, 3L, 3L, 0L, 3L))
+  expect_true(res$screening$n_samples_known)
+  printed <- capture.output(print(summary(res)))
+  expect_true(any(grepl("Screening decisions (site sizes known)", printed, fixed = TRUE)))
+  expect_true(any(grepl(dec$rule[1], printed, fixed = TRUE)))
+  # the other methods have none
+  expect_null(dfmr_aggregate(fits, G = 3, method = "dfmr")$screening)
 })

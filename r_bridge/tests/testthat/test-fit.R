@@ -30,7 +30,7 @@ test_that("dfmr_fit on a 2-D matrix recovers the mixture, and predict, summary, 
   expect_s3_class(s, "summary.dfmr")
   expect_equal(s$loglik, as.numeric(ll))
   expect_identical(s$table$retained, seq_len(5) %in% fit$retained)
-  expect_output(print(s), "distance-filtered mixture reduction")
+  expect_output(print(s), "screened DFMR")
   expect_output(print(fit), "Retained")
 
   png_file <- tempfile(fileext = ".png")
