@@ -35,7 +35,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, st
 
 def demo_table(out: str) -> dict[str, tuple[int, int, float]]:
     """``{method: (machines used, components, W1)}`` from the demo's comparison table."""
-    rows = re.findall(r"^(DFMR|MR|COAT|TKB|Oracle)\s+(\d+)\s+(\d+)\s+(\S+)$", out, flags=re.MULTILINE)
+    rows = re.findall(r"^(robust DFMR \(default\)|DFMR|MR|COAT|TKB|Oracle)\s+(\d+)\s+(\d+)\s+(\S+)$", out,
+                      flags=re.MULTILINE)
     return {name: (int(used), int(k), float(w1)) for name, used, k, w1 in rows}
 
 
@@ -44,6 +45,7 @@ def expected_demo(kind: str, rate: float, seed: int) -> tuple[np.ndarray, dict[s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         results = {
+            "robust DFMR (default)": dfmr.robust_dfmr(attacked, K),
             "DFMR": dfmr.dfmr(attacked, K),
             "MR": dfmr.mr(attacked, K),
             "COAT": dfmr.coat(attacked),
@@ -66,6 +68,8 @@ def test_demo_names_attacked_machines_and_dfmr_beats_mr(capsys, kind, seed):
     truth = simulate.population()
     w1 = {name: metrics.w1_distance(res.mixture, truth) for name, res in results.items()}
     assert w1["DFMR"] < w1["MR"]
+    # The default aggregator is within the issue-13 goal of the oracle on the paper's attacks.
+    assert w1["robust DFMR (default)"] <= 1.10 * w1["Oracle"]
     table = demo_table(out)
     assert set(table) == set(results)
     for name, res in results.items():
@@ -135,7 +139,7 @@ def loaded_valid(directory: Path) -> list[GaussianMixtureParams]:
 
 def test_aggregate_skips_corrupt_files_and_matches_dfmr_on_the_valid_ones(capsys, tmp_path, estimates_dir):
     out_path = tmp_path / "result.json"
-    code, out, err = run(capsys, "aggregate", estimates_dir, "-k", K, "--out", out_path)
+    code, out, err = run(capsys, "aggregate", estimates_dir, "-k", K, "--method", "dfmr", "--out", out_path)
     assert code == 0, err
     for name in ("truncated_json.json", "nan_json.json", "garbage_npz.npz", "wrong_shapes_npz.npz", "non_pd_json.json"):
         assert re.search(rf"^dfmr: warning: skipped {re.escape(name)}: ", err, flags=re.MULTILINE), name
@@ -156,9 +160,12 @@ def test_aggregate_skips_corrupt_files_and_matches_dfmr_on_the_valid_ones(capsys
 
 
 def test_aggregate_output_maps_machine_indices_to_files(capsys, estimates_dir):
-    code, out, _ = run(capsys, "aggregate", estimates_dir, "-k", K)
+    code, out, _ = run(capsys, "aggregate", estimates_dir, "-k", K)  # the default method: robust_dfmr
     assert code == 0
-    expected = dfmr.dfmr(loaded_valid(estimates_dir), K)
+    valid = loaded_valid(estimates_dir)
+    expected = dfmr.robust_dfmr(valid, K)
+    _, bad = simulate.attack(simulate.local_estimates_fixture(), 0.2, kind="mean", random_state=0)
+    assert set(expected.retained) == set(range(20)) - set(bad.tolist())  # every attacked machine dropped
     for i in range(20):
         flag = "yes" if i in expected.retained else "no"
         assert re.search(rf"^\s*{i}\s+machine_{i:03d}\.json\s+{flag}$", out, flags=re.MULTILINE)
@@ -170,7 +177,8 @@ def test_aggregate_output_maps_machine_indices_to_files(capsys, estimates_dir):
         (["--method", "mr"], lambda m: dfmr.mr(m, K)),
         (["--method", "coat"], lambda m: dfmr.coat(m)),
         (["--method", "tkb", "--alpha", "0.3"], lambda m: dfmr.tkb(m, K, alpha=0.3)),
-        (["--threshold", "10"], lambda m: dfmr.dfmr(m, K, threshold=10.0)),
+        (["--method", "dfmr", "--threshold", "10"], lambda m: dfmr.dfmr(m, K, threshold=10.0)),
+        ([], lambda m: dfmr.robust_dfmr(m, K)),
     ],
 )
 def test_aggregate_methods_and_options_match_the_library(capsys, tmp_path, attacked, argv, compute):
@@ -186,6 +194,14 @@ def test_aggregate_methods_and_options_match_the_library(capsys, tmp_path, attac
     assert data["method"] == expected.method
     assert data["retained"] == expected.retained.tolist()
     assert_round_trip(GaussianMixtureParams.from_dict(data["mixture"]), expected.mixture)
+    screening = getattr(expected, "screening", None)
+    if screening is None:
+        assert data["screening"] is None
+    else:  # robust_dfmr's every decision is in the file, as summary() shows it
+        assert data["screening"]["kept"] == screening.kept.tolist()
+        assert [(x["machine"], x["rule"]) for x in data["screening"]["decisions"]] == [
+            (x.machine, x.rule) for x in screening.decisions]
+        assert data["screening"]["decisions"], "the mean attack on 4 machines is screened"
 
 
 def test_distances_csv_matches_pairwise_l2(capsys, tmp_path, estimates_dir):

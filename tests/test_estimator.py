@@ -189,7 +189,9 @@ def test_sample_rejects_a_non_positive_count(fitted):
 def test_learned_attributes_describe_the_aggregate(fitted):
     assert isinstance(fitted.mixture_, GaussianMixtureParams)
     assert isinstance(fitted.aggregation_, AggregationResult)
-    assert fitted.aggregation_.method == "dfmr"
+    assert fitted.aggregation_.method == "robust_dfmr"  # the default aggregator
+    # calibrated by the machines' row counts (10 machines of the 20,000 rows)
+    np.testing.assert_array_equal(fitted.aggregation_.screening.n_samples, np.full(10, 2_000.0))
     assert fitted.aggregation_.mixture is fitted.mixture_
     np.testing.assert_array_equal(fitted.weights_, fitted.mixture_.weights)
     np.testing.assert_array_equal(fitted.means_, fitted.mixture_.means)

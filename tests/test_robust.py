@@ -102,7 +102,7 @@ def test_statistics_are_the_likelihood_ratio_formulas(loc):
             w, w0 = att[i].weights[j], ref.weights[k]
             t_w = 2 * N_LOCAL * (w * np.log(w / w0) + (1 - w) * np.log((1 - w) / (1 - w0)))
             for part, value in (("mean", t_mean), ("covariance", t_cov), ("weight", t_w)):
-                got = scr.statistics[part][i, k] * scr.inflation[part]
+                got = scr.statistics[part][i, k] * scr.inflation[part][k]
                 assert got == pytest.approx(value, rel=1e-6, abs=1e-9), (i, k, part)
 
 
@@ -127,11 +127,13 @@ def test_sampling_scatter_is_calibrated_without_overlap():
         raw = res.screening.statistics[part] * res.screening.inflation[part]
         # The mean of m K chi2(df) variables has relative sd sqrt(2 / (df m K)): allow 4 of them.
         assert abs(np.mean(raw) / df - 1.0) < 4 * np.sqrt(2 / (df * raw.size)), (part, np.mean(raw), df)
-        # The inflation factor is a quantile ratio: asymptotic sd sqrt(q (1 - q) / N) / (f(x_q) x_q).
+        # The inflation factor is a quantile ratio: asymptotic sd sqrt(q (1 - q) / N) / (f(x_q) x_q),
+        # with N the m statistics of one slot (the larger of the slot's and the pooled factor).
         q = 0.25
         x_q = chi2.ppf(q, df)
-        sd = np.sqrt(q * (1 - q) / raw.size) / (chi2.pdf(x_q, df) * x_q)
-        assert res.screening.inflation[part] < 1 + 4 * sd, (part, res.screening.inflation[part], sd)
+        sd = np.sqrt(q * (1 - q) / raw.shape[0]) / (chi2.pdf(x_q, df) * x_q)
+        infl = res.screening.inflation[part]
+        assert infl.shape == (3,) and np.all(infl < 1 + 4 * sd), (part, infl, sd)
 
 
 def test_inflation_matches_the_information_matrix_under_overlap():
@@ -144,16 +146,17 @@ def test_inflation_matches_the_information_matrix_under_overlap():
     V = np.linalg.inv(expected_information(T, 100_000, kind="opg", random_state=1))
     assert param_names(2, 1) == ["w1", "mu[1][1]", "mu[2][1]", "Sigma[1][1,1]", "Sigma[2][1,1]"]
     w, S = T.weights, T.covariances[:, 0, 0]
+    # Per slot (d = 1: one eigenvalue per slot, so the factor is that slot's variance ratio).
     exact = {
-        "mean": np.mean([V[1, 1] * w[0] / S[0], V[2, 2] * w[1] / S[1]]),
-        "covariance": np.mean([V[3, 3] * w[0] / (2 * S[0] ** 2), V[4, 4] * w[1] / (2 * S[1] ** 2)]),
-        "weight": V[0, 0] / (w[0] * w[1]),
+        "mean": np.array([V[1, 1] * w[0] / S[0], V[2, 2] * w[1] / S[1]]),
+        "covariance": np.array([V[3, 3] * w[0] / (2 * S[0] ** 2), V[4, 4] * w[1] / (2 * S[1] ** 2)]),
+        "weight": np.full(2, V[0, 0] / (w[0] * w[1])),
     }
     fits, _ = attacks.honest_fits(T, 100, 1000, seed=100)
     got = dfmr.robust_dfmr(fits, 2).screening.inflation
     for part, value in exact.items():
-        assert value > 2.0
-        assert 1 / 1.6 < got[part] / value < 1.6, (part, got[part], value)
+        assert np.all(value > 2.0)
+        assert np.all((1 / 1.6 < got[part] / value) & (got[part] / value < 1.6)), (part, got[part], value)
 
 
 # ----------------------------------------------------------------------------------- hygiene
@@ -385,3 +388,51 @@ def test_benchmark_script_runs():
     proc = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "Paper attacks" in proc.stdout and "Cost on the honest fixture" in proc.stdout
+
+
+# ------------------------------------------------------------------- weighted chi2 laws
+
+
+@pytest.mark.parametrize("df", [1, 2, 10, 55])
+def test_weighted_chi2_tail_equal_weights_is_scaled_chi2(df):
+    from dfmr.robust import _weighted_chi2_isf, _weighted_chi2_sf
+
+    lam = np.full(df, 2.5)
+    for alpha in (0.75, 0.05, 1e-4, 1e-7):
+        x = 2.5 * chi2.isf(alpha, df)
+        # The saddlepoint's relative error in the tail shrinks with the df (<= 7% at 1 df).
+        assert _weighted_chi2_sf(x, lam) == pytest.approx(alpha, rel=0.07 if df == 1 else 0.03)
+        assert _weighted_chi2_isf(alpha, lam) == pytest.approx(x, rel=0.12 if alpha > 0.5 else 0.01)
+
+
+def test_weighted_chi2_tail_unequal_weights_matches_a_convolution():
+    # P(a X + b Y > x), X, Y independent chi2_1, by one-dimensional quadrature of the exact law.
+    from scipy.integrate import quad
+
+    from dfmr.robust import _weighted_chi2_isf, _weighted_chi2_sf
+
+    a, b = 1.6, 0.39
+    lam = np.array([a, b])
+
+    def exact_sf(x):
+        # Split at the kink u = x / a, beyond which a X alone exceeds x.
+        inner, _ = quad(lambda u: chi2.pdf(u, 1) * chi2.sf((x - a * u) / b, 1), 0.0, x / a, limit=200,
+                        epsabs=0.0, epsrel=1e-10)
+        return inner + chi2.sf(x / a, 1)
+
+    for alpha in (1e-2, 1e-4, 1e-6):
+        x = _weighted_chi2_isf(alpha, lam)
+        assert exact_sf(x) == pytest.approx(alpha, rel=0.08), alpha
+        assert _weighted_chi2_sf(x, lam) == pytest.approx(alpha, rel=1e-6)
+    # The sum of correlated slots is wider than chi2 with the summed df at the same mean: the
+    # reason the machine-level test needs this law.
+    assert _weighted_chi2_isf(1e-6, lam) > (a + b) / 2 * chi2.isf(1e-6, 2)
+
+
+def test_no_honest_machine_dropped_at_m_100_where_the_chi2_sum_did():
+    # bench_robust's seed that dropped one honest machine of 100 when the machine-level sum of
+    # the two overlapping slots' mean statistics was compared with chi2(2): their errors are
+    # correlated (~0.6), so the sum is a weighted chi2 with one dominant weight.
+    fits, _ = attacks.honest_fits(attacks.TWO_GAUSSIANS, 100, 1000, seed=100_000)
+    res = dfmr.robust_dfmr(fits, 2)
+    assert res.screening.kept.all(), [d.describe() for d in res.screening.decisions]

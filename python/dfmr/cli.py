@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-_METHODS = ("dfmr", "mr", "coat", "tkb", "robust_dfmr")
+_METHODS = ("robust_dfmr", "dfmr", "mr", "coat", "tkb")
 _ATTACKS = ("mean", "cov", "weight")
 
 
@@ -110,7 +110,8 @@ def _build_parser() -> _Parser:
     agg.add_argument(
         "-k", "--n-components", type=_positive_int, help="number of components K (required except for coat)"
     )
-    agg.add_argument("--method", choices=_METHODS, default="dfmr", help="aggregation method (default: dfmr)")
+    agg.add_argument("--method", choices=_METHODS, default="robust_dfmr",
+                     help="aggregation method (default: robust_dfmr; dfmr is the paper's method)")
     agg.add_argument(
         "--threshold", type=_float_in(1.0, None), metavar="KAPPA", help="DFMR threshold kappa >= 1 (default: m**0.1)"
     )
@@ -148,7 +149,8 @@ def _build_parser() -> _Parser:
     fit.add_argument("--seed", type=int, default=0, help="seed of the k-means++ starts (default: 0)")
     sites = fit.add_argument_group("per-site files (DATA is a directory or a glob pattern)")
     sites.add_argument("--out-dir", metavar="DIR", help="write every site's local estimate as DIR/<site>.json")
-    sites.add_argument("--method", choices=_METHODS, default="dfmr", help="aggregation method (default: dfmr)")
+    sites.add_argument("--method", choices=_METHODS, default="robust_dfmr",
+                       help="aggregation method (default: robust_dfmr; dfmr is the paper's method)")
     sites.add_argument(
         "--backend", choices=BACKENDS, default="processes", help="where the local fits run (default: processes)"
     )
@@ -217,6 +219,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     k = truth.n_components
     attacked, bad = simulate.attack(local, args.rate, kind=args.attack, level="machine", random_state=args.seed)
     results = {
+        "robust DFMR (default)": robust_dfmr(attacked, k),
         "DFMR": dfmr(attacked, k),
         "MR": mr(attacked, k),
         "COAT": coat(attacked),
@@ -275,7 +278,7 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     if method != "coat" and args.n_components is None:
         raise UsageError(f"-k/--n-components is required for --method {method}; e.g. add '-k 5'.")
     if args.threshold is not None and method != "dfmr":
-        raise UsageError(f"--threshold applies only to --method dfmr, not {method}; remove it.")
+        raise UsageError(f"--threshold applies only to --method dfmr, not {method}; add '--method dfmr' or remove it.")
     if args.alpha is not None and method != "tkb":
         raise UsageError(f"--alpha applies only to --method tkb, not {method}; remove it.")
     loaded = _load(args)

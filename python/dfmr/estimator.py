@@ -140,9 +140,12 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         in-memory ``X``. For a dask array ``X`` the row chunks are the machines and
         ``n_machines``, if given, must equal their number. :meth:`fit_partitions` takes the
         machines as given and ignores it.
-    aggregator : {"dfmr", "mr", "coat", "tkb", "robust_dfmr"}, default "dfmr"
-        How the local estimates are combined. ``"robust_dfmr"`` (:func:`dfmr.robust_dfmr`)
-        screens components with calibrated tests, using the machines' row counts.
+    aggregator : {"robust_dfmr", "dfmr", "mr", "coat", "tkb"}, default "robust_dfmr"
+        How the local estimates are combined. ``"robust_dfmr"`` (:func:`dfmr.robust_dfmr`, the
+        default) screens components with calibrated tests, using the machines' row counts: it
+        keeps every honest machine where the paper's ``"dfmr"`` drops some, and withstands
+        valid-looking hostile estimates that pass DFMR's L2 filter (vignettes/robustness.md).
+        ``"dfmr"`` is the paper's method exactly.
     threshold : float, optional
         DFMR's kappa >= 1; ``None`` uses ``m ** 0.1``. Used by ``"dfmr"`` only.
     alpha : float, default 0.5
@@ -226,7 +229,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         n_components: int = 1,
         *,
         n_machines: int | None = None,
-        aggregator: str = "dfmr",
+        aggregator: str = "robust_dfmr",
         threshold: float | None = None,
         alpha: float = 0.5,
         backend: str = "processes",

@@ -382,6 +382,28 @@ def result_to_dict(result: AggregationResult, names: Sequence[str] | None = None
         "converged": bool(result.converged),
         "n_components_requested": result.n_components_requested,
         "mixture": result.mixture.to_dict(),
+        "screening": _screening_to_dict(getattr(result, "screening", None)),
+    }
+
+
+def _screening_to_dict(screening: Any) -> dict[str, Any] | None:
+    """robust_dfmr's decisions (machine, component, slot, rule, statistic, cut-off), or None."""
+    if screening is None:
+        return None
+
+    def number(x: float) -> float | None:  # JSON has no inf
+        return float(x) if np.isfinite(x) else None
+
+    return {
+        "level": float(screening.level),
+        "n_samples_known": bool(screening.n_samples_known),
+        "decisions": [
+            {"machine": int(x.machine), "component": x.component, "slot": x.slot, "rule": x.rule,
+             "statistic": number(x.statistic), "cutoff": number(x.cutoff)}
+            for x in screening.decisions
+        ],
+        "kept": np.asarray(screening.kept, dtype=bool).tolist(),
+        "notes": list(screening.notes),
     }
 
 

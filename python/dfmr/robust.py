@@ -22,21 +22,28 @@ recorded with its rule and statistic (:class:`Decision`):
    ``T_cov = n_i w_k [tr(S_k^-1 S_ik) - d - log det(S_k^-1 S_ik)]`` (chi2, d(d+1)/2 df) and
    ``T_weight = 2 n_i [w_ik log(w_ik/w_k) + (1-w_ik) log((1-w_ik)/(1-w_k))]`` (chi2, 1 df),
    with the reference's weight ``w_k``, never the machine's own. Overlapping components
-   scatter more than these complete-data formulas say, so each part is divided by a robust
-   inflation factor: a lower quantile of the statistics across machines over its chi2 value,
-   never below the factor of the parts' sum (whose many degrees of freedom make it steady with
-   few machines) and, when sample sizes are known, never below 1 nor below the factor the
-   mixture's information matrix predicts (inference's
-   :func:`dfmr.information.expected_information` at the robust centre; computed while the
-   number of parameters is at most 60, where the parts have few df and the empirical quantile
-   is unsteady; beyond that it would cost ~1 s, for K = 5, d = 10). A component fails when a
-   part exceeds the chi2 quantile at ``level / (3 m K)`` (Bonferroni over parts, machines and
-   slots): it alone is dropped. A machine whose surviving components jointly fail a part (means
-   or covariances summed over slots, with their own robust factor since slots of overlapping
-   components err together; the weights by their multinomial likelihood ratio over every slot)
-   is dropped whole: this catches small deviations spread over every component. Each slot keeps
-   at least a majority of the
-   machines (the least deviant ones).
+   scatter more than these complete-data formulas say, and the most overlapped slots most, so
+   each part of each slot is divided by an inflation factor. When sample sizes are known and
+   the mixture has at most 60 parameters, the factor comes from the mixture's information
+   matrix (inference's :func:`dfmr.information.expected_information` at the robust centre):
+   the honest law of a slot's statistic is ``sum_l lambda_l chi2_1`` (eigenvalues of the
+   slot's block of the statistic's form times the estimate's covariance), evaluated by a
+   saddlepoint approximation, and the factor maps that law's tail onto the chi2 cut-off, times
+   the machines' excess scatter over it (a lower quantile across machines, at least 1).
+   Otherwise (beyond 60 parameters the information would cost ~1 s, for K = 5, d = 10) it is a
+   lower quantile of the statistics across machines over its chi2 value, per slot (for parts
+   of at least 3 df, where m values give a steady quantile) and pooled over slots (the
+   larger), never below the factor of the parts' sum (whose many degrees of freedom make it
+   steady with few machines) and, when sample sizes are known, never below 1.
+   A component fails when a part exceeds the chi2 quantile at ``level / (3 m K)`` (Bonferroni
+   over parts, machines and slots): it alone is dropped. A machine whose surviving components
+   jointly fail a part (means or covariances summed over slots; the weights by their
+   multinomial likelihood ratio over every slot) is dropped whole: this catches small
+   deviations spread over every component. Slots of overlapping components err together (one
+   misassigned point moves both means), so the sum is wider than chi2 with the summed df: its
+   law is again a weighted chi2 sum, from the joint covariance of the slots when the
+   information is at hand, and it gets its own robust factor. Each slot keeps at least a
+   majority of the machines (the least deviant ones).
 
 The kept components are pooled (component ``(i, k)`` with weight ``v_i w_ik / sum_j v_j`` over
 the machines ``j`` that kept slot k, so a dropped component does not bias the slot's weight)
@@ -60,9 +67,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+from scipy.optimize import brentq, linear_sum_assignment
 from scipy.special import xlogy
-from scipy.stats import chi2
+from scipy.stats import chi2, norm
 
 from ._validation import check_int
 from .aggregate import AggregationResult
@@ -76,6 +83,7 @@ __all__ = ["Decision", "Screening", "RobustAggregationResult", "robust_dfmr", "s
 PARTS = ("mean", "covariance", "weight")
 _CALIBRATION_QUANTILE = 0.25  # at most half the values attacked: this is at most the honest median
 _ALIGNMENT_ROUNDS = 3
+_SLOT_FACTOR_MIN_DF = 3  # per-slot empirical inflation only for parts with at least this many df
 # The information floor costs ~_INFORMATION_DRAWS * p^2 flops: used while p is small, which is
 # also where the per-part df are few and the empirical quantiles unsteady.
 _INFORMATION_MAX_PARAMS = 60
@@ -138,8 +146,8 @@ class Screening:
         Inflation-corrected statistics per part (NaN where no component was aligned).
     degrees_of_freedom : dict of str to int
         Their chi2 degrees of freedom.
-    inflation : dict of str to float
-        The robust inflation factor per part.
+    inflation : dict of str to ndarray of shape (K,)
+        The inflation factor per part and slot (``statistics * inflation`` are the raw statistics).
     cutoffs : dict of str to float
         The chi2 quantiles the parts were compared with.
     machine_statistic : ndarray of shape (m,)
@@ -162,7 +170,7 @@ class Screening:
     kept: np.ndarray
     statistics: dict[str, np.ndarray]
     degrees_of_freedom: dict[str, int]
-    inflation: dict[str, float]
+    inflation: dict[str, np.ndarray]
     cutoffs: dict[str, float]
     machine_statistic: np.ndarray
     n_samples: np.ndarray
@@ -357,13 +365,80 @@ def _inflation(stats: np.ndarray, df: int, floor: float | None) -> float:
     return s if floor is None else max(s, floor)
 
 
-def _information_inflation(reference: GaussianMixtureParams, dfs: dict[str, int]) -> dict[str, float]:
+def _weighted_chi2_sf(x: float, lam: np.ndarray) -> float:
+    """``P(sum_j lam_j Z_j^2 > x)`` for independent standard normals: Lugannani-Rice saddlepoint.
+
+    Accurate to a few per cent of the probability far into the tail (where the tests' Bonferroni
+    levels sit) and exact in shape for equal weights up to that error; ``lam`` must be >= 0.
+    """
+    lam = lam[lam > 1e-12 * lam.max()]
+    mean = float(lam.sum())
+    if x <= 0.0:
+        return 1.0
+    if abs(x - mean) <= 1e-6 * mean:
+        x = mean * (1.0 + 1e-6)  # the formula's removable singularity at the mean
+
+    def slope(t: float) -> float:  # K'(t) - x, increasing in t
+        return float(np.sum(lam / (1.0 - 2.0 * lam * t))) - x
+
+    top = 0.5 / float(lam.max())
+    if x > mean:
+        # K'(t) -> inf at the pole t = top: approach it by halving the gap until K'(t) > x.
+        lo, gap = 0.0, top
+        while True:
+            gap *= 0.5
+            hi = top - gap
+            if slope(hi) > 0.0:
+                break
+            lo = hi
+    else:
+        hi, lo = 0.0, -1.0 / mean
+        while slope(lo) >= 0.0:
+            lo *= 2.0
+    t = brentq(slope, lo, hi, xtol=1e-300, rtol=1e-14, maxiter=500)
+    one = 1.0 - 2.0 * lam * t
+    cgf = -0.5 * float(np.sum(np.log(one)))
+    w = math.copysign(math.sqrt(max(2.0 * (t * x - cgf), 0.0)), t)
+    u = t * math.sqrt(float(np.sum(2.0 * lam**2 / one**2)))
+    return float(min(max(norm.sf(w) + norm.pdf(w) * (1.0 / u - 1.0 / w), 0.0), 1.0))
+
+
+def _weighted_chi2_isf(alpha: float, lam: np.ndarray) -> float:
+    """The ``x`` with :func:`_weighted_chi2_sf` ``(x, lam) = alpha``."""
+    lam = np.asarray(lam, dtype=float)
+    mean = float(lam.sum())
+    # Union bound: sum lam_j Z_j^2 > mean * c needs some Z_j^2 > c, so the tail there is <= alpha.
+    upper = mean * float(chi2.isf(alpha / lam.size, 1)) * (1.0 + 1e-9) + 1e-300
+    lower = mean * 1e-12
+    if _weighted_chi2_sf(upper, lam) > alpha:  # only through the approximation's own error
+        return upper
+    return float(brentq(lambda x: _weighted_chi2_sf(x, lam) - alpha, lower, upper, rtol=1e-10, maxiter=500))
+
+
+def _joint_eigenvalues(joint: np.ndarray, slots: tuple[int, ...], block: int) -> np.ndarray:
+    """Eigenvalues of the slots' rows and columns of ``A V`` (real and >= 0: similar to a PSD matrix)."""
+    idx = np.concatenate([np.arange(j * block, (j + 1) * block) for j in slots])
+    lam = np.linalg.eigvals(joint[np.ix_(idx, idx)]).real
+    return np.clip(lam, 0.0, None)
+
+
+def _information_inflation(
+    reference: GaussianMixtureParams, dfs: dict[str, int],
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Per part: the expected complete-data statistic under the mixture's true scatter, over its df.
 
     The inverse per-observation Fisher information ``V`` of the reference (inference's
     :func:`dfmr.information.expected_information`, seeded Monte Carlo) is n times the covariance
     of an estimate; e.g. ``E[T_mean] = w_k tr(S_k^-1 V_mu_k)``, which is ``d`` without overlap.
     Averaged over slots, as the empirical factors are pooled.
+
+    Also returned, per part, the matrix ``A V`` whose eigenvalues ``lambda`` give the honest
+    distribution of a machine's statistic summed over slots, ``sum_j lambda_j chi2_1``: ``A``
+    is the block-diagonal quadratic form of the statistic (``w_k S_k^-1`` for the means,
+    ``w_k D'(S_k^-1 x S_k^-1)D / 2`` for the covariances, ``diag(1/w)`` for the weights) and ``V``
+    the joint covariance of the slots' estimates, so slots that err together (one misassigned
+    point moves both means of an overlapping pair) give one large eigenvalue rather than two
+    independent chi2 terms. Rows and columns are ordered slot by slot.
     """
     from .information import expected_information
 
@@ -379,15 +454,27 @@ def _information_inflation(reference: GaussianMixtureParams, dfs: dict[str, int]
     ones = np.ones(k - 1)
     var_w = np.append(np.diag(V)[: k - 1], ones @ V[: k - 1, : k - 1] @ ones)
     out = {"mean": 0.0, "covariance": 0.0, "weight": 0.0}
+    form_mu = np.zeros((k * d, k * d))
+    form_sig = np.zeros((k * q, k * q))
     for j in range(k):
         prec = np.linalg.inv(reference.covariances[j])
         mu = slice(k - 1 + j * d, k - 1 + (j + 1) * d)
         sig = slice(k - 1 + k * d + j * q, k - 1 + k * d + (j + 1) * q)
+        form_mu[j * d:(j + 1) * d, j * d:(j + 1) * d] = w[j] * prec
+        form_sig[j * q:(j + 1) * q, j * q:(j + 1) * q] = 0.5 * w[j] * (dup.T @ np.kron(prec, prec) @ dup)
         out["mean"] += w[j] * np.trace(prec @ V[mu, mu]) / dfs["mean"]
         out["covariance"] += 0.5 * w[j] * np.trace(dup.T @ np.kron(prec, prec) @ dup @ V[sig, sig]) / dfs["covariance"]
         if k > 1:
             out["weight"] += var_w[j] / (w[j] * (1 - w[j]))
-    return {p: out[p] / k for p in dfs if dfs[p] > 0}
+    mu_all = slice(k - 1, k - 1 + k * d)
+    sig_all = slice(k - 1 + k * d, k - 1 + k * d + k * q)
+    joint = {"mean": form_mu @ V[mu_all, mu_all], "covariance": form_sig @ V[sig_all, sig_all]}
+    if k > 1:
+        # All K weights from the K - 1 free ones (w_K = 1 - their sum).
+        free_to_all = np.vstack([np.eye(k - 1), -np.ones((1, k - 1))])
+        joint["weight"] = np.diag(1.0 / w) @ free_to_all @ V[: k - 1, : k - 1] @ free_to_all.T
+    factors = {p: out[p] / k for p in dfs if dfs[p] > 0}
+    return factors, {p: joint[p] for p in factors}
 
 
 def _moment_centre(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, use: np.ndarray,
@@ -513,6 +600,7 @@ def robust_dfmr(
     floors = {p: 1.0 for p in parts} if n_known else None
     use_information = n_known and (k - 1) + k * d + k * d * (d + 1) // 2 <= _INFORMATION_MAX_PARAMS
     majority = m_alive // 2 + 1
+    joint: dict[str, np.ndarray] | None = None
 
     alignment = np.full((m, k), -1, dtype=np.intp)
     ref_w, ref_mu, ref_cov = reference.weights, reference.means, reference.covariances
@@ -521,7 +609,7 @@ def robust_dfmr(
         if round_ == 1 and use_information:
             # After one round the reference is the mean of components that passed: a robust
             # truth at which the information of the mixture says how far honest estimates scatter.
-            info = _information_inflation(ref, dfs)
+            info, joint = _information_inflation(ref, dfs)
             floors = {p: max(1.0, info[p]) for p in parts}
         cap = _alignment_cap(ref)
         for i in alive_idx:
@@ -531,11 +619,11 @@ def robust_dfmr(
         # Median centre, then the mean of the components that pass against it.
         ref_w, ref_mu, ref_cov = _median_centre(w, mu, cov, present, ref)
         stats, passed, inflation = _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts,
-                                         cut_raw, floors, present)
+                                         cut_raw, floors, present, joint)
         median_ref = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
         ref_w, ref_mu, ref_cov = _moment_centre(w, mu, cov, passed, median_ref)
     stats, passed, inflation = _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw,
-                                     floors, present)
+                                     floors, present, joint)
     reference = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
 
     # Components the alignment left out.
@@ -559,34 +647,62 @@ def robust_dfmr(
     # so a skew of one is a skew of all: the weights of every aligned slot, renormalised, give
     # the multinomial likelihood-ratio statistic (K_i - 1 df; the per-slot binomial ones are
     # dependent), and failing it costs the machine all its components.
-    sums: dict[str, dict[int, tuple[float, int]]] = {p: {} for p in parts}
+    sums: dict[str, dict[int, tuple[float, int, tuple[int, ...]]]] = {p: {} for p in parts}
+    weight_scale: dict[int, float] = {}
     for i in alive_idx:
         cols = np.flatnonzero(kept[i])
         if cols.size == 0:
             continue
         for p in parts:
             if p != "weight":
-                sums[p][int(i)] = (float(stats[p][i, cols].sum()), cols.size * dfs[p])
+                sums[p][int(i)] = (float(stats[p][i, cols].sum()), cols.size * dfs[p], tuple(cols.tolist()))
         slots = np.flatnonzero(present[i])
         if "weight" in parts and slots.size > 1:
             wi = w[i, slots] / w[i, slots].sum()
             w0 = ref_w[slots] / ref_w[slots].sum()
             lr = 2.0 * n_test[i] * float(np.sum(xlogy(wi, wi) - xlogy(wi, w0)))
-            sums["weight"][int(i)] = (max(lr, 0.0) / inflation["weight"], slots.size - 1)
+            # One factor for the multinomial statistic: the slots' factors, weighted as its terms.
+            scale = float(np.sum(ref_w[slots] * inflation["weight"][slots]) / np.sum(ref_w[slots]))
+            sums["weight"][int(i)] = (max(lr, 0.0) / scale, slots.size - 1, tuple(slots.tolist()))
+            weight_scale[int(i)] = scale
     machine_stat = np.full(m, np.nan)
     for i in alive_idx:
         if any(int(i) in sums[p] for p in parts):
             machine_stat[i] = sum(sums[p][int(i)][0] for p in parts if int(i) in sums[p])
     n_machine_tests = len(parts)
+    alpha_machine = level / (m_alive * n_machine_tests)
     for p in parts:
         if not sums[p]:
             continue
         # Slots of an overlapping mixture err together (one misassigned point moves both means),
-        # so a sum over slots is wider than chi2 with the summed df: its own robust factor.
-        vals = np.array([v / chi2.ppf(_CALIBRATION_QUANTILE, df) for v, df in sums[p].values()])
+        # so a sum over slots is wider than chi2 with the summed df. With the information matrix
+        # at hand, the honest law of the sum is sum_j lambda_j chi2_1 (eigenvalues of the joint
+        # A V of the machine's slots, over the part's inflation); otherwise chi2 with the summed
+        # df. Either way a robust factor from the machines' own scatter may widen it further.
+        laws: dict[tuple, tuple[float, float]] = {}
+        keys = {}
+        for i, (_, df_i, slots_i) in sums[p].items():
+            key = (slots_i, weight_scale.get(i)) if p == "weight" else slots_i
+            keys[i] = key
+            if key in laws:
+                continue
+            if joint is None:
+                laws[key] = (float(chi2.ppf(_CALIBRATION_QUANTILE, df_i)), float(chi2.isf(alpha_machine, df_i)))
+            else:
+                block = 1 if p == "weight" else dfs[p]
+                # The statistic divides each slot's terms by that slot's factor: scale A's rows.
+                if p == "weight":
+                    scale = np.full(len(slots_i), 1.0 / weight_scale[i])
+                else:
+                    scale = np.repeat(1.0 / inflation[p][list(slots_i)], block)
+                idx = np.concatenate([np.arange(j * block, (j + 1) * block) for j in slots_i])
+                lam = np.clip(np.linalg.eigvals(scale[:, None] * joint[p][np.ix_(idx, idx)]).real, 0.0, None)
+                laws[key] = (_weighted_chi2_isf(1.0 - _CALIBRATION_QUANTILE, lam),
+                             _weighted_chi2_isf(alpha_machine, lam))
+        vals = np.array([v / laws[keys[i]][0] for i, (v, _, _) in sums[p].items()])
         s_rel = max(1.0, float(np.quantile(vals, _CALIBRATION_QUANTILE)))
-        for i, (value, df_i) in sums[p].items():
-            cut_i = s_rel * float(chi2.isf(level / (m_alive * n_machine_tests), df_i))
+        for i, (value, _, _) in sums[p].items():
+            cut_i = s_rel * laws[keys[i]][1]
             if kept[i].any() and value > cut_i:
                 kept[i] = False
                 decisions.append(Decision(i, None, None, f"machine {p}", value, cut_i))
@@ -624,18 +740,56 @@ def robust_dfmr(
     )
 
 
-def _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw, floors, present):
-    """Inflation-corrected statistics and the pass mask (every part below its cut-off)."""
+def _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw, floors, present, joint):
+    """Inflation-corrected statistics, the pass mask (every part below its cut-off) and the factors.
+
+    The factor of a part is an array over slots: slots differ in how much they overlap the
+    others, so a factor pooled over slots under-corrects the most overlapped slot. With the
+    information matrix (``joint``, see :func:`_information_inflation`) the honest law of slot
+    j's statistic is ``sum_l lambda_jl chi2_1`` (eigenvalues of slot j's block of ``A V``:
+    unequal when the component errs more in the direction of its neighbour); the factor maps
+    that law's tail at the test's level onto the chi2 cut-off, times the machines' excess
+    scatter over it (a lower quantile, at least 1). Without it, the factor is the larger of
+    the part's factor pooled over slots (steady) and the slot's own (a lower quantile of its m
+    statistics).
+    """
     raw = _raw_statistics(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov)
-    # The sum of the parts has many more df than a 1-df part, so its quantile is far steadier
-    # with few machines; it is a floor under every part's own factor.
-    low = None if floors is None else min(floors.values())
-    pooled = _inflation(sum(raw[p] for p in parts), sum(dfs[p] for p in parts), low)
+    k = w.shape[1]
     stats, inflation = {}, {}
     passed = present.copy()
+    if joint is None:
+        # The sum of the parts has many more df than a 1-df part, so its quantile is far steadier
+        # with few machines; it is a floor under every part's own factor.
+        low = None if floors is None else min(floors.values())
+        pooled = _inflation(sum(raw[p] for p in parts), sum(dfs[p] for p in parts), low)
+    if joint is not None:
+        lams = {}
+        for p in parts:
+            block = 1 if p == "weight" else dfs[p]
+            for j in range(k):
+                lam = _joint_eigenvalues(joint[p], (j,), block)
+                # The binomial statistic of one slot: 1 / (w (1 - w)) where the form has 1 / w.
+                lams[p, j] = lam / (1.0 - ref_w[j]) if p == "weight" else lam
+        # The machines' excess scatter over the information's law, from the sum of the parts
+        # (many more df than a 1-df part: a far steadier lower quantile with few machines).
+        lower = np.array([_weighted_chi2_isf(1.0 - _CALIBRATION_QUANTILE,
+                                             np.concatenate([lams[p, j] for p in parts])) for j in range(k)])
+        ratio = sum(raw[p] for p in parts) / lower[None, :]
+        ratio = ratio[np.isfinite(ratio)]
+        excess = max(1.0, float(np.quantile(ratio, _CALIBRATION_QUANTILE))) if ratio.size else 1.0
     for p in parts:
-        inflation[p] = max(_inflation(raw[p], dfs[p], None if floors is None else floors[p]), pooled)
-        stats[p] = raw[p] / inflation[p]
+        if joint is None:
+            part = max(_inflation(raw[p], dfs[p], None if floors is None else floors[p]), pooled)
+            # A slot's own lower quantile of m values is steady only with a few df; for the 1-df
+            # weights an attacker holding a slot's upper half could move it several-fold.
+            factor = np.full(k, part) if dfs[p] < _SLOT_FACTOR_MIN_DF else np.array(
+                [max(part, _inflation(raw[p][:, j], dfs[p], None)) for j in range(k)])
+        else:
+            alpha = float(chi2.sf(cut_raw[p], dfs[p]))
+            tail = np.array([_weighted_chi2_isf(alpha, lams[p, j]) for j in range(k)])
+            factor = excess * tail / cut_raw[p]
+        inflation[p] = factor
+        stats[p] = raw[p] / factor[None, :]
         passed &= ~(stats[p] > cut_raw[p])
     return stats, passed, inflation
 
@@ -703,9 +857,10 @@ def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
     lines = ["", "Screening decisions".center(width).rstrip(), "=" * width]
     size = "known" if scr.n_samples_known else "unknown (equal sizes assumed)"
     cut = ", ".join(f"{p} {scr.cutoffs[p]:.4g} (df {scr.degrees_of_freedom[p]})" for p in scr.cutoffs)
-    infl = ", ".join(f"{p} {v:.3g}" for p, v in scr.inflation.items())
+    infl = ", ".join(f"{p} {np.min(v):.3g}" + ("" if np.ptp(v) == 0 else f"-{np.max(v):.3g}")
+                     for p, v in scr.inflation.items())
     for text in (f"Sample sizes: {size}; family-wise level {scr.level:g}",
-                 f"Per-component chi2 cut-offs: {cut}", f"Inflation factor per part: {infl}"):
+                 f"Per-component chi2 cut-offs: {cut}", f"Inflation factor per part (over slots): {infl}"):
         lines += textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)
     lines.append("-" * width)
     header = f"{'machine':>7} {'comp':>4} {'slot':>4}  {'rule':<12} {'statistic':>11} {'cut-off':>11}"

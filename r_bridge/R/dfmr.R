@@ -3,7 +3,7 @@
 
 # The aggregation methods R accepts (the Python package validates them too); the default is
 # read from Python's DistributedGaussianMixture.
-.dfmr_methods <- c("dfmr", "mr", "coat", "tkb")
+.dfmr_methods <- c("robust_dfmr", "dfmr", "mr", "coat", "tkb")
 
 .match_method <- function(method) {
   if (is.null(method)) {
@@ -52,8 +52,14 @@
     named <- nzchar(names(fits))
     labels[named] <- sprintf("%s ('%s')", labels[named], names(fits)[named])
   }
+  # The number of rows behind each fit (mclust's $n) calibrates robust_dfmr's tests; NA if unknown.
+  sizes <- vapply(fits, function(fit) {
+    n <- if (is.list(fit)) fit$n else NULL
+    if (is.numeric(n) && length(n) == 1L && is.finite(n)) as.numeric(n) else NA_real_
+  }, numeric(1))
   list(parameters = unname(Map(.site_parameters, fits, labels)),
-       names = if (is.null(names(fits))) NULL else as.list(names(fits)))
+       names = if (is.null(names(fits))) NULL else as.list(names(fits)),
+       sizes = unname(sizes))
 }
 
 # mclust's parameter list from what Python returns (reticulate gives 1-d arrays, rpy2 vectors).
@@ -74,6 +80,19 @@
 
 .optional <- function(value, as = as.numeric) {
   if (is.null(value)) NULL else as(as.vector(value))
+}
+
+# robust_dfmr's decisions: one row per dropped site or component (NA component: the whole site).
+.screening <- function(s) {
+  if (is.null(s)) {
+    return(NULL)
+  }
+  decisions <- data.frame(site = as.integer(as.vector(s$site)), component = as.integer(as.vector(s$component)),
+                          slot = as.integer(as.vector(s$slot)), rule = as.character(unlist(s$rule)),
+                          statistic = as.numeric(as.vector(s$statistic)), cutoff = as.numeric(as.vector(s$cutoff)),
+                          stringsAsFactors = FALSE)
+  list(decisions = decisions, components_kept = as.integer(as.vector(s$components_kept)),
+       n_samples_known = as.logical(s$n_samples_known))
 }
 
 .new_dfmr <- function(raw, call, data = NULL, sites = NULL) {
@@ -109,6 +128,7 @@
     n_iter = as.integer(raw$n_iter),
     converged = as.logical(raw$converged),
     alpha = .optional(raw$alpha),
+    screening = .screening(raw$screening),
     local = lapply(raw$local, .mclust_parameters)
   ), class = "dfmr")
 }
@@ -139,7 +159,7 @@ dfmr_aggregate <- function(fits, G, method = NULL, threshold = NULL, data = NULL
   method <- .match_method(method)
   sites <- .sites(fits)
   raw <- .python("aggregate", sites = sites$parameters, G = G, method = method, threshold = threshold,
-                 names = sites$names, ...)
+                 names = sites$names, sizes = as.list(sites$sizes), ...)
   .new_dfmr(raw, call, data = if (is.null(data)) NULL else .data_matrix(data),
             sites = if (is.null(names(fits))) NULL else names(fits))
 }

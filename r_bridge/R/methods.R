@@ -2,6 +2,7 @@
 # itself (the parameters are in its layout), so nothing of the method is recomputed here.
 
 .method_label <- c(
+  robust_dfmr = "screened DFMR: components tested against a robust centre (robust_dfmr)",
   dfmr = "distance-filtered mixture reduction (DFMR)",
   mr = "mixture reduction of all sites (MR)",
   coat = "the centre site's own estimate (COAT)",
@@ -55,11 +56,18 @@ summary.dfmr <- function(object, data = NULL, ...) {
               pro = object$parameters$pro, mean = object$parameters$mean,
               variance = if (object$d == 1L) object$parameters$variance$sigmasq else object$parameters$variance$sigma,
               loglik = NULL, bic = NULL, n = NULL, df = NULL)
-  if (!is.null(object$center)) {
+  if (!is.null(object$center) && !is.null(object$distances)) {
     out$table <- data.frame(site = object$sites, distance = object$distances[object$center, ],
                             retained = .kept(object), row.names = NULL)
   } else {
     out$table <- data.frame(site = object$sites, retained = .kept(object), row.names = NULL)
+  }
+  if (!is.null(object$screening)) {
+    out$table$components <- object$screening$components_kept
+    decisions <- object$screening$decisions
+    decisions$site <- object$sites[decisions$site]
+    out$screening <- decisions
+    out$n_samples_known <- object$screening$n_samples_known
   }
   if (!is.null(data)) {
     ll <- logLik(object, data = data)
@@ -95,6 +103,12 @@ print.summary.dfmr <- function(x, digits = getOption("digits") - 3L, ...) {
   }
   cat("\nSites:\n")
   print(x$table, digits = digits, row.names = FALSE)
+  if (!is.null(x$screening)) {
+    cat("\nScreening decisions (", if (isTRUE(x$n_samples_known)) "site sizes known" else
+          "site sizes unknown: equal sizes assumed", "):\n", sep = "")
+    if (nrow(x$screening) == 0L) cat("(no site or component dropped)\n") else
+      print(x$screening, digits = digits, row.names = FALSE)
+  }
   cat("\nMixing probabilities:\n")
   print(stats::setNames(x$pro, seq_along(x$pro)), digits = digits)
   cat("\nMeans:\n")
@@ -135,13 +149,13 @@ BIC.dfmr <- function(object, data = NULL, ...) {
 
 plot.dfmr <- function(x, what = NULL, data = NULL, ...) {
   if (is.null(what)) {
-    what <- if (!is.null(x$center)) "distances" else "classification"
+    what <- if (!is.null(x$center) && !is.null(x$distances)) "distances" else "classification"
   }
   what <- match.arg(what, c("distances", "classification"))
   if (what == "distances") {
-    if (is.null(x$center)) {
-      stop("plot(what = \"distances\"): method '", x$method, "' computes no centre; use method \"dfmr\" or \"coat\".",
-           call. = FALSE)
+    if (is.null(x$center) || is.null(x$distances)) {
+      stop("plot(what = \"distances\"): method '", x$method, "' computes no L2 distances to a centre; ",
+           "use method \"dfmr\" or \"coat\".", call. = FALSE)
     }
     distance <- x$distances[x$center, ]
     kept <- .kept(x)

@@ -83,12 +83,21 @@ def _estimator(G: Any, method: Any, threshold: Any, **settings: Any) -> Distribu
 
 
 def aggregate(sites: Sequence[Any], G: Any, method: Any = None, threshold: Any = None, alpha: Any = 0.5,
-              names: Any = None) -> dict[str, Any]:
-    """Aggregate one mclust ``parameters`` list per site; the fields of the R ``"dfmr"`` object."""
+              names: Any = None, sizes: Any = None) -> dict[str, Any]:
+    """Aggregate one mclust ``parameters`` list per site; the fields of the R ``"dfmr"`` object.
+
+    ``sizes`` are the sites' row counts (mclust's ``$n``; NA/None where unknown). They calibrate
+    ``robust_dfmr``'s tests when every site has one; otherwise equal sizes are assumed (and said).
+    """
     local = site_mixtures(sites, names)
     est = _estimator(G, method, threshold, alpha=float(alpha))
     n_jobs = est._validated_params()
-    return _with_local(result_to_mclust(est._aggregate(local, n_jobs)), local)
+    known = None
+    if sizes is not None:
+        values = [None if s is None else float(np.asarray(s, dtype=float).reshape(-1)[0]) for s in sizes]
+        if len(values) == len(local) and all(v is not None and math.isfinite(v) and v > 0 for v in values):
+            known = [int(v) for v in values]
+    return _with_local(result_to_mclust(est._aggregate(local, n_jobs, known)), local)
 
 
 def distances(sites: Sequence[Any], names: Any = None) -> np.ndarray:

@@ -257,7 +257,8 @@ def result_to_mclust(result: AggregationResult) -> dict[str, Any]:
 
     ``parameters`` (mclust layout), ``modelName``, ``G``, ``d``, ``method``, ``n_machines``,
     ``retained``, ``center``, ``distances`` (m x m), ``radius``, ``threshold``, ``cutoff``,
-    ``objective``, ``n_iter``, ``converged`` and ``alpha``; fields a method does not compute are None.
+    ``objective``, ``n_iter``, ``converged``, ``alpha`` and ``screening`` (robust_dfmr's decisions);
+    fields a method does not compute are None.
     """
     mix = result.mixture
     decision = result.filter
@@ -278,4 +279,27 @@ def result_to_mclust(result: AggregationResult) -> dict[str, Any]:
         "n_iter": int(result.n_iter),
         "converged": bool(result.converged),
         "alpha": None if result.alpha is None else float(result.alpha),
+        "screening": _screening_to_mclust(getattr(result, "screening", None)),
+    }
+
+
+def _screening_to_mclust(screening: Any) -> dict[str, Any] | None:
+    """robust_dfmr's decisions as columns (1-based site, component and slot; NaN where none) and the
+    number of components each site put in the pool; None for the other methods."""
+    if screening is None:
+        return None
+    dec = screening.decisions
+
+    def one_based(values: list[int | None]) -> np.ndarray:
+        return np.array([np.nan if v is None else v + 1 for v in values], dtype=np.float64)
+
+    return {
+        "site": np.array([x.machine + 1 for x in dec], dtype=np.int64),
+        "component": one_based([x.component for x in dec]),
+        "slot": one_based([x.slot for x in dec]),
+        "rule": [x.rule for x in dec],
+        "statistic": np.array([x.statistic for x in dec], dtype=np.float64),
+        "cutoff": np.array([x.cutoff for x in dec], dtype=np.float64),
+        "components_kept": np.asarray(screening.kept, dtype=bool).sum(axis=1).astype(np.int64),
+        "n_samples_known": bool(screening.n_samples_known),
     }

@@ -69,3 +69,34 @@ test_that("a site with an invalid sigma gives an R error naming the site", {
   expect_error(dfmr_aggregate(fits, G = 3), "site 4: pro and mean must be finite")
   expect_error(dfmr_aggregate(list(fits[[1]], "oops"), G = 3), "site 2: expected an Mclust fit")
 })
+
+test_that("the default method is robust_dfmr, calibrated by the sites' Mclust sizes", {
+  fits <- site_fits(corrupt = 2)
+  res <- dfmr_aggregate(fits, G = 3)
+  expect_identical(res$method, "robust_dfmr")
+  expect_identical(res$retained, c(1L, 3L, 4L, 5L))
+  k <- match_components(res$parameters$mean, truth$mean)
+  expect_lt(max(abs(res$parameters$mean[, k] - truth$mean)), 0.15)
+  # The sites' sizes (mclust's $n = 800 each) reached the tests; bare parameter lists carry none,
+  # so equal sizes are assumed and said.
+  expect_true(res$screening$n_samples_known)
+  unsized <- dfmr_aggregate(lapply(fits, function(f) f$parameters), G = 3)
+  expect_false(unsized$screening$n_samples_known)
+  expect_identical(unsized$retained, res$retained)
+  expect_error(plot(res, what = "distances"), "computes no L2 distances")
+})
+
+test_that("a robust_dfmr aggregate carries its screening decisions and summary() prints them", {
+  fits <- site_fits(corrupt = 4)
+  res <- dfmr_aggregate(fits, G = 3)
+  dec <- res$screening$decisions
+  expect_true(all(dec$site == 4L))
+  expect_true(all(dec$statistic > dec$cutoff))
+  expect_identical(res$screening$components_kept, c(3L, 3L, 3L, 0L, 3L))
+  expect_true(res$screening$n_samples_known)
+  printed <- capture.output(print(summary(res)))
+  expect_true(any(grepl("Screening decisions (site sizes known)", printed, fixed = TRUE)))
+  expect_true(any(grepl(dec$rule[1], printed, fixed = TRUE)))
+  # the other methods have none
+  expect_null(dfmr_aggregate(fits, G = 3, method = "dfmr")$screening)
+})

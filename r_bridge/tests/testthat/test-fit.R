@@ -2,7 +2,7 @@ test_that("dfmr_fit on a 2-D matrix recovers the mixture, and predict, summary, 
   data <- draw(3000)
   fit <- dfmr_fit(data$x, G = 3, machines = 5, seed = 1)
   expect_s3_class(fit, "dfmr")
-  expect_identical(fit$method, "dfmr")
+  expect_identical(fit$method, "robust_dfmr")
   expect_identical(fit$modelName, "VVV")
   expect_identical(length(fit$sites), 5L)
   k <- match_components(fit$parameters$mean, truth$mean)
@@ -30,7 +30,7 @@ test_that("dfmr_fit on a 2-D matrix recovers the mixture, and predict, summary, 
   expect_s3_class(s, "summary.dfmr")
   expect_equal(s$loglik, as.numeric(ll))
   expect_identical(s$table$retained, seq_len(5) %in% fit$retained)
-  expect_output(print(s), "distance-filtered mixture reduction")
+  expect_output(print(s), "screened DFMR")
   expect_output(print(fit), "Retained")
 
   png_file <- tempfile(fileext = ".png")
