@@ -12,6 +12,11 @@ RSS after the imports subtracted and as a multiple of the data size, peak RSS of
   holds the data; ``backend="dask"`` on a ``LocalCluster(n_workers=2, threads_per_worker=1)``.
 - ``sklearn``: the client samples the data and fits ``sklearn.mixture.GaussianMixture(5)`` (defaults:
   one k-means start, max_iter 100) on all of it.
+- ``spark`` (not in the default list: it needs ``pip install pyspark`` and a Java runtime, e.g. Debian's
+  ``default-jre-headless``): Spark MLlib's ``GaussianMixture(k=5)`` (its defaults: tol 0.01, max_iter 100)
+  in local mode on the same 2 cores (``local[2]``), on the same data written to Parquet beforehand; the
+  timed part is reading the Parquet file, assembling the feature vectors and the fit. Its client is the
+  Python driver, and the JVM is a child process.
 
 Prints one line per configuration and asserts nothing. ``--quick`` for a smoke run at 20,000 x 10.
 Usage: ``python tests/benchmarks/bench_scale.py [--sizes 1e6:20 5e6:100] [--configs pool dask sklearn]``.
@@ -92,6 +97,8 @@ def run_one(config: str, n: int, m: int, seed: int) -> dict:
     out: dict = {"config": config, "n": n, "machines": m}
     if config == "sklearn":
         from sklearn.mixture import GaussianMixture
+    elif config == "spark":
+        return _run_spark(n, seed, truth, out)
     else:
         import dask.array  # noqa: F401  (imports before the baseline, as for the others)
         import distributed  # noqa: F401
@@ -137,10 +144,49 @@ def run_one(config: str, n: int, m: int, seed: int) -> dict:
     return out
 
 
+def _run_spark(n: int, seed: int, truth, out: dict) -> dict:
+    import tempfile
+
+    import pandas as pd
+    from pyspark.ml.clustering import GaussianMixture
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.sql import SparkSession
+
+    import dfmr
+    from dfmr import metrics
+
+    X = truth.sample(n, np.random.default_rng(seed))[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "data.parquet")
+        pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])]).to_parquet(path)
+        del X
+        baseline = _rss_mb("VmRSS")
+        with ChildPeaks() as children:
+            spark = (SparkSession.builder.master(f"local[{N_WORKERS}]").config("spark.driver.memory", "8g")
+                     .config("spark.ui.enabled", "false").getOrCreate())
+            _reset_peak()
+            t0 = time.perf_counter()
+            df = spark.read.parquet(path)
+            features = VectorAssembler(inputCols=df.columns, outputCol="features").transform(df).select("features")
+            model = GaussianMixture(k=N_COMPONENTS, seed=seed).fit(features)
+            out["seconds"] = time.perf_counter() - t0
+            gaussians = model.gaussiansDF.collect()
+            weights = np.asarray(model.weights)
+            spark.stop()
+    mixture = dfmr.GaussianMixtureParams(
+        weights, [np.asarray(g["mean"]) for g in gaussians], [g["cov"].toArray() for g in gaussians], normalize=True
+    )
+    out["client_peak_mb"] = _rss_mb("VmHWM") - baseline
+    out["children_peak_mb"] = sorted((rss / 2**20 for rss in children.peaks.values()), reverse=True)
+    out["w1"] = float(metrics.w1_distance(mixture, truth))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["1e6:20", "5e6:100"], help="N:machines pairs")
-    parser.add_argument("--configs", nargs="+", default=["pool", "dask", "sklearn"])
+    parser.add_argument("--configs", nargs="+", default=["pool", "dask", "sklearn"],
+                        help="any of pool, dask, sklearn, spark (spark needs pyspark and Java)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="one smoke run at 20,000 x 10 over 4 machines")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: config:n:m, run in this process
