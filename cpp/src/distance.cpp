@@ -84,9 +84,7 @@ struct LaneWork {
 // waiting on one running sum. log det = log(prod_j pivot_j), one logarithm per pair (the product
 // is renormalised whenever it leaves [2^-500, 2^500]). Returns false if some S_a + S_b is not
 // numerically positive definite.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(DFMR_NO_MULTIVERSION)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
+DFMR_TARGET_CLONES("arch=x86-64-v3", "default")
 bool log_overlap_lanes(const double* Sa, const double* mua, const double* Sb, const double* mub, std::size_t d,
                        double* A, double* z, double* out) {
   constexpr std::size_t L = kLanes;

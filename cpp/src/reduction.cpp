@@ -27,24 +27,28 @@ namespace {
 // shared by every start, stored component-minor (structure of arrays) so that the cost loops run
 // over pooled components in SIMD lanes: row c of packed_cov holds entry c of the packed lower
 // triangle of every covariance (off-diagonal entries doubled, so that <P, S> = packed(P) .
-// packed2(S)), row i of mean entry i of every mean; then the log-dets.
+// packed2(S)), row i of mean entry i of every mean; then the log-dets. The moment matching reads
+// the lower triangles component by component (`packed`).
 struct Pool {
   const Mixture& mixture;
   std::size_t N, d, q;
   RowMatrix packed_cov;  // q x N
+  std::vector<double> packed;  // N x q: the packed lower triangles as they are, component by component
   RowMatrix mean;        // d x N
   Eigen::VectorXd log_det;
 
   explicit Pool(const Mixture& f)
       : mixture(f), N(f.n_components()), d(f.dim()), q(d * (d + 1) / 2),
         packed_cov(static_cast<Eigen::Index>(q), static_cast<Eigen::Index>(N)),
-        mean(f.means().transpose()), log_det(static_cast<Eigen::Index>(N)) {
+        packed(N * q), mean(f.means().transpose()), log_det(static_cast<Eigen::Index>(N)) {
     for (std::size_t n = 0; n < N; ++n) {
       const double* S = f.covariance_data() + n * d * d;
       std::size_t c = 0;
       for (std::size_t i = 0; i < d; ++i)
-        for (std::size_t j = 0; j <= i; ++j, ++c)
+        for (std::size_t j = 0; j <= i; ++j, ++c) {
+          packed[n * q + c] = S[i * d + j];
           packed_cov(static_cast<Eigen::Index>(c), static_cast<Eigen::Index>(n)) = (i == j ? 1.0 : 2.0) * S[i * d + j];
+        }
       log_det[static_cast<Eigen::Index>(n)] = f.log_det(n);
     }
   }
@@ -123,6 +127,7 @@ Reduced from_mixture(const Mixture& f) {
 // computed by the same sequence of operations from pooled component n and reduced component k
 // alone, whatever k's position among the reduced components: relabelling the reduced components
 // permutes the columns of C bit for bit, which the trajectory sharing in reduce() relies on.
+DFMR_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
 void cost(const Pool& pool, const Reduced& G, RowMatrix& C) {
   constexpr std::size_t B = 64;  // pooled components per block: the scratch stays in L1
   const std::size_t K = G.K, d = G.d, q = pool.q, N = pool.N;
@@ -211,43 +216,56 @@ double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double tri
   return objective;
 }
 
-// Moment-matched Gaussians of the transported mass; components receiving none are dropped.
-Reduced update(const Mixture& pool, const std::vector<double>& pi, std::size_t K) {
-  const std::size_t N = pool.n_components(), d = pool.dim();
-  const double* mu = pool.means().data();
-  const double* cov = pool.covariance_data();
+// Moment-matched Gaussians of the transported mass; components receiving none are dropped. One
+// pass over the plan lists each group's members in pool order; each member's covariance is then
+// read once, from the packed lower triangles.
+DFMR_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
+Reduced update(const Pool& pool, const std::vector<double>& pi, std::size_t K, std::vector<std::size_t>& members) {
+  const std::size_t N = pool.N, d = pool.d, q = pool.q;
+  const double* mu = pool.mixture.means().data();
+  std::vector<std::size_t> count(K + 1, 0);
+  for (std::size_t n = 0; n < N; ++n)
+    for (std::size_t k = 0; k < K; ++k) count[k + 1] += pi[n * K + k] > 0.0;
+  for (std::size_t k = 0; k < K; ++k) count[k + 1] += count[k];
+  members.resize(count[K]);
+  {
+    std::vector<std::size_t> next(count.begin(), count.end() - 1);
+    for (std::size_t n = 0; n < N; ++n)
+      for (std::size_t k = 0; k < K; ++k)
+        if (pi[n * K + k] > 0.0) members[next[k]++] = n;
+  }
   std::vector<double> mean, covs;
-  std::vector<double> m(d), S(d * d);
+  std::vector<double> m(d), r(d), S(q);
   std::size_t kept = 0;
   for (std::size_t k = 0; k < K; ++k) {
+    const std::size_t* first = members.data() + count[k];
+    const std::size_t* last = members.data() + count[k + 1];
     double mass = 0.0;
-    for (std::size_t n = 0; n < N; ++n) mass += pi[n * K + k];
+    for (const std::size_t* it = first; it != last; ++it) mass += pi[*it * K + k];
     if (!(mass > 0.0)) continue;
     // Relative shares q_n = pi_nk / mass (summing to 1) rather than the raw masses: products of a
     // subnormal mass with a small mean or covariance entry would underflow to zero and leave a
     // singular (even zero) moment-matched covariance.
     std::fill(m.begin(), m.end(), 0.0);
-    for (std::size_t n = 0; n < N; ++n) {
-      const double p = pi[n * K + k];
-      if (!(p > 0.0)) continue;
-      const double q = p / mass;
-      for (std::size_t i = 0; i < d; ++i) m[i] += q * mu[n * d + i];
+    for (const std::size_t* it = first; it != last; ++it) {
+      const double share = pi[*it * K + k] / mass;
+      const double* mn = mu + *it * d;
+      for (std::size_t i = 0; i < d; ++i) m[i] += share * mn[i];
     }
     std::fill(S.begin(), S.end(), 0.0);
-    for (std::size_t n = 0; n < N; ++n) {
-      const double p = pi[n * K + k];
-      if (!(p > 0.0)) continue;
-      const double q = p / mass;
-      const double* Sn = cov + n * d * d;
-      for (std::size_t i = 0; i < d; ++i) {
-        const double di = mu[n * d + i] - m[i];
-        for (std::size_t j = 0; j <= i; ++j) S[i * d + j] += q * (Sn[i * d + j] + di * (mu[n * d + j] - m[j]));
-      }
+    for (const std::size_t* it = first; it != last; ++it) {
+      const double share = pi[*it * K + k] / mass;
+      const double* mn = mu + *it * d;
+      for (std::size_t i = 0; i < d; ++i) r[i] = mn[i] - m[i];
+      const double* Sn = pool.packed.data() + *it * q;
+      for (std::size_t i = 0, c = 0; i < d; c += ++i)
+        for (std::size_t j = 0; j <= i; ++j) S[c + j] += share * (Sn[c + j] + r[i] * r[j]);
     }
-    for (std::size_t i = 0; i < d; ++i)
-      for (std::size_t j = 0; j < i; ++j) S[j * d + i] = S[i * d + j];
     mean.insert(mean.end(), m.begin(), m.end());
-    covs.insert(covs.end(), S.begin(), S.end());
+    const std::size_t at = covs.size();
+    covs.resize(at + d * d);
+    for (std::size_t i = 0, c = 0; i < d; ++i)
+      for (std::size_t j = 0; j <= i; ++j, ++c) covs[at + i * d + j] = covs[at + j * d + i] = S[c];
     ++kept;
   }
   return make_reduced(kept, d, std::move(mean), std::move(covs));
@@ -402,7 +420,7 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
   r.G = from_mixture(start);
   RowMatrix C;
   std::vector<double> best;
-  std::vector<std::size_t> order;
+  std::vector<std::size_t> order, members;
   State state;
   cost(pool, r.G, C);
   r.objective = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order);
@@ -411,7 +429,7 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
     if (shared && canonical_state(r.pi, pool.mixture.weights(), r.G.K, state) &&
         shared->join(s, it - 1, state, r.trace, opt, cut))
       return std::nullopt;
-    r.G = update(pool.mixture, r.pi, r.G.K);
+    r.G = update(pool, r.pi, r.G.K, members);
     cost(pool, r.G, C);
     const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order);
     r.trace.push_back(next);
