@@ -410,10 +410,28 @@ struct Run {
   double objective = 0.0;
   int n_iter = 0;
   bool converged = false;
+  bool last_step_pending = false;  // stopped at a fixed point: G and pi are one step behind
 };
 
+// The step that confirms a fixed point: G_{t+1} = update(pi_t) and its plan. When pi_t equals
+// pi_{t-1} up to relabelling, G_{t+1} is G_t relabelled (see the note on shared trajectories), so
+// C_{t+1} is C_t with its columns permuted and obj_{t+1} = obj_t bit for bit: the relative decrease
+// is 0 and, with tol > 0, the start stops at t+1 without computing it. Only the winning start needs
+// its final G and plan; this computes them, as running that step would have.
+void take_pending_step(const Pool& pool, const ReduceOptions& opt, Run& r) {
+  RowMatrix C;
+  std::vector<double> best;
+  std::vector<std::size_t> order, members;
+  r.G = update(pool, r.pi, r.G.K, members);
+  cost(pool, r.G, C);
+  if (assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order) != r.objective)
+    throw std::logic_error("dfmr::reduce: a fixed point did not reproduce its objective");
+  r.last_step_pending = false;
+}
+
 // Runs start s; returns nothing when it was cut short by joining an earlier start's trajectory
-// (then `cut` holds its outcome), else the full run.
+// (then `cut` holds its outcome), else the run. With share_trajectories, a start whose plan repeats
+// stops at once (see take_pending_step).
 std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t s, const ReduceOptions& opt,
                              Trajectories* shared, Outcome& cut) {
   Run r;
@@ -421,14 +439,26 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
   RowMatrix C;
   std::vector<double> best;
   std::vector<std::size_t> order, members;
-  State state;
+  State state, previous;
+  bool known = false, known_before = false;
   cost(pool, r.G, C);
   r.objective = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order);
   r.trace.push_back(r.objective);
   for (int it = 1; it <= opt.max_iter; ++it) {
-    if (shared && canonical_state(r.pi, pool.mixture.weights(), r.G.K, state) &&
-        shared->join(s, it - 1, state, r.trace, opt, cut))
-      return std::nullopt;
+    if (opt.share_trajectories) {
+      known = canonical_state(r.pi, pool.mixture.weights(), r.G.K, state);
+      if (known && known_before && opt.tol > 0.0 && state.labels == previous.labels &&
+          state.partial == previous.partial) {
+        r.trace.push_back(r.objective);
+        r.n_iter = it;
+        r.converged = true;
+        r.last_step_pending = true;
+        break;
+      }
+      if (known && shared && shared->join(s, it - 1, state, r.trace, opt, cut)) return std::nullopt;
+      std::swap(state, previous);
+      known_before = known;
+    }
     r.G = update(pool, r.pi, r.G.K, members);
     cost(pool, r.G, C);
     const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order);
@@ -537,6 +567,7 @@ ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, i
     iterations[s] = iterations[first[s]];
   }
   Run& r = *best;
+  if (r.last_step_pending) take_pending_step(pool, options, r);
   // Components that receive no mass in the final assignment are dropped as well.
   const std::size_t N = pooled.n_components(), d = r.G.d;
   const Eigen::Map<const RowMatrix> plan(r.pi.data(), static_cast<Eigen::Index>(N), static_cast<Eigen::Index>(r.G.K));

@@ -17,8 +17,10 @@ struct ReduceOptions {
   int n_threads = 0;      // starts run in parallel; 0: all hardware threads (negative: invalid)
   // A start whose transport plan becomes, up to relabelling, one that an earlier start reached
   // before its last step is cut short: the rest of its run is the earlier start's, so its final
-  // objective is known and it cannot win. Results are bit-identical either way; false runs every
-  // start in full (for tests and measurements).
+  // objective is known and it cannot win. A start whose plan repeats (a fixed point) stops without
+  // computing the step that confirms it (with tol > 0), which only the winner then computes.
+  // Results are bit-identical either way; false runs every step of every start (for tests and
+  // measurements).
   bool share_trajectories = true;
 };
 
