@@ -535,7 +535,8 @@ ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, i
   // number of starts. The order (objective, start index) makes the winner independent of which
   // thread finishes first.
   // Starts that join an earlier start's trajectory are cut short (see Trajectories); the plans
-  // recorded for that take at most 64 transport plans' worth of memory.
+  // recorded for that take at most 16 transport plans' worth of memory (one byte per pooled
+  // component and plan): at m = 1,000 (N = 4,000) 799 of 800 DFMR starts are still cut.
   std::vector<double> objectives(starts.size());
   std::vector<int> iterations(starts.size());
   std::optional<Run> best;
@@ -543,7 +544,7 @@ ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, i
   std::mutex best_mutex;
   std::optional<Trajectories> shared;
   if (options.share_trajectories && n_components < State::kUntransported && distinct.size() > 1)
-    shared.emplace(starts.size(), 64 * pooled.n_components() * static_cast<std::size_t>(n_components) * sizeof(double));
+    shared.emplace(starts.size(), 16 * pooled.n_components() * static_cast<std::size_t>(n_components) * sizeof(double));
   detail::parallel_for(distinct.size(), options.n_threads, [&](std::size_t t, std::size_t) {
     const std::size_t s = distinct[t];
     Outcome cut;

@@ -45,7 +45,7 @@ Eigen::MatrixXd kl_cost(const Mixture& pooled, const Mixture& mixture);
 // (ties: the lowest index). Starts with identical parameters run once (a duplicate reports the
 // objective of its first occurrence), and starts that join an earlier start's trajectory are cut
 // short (ReduceOptions::share_trajectories); only the best start's transport plan is held beyond
-// the running ones, so memory is O(N K) per thread (plus at most 64 N K doubles of recorded plans)
+// the running ones, so memory is O(N K) per thread (plus at most 16 N K doubles of recorded plans)
 // whatever the number of starts.
 // Throws std::invalid_argument on inconsistent input.
 ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, int n_components,
