@@ -147,13 +147,16 @@ bool log_overlap_lanes(const double* Sa, const double* mua, const double* Sb, co
   return true;
 }
 
-// Sum in log space: log(sum_t exp(x_t)).
+// Sum in log space: log(sum_t exp(x_t)). Terms below exp's underflow (x_t - top < -746, where
+// exp returns exactly 0) are skipped: the sum is the same, and between far-apart components most
+// terms are such, which would each take the library's slow underflow path.
 double log_sum_exp(const double* x, std::size_t n) {
   double top = kNegInf;
   for (std::size_t t = 0; t < n; ++t) top = std::max(top, x[t]);
   if (top == kNegInf) return top;
   double s = 0.0;
-  for (std::size_t t = 0; t < n; ++t) s += std::exp(x[t] - top);
+  for (std::size_t t = 0; t < n; ++t)
+    if (!(x[t] - top < -746.0)) s += std::exp(x[t] - top);
   return top + std::log(s);
 }
 
