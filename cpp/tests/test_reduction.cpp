@@ -701,14 +701,14 @@ std::vector<dfmr::Mixture> overlapping_estimates(unsigned seed, int m, int K, in
 
 TEST(SharedTrajectories, BitIdenticalToRunningEveryStartInFull) {
   int cut_one_thread = 0, cut_small_budget = 0;
-  for (unsigned seed : kSeeds) {
+  for (unsigned seed : {1u, 2u, 3u}) {  // kept small: the grid below is large, and sanitizer builds are slow
     const std::vector<std::vector<dfmr::Mixture>> pools{
-        local_estimates(seed + 300, 24, 0),      // well separated: starts reach the same plans
-        local_estimates(seed + 310, 24, 6),      // a quarter of the machines attacked
-        overlapping_estimates(seed + 320, 24, 3, 3)};
+        local_estimates(seed + 300, 16, 0),      // well separated: starts reach the same plans
+        local_estimates(seed + 310, 16, 4),      // a quarter of the machines attacked
+        overlapping_estimates(seed + 320, 16, 3, 3)};
     for (std::size_t p = 0; p < pools.size(); ++p) {
       for (double trim : {0.0, 0.3}) {
-        for (int max_iter : {0, 1, 2, 3, 5, 100}) {
+        for (int max_iter : {0, 1, 2, 3, 5, 30}) {
           // A loose tol makes a joining start stop one step after the shared plan by itself; with
           // tol = 0 a repeated plan does not stop a start.
           for (double tol : {0.0, 1e-5, 0.05}) {
