@@ -513,6 +513,38 @@ def test_core_thread_count_does_not_change_results() -> None:
     np.testing.assert_array_equal(one.assignment, two.assignment)
 
 
+@needs_reduce
+@pytest.mark.parametrize("max_iter", [2, 3, 100])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_core_shared_trajectories_are_bit_identical_to_full_runs(max_iter: int, n_threads: int) -> None:
+    # Well-separated clusters: the starts reach the same transport plans and are cut short;
+    # the attacked copies and overlapping random mixtures reach many different optima.
+    rng = np.random.default_rng(5)
+    separated = GaussianMixtureParams(np.full(3, 1 / 3), 12.0 * np.eye(3), np.array([np.eye(3)] * 3))
+    copies = noisy_copies(rng, separated, 20, noise=0.1)
+    attacked = [GaussianMixtureParams(f.weights, f.means + 40.0, f.covariances) if i % 4 == 0 else f
+                for i, f in enumerate(copies)]
+    overlapping = [random_mixture(np.random.default_rng(s), 3, 3) for s in range(20)]
+    cut = {}
+    for name, mixes in (("separated", copies), ("attacked", attacked), ("overlapping", overlapping)):
+        shared = core_reduction.reduce_mixtures(mixes, 3, max_iter=max_iter, n_threads=n_threads)
+        full = core_reduction.reduce_mixtures(mixes, 3, max_iter=max_iter, n_threads=n_threads,
+                                              share_trajectories=False)
+        assert full.n_starts_cut == 0
+        cut[name] = shared.n_starts_cut
+        assert shared.objective == full.objective and shared.start_index == full.start_index
+        assert shared.n_iter == full.n_iter and shared.converged == full.converged
+        np.testing.assert_array_equal(shared.start_objectives, full.start_objectives)
+        np.testing.assert_array_equal(shared.start_n_iter, full.start_n_iter)
+        np.testing.assert_array_equal(shared.objective_trace, full.objective_trace)
+        np.testing.assert_array_equal(shared.assignment, full.assignment)
+        np.testing.assert_array_equal(shared.mixture.weights, full.mixture.weights)
+        np.testing.assert_array_equal(shared.mixture.means, full.mixture.means)
+        np.testing.assert_array_equal(shared.mixture.covariances, full.mixture.covariances)
+    if n_threads == 1:  # with one thread every later start sees the first start finished
+        assert cut["separated"] > 0
+
+
 def test_random_spd_helper_is_well_conditioned() -> None:
     s = random_spd(np.random.default_rng(0), 6, scale=2.0, cond=5.0)
     eig = np.linalg.eigvalsh(s)

@@ -98,6 +98,8 @@ py::dict result_dict(const dfmr::ReduceResult& r) {
   out["assignment"] = r.assignment;
   out["start_index"] = r.start_index;
   out["start_objectives"] = r.start_objectives;
+  out["start_n_iter"] = r.start_n_iter;
+  out["n_starts_cut"] = r.n_starts_cut;
   return out;
 }
 
@@ -132,8 +134,9 @@ py::dict aggregate_dict(const dfmr::AggregateResult& r) {
   return out;
 }
 
-dfmr::ReduceOptions options(int max_iter, double tol, double trim, int n_threads) {
+dfmr::ReduceOptions options(int max_iter, double tol, double trim, int n_threads, bool share_trajectories) {
   dfmr::ReduceOptions opt;
+  opt.share_trajectories = share_trajectories;
   opt.max_iter = max_iter;
   opt.tol = tol;
   opt.trim = trim;
@@ -180,33 +183,38 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "reduce",
       [](const Array& pw, const Array& pmu, const Array& pcov, const Array& sw, const Array& smu, const Array& scov,
-         const IndexArray& soffsets, int n_components, int max_iter, double tol, double trim, int n_threads) {
+         const IndexArray& soffsets, int n_components, int max_iter, double tol, double trim, int n_threads,
+         bool share_trajectories) {
         const Packed pooled = view(pw, pmu, pcov), starts = view(sw, smu, scov, soffsets);
         std::optional<dfmr::ReduceResult> r;
         {
           py::gil_scoped_release release;
-          r = dfmr::reduce(pooled.build_one(), starts.build(), n_components, options(max_iter, tol, trim, n_threads));
+          r = dfmr::reduce(pooled.build_one(), starts.build(), n_components,
+                           options(max_iter, tol, trim, n_threads, share_trajectories));
         }
         return result_dict(*r);
       },
       py::arg("pooled_weights"), py::arg("pooled_means"), py::arg("pooled_covariances"), py::arg("start_weights"),
       py::arg("start_means"), py::arg("start_covariances"), py::arg("start_offsets"), py::arg("n_components"),
-      py::arg("max_iter") = 100, py::arg("tol") = 1e-5, py::arg("trim") = 0.0, py::arg("n_threads") = 0);
+      py::arg("max_iter") = 100, py::arg("tol") = 1e-5, py::arg("trim") = 0.0, py::arg("n_threads") = 0,
+      py::arg("share_trajectories") = true);
 
   m.def(
       "reduce_mixtures",
       [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets, int n_components, int max_iter,
-         double tol, double trim, int n_threads) {
+         double tol, double trim, int n_threads, bool share_trajectories) {
         const Packed p = view(w, mu, cov, offsets);
         std::optional<dfmr::ReduceResult> r;
         {
           py::gil_scoped_release release;
-          r = dfmr::reduce_mixtures(p.build(), n_components, options(max_iter, tol, trim, n_threads));
+          r = dfmr::reduce_mixtures(p.build(), n_components,
+                                    options(max_iter, tol, trim, n_threads, share_trajectories));
         }
         return result_dict(*r);
       },
       py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"), py::arg("n_components"),
-      py::arg("max_iter") = 100, py::arg("tol") = 1e-5, py::arg("trim") = 0.0, py::arg("n_threads") = 0);
+      py::arg("max_iter") = 100, py::arg("tol") = 1e-5, py::arg("trim") = 0.0, py::arg("n_threads") = 0,
+      py::arg("share_trajectories") = true);
 
   m.def("center_index", [](const Eigen::MatrixXd& D) { return dfmr::center_index(D); }, py::arg("D"));
 

@@ -84,9 +84,7 @@ struct LaneWork {
 // waiting on one running sum. log det = log(prod_j pivot_j), one logarithm per pair (the product
 // is renormalised whenever it leaves [2^-500, 2^500]). Returns false if some S_a + S_b is not
 // numerically positive definite.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(DFMR_NO_MULTIVERSION)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
+DFMR_TARGET_CLONES("arch=x86-64-v3", "default")
 bool log_overlap_lanes(const double* Sa, const double* mua, const double* Sb, const double* mub, std::size_t d,
                        double* A, double* z, double* out) {
   constexpr std::size_t L = kLanes;
@@ -149,13 +147,16 @@ bool log_overlap_lanes(const double* Sa, const double* mua, const double* Sb, co
   return true;
 }
 
-// Sum in log space: log(sum_t exp(x_t)).
+// Sum in log space: log(sum_t exp(x_t)). Terms below exp's underflow (x_t - top < -746, where
+// exp returns exactly 0) are skipped: the sum is the same, and between far-apart components most
+// terms are such, which would each take the library's slow underflow path.
 double log_sum_exp(const double* x, std::size_t n) {
   double top = kNegInf;
   for (std::size_t t = 0; t < n; ++t) top = std::max(top, x[t]);
   if (top == kNegInf) return top;
   double s = 0.0;
-  for (std::size_t t = 0; t < n; ++t) s += std::exp(x[t] - top);
+  for (std::size_t t = 0; t < n; ++t)
+    if (!(x[t] - top < -746.0)) s += std::exp(x[t] - top);
   return top + std::log(s);
 }
 

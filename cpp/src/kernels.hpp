@@ -9,6 +9,18 @@ namespace dfmr::detail {
 
 constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 
+// Hot loops are compiled for the x86-64 baseline and again for the listed targets, e.g.
+// DFMR_TARGET_CLONES("arch=x86-64-v3", "default"); the loader picks the best clone the CPU
+// supports once per process, so every call in a process runs the same instructions (results may
+// differ between CPUs in the last bits, as with any BLAS). The wheel stays portable: no -march
+// flag. Sanitizer builds define DFMR_NO_MULTIVERSION (the ifunc resolvers would run before the
+// sanitizer runtimes are initialised).
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(DFMR_NO_MULTIVERSION)
+#define DFMR_TARGET_CLONES(...) __attribute__((target_clones(__VA_ARGS__)))
+#else
+#define DFMR_TARGET_CLONES(...)
+#endif
+
 // Dot product of two contiguous arrays; the simd pragma lets the compiler vectorise the
 // reduction without -ffast-math.
 inline double dot(const double* a, const double* b, std::size_t n) {

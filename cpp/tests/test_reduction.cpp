@@ -662,3 +662,94 @@ TEST(Reduce, NegativeThreadCountIsRejected) {
   opt.n_threads = -1;
   EXPECT_THROW(dfmr::reduce(f, {f}, 1, opt), std::invalid_argument);
 }
+
+// ------------------------------------------------------------ shared trajectories
+
+// Every field the caller sees, compared with == (not within a tolerance).
+void expect_bit_identical(const dfmr::ReduceResult& a, const dfmr::ReduceResult& b) {
+  EXPECT_EQ(a.objective, b.objective);
+  EXPECT_EQ(a.n_iter, b.n_iter);
+  EXPECT_EQ(a.converged, b.converged);
+  EXPECT_EQ(a.objective_trace, b.objective_trace);
+  EXPECT_EQ(a.start_index, b.start_index);
+  EXPECT_EQ(a.start_objectives, b.start_objectives);
+  EXPECT_EQ(a.start_n_iter, b.start_n_iter);
+  EXPECT_EQ(a.assignment, b.assignment);
+  EXPECT_EQ(a.mixture.weights(), b.mixture.weights());
+  EXPECT_EQ(a.mixture.means(), b.mixture.means());
+  const std::size_t n = a.mixture.n_components() * a.mixture.dim() * a.mixture.dim();
+  ASSERT_EQ(a.mixture.n_components(), b.mixture.n_components());
+  EXPECT_TRUE(std::equal(a.mixture.covariance_data(), a.mixture.covariance_data() + n, b.mixture.covariance_data()));
+}
+
+// Overlapping random components: many local optima, starts rarely share a plan.
+std::vector<dfmr::Mixture> overlapping_estimates(unsigned seed, int m, int K, int d) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> z(0.0, 1.0);
+  std::vector<dfmr::Mixture> out;
+  for (int i = 0; i < m; ++i) {
+    std::vector<Gauss> comps;
+    for (int k = 0; k < K; ++k) {
+      VectorXd mu(d);
+      for (int j = 0; j < d; ++j) mu(j) = 2.0 * z(rng);
+      comps.push_back({mu, random_spd(rng, d, 0.3)});
+    }
+    out.push_back(make_mixture(VectorXd::Constant(K, 1.0 / K), comps));
+  }
+  return out;
+}
+
+TEST(SharedTrajectories, BitIdenticalToRunningEveryStartInFull) {
+  int cut_one_thread = 0, cut_small_budget = 0;
+  for (unsigned seed : {1u, 2u, 3u}) {  // kept small: the grid below is large, and sanitizer builds are slow
+    const std::vector<std::vector<dfmr::Mixture>> pools{
+        local_estimates(seed + 300, 16, 0),      // well separated: starts reach the same plans
+        local_estimates(seed + 310, 16, 4),      // a quarter of the machines attacked
+        overlapping_estimates(seed + 320, 16, 3, 3)};
+    for (std::size_t p = 0; p < pools.size(); ++p) {
+      for (double trim : {0.0, 0.3}) {
+        for (int max_iter : {0, 1, 2, 3, 5, 30}) {
+          // A loose tol makes a joining start stop one step after the shared plan by itself; with
+          // tol = 0 a repeated plan does not stop a start.
+          for (double tol : {0.0, 1e-5, 0.05}) {
+          for (int n_threads : {1, 2}) {
+            SCOPED_TRACE(::testing::Message() << "seed " << seed << ", pool " << p << ", trim " << trim << ", max_iter "
+                                              << max_iter << ", tol " << tol << ", threads " << n_threads);
+            dfmr::ReduceOptions opt = with_trim(trim);
+            opt.max_iter = max_iter;
+            opt.tol = tol;
+            opt.n_threads = n_threads;
+            opt.share_trajectories = false;
+            const dfmr::ReduceResult full = dfmr::reduce_mixtures(pools[p], 3, opt);
+            opt.share_trajectories = true;
+            const dfmr::ReduceResult shared = dfmr::reduce_mixtures(pools[p], 3, opt);
+            expect_bit_identical(shared, full);
+            EXPECT_EQ(full.n_starts_cut, 0);
+            EXPECT_LT(shared.n_starts_cut, static_cast<int>(full.start_objectives.size()));
+            // A cut needs the earlier start to go on past the shared plan: two steps at least.
+            if (max_iter < 2) EXPECT_EQ(shared.n_starts_cut, 0);
+            if (n_threads == 1) cut_one_thread += shared.n_starts_cut;
+            if (max_iter <= 3) cut_small_budget += shared.n_starts_cut;
+          }
+          }
+        }
+      }
+    }
+  }
+  // The comparison above is only meaningful if starts were actually cut, also under tight budgets.
+  EXPECT_GT(cut_one_thread, 0);
+  EXPECT_GT(cut_small_budget, 0);
+}
+
+TEST(SharedTrajectories, StartsJoiningTheFirstTrajectoryAreCut) {
+  // Well-separated clusters: every start assigns the pool to the true clusters at once, so the
+  // first start's plan at step 0 is every later start's plan at step 0.
+  const std::vector<dfmr::Mixture> fs = local_estimates(42, 12, 0);
+  dfmr::ReduceOptions opt;
+  opt.n_threads = 1;
+  const dfmr::ReduceResult r = dfmr::reduce_mixtures(fs, 3, opt);
+  EXPECT_EQ(r.n_starts_cut, 11);
+  EXPECT_EQ(r.start_index, 0);
+  opt.share_trajectories = false;
+  expect_bit_identical(r, dfmr::reduce_mixtures(fs, 3, opt));
+}

@@ -215,7 +215,10 @@ def dfmr(
     n_starts : int, optional
         ``None`` (default, as in the paper): every retained estimate with K components is a
         start of the reduction. An integer runs only the ``n_starts`` retained estimates
-        nearest the centre (the most central first); useful for very many machines.
+        nearest the centre (the most central first); useful for very many machines. Starts
+        that reach a transport plan an earlier start reached are cut short with its known
+        outcome (``reduction.n_starts_cut``; the result is the same as running them), so
+        honest starts that meet cost little.
     center : {"exact", "sampled"}, default "exact"
         ``"exact"`` is DESIGN.md's rule on the full m x m distance matrix (O(m^2) distances).
         ``"sampled"`` picks the centre by its median distance to a random subset of

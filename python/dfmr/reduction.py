@@ -42,6 +42,12 @@ class ReductionResult:
         Index of the winning start.
     start_objectives : ndarray
         Final objective of every start.
+    start_n_iter : ndarray of int
+        MM updates made by every start.
+    n_starts_cut : int
+        Starts cut short because their transport plan became one that an earlier start had
+        reached: the rest of their run, and so their final objective, is that earlier start's
+        (the result is the same as running them in full).
     """
 
     mixture: GaussianMixtureParams
@@ -52,6 +58,8 @@ class ReductionResult:
     assignment: np.ndarray
     start_index: int
     start_objectives: np.ndarray
+    start_n_iter: np.ndarray
+    n_starts_cut: int = 0
 
 
 def pool(mixtures: Sequence[GaussianMixtureParams]) -> GaussianMixtureParams:
@@ -92,6 +100,7 @@ def reduce(
     tol: float = 1e-5,
     max_iter: int = 100,
     n_threads: int | None = None,
+    share_trajectories: bool = True,
 ) -> ReductionResult:
     """Reduce ``pooled`` to at most ``n_components`` components by MM iterations.
 
@@ -113,6 +122,10 @@ def reduce(
         Maximum number of MM updates per start.
     n_threads : int, optional
         Threads for the starts; ``None`` uses every hardware thread.
+    share_trajectories : bool, default True
+        Cut a start short once its transport plan is, up to relabelling, one that an earlier
+        start reached before its last step (its remaining iterations and final objective are
+        then known). The result is bit-identical either way; False runs every start in full.
 
     Returns
     -------
@@ -126,7 +139,7 @@ def reduce(
         raise ValueError(f"starts have dimension {starts[0].dim}, the pool {pooled.dim}.")
     options = _options(trim, tol, max_iter, n_threads)
     return _result(_core.reduce(pooled.weights, pooled.means, pooled.covariances, *pack(starts), int(n_components),
-                                *options))
+                                *options, bool(share_trajectories)))
 
 
 def reduce_mixtures(
@@ -137,6 +150,7 @@ def reduce_mixtures(
     tol: float = 1e-5,
     max_iter: int = 100,
     n_threads: int | None = None,
+    share_trajectories: bool = True,
 ) -> ReductionResult:
     """``reduce(pool(mixtures), n_components, default_starts(mixtures, n_components), ...)`` in one call.
 
@@ -146,7 +160,7 @@ def reduce_mixtures(
     mixtures = as_mixture_list(mixtures)
     _check_k(n_components)
     options = _options(trim, tol, max_iter, n_threads)
-    return _result(_core.reduce_mixtures(*pack(mixtures), int(n_components), *options))
+    return _result(_core.reduce_mixtures(*pack(mixtures), int(n_components), *options, bool(share_trajectories)))
 
 
 def _options(trim: float, tol: float, max_iter: int, n_threads: int | None) -> tuple[int, float, float, int]:
@@ -168,6 +182,8 @@ def _result(out: dict) -> ReductionResult:
         assignment=np.asarray(out["assignment"]),
         start_index=int(out["start_index"]),
         start_objectives=np.asarray(out["start_objectives"]),
+        start_n_iter=np.asarray(out["start_n_iter"], dtype=np.intp),
+        n_starts_cut=int(out["n_starts_cut"]),
     )
 
 

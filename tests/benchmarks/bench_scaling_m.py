@@ -1,7 +1,8 @@
 """How aggregation scales with the number of machines m (K = 5, d = 10).
 
 Prints, for m = 25 .. 1000: the time of the pairwise L2 distances, of MR and of DFMR (default
-starts: every machine, as in the paper), the distance rate in GFLOP/s beside the GEMM rate of a
+starts: every machine, as in the paper; "cut": starts cut short by joining an earlier start's
+trajectory), the distance rate in GFLOP/s beside the GEMM rate of a
 numpy 2000 x 2000 matrix product measured in the same run, and the peak memory growth; then the
 sampled centre rule at m = 10,000 against exact DFMR at m = 1,000, and how often the sampled rule
 retains exactly the machines the exact rule retains. Asserts nothing about time.
@@ -68,8 +69,8 @@ def local_estimates(m: int, seed: int, rate: float = 0.2) -> list[dfmr.GaussianM
 
 
 def scaling_table(sizes: list[int], repeat: int, gemm: float) -> None:
-    print(f"\n{'m':>6} {'pairwise L2':>12} {'GFLOP/s':>8} {'% GEMM':>7} {'MR':>10} {'MR/L2':>6} "
-          f"{'DFMR':>10} {'starts':>6} {'peak RSS':>9}")
+    print(f"\n{'m':>6} {'pairwise L2':>12} {'GFLOP/s':>8} {'% GEMM':>7} {'MR':>10} {'MR/L2':>6} {'MR cut':>7} "
+          f"{'DFMR':>10} {'starts':>6} {'cut':>5} {'peak RSS':>9}")
     for m in sizes:
         local = local_estimates(m, seed=m)
         t_l2 = median_time(lambda local=local: dfmr.pairwise_l2(local), repeat)
@@ -77,8 +78,28 @@ def scaling_table(sizes: list[int], repeat: int, gemm: float) -> None:
         t_dfmr, res = timed(lambda local=local: dfmr.dfmr(local, K))
         rate = distance_gflops(m, t_l2)
         print(f"{m:>6} {t_l2 * 1e3:>9.1f} ms {rate:>8.2f} {100 * rate / gemm:>6.1f}% {t_mr * 1e3:>7.1f} ms "
-              f"{t_mr / t_l2:>6.2f} {t_dfmr * 1e3:>7.1f} ms {len(res.start_machines):>6} {peak_rss_mib():>5.0f} MiB")
+              f"{t_mr / t_l2:>6.2f} {res_mr.reduction.n_starts_cut:>7} {t_dfmr * 1e3:>7.1f} ms "
+              f"{len(res.start_machines):>6} {res.reduction.n_starts_cut:>5} {peak_rss_mib():>5.0f} MiB")
         del res_mr
+
+
+def sharing(m: int, repeat: int) -> None:
+    """DFMR's and MR's reductions at m with shared trajectories against every start run in full."""
+    local = local_estimates(m, seed=m)
+    kept = [local[i] for i in dfmr.filtering.distance_filter(dfmr.coat(local).distances).retained]
+    for name, mixtures in (("DFMR (retained machines)", kept), ("MR (all machines)", local)):
+        pooled = dfmr.reduction.pool(mixtures)
+        starts = [f for f in mixtures if f.n_components == K]
+        runs = {share: [timed(lambda share=share, pooled=pooled, starts=starts: dfmr.reduction.reduce(
+            pooled, K, starts, share_trajectories=share)) for _ in range(repeat)] for share in (True, False)}
+        t_shared, shared = float(np.median([t for t, _ in runs[True]])), runs[True][0][1]
+        t_full, full = float(np.median([t for t, _ in runs[False]])), runs[False][0][1]
+        same = (shared.objective == full.objective and shared.start_index == full.start_index
+                and np.array_equal(shared.start_objectives, full.start_objectives)
+                and np.array_equal(shared.assignment, full.assignment))
+        print(f"{name}, m = {m}, {len(starts)} starts: every start in full {t_full:.2f} s, shared trajectories "
+              f"{t_shared:.2f} s ({t_full / t_shared:.1f}x), {shared.n_starts_cut} starts cut, "
+              f"bit-identical: {same}")
 
 
 def sampled_centre(m_big: int, m_exact: int, n_starts: int, sample: int) -> None:
@@ -128,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GEMM (numpy {400 if args.quick else 2000}^2 matmul): {gemm:.1f} GFLOP/s")
     scaling_table([25, 50] if args.quick else [25, 100, 200, 400, 1000], repeat, gemm)
     if args.quick:
+        sharing(60, 1)
         sampled_centre(400, 100, n_starts=5, sample=20)
         agreement(60, 2, sample=20)
     else:
+        sharing(1000, 1)
         sampled_centre(10_000, 1000, n_starts=10, sample=50)
         agreement(200, 20, sample=50)
         agreement(1000, 5, sample=50)

@@ -15,6 +15,13 @@ struct ReduceOptions {
   double tol = 1e-5;      // stop when (obj_prev - obj) / max(obj_prev, obj, 1) < tol
   double trim = 0.0;      // trimming level alpha in [0, 1): 0 is plain MR, > 0 is TKB
   int n_threads = 0;      // starts run in parallel; 0: all hardware threads (negative: invalid)
+  // A start whose transport plan becomes, up to relabelling, one that an earlier start reached
+  // before its last step is cut short: the rest of its run is the earlier start's, so its final
+  // objective is known and it cannot win. A start whose plan repeats (a fixed point) stops without
+  // computing the step that confirms it (with tol > 0), which only the winner then computes.
+  // Results are bit-identical either way; false runs every step of every start (for tests and
+  // measurements).
+  bool share_trajectories = true;
 };
 
 struct ReduceResult {
@@ -26,6 +33,8 @@ struct ReduceResult {
   Eigen::MatrixXd assignment;           // N x K' transport plan pi of the best start
   int start_index;                      // which start won
   std::vector<double> start_objectives; // final objective of every start
+  std::vector<int> start_n_iter;        // MM updates made by every start
+  int n_starts_cut = 0;                 // starts cut short by joining an earlier start's trajectory
 };
 
 // C[n, k] = KL(N(mu_n, S_n) || N(m_k, V_k)) for every component n of `pooled` and k of `mixture`.
@@ -34,8 +43,10 @@ Eigen::MatrixXd kl_cost(const Mixture& pooled, const Mixture& mixture);
 // Reduce `pooled` to at most n_components components from each start (each start must have
 // between 1 and n_components components); the start with the smallest final objective wins
 // (ties: the lowest index). Starts with identical parameters run once (a duplicate reports the
-// objective of its first occurrence); only the best start's transport plan is held beyond the
-// running ones, so memory is O(N K) per thread whatever the number of starts.
+// objective of its first occurrence), and starts that join an earlier start's trajectory are cut
+// short (ReduceOptions::share_trajectories); only the best start's transport plan is held beyond
+// the running ones, so memory is O(N K) per thread (plus at most 16 N K doubles of recorded plans)
+// whatever the number of starts.
 // Throws std::invalid_argument on inconsistent input.
 ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, int n_components,
                     const ReduceOptions& options = {});
