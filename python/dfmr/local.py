@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._validation import check_int
-from .params import LIMITS, GaussianMixtureParams, log_prob_blocks, precision_factor, row_blocks
+from .params import LIMITS, GaussianMixtureParams, precision_factor, row_blocks
 from .params import gaussian_log_prob as estimate_log_gaussian_prob
 
 __all__ = [
@@ -234,60 +234,96 @@ def _normalize(log_prob_t: np.ndarray, log_weights: np.ndarray) -> np.ndarray:
     return (col_max + np.log(total)).sum(axis=(-2, -1))
 
 
-class _Moments:
-    """Responsibility-weighted moments accumulated over row blocks, about fixed centres ``c_j``.
+# The data of a machine are held as blocks of the augmented design (see _Design) when that takes at
+# most this many doubles (32 MiB: every machine of the paper's set-up up to 50,000 points, d = 10);
+# larger data rebuild each block in every pass (one elementwise product per column pair), so the
+# extra memory stays one block whatever n is.
+_DESIGN_CACHE_DOUBLES = 1 << 22
 
-    Components ``j`` are the K components of one run, or of S runs side by side (j = s K + k).
-    ``nk = sum_i r_ij``, ``first = sum_i r_ij x_i`` and ``second_j = sum_i r_ij (x_i - c_j) x_i^T``;
-    :meth:`m_step` turns them into the penalised M-step. Extra memory: one (S K d, rows) block.
+
+class _Design:
+    """The rows of ``X`` as blocks of the augmented design ``a(x) = [1, x, x_a x_b (a <= b)]``.
+
+    With ``q = 1 + d + d (d + 1) / 2`` columns, both halves of an EM pass are one BLAS-3 product per
+    block: the log-densities of all components are ``Theta @ A`` (:func:`_theta`: ``log N(x; mu, Sigma)``
+    is linear in ``a(x)``), and all the M-step's moments ``sum_i r_ij a(x_i)`` (counts, first and
+    second moments) are ``resp @ A^T``. No elementwise work grows with the number of components, so
+    the S K components of S runs side by side cost little more than K. Each block is held (q, rows).
+    The second moments are about the origin, so ``X`` should be centred (fit_local centres it).
     """
 
-    def __init__(self, centers: np.ndarray) -> None:
-        c, d = centers.shape
-        self.centers = centers
-        self.nk = np.zeros(c)
-        self.first = np.zeros((c, d))
-        self.second = np.zeros((c * d, d))
+    def __init__(self, X: np.ndarray) -> None:
+        n, d = X.shape
+        self.X = X
+        self.d = d
+        self.q = 1 + d + d * (d + 1) // 2
+        self.blocks = row_blocks(n, self.q)
+        cache = n * self.q <= _DESIGN_CACHE_DOUBLES
+        self._cached = [self._build(rows) for rows in self.blocks] if cache else None
 
-    def add(self, X: np.ndarray, resp_t: np.ndarray) -> None:
-        """Add rows ``X`` (B, d) with responsibilities ``resp_t`` in (S K, B) layout."""
-        self.nk += resp_t.sum(axis=1)
-        self.first += resp_t @ X
-        # Row block j of w is r_ij (x_i - c_j) over the rows i: one (S K d, B) x (B, d) product serves
-        # every component (BLAS-3), and the (S K, d, B) layout keeps the elementwise work contiguous.
-        w = X.T[None, :, :] - self.centers[:, :, None]
-        w *= resp_t[:, None, :]
-        self.second += w.reshape(-1, X.shape[0]) @ X
+    def _build(self, rows: slice) -> np.ndarray:
+        xt = self.X[rows].T
+        d = self.d
+        out = np.empty((self.q, xt.shape[1]))
+        out[0] = 1.0
+        out[1 : 1 + d] = xt
+        offset = 1 + d
+        for a in range(d):
+            np.multiply(xt[a], xt[a:], out=out[offset : offset + d - a])
+            offset += d - a
+        return out
 
-    def m_step(self, S_x: np.ndarray, a_n: float, n_runs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The penalised M-step (:func:`m_step`) of ``n_runs`` runs: shapes (S, K), (S, K, d), (S, K, d, d)."""
-        nk, c = self.nk, self.centers
-        d = c.shape[1]
-        means = self.first / (nk + _NK_FLOOR)[:, None]
-        # Scatter about mu_j: sum r (x - c)(x - c)^T = second - s c^T with s = sum r (x - c), then move
-        # the centre from c to mu. With c = mu_j (or the last iteration's mu_j), s and mu - c are small,
-        # so the rounding error of the corrections enters only linearly in |mu_j| (raw moments about
-        # the origin would enter squared).
-        s = self.first - nk[:, None] * c
-        delta = means - c
-        scatter = self.second.reshape(-1, d, d) - s[:, :, None] * c[:, None, :]
-        scatter -= (nk[:, None, None] * delta[:, :, None]) * delta[:, None, :]
-        covariances = (scatter + 2.0 * a_n * S_x) / (nk + 2.0 * a_n)[:, None, None]
-        covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
-        nk = nk.reshape(n_runs, -1)
-        weights = (nk + _NK_FLOOR) / (nk.sum(axis=1, keepdims=True) + nk.shape[1] * _NK_FLOOR)
-        return weights, means.reshape(n_runs, -1, d), covariances.reshape(n_runs, -1, d, d)
+    def __iter__(self) -> Iterator[tuple[slice, np.ndarray]]:
+        for i, rows in enumerate(self.blocks):
+            yield rows, self._cached[i] if self._cached is not None else self._build(rows)
+
+    def moments(self, resp_t: np.ndarray) -> np.ndarray:
+        """``sum_i r_ji a(x_i)`` for responsibilities in (C, n) layout, shape (C, q)."""
+        out = np.zeros((resp_t.shape[0], self.q))
+        for rows, block in self:
+            out += resp_t[:, rows] @ block.T
+        return out
 
 
-def _m_step_runs(
-    X: np.ndarray, resp_t: np.ndarray, S_x: np.ndarray, a_n: float, n_runs: int
+def _theta(means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
+    """Coefficients (C, q) with ``Theta @ a(x) = log N(x; mu_j, Sigma_j)`` for every component j.
+
+    ``log N = log det U - d/2 log 2 pi - (x - mu)^T P (x - mu) / 2`` with ``P = U U^T``, expanded:
+    the constant ``- mu^T P mu / 2``, the linear ``(P mu)^T x`` and the quadratic ``- P_aa / 2`` on
+    ``x_a^2`` and ``- P_ab`` on ``x_a x_b`` (a < b).
+    """
+    d = means.shape[1]
+    precisions = prec_chol @ np.swapaxes(prec_chol, -1, -2)
+    p_mu = np.einsum("cab,cb->ca", precisions, means)
+    upper_a, upper_b = np.triu_indices(d)
+    const = (np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1) - 0.5 * d * _LOG_2PI
+             - 0.5 * np.einsum("ca,ca->c", p_mu, means))
+    quadratic = precisions[:, upper_a, upper_b] * np.where(upper_a == upper_b, -0.5, -1.0)
+    return np.concatenate([const[:, None], p_mu, quadratic], axis=1)
+
+
+def _from_moments(
+    moments: np.ndarray, S_x: np.ndarray, a_n: float, n_runs: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`m_step` for ``n_runs`` runs side by side, responsibilities in (S K, n) layout."""
-    nk = resp_t.sum(axis=1)
-    moments = _Moments((resp_t @ X) / (nk + _NK_FLOOR)[:, None])  # centred at the new means
-    for rows in row_blocks(X.shape[0], resp_t.shape[0] * X.shape[1]):
-        moments.add(X[rows], resp_t[:, rows])
-    return moments.m_step(S_x, a_n, n_runs)
+    """The penalised M-step (:func:`m_step`) of ``n_runs`` runs from :meth:`_Design.moments`.
+
+    Returns shapes (S, K), (S, K, d), (S, K, d, d).
+    """
+    d = S_x.shape[0]
+    nk, first = moments[:, 0], moments[:, 1 : 1 + d]
+    upper_a, upper_b = np.triu_indices(d)
+    second = np.empty((moments.shape[0], d, d))
+    second[:, upper_a, upper_b] = moments[:, 1 + d :]
+    second[:, upper_b, upper_a] = moments[:, 1 + d :]
+    means = first / (nk + _NK_FLOOR)[:, None]
+    # sum_i r_ij (x_i - mu_j)(x_i - mu_j)^T = second - (first mu_j^T): about the centred data's origin,
+    # the cancellation is that of the component's distance from the data mean to its spread.
+    scatter = second - first[:, :, None] * means[:, None, :]
+    covariances = (scatter + 2.0 * a_n * S_x) / (nk + 2.0 * a_n)[:, None, None]
+    covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
+    nk = nk.reshape(n_runs, -1)
+    weights = (nk + _NK_FLOOR) / (nk.sum(axis=1, keepdims=True) + nk.shape[1] * _NK_FLOOR)
+    return weights, means.reshape(n_runs, -1, d), covariances.reshape(n_runs, -1, d, d)
 
 
 def m_step(X: np.ndarray, resp: np.ndarray, S_x: np.ndarray, a_n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -323,8 +359,9 @@ def m_step(X: np.ndarray, resp: np.ndarray, S_x: np.ndarray, a_n: float) -> tupl
     (one pass over the data per iteration, moments about the current means, so an empty
     component keeps its mean there); both use the same code.
     """
-    weights, means, covariances = _m_step_runs(X, resp.T, S_x, a_n, 1)
-    return weights[0], means[0], covariances[0]
+    center = X.mean(axis=0)
+    weights, means, covariances = _from_moments(_Design(X - center).moments(resp.T), S_x, a_n, 1)
+    return weights[0], means[0] + center, covariances[0]
 
 
 def _penalty(S_x: np.ndarray, prec_chol: np.ndarray, a_n: float) -> np.ndarray:
@@ -366,24 +403,27 @@ def penalized_loglik(
 
 
 def _em_pass(
-    X: np.ndarray, S_x: np.ndarray, a_n: float, params: tuple[np.ndarray, np.ndarray, np.ndarray]
+    design: _Design, S_x: np.ndarray, a_n: float, params: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """One pass over the data for S runs side by side: E-step at ``params`` and the M-step after it.
 
     ``params`` are (S, K), (S, K, d) and (S, K, d, d) arrays. Returns the log-likelihood and the
-    penalised log-likelihood of ``params`` (shape (S,) each) and the next parameters. The moments
-    are taken about the current means, which the new means are close to.
+    penalised log-likelihood of ``params`` (shape (S,) each) and the next parameters. Per block of
+    rows: one product for the log-densities of every component, the responsibilities in place, one
+    product for the moments (:class:`_Design`).
     """
     weights, means, covariances = params
     n_runs, k, d = means.shape
     prec_chol = precision_cholesky(covariances)
+    theta = _theta(means.reshape(-1, d), prec_chol.reshape(-1, d, d))
     log_weights = np.log(weights)
-    moments = _Moments(means.reshape(-1, d))
+    moments = np.zeros_like(theta)
     loglik = np.zeros(n_runs)
-    for rows, resp_t in log_prob_blocks(X, means.reshape(-1, d), prec_chol.reshape(-1, d, d)):
+    for _, block in design:
+        resp_t = theta @ block
         loglik += _normalize(resp_t.reshape(n_runs, k, -1), log_weights)
-        moments.add(X[rows], resp_t)
-    return loglik, loglik - _penalty(S_x, prec_chol, a_n), moments.m_step(S_x, a_n, n_runs)
+        moments += resp_t @ block.T
+    return loglik, loglik - _penalty(S_x, prec_chol, a_n), _from_moments(moments, S_x, a_n, n_runs)
 
 
 @dataclass(frozen=True)
@@ -418,7 +458,7 @@ def _converged(history: list[float], threshold: float) -> bool:
 
 
 def _em(
-    X: np.ndarray,
+    design: _Design,
     S_x: np.ndarray,
     a_n: float,
     params: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -428,7 +468,7 @@ def _em(
     """EM from ``params`` (one run, (1, K, ...) arrays) until :func:`_converged` or ``max_iter`` iterations."""
     history: list[float] = []
     for iteration in range(max_iter + 1):
-        loglik, penalized, following = _em_pass(X, S_x, a_n, params)
+        loglik, penalized, following = _em_pass(design, S_x, a_n, params)
         history.append(float(penalized[0]))
         if _converged(history, threshold) or iteration == max_iter:
             break
@@ -466,11 +506,12 @@ def _screened_starts(
     Yields (1, K, ...) parameter arrays.
     """
     a_m = subset.shape[0] ** -0.5
+    design = _Design(subset)
     for first in range(0, n_init, _SCREEN_GROUP):
         n_runs = min(_SCREEN_GROUP, n_init - first)
-        params = _m_step_runs(subset, _seeds(subset, n_components, n_runs, rng), S_x, a_m, n_runs)
+        params = _from_moments(design.moments(_seeds(subset, n_components, n_runs, rng)), S_x, a_m, n_runs)
         for _ in range(_SCREEN_ITER + 1):
-            _, penalized, following = _em_pass(subset, S_x, a_m, params)
+            _, penalized, following = _em_pass(design, S_x, a_m, params)
             params, current = following, params
         for run in sorted(range(n_runs), key=lambda j: -penalized[j]):
             yield tuple(p[run : run + 1] for p in current)
@@ -656,9 +697,10 @@ def fit_local_detailed(
     subset = Xc if m == n else np.asfortranarray(Xc[rng.choice(n, size=m, replace=False)])
     a_n = n**-0.5
     threshold = tol * n_parameters(n_components, d) / 2.0
+    design = _Design(Xc)
     runs: list[_Run] = []
     for params in _screened_starts(subset, S_x, n_components, n_init, rng):
-        runs.append(_em(Xc, S_x, a_n, params, max_iter, threshold))
+        runs.append(_em(design, S_x, a_n, params, max_iter, threshold))
         if _confirmed(runs, _AGREE_TOLS * threshold):
             break
     final = max(runs, key=lambda run: run.penalized)  # ties: the earliest
