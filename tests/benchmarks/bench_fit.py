@@ -7,7 +7,8 @@ population (K = 5, d = 10) and, alternating in the same process:
   (local penalised MLE on every machine, then DFMR);
 - ``sklearn.mixture.GaussianMixture(5)`` (its defaults) fits all of them at once;
 - every machine's local fit (:func:`dfmr.local.fit_local` on the same kind of split) is timed on
-  its own (CPU time), for the straggler ratio slowest / median machine;
+  its own (CPU time, one BLAS thread as in the workers), for the straggler ratio slowest / median
+  machine;
 - at sizes up to ``--threads-up-to`` (1e6) the same fit with ``backend="threads"``.
 
 Printed per size, each a median over the seeds of the per-seed figure: the wall-time ratio
@@ -42,6 +43,7 @@ from sklearn.mixture import GaussianMixture
 
 import dfmr
 from dfmr import local, metrics, simulate
+from dfmr._blas import single_threaded_blas
 
 K, M = 5, 20
 
@@ -80,7 +82,10 @@ def compare(n: int, seeds: int, threads: bool) -> None:
             with_threads = dfmr.DistributedGaussianMixture(K, n_machines=M, backend="threads", random_state=seed)
             rows["threads"].append(timed(lambda est=with_threads, X=X: est.fit(X))[1] / t_df)
         parts = simulate.split(X, M, np.random.default_rng(seed))
-        machine = [cpu_time(lambda part=part, j=j: local.fit_local(part, K, j)) for j, part in enumerate(parts)]
+        # One BLAS thread, as in the pool's workers: with the default threads on a shared 2-core machine the
+        # CPU time of a ~50 ms fit measured mostly BLAS threads spinning (earlier runs: 3.96 at 1e5).
+        with single_threaded_blas():
+            machine = [cpu_time(lambda part=part, j=j: local.fit_local(part, K, j)) for j, part in enumerate(parts)]
         rows["ratio"].append(t_df / t_sk)
         rows["t_dfmr"].append(t_df)
         rows["t_sklearn"].append(t_sk)
