@@ -328,6 +328,29 @@ def test_fit_history_is_monotone_and_ends_at_the_reported_value() -> None:
     np.testing.assert_allclose(fit.loglik, mix.logpdf(X).sum(), rtol=1e-9)
 
 
+def test_fused_pass_is_exact_on_badly_scaled_correlated_far_offset_data() -> None:
+    # The passes expand (x - mu)^T P (x - mu) into terms linear in [1, x, x_a x_b] (dfmr.local._Design), whose
+    # rounding grows with the distance of the data from their mean and with ill-conditioning. Hostile data:
+    # columns from 0.03 to 30 in scale, offset by 1e6 times their scale, correlated to a sample-covariance
+    # condition number ~1e10, three tight clusters 60 standard deviations apart. The value a fit reports
+    # (from its last fused pass) must equal the penalised log-likelihood recomputed by the scoring form
+    # |U^T (x - mu)|^2 (scipy-checked elsewhere) far below the convergence threshold tol * p / 2 = 0.004
+    # (p = 83), which the stopping rule compares gains with: 1e-3 of it.
+    rng = np.random.default_rng(0)
+    d = 6
+    base = np.concatenate([rng.standard_normal((3000, d)) * 0.05 + c for c in (0.0, 3.0, 6.0)])
+    scales = np.logspace(-1.5, 1.5, d)
+    X = (base @ (np.eye(d) + 0.99 * np.ones((d, d)) / d)) * scales + 1e6 * scales
+    assert np.linalg.cond(np.cov(X, rowvar=False)) > 1e9
+    fit = local.fit_local_detailed(X, 3, random_state=0)
+    mix = fit.mixture
+    recomputed = local.penalized_loglik(
+        X, mix.weights, mix.means, mix.covariances, local.sample_covariance(X), X.shape[0] ** -0.5
+    )
+    assert fit.converged
+    assert abs(fit.penalized_loglik - recomputed) < 1e-3 * 1e-4 * local.n_parameters(3, d) / 2
+
+
 def test_fit_local_returns_the_detailed_fits_mixture() -> None:
     X, _ = population().sample(1_000, np.random.default_rng(8))
     assert local.fit_local(X, 5, random_state=3) == local.fit_local_detailed(X, 5, random_state=3).mixture

@@ -17,17 +17,20 @@ or with empty components.
 The EM loop follows ``sklearn/mixture``: small module-level pieces (:func:`kmeans_plusplus`,
 :func:`estimate_log_gaussian_prob`, :func:`e_step`, :func:`m_step`, :func:`penalized_loglik`)
 that tests call alone, Cholesky factors of precisions and log-sum-exp throughout. Inside a fit
-every EM iteration is ONE pass over the data in row blocks: the E-step of a block (one BLAS-3
-product for all components, :func:`dfmr.params.gaussian_log_prob`) is followed at once by its
-contribution to the M-step's moments (one more BLAS-3 product), so the extra memory is O(K d)
-per block row, never O(n K d). The data are centred and held in Fortran order and a block's
-responsibilities in (K, rows) layout, so that the elementwise work runs along contiguous memory.
-Staying in NumPy was chosen by measurement (vignettes/performance.md, "Local EM"): at the sizes
-where time matters the passes are BLAS-bound.
+every EM iteration is ONE pass over the data in row blocks, two BLAS-3 products per block on the
+augmented design ``a(x) = [1, x, x_a x_b (a <= b)]`` of the centred rows (:class:`_Design`): a
+Gaussian log-density is linear in ``a(x)``, so one (K, q) x (q, rows) product gives the E-step's
+log-densities of all components, and one (K, rows) x (rows, q) product all of the M-step's
+moments (counts, sums, second moments). Nothing elementwise grows with K but the log-sum-exp, and
+the extra memory is one block (or the design of the whole machine, up to 32 MiB, built once).
+Staying in NumPy was chosen by measurement (vignettes/performance.md, issue 7): the passes are
+BLAS-bound. Scoring (:func:`dfmr.params.gaussian_log_prob`) keeps the form ``|U^T (x - mu)|^2``,
+whose rounding does not depend on the distance from the data mean.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from collections.abc import Iterator
@@ -69,6 +72,13 @@ _SCREEN_MIN_SIZE = 1000
 _SCREEN_POINTS_PER_PARAM = 20
 _CONFIRMATIONS = 2
 _AGREE_TOLS = 2.0
+# A full run is abandoned once even _HOPELESS_MARGIN times its projected remaining gain cannot bring it
+# within _AGREE_TOLS * tol * p / 2 of a value another run is known to reach, judged after _HOPELESS_AFTER
+# iterations of shrinking gains (fit_local_detailed, step 2).
+_HOPELESS_MARGIN = 10.0
+_HOPELESS_AFTER = 4
+# Starts run to convergence _RACE at a time, side by side (fit_local_detailed, step 2).
+_RACE = 2
 
 
 @dataclass(frozen=True)
@@ -353,11 +363,11 @@ def m_step(X: np.ndarray, resp: np.ndarray, S_x: np.ndarray, a_n: float) -> tupl
     Notes
     -----
     ``n_k`` is raised by ``10 * eps`` before it divides, as in scikit-learn, so a component
-    with no responsibility keeps a tiny positive weight; its mean is then 0, which is the
-    data mean when ``X`` is centred (as :func:`fit_local` arranges), and its covariance is
-    ``S_x`` itself. Inside :func:`fit_local` each M-step is fused with the E-step before it
-    (one pass over the data per iteration, moments about the current means, so an empty
-    component keeps its mean there); both use the same code.
+    with no responsibility keeps a tiny positive weight; its mean is then the data mean and
+    its covariance ``S_x`` itself. The moments are taken about the data mean, from the
+    augmented design ``[1, x, x_a x_b]`` of the centred rows (one BLAS-3 product per block).
+    Inside :func:`fit_local` each M-step is fused with the E-step before it (one pass over
+    the data per iteration, the same design serving both); both use the same code.
     """
     center = X.mean(axis=0)
     weights, means, covariances = _from_moments(_Design(X - center).moments(resp.T), S_x, a_n, 1)
@@ -457,26 +467,61 @@ def _converged(history: list[float], threshold: float) -> bool:
     return slowdown > 0.0 and gain * gain <= threshold * slowdown
 
 
-def _em(
+def _hopeless(history: list[float], floor: float) -> bool:
+    """Whether a run cannot end at ``floor`` or above: even ``_HOPELESS_MARGIN`` times its projected remaining
+    gain (Aitken, as in :func:`_converged`) leaves it below, after at least ``_HOPELESS_AFTER`` iterations of
+    gains that shrank at every step (EM's linear phase: a run still accelerating is never judged)."""
+    if len(history) < _HOPELESS_AFTER + 1:
+        return False
+    gains = np.diff(history[-_HOPELESS_AFTER - 1 :])
+    if not (np.all(gains > 0.0) and np.all(np.diff(gains) < 0.0)):
+        return False
+    remaining = gains[-1] * gains[-1] / (gains[-2] - gains[-1])
+    return history[-1] + _HOPELESS_MARGIN * remaining < floor
+
+
+def _race(
     design: _Design,
     S_x: np.ndarray,
     a_n: float,
     params: tuple[np.ndarray, np.ndarray, np.ndarray],
     max_iter: int,
     threshold: float,
-) -> _Run:
-    """EM from ``params`` (one run, (1, K, ...) arrays) until :func:`_converged` or ``max_iter`` iterations."""
-    history: list[float] = []
+    best: float,
+    agree: float,
+) -> list[_Run]:
+    """EM runs side by side from ``params`` ((S, K, ...) arrays), one pass over the data for all per iteration.
+
+    Each run ends when it has :func:`_converged`, after ``max_iter`` iterations, or unconverged once it is
+    :func:`_hopeless` against ``F - agree``, ``F`` the largest of ``best`` (the best converged value so far),
+    the values of the runs of this race that converged and the current values of the others (EM never
+    decreases a run's value, so each is a value some run ends at or above). Returns the runs in order.
+    """
+    histories: list[list[float]] = [[] for _ in range(params[1].shape[0])]
+    done: dict[int, _Run] = {}
+    active = list(range(len(histories)))
     for iteration in range(max_iter + 1):
         loglik, penalized, following = _em_pass(design, S_x, a_n, params)
-        history.append(float(penalized[0]))
-        if _converged(history, threshold) or iteration == max_iter:
+        for j, run in enumerate(active):
+            histories[run].append(float(penalized[j]))
+        keep = []
+        for j, run in enumerate(active):
+            history = histories[run]
+            others = max((float(penalized[i]) for i in range(len(active)) if i != j), default=-math.inf)
+            converged = _converged(history, threshold)
+            if converged or iteration == max_iter or _hopeless(history, max(best, others) - agree):
+                # The run reports the parameters evaluated last, so its value is exact (no un-evaluated M-step).
+                weights, means, covariances = (p[j] for p in params)
+                done[run] = _Run(weights, means, covariances, float(loglik[j]), history[-1], history, converged)
+                if converged:
+                    best = max(best, history[-1])
+            else:
+                keep.append(j)
+        if not keep:
             break
-        params = following
-    # The run reports the parameters evaluated last, so its value is exact (no un-evaluated M-step).
-    weights, means, covariances = params
-    converged = _converged(history, threshold)
-    return _Run(weights[0], means[0], covariances[0], float(loglik[0]), history[-1], history, converged)
+        active = [active[j] for j in keep]
+        params = tuple(p[keep] for p in following)
+    return [done[run] for run in range(len(histories))]
 
 
 def n_parameters(n_components: int, dim: int) -> int:
@@ -686,9 +731,10 @@ def fit_local_detailed(
 
     n, d = X.shape
     center = X.mean(axis=0)
-    # Centring keeps U^T x and U^T mu (subtracted in the E-step) small and gives empty components
-    # the data mean (see m_step); Fortran order makes the rows of a block's X.T contiguous for the
-    # (K, d, rows) layout. It is the one copy of X a local fit makes (X itself is never written).
+    # Centring keeps the design's second moments x_a x_b, and what the passes subtract from them, on the
+    # scale of the spread of the data, and gives empty components the data mean (see m_step); Fortran
+    # order makes the rows of a block's X.T contiguous. With the design (_Design) it is the only copy of X
+    # a local fit makes (X itself is never written).
     Xc = np.subtract(X, center, out=np.empty((n, d), order="F"))
     S_x = sample_covariance(Xc)
     _check_sample_covariance(S_x)
@@ -699,8 +745,11 @@ def fit_local_detailed(
     threshold = tol * n_parameters(n_components, d) / 2.0
     design = _Design(Xc)
     runs: list[_Run] = []
-    for params in _screened_starts(subset, S_x, n_components, n_init, rng):
-        runs.append(_em(design, S_x, a_n, params, max_iter, threshold))
+    starts = _screened_starts(subset, S_x, n_components, n_init, rng)
+    while pair := list(itertools.islice(starts, _RACE)):
+        best = max((run.penalized for run in runs if run.converged), default=-math.inf)
+        stacked = tuple(np.concatenate(arrays) for arrays in zip(*pair))
+        runs += _race(design, S_x, a_n, stacked, max_iter, threshold, best, _AGREE_TOLS * threshold)
         if _confirmed(runs, _AGREE_TOLS * threshold):
             break
     final = max(runs, key=lambda run: run.penalized)  # ties: the earliest
