@@ -22,6 +22,9 @@ Then peak memory, each in a fresh process of its own:
 - scoring (``score_samples``) of 1e6 x 10 points by dfmr's estimator and by scikit-learn's:
   peak of memory allocated during the call (tracemalloc, which numpy reports to), and the ratio.
 
+``--machines N`` prints instead every machine's local fit at N points for every seed: CPU time,
+starts run and their final values (where stragglers come from).
+
 Prints figures, asserts nothing. ``--quick`` for a smoke run (N = 10,000, one seed, small memory
 runs). The machine may be shared: ratios come from runs alternated in one process.
 """
@@ -97,6 +100,24 @@ def compare(n: int, seeds: int, threads: bool) -> None:
           f"ratio {med['ratio']:.2f}x sklearn (target <= 0.7) | W1 to truth dfmr {med['w1_dfmr']:.4f}, "
           f"sklearn {med['w1_sklearn']:.4f} | slowest / median machine {med['straggler']:.2f} (target <= 2)"
           + (f" | threads / processes backend {np.median(rows['threads']):.2f}" if threads else ""), flush=True)
+
+
+def machines(n: int, seeds: int) -> None:
+    """Every machine's local fit on its own (one BLAS thread, CPU time): where the local time goes."""
+    truth = simulate.population()
+    for seed in range(seeds):
+        X, _ = truth.sample(n, np.random.default_rng(seed))
+        times = []
+        with single_threaded_blas():
+            for j, part in enumerate(simulate.split(X, M, np.random.default_rng(seed))):
+                t0 = time.process_time()
+                fit = local.fit_local_detailed(part, K, j)
+                times.append(time.process_time() - t0)
+                values = ", ".join(f"{v:.1f}" for v in fit.start_penalized_logliks)
+                print(f"seed {seed} machine {j:2d}: {1e3 * times[-1]:6.1f} ms CPU, {len(fit.start_penalized_logliks)} "
+                      f"starts run, result after {fit.n_iter} iterations; final values of the starts: {values}")
+        print(f"seed {seed}: local CPU of all machines {sum(times):.3f} s, slowest / median machine "
+              f"{max(times) / float(np.median(times)):.2f}", flush=True)
 
 
 def _status_bytes(key: str) -> int:
@@ -182,12 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--memory-n", type=float, default=5e6)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--machines", type=float, default=None, metavar="N",
+                        help="instead: every machine's local fit at N points, per seed (time, starts, values)")
     parser.add_argument("--threads-up-to", type=float, default=1e6,
                         help="also time the threads backend at sizes up to this")
     args = parser.parse_args(argv)
     sizes, seeds, n_client, n_score = [int(s) for s in args.sizes], args.seeds, int(args.memory_n), 1_000_000
     if args.quick:
         sizes, seeds, n_client, n_score = [10_000], 1, 100_000, 100_000
+    if args.machines is not None:
+        machines(int(args.machines), seeds)
+        return 0
     print(f"K = {K}, d = 10, m = {M} machines, processes backend; {os.cpu_count()} CPUs; "
           f"median over {seeds} data seeds", flush=True)
     for n in sizes:
