@@ -40,6 +40,12 @@ def test_split_to_file_holds_the_rows_of_split_and_is_removed(X, n_machines, tmp
     assert os.listdir(tmpdir_only) == []
 
 
+def test_split_to_file_of_fortran_ordered_data_holds_the_rows_of_split(X, tmpdir_only):
+    with split_to_file(np.asfortranarray(X), 3, 1) as rows:
+        for part, expected in zip(rows, split(X, 3, 1), strict=True):
+            np.testing.assert_array_equal(part.load(), expected)
+
+
 @pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt, BrokenProcessPool])
 def test_split_file_is_removed_when_the_block_raises(X, error, tmpdir_only):
     with pytest.raises(error), split_to_file(X, 3, 0):

@@ -111,7 +111,7 @@ def split_to_file(
     Parameters
     ----------
     X : array_like, shape (n, d)
-        Data, one observation per row; float64 C-ordered data are read without a copy.
+        Data, one observation per row; float64 data (C or Fortran order) are read without a copy.
     n_machines : int
         Number of machines, between 1 and ``n``.
     random_state : int, numpy.random.Generator or None, default None
@@ -129,7 +129,7 @@ def split_to_file(
     OSError
         If the temporary file cannot be written (e.g. the disk is full); nothing is left behind.
     """
-    X = np.ascontiguousarray(_check_2d(X), dtype=np.float64)
+    X = np.asarray(_check_2d(X), dtype=np.float64)  # no copy of float64 data, in either memory order
     n, d = X.shape
     pieces = _pieces(n, n_machines, random_state)
     fd, path = tempfile.mkstemp(prefix="dfmr-split-", suffix=".f64")
@@ -138,7 +138,7 @@ def split_to_file(
         with os.fdopen(fd, "wb") as fh:
             for idx in pieces:
                 for first in range(0, idx.size, step):
-                    fh.write(X[idx[first : first + step]].data)
+                    fh.write(np.ascontiguousarray(X[idx[first : first + step]]).data)
         starts = np.cumsum([0] + [idx.size for idx in pieces])
         yield [SplitRows(path, int(start), int(idx.size), d) for start, idx in zip(starts, pieces)]
     finally:
