@@ -30,7 +30,6 @@ whose rounding does not depend on the distance from the data mean.
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 from collections.abc import Iterator
@@ -77,7 +76,7 @@ _AGREE_TOLS = 2.0
 # iterations of shrinking gains (fit_local_detailed, step 2).
 _HOPELESS_MARGIN = 10.0
 _HOPELESS_AFTER = 4
-# Starts run to convergence _RACE at a time, side by side (fit_local_detailed, step 2).
+# Starts run _RACE at a time, side by side (fit_local_detailed, step 2).
 _RACE = 2
 
 
@@ -484,43 +483,56 @@ def _race(
     design: _Design,
     S_x: np.ndarray,
     a_n: float,
-    params: tuple[np.ndarray, np.ndarray, np.ndarray],
+    starts: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]],
     max_iter: int,
     threshold: float,
     best: float,
     agree: float,
 ) -> list[_Run]:
-    """EM runs side by side from ``params`` ((S, K, ...) arrays), one pass over the data for all per iteration.
+    """EM runs of the next starts, ``_RACE`` side by side (one pass over the data for all per iteration).
 
-    Each run ends when it has :func:`_converged`, after ``max_iter`` iterations, or unconverged once it is
-    :func:`_hopeless` against ``F - agree``, ``F`` the largest of ``best`` (the best converged value so far),
-    the values of the runs of this race that converged and the current values of the others (EM never
-    decreases a run's value, so each is a value some run ends at or above). Returns the runs in order.
+    Each run ends when it has :func:`_converged`, after ``max_iter`` of its iterations, or unconverged once
+    it is :func:`_hopeless` against ``F - agree``, ``F`` the largest of ``best`` (the best converged value
+    so far), the values of the runs of this race that converged and the current values of the others (EM
+    never decreases a run's value, so each is a value some run ends at or above). A run that ends
+    unconverged is replaced at once by the next start. Returns the runs in the order started, once none
+    is left running (empty when ``starts`` is used up).
     """
-    histories: list[list[float]] = [[] for _ in range(params[1].shape[0])]
+    histories: list[list[float]] = []
+    current: dict[int, tuple[np.ndarray, ...]] = {}
     done: dict[int, _Run] = {}
-    active = list(range(len(histories)))
-    for iteration in range(max_iter + 1):
+    active: list[int] = []
+
+    def start_next() -> None:
+        params = next(starts, None)
+        if params is not None:
+            current[len(histories)] = params
+            active.append(len(histories))
+            histories.append([])
+
+    for _ in range(_RACE):
+        start_next()
+    while active:
+        params = tuple(np.concatenate(arrays) for arrays in zip(*(current[run] for run in active)))
         loglik, penalized, following = _em_pass(design, S_x, a_n, params)
-        for j, run in enumerate(active):
-            histories[run].append(float(penalized[j]))
-        keep = []
+        running, replace = [], 0
         for j, run in enumerate(active):
             history = histories[run]
+            history.append(float(penalized[j]))
             others = max((float(penalized[i]) for i in range(len(active)) if i != j), default=-math.inf)
             converged = _converged(history, threshold)
-            if converged or iteration == max_iter or _hopeless(history, max(best, others) - agree):
+            if converged or len(history) > max_iter or _hopeless(history, max(best, others) - agree):
                 # The run reports the parameters evaluated last, so its value is exact (no un-evaluated M-step).
                 weights, means, covariances = (p[j] for p in params)
                 done[run] = _Run(weights, means, covariances, float(loglik[j]), history[-1], history, converged)
-                if converged:
-                    best = max(best, history[-1])
+                best = max(best, history[-1]) if converged else best
+                replace += not converged
             else:
-                keep.append(j)
-        if not keep:
-            break
-        active = [active[j] for j in keep]
-        params = tuple(p[keep] for p in following)
+                running.append(run)
+                current[run] = tuple(p[j : j + 1] for p in following)
+        active[:] = running
+        for _ in range(replace):
+            start_next()
     return [done[run] for run in range(len(histories))]
 
 
@@ -652,12 +664,13 @@ def fit_local_detailed(
        log-likelihood on the subset, best first; no start is dropped on its account.
     2. Full runs: in that order, the screened starts are run by EM on ALL the data, two at a
        time side by side (one pass over the data serves both), each until it converges (``tol``,
-       below), reaches ``max_iter`` iterations, or is abandoned as hopeless (below). After each
-       pair the search stops ("confirmed") as soon as two runs that converged have final values
-       within ``tol * p`` of the best final value so far (``p`` the number of free parameters;
-       the best run itself counts if it converged): the best maximum found has been reached
-       twice. When a group is used up without confirmation, the next group is screened (step 1),
-       until ``n_init`` starts have been run.
+       below), reaches ``max_iter`` iterations, or is abandoned as hopeless (below); a run that
+       ends unconverged is replaced at once by the next start. When no run is left running, the
+       search stops ("confirmed") if two runs that converged have final values within
+       ``tol * p`` of the best final value so far (``p`` the number of free parameters; the best
+       run itself counts if it converged): the best maximum found has been reached twice; else
+       the next two starts are run. When a group is used up, the next group is screened (step
+       1), until ``n_init`` starts have been run.
 
        Hopeless: let ``F`` be the largest value some run is known to end at or above: the best
        converged run so far, or the current value of the other run of the pair (EM never
@@ -682,7 +695,8 @@ def fit_local_detailed(
     kept only if two converged runs reach it before any run finds a better one.
 
     What changed from the previous release, and why it keeps the result: confirmation and result
-    are as before, but starts run in pairs and hopeless runs stop early. The cost of the previous
+    are as before, but starts run in pairs and hopeless runs stop early (and make room for the
+    next start). The cost of the previous
     rule was in runs to poor maxima, which EM climbs slowly (its rate near 1): on the paper's
     set-up at 5,000 points a machine, one such run in a few machines took 100-500 iterations,
     10 times the median machine. Racing two starts gives every run a reference value from its
@@ -765,11 +779,11 @@ def fit_local_detailed(
     design = _Design(Xc)
     runs: list[_Run] = []
     starts = _screened_starts(subset, S_x, n_components, n_init, rng)
-    while pair := list(itertools.islice(starts, _RACE)):
+    while True:
         best = max((run.penalized for run in runs if run.converged), default=-math.inf)
-        stacked = tuple(np.concatenate(arrays) for arrays in zip(*pair))
-        runs += _race(design, S_x, a_n, stacked, max_iter, threshold, best, _AGREE_TOLS * threshold)
-        if _confirmed(runs, _AGREE_TOLS * threshold):
+        raced = _race(design, S_x, a_n, starts, max_iter, threshold, best, _AGREE_TOLS * threshold)
+        runs += raced
+        if not raced or _confirmed(runs, _AGREE_TOLS * threshold):
             break
     final = max(runs, key=lambda run: run.penalized)  # ties: the earliest
 
