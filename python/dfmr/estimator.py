@@ -44,7 +44,7 @@ from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .executor import BACKENDS, MachineTask, map_machines
 from .local import fit_local_detailed
 from .params import GaussianMixtureParams
-from .partition import split
+from .partition import split, split_to_file
 from .robust import robust_dfmr
 from .sources import InvalidDataError, dask_array_parts, dask_dataframe_parts, is_dask_collection
 
@@ -344,7 +344,9 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
 
         The rows are shuffled (seeded by ``random_state``) and dealt out as evenly as possible
         (:func:`dfmr.partition.split`), then :meth:`fit_partitions` runs on the pieces. The
-        pieces are the only copy of a float64 ``X`` this method makes. A dask array is neither
+        pieces are the only copy of a float64 ``X`` this method makes; with
+        ``backend="processes"`` that copy is a temporary file the workers map
+        (:func:`dfmr.partition.split_to_file`), so the client holds only ``X``. A dask array is neither
         shuffled nor gathered: its row chunks are the machines, each fitted on a worker where
         the chunk is computed (as :meth:`fit_partitions` on the same array).
 
@@ -387,6 +389,11 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
                 "every machine needs data."
             )
         seeds = _seed_sequence(self.random_state)
+        if self.backend == "processes":
+            # The split's copy goes to a temporary file that the pool's workers map, removed afterwards
+            # (dfmr.partition.split_to_file): tasks ship no data and the client holds none of the copy.
+            with split_to_file(arr, n_machines, np.random.default_rng(seeds)) as rows:
+                return self._fit([(part, *part.shape()) for part in rows], X, seeds, n_jobs)
         parts = split(arr, n_machines, np.random.default_rng(seeds))
         return self._fit([(part, *part.shape) for part in parts], X, seeds, n_jobs)
 

@@ -7,7 +7,8 @@ population (K = 5, d = 10) and, alternating in the same process:
   (local penalised MLE on every machine, then DFMR);
 - ``sklearn.mixture.GaussianMixture(5)`` (its defaults) fits all of them at once;
 - every machine's local fit (:func:`dfmr.local.fit_local` on the same kind of split) is timed on
-  its own (CPU time), for the straggler ratio slowest / median machine;
+  its own (CPU time, one BLAS thread as in the workers), for the straggler ratio slowest / median
+  machine;
 - at sizes up to ``--threads-up-to`` (1e6) the same fit with ``backend="threads"``.
 
 Printed per size, each a median over the seeds of the per-seed figure: the wall-time ratio
@@ -15,10 +16,14 @@ dfmr / scikit-learn, the W1 distance of both fits to the truth, slowest / median
 
 Then peak memory, each in a fresh process of its own:
 
-- the client of a process-pool fit at ``--memory-n`` points (default 5e6): peak resident size
-  of the client above its size before the data were loaded, in units of the data's size;
+- the client of a process-pool fit at ``--memory-n`` points (default 5e6), by ``fit(X)`` and by
+  ``fit_partitions`` of the pieces: peak resident size of the client above its size before the
+  data were loaded, in units of the data's size;
 - scoring (``score_samples``) of 1e6 x 10 points by dfmr's estimator and by scikit-learn's:
   peak of memory allocated during the call (tracemalloc, which numpy reports to), and the ratio.
+
+``--machines N`` prints instead every machine's local fit at N points for every seed: CPU time,
+starts run and their final values (where stragglers come from).
 
 Prints figures, asserts nothing. ``--quick`` for a smoke run (N = 10,000, one seed, small memory
 runs). The machine may be shared: ratios come from runs alternated in one process.
@@ -29,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,6 +46,7 @@ from sklearn.mixture import GaussianMixture
 
 import dfmr
 from dfmr import local, metrics, simulate
+from dfmr._blas import single_threaded_blas
 
 K, M = 5, 20
 
@@ -53,10 +58,11 @@ def timed(fn):
 
 
 def cpu_time(fn) -> float:
-    """CPU seconds of ``fn()`` in this process: a machine's work, unlike wall time unmoved by other load."""
-    t0 = time.process_time()
+    """CPU seconds of ``fn()`` in this thread: a machine's work, unlike wall time unmoved by other load, and
+    unlike the process's CPU time not charged with BLAS threads still spinning after scikit-learn's fit."""
+    t0 = time.thread_time()
     fn()
-    return time.process_time() - t0
+    return time.thread_time() - t0
 
 
 def sklearn_mixture(gm: GaussianMixture) -> dfmr.GaussianMixtureParams:
@@ -80,7 +86,10 @@ def compare(n: int, seeds: int, threads: bool) -> None:
             with_threads = dfmr.DistributedGaussianMixture(K, n_machines=M, backend="threads", random_state=seed)
             rows["threads"].append(timed(lambda est=with_threads, X=X: est.fit(X))[1] / t_df)
         parts = simulate.split(X, M, np.random.default_rng(seed))
-        machine = [cpu_time(lambda part=part, j=j: local.fit_local(part, K, j)) for j, part in enumerate(parts)]
+        # One BLAS thread, as in the pool's workers: with the default threads on a shared 2-core machine the
+        # CPU time of a ~50 ms fit measured mostly BLAS threads spinning (earlier runs: 3.96 at 1e5).
+        with single_threaded_blas():
+            machine = [cpu_time(lambda part=part, j=j: local.fit_local(part, K, j)) for j, part in enumerate(parts)]
         rows["ratio"].append(t_df / t_sk)
         rows["t_dfmr"].append(t_df)
         rows["t_sklearn"].append(t_sk)
@@ -94,25 +103,54 @@ def compare(n: int, seeds: int, threads: bool) -> None:
           + (f" | threads / processes backend {np.median(rows['threads']):.2f}" if threads else ""), flush=True)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def machines(n: int, seeds: int) -> None:
+    """Every machine's local fit on its own (one BLAS thread, CPU time): where the local time goes."""
+    truth = simulate.population()
+    for seed in range(seeds):
+        X, _ = truth.sample(n, np.random.default_rng(seed))
+        times = []
+        with single_threaded_blas():
+            for j, part in enumerate(simulate.split(X, M, np.random.default_rng(seed))):
+                t0 = time.thread_time()
+                fit = local.fit_local_detailed(part, K, j)
+                times.append(time.thread_time() - t0)
+                values = ", ".join(f"{v:.1f}" for v in fit.start_penalized_logliks)
+                print(f"seed {seed} machine {j:2d}: {1e3 * times[-1]:6.1f} ms CPU, {len(fit.start_penalized_logliks)} "
+                      f"starts run, result after {fit.n_iter} iterations; final values of the starts: {values}")
+        print(f"seed {seed}: local CPU of all machines {sum(times):.3f} s, slowest / median machine "
+              f"{max(times) / float(np.median(times)):.2f}", flush=True)
 
 
-def child_client(path: str) -> dict[str, float]:
+def _status_bytes(key: str) -> int:
+    """``VmRSS`` or ``VmHWM`` (peak RSS since the last reset) of this process, from /proc/self/status."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def child_client(path: str, how: str) -> dict[str, float]:
     """In a fresh process: client memory of a process-pool fit of the data saved at ``path``.
 
-    Two measures: the peak of memory allocated during the fit (tracemalloc, which numpy reports to)
-    plus the data themselves, and the peak resident size above the process before loading the data.
+    ``how`` is ``fit`` (``fit(X)``: the client splits) or ``partitions`` (``fit_partitions`` of the
+    20 pieces, loaded before the fit as the user would hold them). Two measures: the peak of memory
+    allocated during the fit (tracemalloc, which numpy reports to) plus the data themselves, and the
+    peak resident size (Linux VmHWM, reset once the data are loaded) above the resident size before the
+    data were loaded. Not ``getrusage``'s ``ru_maxrss``: Linux keeps it across ``exec``, so a child
+    started from a big parent reports the parent's size (earlier runs of this script printed 13.1x).
     """
-    before = _rss_bytes()
+    before = _status_bytes("VmRSS")
     X = np.load(path)
+    data = np.array_split(X, M) if how == "partitions" else X
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+        fh.write("5")  # resets VmHWM to the current resident size
     tracemalloc.start()
-    dfmr.DistributedGaussianMixture(K, n_machines=M, backend="processes", random_state=0).fit(X)
+    est = dfmr.DistributedGaussianMixture(K, n_machines=M, backend="processes", random_state=0)
+    est.fit_partitions(data) if how == "partitions" else est.fit(X)
     _, traced = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"data": X.nbytes, "extra": peak - before, "traced": X.nbytes + traced}
+    return {"data": X.nbytes, "extra": _status_bytes("VmHWM") - before, "traced": X.nbytes + traced}
 
 
 def child_score(path: str, which: str) -> dict[str, float]:
@@ -140,11 +178,12 @@ def memory(n_client: int, n_score: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "X.npy")
         np.save(path, truth.sample(n_client, np.random.default_rng(0))[0])
-        client = in_child("client", path)
-        print(f"client memory, process pool, N = {n_client:,}: data + peak allocated during the fit "
-              f"{client['traced'] / client['data']:.2f}x the data; peak resident size above the empty process "
-              f"{client['extra'] / client['data']:.2f}x (the data {client['data'] / 2**20:,.0f} MiB; target <= 2)",
-              flush=True)
+        for how, call in (("fit", "fit(X)"), ("partitions", "fit_partitions(20 arrays)")):
+            client = in_child("client", path, how)
+            print(f"client memory, process pool, {call}, N = {n_client:,}: data + peak allocated during the fit "
+                  f"{client['traced'] / client['data']:.2f}x the data; peak resident size above the process before "
+                  f"the data {client['extra'] / client['data']:.2f}x (the data {client['data'] / 2**20:,.0f} MiB; "
+                  "target <= 2)", flush=True)
         np.save(path, truth.sample(n_score, np.random.default_rng(1))[0])
         ours, theirs = in_child("score", path, "dfmr"), in_child("score", path, "sklearn")
         print(f"score_samples peak memory, {n_score:,} x 10: dfmr {ours['peak'] / 2**20:,.0f} MiB, scikit-learn "
@@ -165,12 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--memory-n", type=float, default=5e6)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--machines", type=float, default=None, metavar="N",
+                        help="instead: every machine's local fit at N points, per seed (time, starts, values)")
     parser.add_argument("--threads-up-to", type=float, default=1e6,
                         help="also time the threads backend at sizes up to this")
     args = parser.parse_args(argv)
     sizes, seeds, n_client, n_score = [int(s) for s in args.sizes], args.seeds, int(args.memory_n), 1_000_000
     if args.quick:
         sizes, seeds, n_client, n_score = [10_000], 1, 100_000, 100_000
+    if args.machines is not None:
+        machines(int(args.machines), seeds)
+        return 0
     print(f"K = {K}, d = 10, m = {M} machines, processes backend; {os.cpu_count()} CPUs; "
           f"median over {seeds} data seeds", flush=True)
     for n in sizes:
