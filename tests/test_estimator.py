@@ -346,6 +346,8 @@ def test_repr_shows_changed_parameters():
         ({"n_machines": 2.5}, "n_machines must be a positive integer"),
         ({"n_components": 0}, "n_components must be a positive integer"),
         ({"threshold": 0.5}, "threshold"),
+        ({"threshold": 2.0}, "applies to aggregator='dfmr' only, not 'robust_dfmr'"),
+        ({"aggregator": "tkb", "threshold": 2.0}, "applies to aggregator='dfmr' only, not 'tkb'"),
         ({"alpha": 1.0}, "alpha"),
         ({"n_jobs": 0}, "n_jobs"),
         ({"n_init": 0}, "n_init"),

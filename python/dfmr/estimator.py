@@ -147,7 +147,8 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         valid-looking hostile estimates that pass DFMR's L2 filter (vignettes/robustness.md).
         ``"dfmr"`` is the paper's method exactly.
     threshold : float, optional
-        DFMR's kappa >= 1; ``None`` uses ``m ** 0.1``. Used by ``"dfmr"`` only.
+        DFMR's kappa >= 1; ``None`` uses ``m ** 0.1``. Only with ``aggregator="dfmr"`` (a
+        ValueError otherwise, rather than being silently ignored).
     alpha : float, default 0.5
         Trimmed mass in [0, 1). Used by ``"tkb"`` only.
     backend : {"serial", "threads", "processes", "dask"}, default "processes"
@@ -304,6 +305,12 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
             isinstance(self.threshold, numbers.Real) and math.isfinite(self.threshold) and self.threshold >= 1
         ):
             raise ValueError(f"threshold (kappa) must be None or a finite number >= 1, got {self.threshold!r}.")
+        if self.threshold is not None and self.aggregator != "dfmr":
+            # Silently ignoring it would leave the user believing DFMR ran with that kappa.
+            raise ValueError(
+                f"threshold (kappa) applies to aggregator='dfmr' only, not {self.aggregator!r} (the default is "
+                "'robust_dfmr'); pass aggregator='dfmr' with it, or leave threshold=None."
+            )
         if not (isinstance(self.alpha, numbers.Real) and 0 <= self.alpha < 1):
             raise ValueError(f"alpha must be a number in [0, 1), got {self.alpha!r}.")
         if self.backend not in BACKENDS:

@@ -70,6 +70,9 @@ test_that("the default method is Python's and Python errors surface as R errors 
   expect_match(conditionMessage(err), "n_machines = 500 exceeds the number of rows")
   expect_null(conditionCall(err))
   expect_error(dfmr_fit(data$x, G = 2, method = "median"), "should be one of")
+  # kappa belongs to DFMR: with the default method it is refused, not silently ignored
+  expect_error(dfmr_fit(data$x, G = 2, machines = 2, threshold = 2), "applies to aggregator='dfmr' only")
+  expect_identical(dfmr_fit(data$x, G = 2, machines = 2, method = "dfmr", threshold = 2, seed = 1)$threshold, 2)
   site <- rep(c("lyon", "oslo", "rome"), c(200, 198, 2))
   expect_error(dfmr_fit(data$x, G = 2, machines = site), "^site 3 \\('rome'\\) has 2 rows")
 })
