@@ -415,11 +415,18 @@ def _weighted_chi2_isf(alpha: float, lam: np.ndarray) -> float:
     return float(brentq(lambda x: _weighted_chi2_sf(x, lam) - alpha, lower, upper, rtol=1e-10, maxiter=500))
 
 
-def _joint_eigenvalues(joint: np.ndarray, slots: tuple[int, ...], block: int) -> np.ndarray:
-    """Eigenvalues of the slots' rows and columns of ``A V`` (real and >= 0: similar to a PSD matrix)."""
+def _joint_eigenvalues(joint: np.ndarray, slots: tuple[int, ...], block: int,
+                       row_scale: np.ndarray | None = None) -> np.ndarray:
+    """Eigenvalues of the slots' rows and columns of ``A V`` (real and >= 0: similar to a PSD matrix).
+
+    ``row_scale`` (one value per slot) divides a slot's rows, i.e. its block of ``A``, as a
+    statistic divided slot by slot by its factor does.
+    """
     idx = np.concatenate([np.arange(j * block, (j + 1) * block) for j in slots])
-    lam = np.linalg.eigvals(joint[np.ix_(idx, idx)]).real
-    return np.clip(lam, 0.0, None)
+    sub = joint[np.ix_(idx, idx)]
+    if row_scale is not None:
+        sub = np.repeat(row_scale, block)[:, None] * sub
+    return np.clip(np.linalg.eigvals(sub).real, 0.0, None)
 
 
 def _information_inflation(
@@ -691,12 +698,8 @@ def robust_dfmr(
             else:
                 block = 1 if p == "weight" else dfs[p]
                 # The statistic divides each slot's terms by that slot's factor: scale A's rows.
-                if p == "weight":
-                    scale = np.full(len(slots_i), 1.0 / weight_scale[i])
-                else:
-                    scale = np.repeat(1.0 / inflation[p][list(slots_i)], block)
-                idx = np.concatenate([np.arange(j * block, (j + 1) * block) for j in slots_i])
-                lam = np.clip(np.linalg.eigvals(scale[:, None] * joint[p][np.ix_(idx, idx)]).real, 0.0, None)
+                factor = np.full(len(slots_i), weight_scale[i]) if p == "weight" else inflation[p][list(slots_i)]
+                lam = _joint_eigenvalues(joint[p], slots_i, block, 1.0 / factor)
                 laws[key] = (_weighted_chi2_isf(1.0 - _CALIBRATION_QUANTILE, lam),
                              _weighted_chi2_isf(alpha_machine, lam))
         vals = np.array([v / laws[keys[i]][0] for i, (v, _, _) in sums[p].items()])
