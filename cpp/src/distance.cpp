@@ -32,7 +32,7 @@ DFMR_VEC_INLINE Vec4 load4(const double* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-DFMR_VEC_INLINE void store4(double* p, Vec4 v) { std::memcpy(p, &v, sizeof v); }
+DFMR_VEC_INLINE void store4(double* p, const Vec4& v) { std::memcpy(p, &v, sizeof v); }
 
 // Elementary functions, four lanes at a time: glibc's exp and log are scalar calls, and one log per
 // pair and one exp per pair of components took a fifth of the distance time. Both are accurate to
@@ -45,7 +45,7 @@ constexpr double kLn2Hi = 6.93147180369123816490e-01, kLn2Lo = 1.908214929270587
 // [sqrt(1/2), sqrt(2)), and log m = 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...), s = (m - 1) / (m + 1),
 // |s| <= 0.172: ten terms leave a truncation error below 1e-18 relative (m - 1 is exact). k comes
 // from the exponent bits through the mantissa of 2^52 (AVX2 has no int64 -> double conversion).
-DFMR_VEC_INLINE Vec4 log_normal(Vec4 x, Vec4 e) {
+DFMR_VEC_INLINE Vec4 log_normal(const Vec4& x, const Vec4& e) {
   const Bits4 b = (Bits4)(x);
   const Bits4 biased_bits = (b >> 52) | 0x4330000000000000ull;
   const Vec4 biased = (Vec4)(biased_bits) - 0x1p52;
@@ -73,7 +73,7 @@ DFMR_VEC_INLINE Vec4 log_normal(Vec4 x, Vec4 e) {
 // 1.5 * 2^52 rounding trick, whose low bits then hold n), e^r by its Taylor polynomial of degree 13
 // (truncation below 5e-18 relative), times 2^n built from its bits (n >= -93: a normal number).
 constexpr double kExpArgMin = -64.0;
-DFMR_VEC_INLINE Vec4 exp_nonpositive(Vec4 y) {
+DFMR_VEC_INLINE Vec4 exp_nonpositive(const Vec4& y) {
   constexpr double kShift = 0x1.8p52, kLog2e = 1.4426950408889634;
   const auto below = y < kExpArgMin;
   const Bits4 y_bits = ((Bits4)(y) & ~(Bits4)(below)) |
