@@ -165,6 +165,22 @@ TEST(L2Distance, MixturesMatchDirectDoubleSum) {
   }
 }
 
+TEST(L2Distance, TermsAcrossTheExponentialWindow) {
+  // The log-sum-exp over a pair's K x K overlaps leaves out terms below e^-64 times the largest and
+  // evaluates the others with its own exp and log: component pairs whose overlaps sit e^-2 to
+  // e^-900 below the largest, against the direct sum in linear space.
+  for (double gap : {2.0, 8.0, 11.3, 15.9, 16.1, 20.0, 60.0}) {
+    MatrixXd mu_f(2, 1), mu_g(2, 1);
+    mu_f << 0.0, gap;
+    mu_g << 0.3, -gap;
+    const std::vector<MatrixXd> cov_f{MatrixXd::Constant(1, 1, 1.0), MatrixXd::Constant(1, 1, 0.5)};
+    const std::vector<MatrixXd> cov_g{MatrixXd::Constant(1, 1, 1.5), MatrixXd::Constant(1, 1, 1.0)};
+    const dfmr::Mixture f(VectorXd::Constant(2, 0.5), mu_f, cov_f), g((VectorXd(2) << 0.3, 0.7).finished(), mu_g, cov_g);
+    const double dist = dfmr::l2_distance(f, g);
+    expect_rel(dist * dist, direct_l2_squared(f, g), 1e-13);
+  }
+}
+
 TEST(L2Distance, OneDimensionalMatchesNumericalIntegration) {
   // Composite Simpson on [-60, 60] with h = 1e-3; the densities below live well inside.
   const std::vector<std::pair<dfmr::Mixture, dfmr::Mixture>> cases{

@@ -1,0 +1,187 @@
+"""The compiled core of this checkout against the core of an earlier commit, in one process.
+
+Both cores are compiled from source (``git archive BASELINE cpp`` for the baseline, ``cpp/`` of
+the working tree for the current one), each inside its own C++ namespace, into one C++ program
+that runs the two alternately on the same local estimates (those of bench_scaling_m.py: K = 5,
+d = 10, 20% mean-attacked): the pairwise L2 distances and plain MR with every start. Printed:
+medians and quartiles of each core's time and of the per-repetition ratio baseline / current,
+and how far the results differ. Alternating in one process is what makes ratios trustworthy on
+a shared machine; the absolute times are not. Asserts nothing about time.
+
+Run: ``python tests/benchmarks/bench_core_versions.py`` (the issue-12 baseline 84103e9, distances
+at m = 600 and 1000 on 1 and 2 threads); ``--what mr --baseline 7ceb038 --m 400`` for the
+reduction; ``--quick`` for a smoke run (``--baseline HEAD`` compares the core with itself). Needs g++, git and the Eigen headers (cmeel-eigen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench_scaling_m import K, local_estimates  # noqa: E402
+
+WRAPPER = r"""
+#include <dfmr/distance.hpp>
+#include <dfmr/mixture.hpp>
+#include <dfmr/reduction.hpp>
+#include <vector>
+#define CAT2(a, b) a##b
+#define CAT(a, b) CAT2(a, b)
+namespace {
+std::vector<dfmr::Mixture> mixtures(const double* w, const double* mu, const double* cov, long m, long K, long d) {
+  std::vector<dfmr::Mixture> fs;
+  for (long i = 0; i < m; ++i) fs.emplace_back(K, d, w + i * K, mu + i * K * d, cov + i * K * d * d);
+  return fs;
+}
+}
+extern "C" void CAT(l2_, TAG)(const double* w, const double* mu, const double* cov, long m, long K, long d,
+                              int threads, double* out) {
+  const Eigen::MatrixXd D = dfmr::pairwise_l2(mixtures(w, mu, cov, m, K, d), threads);
+  for (long i = 0; i < m * m; ++i) out[i] = D.data()[i];
+}
+extern "C" double CAT(mr_, TAG)(const double* w, const double* mu, const double* cov, long m, long K, long d,
+                                int threads) {
+  dfmr::ReduceOptions opt;
+  opt.n_threads = threads;
+  return dfmr::reduce_mixtures(mixtures(w, mu, cov, m, K, d), static_cast<int>(K), opt).objective;
+}
+"""
+
+DRIVER = r"""
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+extern "C" void l2_base(const double*, const double*, const double*, long, long, long, int, double*);
+extern "C" void l2_new(const double*, const double*, const double*, long, long, long, int, double*);
+extern "C" double mr_base(const double*, const double*, const double*, long, long, long, int);
+extern "C" double mr_new(const double*, const double*, const double*, long, long, long, int);
+static double quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[static_cast<std::size_t>(q * (v.size() - 1) + 0.5)];
+}
+int main(int argc, char** argv) {
+  // driver FILE WHAT THREADS REPS
+  FILE* f = std::fopen(argv[1], "rb");
+  long long h[3];
+  if (std::fread(h, sizeof h, 1, f) != 1) return 2;
+  const long m = h[0], K = h[1], d = h[2];
+  std::vector<double> w(m * K), mu(m * K * d), cov(m * K * d * d), Db(m * m), Dn(m * m);
+  if (std::fread(w.data(), 8, w.size(), f) != w.size() || std::fread(mu.data(), 8, mu.size(), f) != mu.size() ||
+      std::fread(cov.data(), 8, cov.size(), f) != cov.size()) return 2;
+  const bool l2 = !std::strcmp(argv[2], "l2");
+  const int threads = std::atoi(argv[3]), reps = std::atoi(argv[4]);
+  std::vector<double> tb, tn, ratio;
+  double ob = 0, on = 0;
+  for (int r = 0; r < reps; ++r) {
+    for (int s = 0; s < 2; ++s) {
+      const bool base = (s == 0) == (r % 2 == 0);  // alternate which core goes first
+      const auto t0 = std::chrono::steady_clock::now();
+      if (l2) (base ? l2_base : l2_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, (base ? Db : Dn).data());
+      else (base ? ob : on) = (base ? mr_base : mr_new)(w.data(), mu.data(), cov.data(), m, K, d, threads);
+      (base ? tb : tn).push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    ratio.push_back(tb.back() / tn.back());
+  }
+  double diff = 0.0;
+  if (l2) {
+    for (long i = 0; i < m * m; ++i)
+      if (Db[i] != 0.0) diff = std::max(diff, std::abs(Db[i] - Dn[i]) / std::abs(Db[i]));
+  } else {
+    diff = std::abs(ob - on) / std::abs(ob);
+  }
+  std::printf("%s m = %ld, %d thread(s), %d alternating runs: baseline %.3f s, current %.3f s (medians); "
+              "baseline / current: median %.2fx, quartiles %.2fx .. %.2fx, range %.2fx .. %.2fx; "
+              "largest relative difference %.1e\n",
+              l2 ? "pairwise L2" : "MR (all starts)", m, threads, reps, quantile(tb, 0.5), quantile(tn, 0.5),
+              quantile(ratio, 0.5), quantile(ratio, 0.25), quantile(ratio, 0.75), quantile(ratio, 0.0),
+              quantile(ratio, 1.0), diff);
+}
+"""
+
+
+def eigen_include() -> str:
+    prefix = subprocess.run([sys.executable, "-m", "cmeel", "cmake"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    return str(Path(prefix) / "include" / "eigen3")
+
+
+def build(baseline: str, work: Path) -> Path:
+    """Compile both cores (namespaces dfmr_base and dfmr_new) and the driver; return the program."""
+    base_src = work / "base"
+    base_src.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", baseline, "cpp"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(base_src)], input=archive.stdout, check=True)
+    (work / "wrapper.cpp").write_text(WRAPPER)
+    (work / "driver.cpp").write_text(DRIVER)
+    flags = ["-O3", "-DNDEBUG", "-std=c++17", "-fopenmp-simd", "-fno-math-errno", "-pthread", "-w",
+             f"-I{eigen_include()}"]
+    objects = []
+    for tag, src in (("base", base_src), ("new", ROOT)):
+        ns = [f"-Ddfmr=dfmr_{tag}", f"-I{src / 'cpp' / 'include'}"]
+        for unit in ("mixture", "distance", "reduction"):
+            obj = work / f"{tag}_{unit}.o"
+            subprocess.run(["g++", *flags, *ns, "-c", str(src / "cpp" / "src" / f"{unit}.cpp"), "-o", str(obj)],
+                           check=True)
+            objects.append(str(obj))
+        obj = work / f"{tag}_wrapper.o"
+        subprocess.run(["g++", *flags, *ns, f"-DTAG={tag}", "-c", str(work / "wrapper.cpp"), "-o", str(obj)],
+                       check=True)
+        objects.append(str(obj))
+    program = work / "compare"
+    subprocess.run(["g++", "-O2", "-pthread", str(work / "driver.cpp"), *objects, "-o", str(program)], check=True)
+    return program
+
+
+def write_estimates(path: Path, m: int) -> None:
+    local = local_estimates(m, seed=m)
+    d = local[0].means.shape[1]
+    with open(path, "wb") as f:
+        np.array([m, K, d], dtype=np.int64).tofile(f)
+        np.concatenate([p.weights for p in local]).astype(np.float64).tofile(f)
+        np.concatenate([p.means.ravel() for p in local]).astype(np.float64).tofile(f)
+        np.concatenate([p.covariances.ravel() for p in local]).astype(np.float64).tofile(f)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", default="84103e9", help="git revision of the baseline core")
+    parser.add_argument("--what", choices=["l2", "mr"], nargs="+", default=["l2"])
+    parser.add_argument("--m", type=int, nargs="+", default=[600, 1000])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="m = 40, 2 repetitions, 1 thread, both kinds")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.m, args.threads, args.reps, args.what = [40], [1], 2, ["l2", "mr"]
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    print(f"baseline core: {args.baseline}; current core: the working tree at {head}")
+    with tempfile.TemporaryDirectory(prefix="dfmr-cores-") as tmp:
+        work = Path(tmp)
+        program = build(args.baseline, work)
+        for m in args.m:
+            data = work / f"local{m}.bin"
+            write_estimates(data, m)
+            for what in args.what:
+                for threads in args.threads:
+                    out = subprocess.run([str(program), str(data), what, str(threads), str(args.reps)],
+                                         capture_output=True, text=True, check=True).stdout
+                    print(out.strip(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
