@@ -10,7 +10,8 @@ a shared machine; the absolute times are not. Asserts nothing about time.
 
 Run: ``python tests/benchmarks/bench_core_versions.py`` (the issue-12 baseline 84103e9, distances
 at m = 600 and 1000 on 1 and 2 threads); ``--what mr --baseline 7ceb038 --m 400`` for the
-reduction; ``--quick`` for a smoke run (``--baseline HEAD`` compares the core with itself). Needs g++, git and the Eigen headers (cmeel-eigen).
+reduction; ``--quick`` for a smoke run (``--baseline HEAD`` compares the core with itself).
+Needs g++, git and the Eigen headers (cmeel-eigen).
 """
 
 from __future__ import annotations
