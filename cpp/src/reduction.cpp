@@ -23,24 +23,31 @@ namespace dfmr {
 
 namespace {
 
+// Pooled components per chunk of the cost: its accumulators stay in vector registers.
+constexpr std::size_t kLanes = 32;
+
 // The pooled components in the layout the cost needs, computed once per reduction and
 // shared by every start, stored component-minor (structure of arrays) so that the cost loops run
 // over pooled components in SIMD lanes: row c of packed_cov holds entry c of the packed lower
 // triangle of every covariance (off-diagonal entries doubled, so that <P, S> = packed(P) .
-// packed2(S)), row i of mean entry i of every mean; then the log-dets. The moment matching reads
-// the lower triangles component by component (`packed`).
+// packed2(S)), row i of mean entry i of every mean; then the log-dets. The rows are padded with
+// zeros to a multiple of kLanes components (stride Np), so that every chunk of the cost is full
+// (the padding lanes are computed and discarded). The moment matching reads the lower triangles
+// component by component (`packed`).
 struct Pool {
   const Mixture& mixture;
-  std::size_t N, d, q;
-  RowMatrix packed_cov;  // q x N
+  std::size_t N, Np, d, q;
+  RowMatrix packed_cov;  // q x Np
   std::vector<double> packed;  // N x q: the packed lower triangles as they are, component by component
-  RowMatrix mean;        // d x N
-  Eigen::VectorXd log_det;
+  RowMatrix mean;        // d x Np
+  std::vector<double> log_det;  // Np
 
   explicit Pool(const Mixture& f)
-      : mixture(f), N(f.n_components()), d(f.dim()), q(d * (d + 1) / 2),
-        packed_cov(static_cast<Eigen::Index>(q), static_cast<Eigen::Index>(N)),
-        packed(N * q), mean(f.means().transpose()), log_det(static_cast<Eigen::Index>(N)) {
+      : mixture(f), N(f.n_components()), Np((N + kLanes - 1) / kLanes * kLanes), d(f.dim()), q(d * (d + 1) / 2),
+        packed_cov(RowMatrix::Zero(static_cast<Eigen::Index>(q), static_cast<Eigen::Index>(Np))),
+        packed(N * q), mean(RowMatrix::Zero(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(Np))),
+        log_det(Np, 0.0) {
+    mean.leftCols(static_cast<Eigen::Index>(N)) = f.means().transpose();
     for (std::size_t n = 0; n < N; ++n) {
       const double* S = f.covariance_data() + n * d * d;
       std::size_t c = 0;
@@ -49,7 +56,7 @@ struct Pool {
           packed[n * q + c] = S[i * d + j];
           packed_cov(static_cast<Eigen::Index>(c), static_cast<Eigen::Index>(n)) = (i == j ? 1.0 : 2.0) * S[i * d + j];
         }
-      log_det[static_cast<Eigen::Index>(n)] = f.log_det(n);
+      log_det[n] = f.log_det(n);
     }
   }
 };
@@ -127,48 +134,56 @@ Reduced from_mixture(const Mixture& f) {
 // computed by the same sequence of operations from pooled component n and reduced component k
 // alone, whatever k's position among the reduced components: relabelling the reduced components
 // permutes the columns of C bit for bit, which the trajectory sharing in reduce() relies on.
+// The pool is swept in chunks of kLanes components; for each chunk every reduced component is
+// taken in turn, so that the chunk's rows stay in L1 and each entry's accumulator in a register
+// (fixed-length lane loops) rather than in memory. Each entry still sums the same terms in the
+// same order: the packed trace c = 0..q-1, then the squares of L^-1 (mu - m) row by row.
 DFMR_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
 void cost(const Pool& pool, const Reduced& G, RowMatrix& C) {
-  constexpr std::size_t B = 64;  // pooled components per block: the scratch stays in L1
-  const std::size_t K = G.K, d = G.d, q = pool.q, N = pool.N;
+  constexpr std::size_t W = kLanes;
+  const std::size_t K = G.K, d = G.d, q = pool.q, N = pool.N, Np = pool.Np;
   C.resize(static_cast<Eigen::Index>(N), static_cast<Eigen::Index>(K));
-  double acc[B], r[B], y[B];
-  std::vector<double> diff(d * B);
-  for (std::size_t n0 = 0; n0 < N; n0 += B) {
-    const std::size_t nb = std::min(B, N - n0);
+  std::vector<double> diff(d * W);
+  for (std::size_t n0 = 0; n0 < N; n0 += W) {
+    const std::size_t nb = std::min(W, N - n0);
     for (std::size_t k = 0; k < K; ++k) {
       const double* P = G.packed_prec.data() + k * q;
-      std::fill(acc, acc + nb, 0.0);
-      for (std::size_t c = 0; c < q; ++c) {
-        const double p = P[c];
-        const double* S = pool.packed_cov.data() + c * N + n0;
+      double acc[W], y[W];
 #pragma omp simd
-        for (std::size_t b = 0; b < nb; ++b) acc[b] += p * S[b];
+      for (std::size_t b = 0; b < W; ++b) acc[b] = 0.0;
+      const double* S = pool.packed_cov.data() + n0;
+      for (std::size_t c = 0; c < q; ++c, S += Np) {
+        const double p = P[c];
+#pragma omp simd
+        for (std::size_t b = 0; b < W; ++b) acc[b] += p * S[b];
       }
       const double* m = G.mean.data() + k * d;
       for (std::size_t i = 0; i < d; ++i) {
-        const double* mu = pool.mean.data() + i * N + n0;
-        double* di = diff.data() + i * B;
+        const double* mu = pool.mean.data() + i * Np + n0;
+        double* di = diff.data() + i * W;
+        const double mi = m[i];
 #pragma omp simd
-        for (std::size_t b = 0; b < nb; ++b) di[b] = mu[b] - m[i];
+        for (std::size_t b = 0; b < W; ++b) di[b] = mu[b] - mi;
       }
       const double* Linv = G.chol_inv[k].data();
       for (std::size_t i = 0; i < d; ++i) {
-        std::fill(y, y + nb, 0.0);
+#pragma omp simd
+        for (std::size_t b = 0; b < W; ++b) y[b] = 0.0;
         for (std::size_t j = 0; j <= i; ++j) {
           const double l = Linv[i * d + j];
-          const double* dj = diff.data() + j * B;
+          const double* dj = diff.data() + j * W;
 #pragma omp simd
-          for (std::size_t b = 0; b < nb; ++b) y[b] += l * dj[b];
+          for (std::size_t b = 0; b < W; ++b) y[b] += l * dj[b];
         }
 #pragma omp simd
-        for (std::size_t b = 0; b < nb; ++b) acc[b] += y[b] * y[b];
+        for (std::size_t b = 0; b < W; ++b) acc[b] += y[b] * y[b];
       }
       const double shift = G.log_det[k] - static_cast<double>(d);
       const double* ld = pool.log_det.data() + n0;
 #pragma omp simd
-      for (std::size_t b = 0; b < nb; ++b) r[b] = 0.5 * ((acc[b] + shift) - ld[b]);
-      for (std::size_t b = 0; b < nb; ++b) C(static_cast<Eigen::Index>(n0 + b), static_cast<Eigen::Index>(k)) = r[b];
+      for (std::size_t b = 0; b < W; ++b) acc[b] = 0.5 * ((acc[b] + shift) - ld[b]);
+      double* out = C.data() + n0 * K + k;
+      for (std::size_t b = 0; b < nb; ++b) out[b * K] = acc[b];
     }
   }
 }
@@ -216,59 +231,96 @@ double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double tri
   return objective;
 }
 
-// Moment-matched Gaussians of the transported mass; components receiving none are dropped. One
-// pass over the plan lists each group's members in pool order; each member's covariance is then
-// read once, from the packed lower triangles.
+// Scratch space of update(), kept by each start across its iterations.
+struct UpdateScratch {
+  std::vector<double> sums;          // K masses, K means, K packed covariances, one difference
+  std::vector<double> share;         // N: pi_nk / mass_k of a component wholly in group k
+  std::vector<std::uint32_t> group;  // N: that k, or kNone / kSplit
+  static constexpr std::uint32_t kNone = 0xffffffffu, kSplit = 0xfffffffeu;
+};
+
+// S += share (Sn + r r^T) on packed lower triangles: entry (i, j) as in the moment match.
+inline void add_outer(double* __restrict S, const double* __restrict Sn, const double* __restrict r, double share,
+                      std::size_t d) {
+  for (std::size_t i = 0, c = 0; i < d; c += ++i)
+    for (std::size_t j = 0; j <= i; ++j) S[c + j] += share * (Sn[c + j] + r[i] * r[j]);
+}
+
+// Moment-matched Gaussians of the transported mass; components receiving none are dropped. Each
+// group's sums run over its members in pool order; all groups are accumulated in the same sweeps
+// over the pool (the masses, then the means, then the covariances from the packed lower
+// triangles), so that the pool is streamed once per sweep rather than gathered group by group.
 DFMR_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
-Reduced update(const Pool& pool, const std::vector<double>& pi, std::size_t K, std::vector<std::size_t>& members) {
+Reduced update(const Pool& pool, const std::vector<double>& pi, std::size_t K, UpdateScratch& scratch) {
   const std::size_t N = pool.N, d = pool.d, q = pool.q;
   const double* mu = pool.mixture.means().data();
-  std::vector<std::size_t> count(K + 1, 0);
-  for (std::size_t n = 0; n < N; ++n)
-    for (std::size_t k = 0; k < K; ++k) count[k + 1] += pi[n * K + k] > 0.0;
-  for (std::size_t k = 0; k < K; ++k) count[k + 1] += count[k];
-  members.resize(count[K]);
-  {
-    std::vector<std::size_t> next(count.begin(), count.end() - 1);
-    for (std::size_t n = 0; n < N; ++n)
-      for (std::size_t k = 0; k < K; ++k)
-        if (pi[n * K + k] > 0.0) members[next[k]++] = n;
+  scratch.sums.assign(K * (1 + d + q) + d, 0.0);
+  scratch.share.resize(N);
+  scratch.group.resize(N);
+  double* mass = scratch.sums.data();
+  double* means = mass + K;
+  double* covs = means + K * d;
+  double* r = covs + K * q;
+  double* share = scratch.share.data();
+  std::uint32_t* group = scratch.group.data();
+  // A non-member adds pi = +0 to its group's mass: exact, as if it were skipped.
+  for (std::size_t n = 0; n < N; ++n) {
+    const double* row = pi.data() + n * K;
+    std::size_t members = 0, g = 0;
+    for (std::size_t k = 0; k < K; ++k) {
+      mass[k] += row[k];
+      if (row[k] > 0.0) ++members, g = k;
+    }
+    group[n] = members == 1 ? static_cast<std::uint32_t>(g) : members == 0 ? UpdateScratch::kNone : UpdateScratch::kSplit;
   }
-  std::vector<double> mean, covs;
-  std::vector<double> m(d), r(d), S(q);
+  // Relative shares q_n = pi_nk / mass (summing to 1) rather than the raw masses: products of a
+  // subnormal mass with a small mean or covariance entry would underflow to zero and leave a
+  // singular (even zero) moment-matched covariance.
+  for (std::size_t n = 0; n < N; ++n) {
+    const double* row = pi.data() + n * K;
+    const double* mn = mu + n * d;
+    const std::uint32_t g = group[n];
+    if (g == UpdateScratch::kNone) continue;
+    for (std::size_t k = g == UpdateScratch::kSplit ? 0 : g; k < (g == UpdateScratch::kSplit ? K : g + 1); ++k) {
+      if (!(row[k] > 0.0)) continue;
+      const double s = row[k] / mass[k];
+      share[n] = s;
+      double* m = means + k * d;
+      for (std::size_t i = 0; i < d; ++i) m[i] += s * mn[i];
+    }
+  }
+  for (std::size_t n = 0; n < N; ++n) {
+    const double* row = pi.data() + n * K;
+    const double* mn = mu + n * d;
+    const double* Sn = pool.packed.data() + n * q;
+    const std::uint32_t g = group[n];
+    if (g == UpdateScratch::kNone) continue;
+    if (g != UpdateScratch::kSplit) {
+      const double* m = means + g * d;
+      for (std::size_t i = 0; i < d; ++i) r[i] = mn[i] - m[i];
+      add_outer(covs + g * q, Sn, r, share[n], d);
+      continue;
+    }
+    for (std::size_t k = 0; k < K; ++k) {
+      if (!(row[k] > 0.0)) continue;
+      const double* m = means + k * d;
+      for (std::size_t i = 0; i < d; ++i) r[i] = mn[i] - m[i];
+      add_outer(covs + k * q, Sn, r, row[k] / mass[k], d);
+    }
+  }
+  std::vector<double> mean, cov;
   std::size_t kept = 0;
   for (std::size_t k = 0; k < K; ++k) {
-    const std::size_t* first = members.data() + count[k];
-    const std::size_t* last = members.data() + count[k + 1];
-    double mass = 0.0;
-    for (const std::size_t* it = first; it != last; ++it) mass += pi[*it * K + k];
-    if (!(mass > 0.0)) continue;
-    // Relative shares q_n = pi_nk / mass (summing to 1) rather than the raw masses: products of a
-    // subnormal mass with a small mean or covariance entry would underflow to zero and leave a
-    // singular (even zero) moment-matched covariance.
-    std::fill(m.begin(), m.end(), 0.0);
-    for (const std::size_t* it = first; it != last; ++it) {
-      const double share = pi[*it * K + k] / mass;
-      const double* mn = mu + *it * d;
-      for (std::size_t i = 0; i < d; ++i) m[i] += share * mn[i];
-    }
-    std::fill(S.begin(), S.end(), 0.0);
-    for (const std::size_t* it = first; it != last; ++it) {
-      const double share = pi[*it * K + k] / mass;
-      const double* mn = mu + *it * d;
-      for (std::size_t i = 0; i < d; ++i) r[i] = mn[i] - m[i];
-      const double* Sn = pool.packed.data() + *it * q;
-      for (std::size_t i = 0, c = 0; i < d; c += ++i)
-        for (std::size_t j = 0; j <= i; ++j) S[c + j] += share * (Sn[c + j] + r[i] * r[j]);
-    }
-    mean.insert(mean.end(), m.begin(), m.end());
-    const std::size_t at = covs.size();
-    covs.resize(at + d * d);
+    if (!(mass[k] > 0.0)) continue;
+    mean.insert(mean.end(), means + k * d, means + (k + 1) * d);
+    const std::size_t at = cov.size();
+    cov.resize(at + d * d);
+    const double* S = covs + k * q;
     for (std::size_t i = 0, c = 0; i < d; ++i)
-      for (std::size_t j = 0; j <= i; ++j, ++c) covs[at + i * d + j] = covs[at + j * d + i] = S[c];
+      for (std::size_t j = 0; j <= i; ++j, ++c) cov[at + i * d + j] = cov[at + j * d + i] = S[c];
     ++kept;
   }
-  return make_reduced(kept, d, std::move(mean), std::move(covs));
+  return make_reduced(kept, d, std::move(mean), std::move(cov));
 }
 
 bool same_parameters(const Mixture& f, const Mixture& g) {
@@ -421,8 +473,9 @@ struct Run {
 void take_pending_step(const Pool& pool, const ReduceOptions& opt, Run& r) {
   RowMatrix C;
   std::vector<double> best;
-  std::vector<std::size_t> order, members;
-  r.G = update(pool, r.pi, r.G.K, members);
+  std::vector<std::size_t> order;
+  UpdateScratch scratch;
+  r.G = update(pool, r.pi, r.G.K, scratch);
   cost(pool, r.G, C);
   if (assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order) != r.objective)
     throw std::logic_error("dfmr::reduce: a fixed point did not reproduce its objective");
@@ -438,7 +491,8 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
   r.G = from_mixture(start);
   RowMatrix C;
   std::vector<double> best;
-  std::vector<std::size_t> order, members;
+  std::vector<std::size_t> order;
+  UpdateScratch scratch;
   State state, previous;
   bool known = false, known_before = false;
   cost(pool, r.G, C);
@@ -459,7 +513,7 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
       std::swap(state, previous);
       known_before = known;
     }
-    r.G = update(pool, r.pi, r.G.K, members);
+    r.G = update(pool, r.pi, r.G.K, scratch);
     cost(pool, r.G, C);
     const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order);
     r.trace.push_back(next);
