@@ -28,34 +28,34 @@ constexpr std::size_t kLanes = 32;
 
 // The pooled components in the layout the cost needs, computed once per reduction and
 // shared by every start, stored component-minor (structure of arrays) so that the cost loops run
-// over pooled components in SIMD lanes: row c of packed_cov holds entry c of the packed lower
-// triangle of every covariance (off-diagonal entries doubled, so that <P, S> = packed(P) .
-// packed2(S)), row i of mean entry i of every mean; then the log-dets. The rows are padded with
-// zeros to a multiple of kLanes components (stride Np), so that every chunk of the cost is full
-// (the padding lanes are computed and discarded). The moment matching reads the lower triangles
-// component by component (`packed`).
+// over pooled components in SIMD lanes, in tiles of kLanes components (the last one padded with
+// zeros; the padding lanes are computed and discarded): in tile t, row c of packed_cov holds
+// entry c of the packed lower triangle of each covariance (off-diagonal entries doubled, so that
+// <P, S> = packed(P) . packed2(S)), row i of mean entry i of each mean. A tile is contiguous, so
+// that the cost streams the pool sequentially. Then the log-dets. The moment matching reads the
+// lower triangles component by component (`packed`).
 struct Pool {
   const Mixture& mixture;
-  std::size_t N, Np, d, q;
-  RowMatrix packed_cov;  // q x Np
-  std::vector<double> packed;  // N x q: the packed lower triangles as they are, component by component
-  RowMatrix mean;        // d x Np
-  std::vector<double> log_det;  // Np
+  std::size_t N, tiles, d, q;
+  std::vector<double> packed_cov;  // tiles x q x kLanes
+  std::vector<double> packed;      // N x q: the packed lower triangles as they are, component by component
+  std::vector<double> mean;        // tiles x d x kLanes
+  std::vector<double> log_det;     // tiles x kLanes
 
   explicit Pool(const Mixture& f)
-      : mixture(f), N(f.n_components()), Np((N + kLanes - 1) / kLanes * kLanes), d(f.dim()), q(d * (d + 1) / 2),
-        packed_cov(RowMatrix::Zero(static_cast<Eigen::Index>(q), static_cast<Eigen::Index>(Np))),
-        packed(N * q), mean(RowMatrix::Zero(static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(Np))),
-        log_det(Np, 0.0) {
-    mean.leftCols(static_cast<Eigen::Index>(N)) = f.means().transpose();
+      : mixture(f), N(f.n_components()), tiles((N + kLanes - 1) / kLanes), d(f.dim()), q(d * (d + 1) / 2),
+        packed_cov(tiles * q * kLanes, 0.0), packed(N * q), mean(tiles * d * kLanes, 0.0), log_det(tiles * kLanes, 0.0) {
     for (std::size_t n = 0; n < N; ++n) {
+      const std::size_t t = n / kLanes, b = n % kLanes;
       const double* S = f.covariance_data() + n * d * d;
       std::size_t c = 0;
-      for (std::size_t i = 0; i < d; ++i)
+      for (std::size_t i = 0; i < d; ++i) {
+        mean[(t * d + i) * kLanes + b] = f.means()(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(i));
         for (std::size_t j = 0; j <= i; ++j, ++c) {
           packed[n * q + c] = S[i * d + j];
-          packed_cov(static_cast<Eigen::Index>(c), static_cast<Eigen::Index>(n)) = (i == j ? 1.0 : 2.0) * S[i * d + j];
+          packed_cov[(t * q + c) * kLanes + b] = (i == j ? 1.0 : 2.0) * S[i * d + j];
         }
+      }
       log_det[n] = f.log_det(n);
     }
   }
@@ -141,7 +141,7 @@ Reduced from_mixture(const Mixture& f) {
 DFMR_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
 void cost(const Pool& pool, const Reduced& G, RowMatrix& C) {
   constexpr std::size_t W = kLanes;
-  const std::size_t K = G.K, d = G.d, q = pool.q, N = pool.N, Np = pool.Np;
+  const std::size_t K = G.K, d = G.d, q = pool.q, N = pool.N;
   C.resize(static_cast<Eigen::Index>(N), static_cast<Eigen::Index>(K));
   std::vector<double> diff(d * W);
   for (std::size_t n0 = 0; n0 < N; n0 += W) {
@@ -151,15 +151,15 @@ void cost(const Pool& pool, const Reduced& G, RowMatrix& C) {
       double acc[W], y[W];
 #pragma omp simd
       for (std::size_t b = 0; b < W; ++b) acc[b] = 0.0;
-      const double* S = pool.packed_cov.data() + n0;
-      for (std::size_t c = 0; c < q; ++c, S += Np) {
+      const double* S = pool.packed_cov.data() + n0 * q;
+      for (std::size_t c = 0; c < q; ++c, S += W) {
         const double p = P[c];
 #pragma omp simd
         for (std::size_t b = 0; b < W; ++b) acc[b] += p * S[b];
       }
       const double* m = G.mean.data() + k * d;
       for (std::size_t i = 0; i < d; ++i) {
-        const double* mu = pool.mean.data() + i * Np + n0;
+        const double* mu = pool.mean.data() + n0 * d + i * W;
         double* di = diff.data() + i * W;
         const double mi = m[i];
 #pragma omp simd
@@ -188,45 +188,72 @@ void cost(const Pool& pool, const Reduced& G, RowMatrix& C) {
   }
 }
 
+// Scratch space of assign(), kept by each start across its iterations.
+struct AssignScratch {
+  std::vector<double> best, kept;
+  std::vector<std::size_t> order;
+};
+
 // Optimal transport plan for fixed G. Plain MR: every pooled component goes wholly to its
 // cheapest reduced component (exact ties split equally). Trimmed: only the cheapest pooled
-// components up to total weight 1 - trim are transported. Returns the objective.
-double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double trim,
-              std::vector<double>& pi, std::vector<double>& best, std::vector<std::size_t>& order) {
+// components up to total weight 1 - trim are transported. Returns the objective. Every row of pi
+// is written once, from its row of C (the minimum, as std::min_element finds it, and its ties).
+double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double trim, std::vector<double>& pi,
+              AssignScratch& scratch) {
   const std::size_t N = pool.n_components();
-  pi.assign(N * K, 0.0);
-  best.resize(N);
-  for (std::size_t n = 0; n < N; ++n) {
+  const double* w = pool.weights().data();
+  pi.resize(N * K);
+  auto row_min = [&](std::size_t n) {
     const double* row = C.data() + n * K;
-    best[n] = *std::min_element(row, row + K);
-    if (!std::isfinite(best[n])) throw std::runtime_error("dfmr::reduce: non-finite KL cost");
-  }
-  std::vector<double> kept(N);
-  for (std::size_t n = 0; n < N; ++n) kept[n] = pool.weights()[static_cast<Eigen::Index>(n)];
-  if (trim > 0.0) {
-    order.resize(N);
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return best[a] < best[b]; });
-    // `room` shrinks by repeated subtraction; what is left of it after the boundary component
-    // is rounding (a few ulps), not mass to transport.
-    double room = 1.0 - trim;
-    const double crumb = 64.0 * std::numeric_limits<double>::epsilon() * room;
-    for (std::size_t n : order) {
-      const double take = room > crumb ? std::min(kept[n], room) : 0.0;
-      room -= take;
-      kept[n] = take;
+    double b = row[0];
+    for (std::size_t k = 1; k < K; ++k)
+      if (row[k] < b) b = row[k];
+    if (!std::isfinite(b)) throw std::runtime_error("dfmr::reduce: non-finite KL cost");
+    return b;
+  };
+  // Row n of pi: mass `kept` split equally over the entries of row n of C equal to `best`.
+  auto write_row = [&](std::size_t n, double kept, double best) {
+    const double* row = C.data() + n * K;
+    double* out = pi.data() + n * K;
+    if (!(kept > 0.0)) {
+      std::fill(out, out + K, 0.0);
+      return;
     }
-  }
-  double objective = 0.0;
-  for (std::size_t n = 0; n < N; ++n) {
-    if (kept[n] <= 0.0) continue;
-    const double* row = C.data() + n * K;
     std::size_t ties = 0;
-    for (std::size_t k = 0; k < K; ++k) ties += row[k] == best[n];
-    const double share = kept[n] / static_cast<double>(ties);
-    for (std::size_t k = 0; k < K; ++k)
-      if (row[k] == best[n]) pi[n * K + k] = share;
-    objective += kept[n] * best[n];
+    for (std::size_t k = 0; k < K; ++k) ties += row[k] == best;
+    const double share = kept / static_cast<double>(ties);
+    for (std::size_t k = 0; k < K; ++k) out[k] = row[k] == best ? share : 0.0;
+  };
+  double objective = 0.0;
+  if (!(trim > 0.0)) {
+    for (std::size_t n = 0; n < N; ++n) {
+      const double best = row_min(n);
+      write_row(n, w[n], best);
+      if (w[n] > 0.0) objective += w[n] * best;
+    }
+    return objective;
+  }
+  std::vector<double>& best = scratch.best;
+  std::vector<double>& kept = scratch.kept;
+  std::vector<std::size_t>& order = scratch.order;
+  best.resize(N);
+  for (std::size_t n = 0; n < N; ++n) best[n] = row_min(n);
+  kept.assign(w, w + N);
+  order.resize(N);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return best[a] < best[b]; });
+  // `room` shrinks by repeated subtraction; what is left of it after the boundary component
+  // is rounding (a few ulps), not mass to transport.
+  double room = 1.0 - trim;
+  const double crumb = 64.0 * std::numeric_limits<double>::epsilon() * room;
+  for (std::size_t n : order) {
+    const double take = room > crumb ? std::min(kept[n], room) : 0.0;
+    room -= take;
+    kept[n] = take;
+  }
+  for (std::size_t n = 0; n < N; ++n) {
+    write_row(n, kept[n], best[n]);
+    if (kept[n] > 0.0) objective += kept[n] * best[n];
   }
   return objective;
 }
@@ -472,12 +499,11 @@ struct Run {
 // its final G and plan; this computes them, as running that step would have.
 void take_pending_step(const Pool& pool, const ReduceOptions& opt, Run& r) {
   RowMatrix C;
-  std::vector<double> best;
-  std::vector<std::size_t> order;
+  AssignScratch assigned;
   UpdateScratch scratch;
   r.G = update(pool, r.pi, r.G.K, scratch);
   cost(pool, r.G, C);
-  if (assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order) != r.objective)
+  if (assign(pool.mixture, C, r.G.K, opt.trim, r.pi, assigned) != r.objective)
     throw std::logic_error("dfmr::reduce: a fixed point did not reproduce its objective");
   r.last_step_pending = false;
 }
@@ -490,13 +516,12 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
   Run r;
   r.G = from_mixture(start);
   RowMatrix C;
-  std::vector<double> best;
-  std::vector<std::size_t> order;
+  AssignScratch assigned;
   UpdateScratch scratch;
   State state, previous;
   bool known = false, known_before = false;
   cost(pool, r.G, C);
-  r.objective = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order);
+  r.objective = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, assigned);
   r.trace.push_back(r.objective);
   for (int it = 1; it <= opt.max_iter; ++it) {
     if (opt.share_trajectories) {
@@ -515,7 +540,7 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
     }
     r.G = update(pool, r.pi, r.G.K, scratch);
     cost(pool, r.G, C);
-    const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order);
+    const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, assigned);
     r.trace.push_back(next);
     r.n_iter = it;
     const double rel = relative_decrease(r.objective, next);
