@@ -188,6 +188,10 @@ void cost(const Pool& pool, const Reduced& G, RowMatrix& C) {
   }
 }
 
+// The group of a row of the transport plan: the one column holding all of its mass, or one of:
+constexpr std::uint32_t kNoGroup = 0xffffffffu;     // no mass (trimmed, or a share that underflowed)
+constexpr std::uint32_t kSplitGroup = 0xfffffffeu;  // mass split over several columns (exact cost ties)
+
 // Scratch space of assign(), kept by each start across its iterations.
 struct AssignScratch {
   std::vector<double> best, kept;
@@ -197,12 +201,14 @@ struct AssignScratch {
 // Optimal transport plan for fixed G. Plain MR: every pooled component goes wholly to its
 // cheapest reduced component (exact ties split equally). Trimmed: only the cheapest pooled
 // components up to total weight 1 - trim are transported. Returns the objective. Every row of pi
-// is written once, from its row of C (the minimum, as std::min_element finds it, and its ties).
+// is written once, from its row of C (the minimum, as std::min_element finds it, and its ties),
+// and its group (see kNoGroup) with it.
 double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double trim, std::vector<double>& pi,
-              AssignScratch& scratch) {
+              std::vector<std::uint32_t>& group, AssignScratch& scratch) {
   const std::size_t N = pool.n_components();
   const double* w = pool.weights().data();
   pi.resize(N * K);
+  group.resize(N);
   auto row_min = [&](std::size_t n) {
     const double* row = C.data() + n * K;
     double b = row[0];
@@ -217,12 +223,15 @@ double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double tri
     double* out = pi.data() + n * K;
     if (!(kept > 0.0)) {
       std::fill(out, out + K, 0.0);
+      group[n] = kNoGroup;
       return;
     }
-    std::size_t ties = 0;
-    for (std::size_t k = 0; k < K; ++k) ties += row[k] == best;
+    std::size_t ties = 0, g = 0;
+    for (std::size_t k = 0; k < K; ++k)
+      if (row[k] == best) ++ties, g = k;
     const double share = kept / static_cast<double>(ties);
     for (std::size_t k = 0; k < K; ++k) out[k] = row[k] == best ? share : 0.0;
+    group[n] = !(share > 0.0) ? kNoGroup : ties > 1 ? kSplitGroup : static_cast<std::uint32_t>(g);
   };
   double objective = 0.0;
   if (!(trim > 0.0)) {
@@ -261,9 +270,7 @@ double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double tri
 // Scratch space of update(), kept by each start across its iterations.
 struct UpdateScratch {
   std::vector<double> sums;          // K masses, K means, K packed covariances, one difference
-  std::vector<double> share;         // N: pi_nk / mass_k of a component wholly in group k
-  std::vector<std::uint32_t> group;  // N: that k, or kNone / kSplit
-  static constexpr std::uint32_t kNone = 0xffffffffu, kSplit = 0xfffffffeu;
+  std::vector<double> share;  // N: pi_nk / mass_k of a component wholly in group k
 };
 
 // S += share (Sn + r r^T) on packed lower triangles: entry (i, j) as in the moment match.
@@ -278,27 +285,29 @@ inline void add_outer(double* __restrict S, const double* __restrict Sn, const d
 // over the pool (the masses, then the means, then the covariances from the packed lower
 // triangles), so that the pool is streamed once per sweep rather than gathered group by group.
 DFMR_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
-Reduced update(const Pool& pool, const std::vector<double>& pi, std::size_t K, UpdateScratch& scratch) {
+Reduced update(const Pool& pool, const std::vector<double>& pi, const std::vector<std::uint32_t>& groups, std::size_t K,
+               UpdateScratch& scratch) {
   const std::size_t N = pool.N, d = pool.d, q = pool.q;
   const double* mu = pool.mixture.means().data();
   scratch.sums.assign(K * (1 + d + q) + d, 0.0);
   scratch.share.resize(N);
-  scratch.group.resize(N);
   double* mass = scratch.sums.data();
   double* means = mass + K;
   double* covs = means + K * d;
   double* r = covs + K * q;
   double* share = scratch.share.data();
-  std::uint32_t* group = scratch.group.data();
-  // A non-member adds pi = +0 to its group's mass: exact, as if it were skipped.
+  const std::uint32_t* group = groups.data();
+  // Only the members of a group (pi > 0) are added to its mass; the others would add +0.
   for (std::size_t n = 0; n < N; ++n) {
     const double* row = pi.data() + n * K;
-    std::size_t members = 0, g = 0;
-    for (std::size_t k = 0; k < K; ++k) {
-      mass[k] += row[k];
-      if (row[k] > 0.0) ++members, g = k;
+    const std::uint32_t g = group[n];
+    if (g == kNoGroup) continue;
+    if (g != kSplitGroup) {
+      mass[g] += row[g];
+      continue;
     }
-    group[n] = members == 1 ? static_cast<std::uint32_t>(g) : members == 0 ? UpdateScratch::kNone : UpdateScratch::kSplit;
+    for (std::size_t k = 0; k < K; ++k)
+      if (row[k] > 0.0) mass[k] += row[k];
   }
   // Relative shares q_n = pi_nk / mass (summing to 1) rather than the raw masses: products of a
   // subnormal mass with a small mean or covariance entry would underflow to zero and leave a
@@ -307,8 +316,8 @@ Reduced update(const Pool& pool, const std::vector<double>& pi, std::size_t K, U
     const double* row = pi.data() + n * K;
     const double* mn = mu + n * d;
     const std::uint32_t g = group[n];
-    if (g == UpdateScratch::kNone) continue;
-    for (std::size_t k = g == UpdateScratch::kSplit ? 0 : g; k < (g == UpdateScratch::kSplit ? K : g + 1); ++k) {
+    if (g == kNoGroup) continue;
+    for (std::size_t k = g == kSplitGroup ? 0 : g; k < (g == kSplitGroup ? K : g + 1); ++k) {
       if (!(row[k] > 0.0)) continue;
       const double s = row[k] / mass[k];
       share[n] = s;
@@ -321,8 +330,8 @@ Reduced update(const Pool& pool, const std::vector<double>& pi, std::size_t K, U
     const double* mn = mu + n * d;
     const double* Sn = pool.packed.data() + n * q;
     const std::uint32_t g = group[n];
-    if (g == UpdateScratch::kNone) continue;
-    if (g != UpdateScratch::kSplit) {
+    if (g == kNoGroup) continue;
+    if (g != kSplitGroup) {
       const double* m = means + g * d;
       for (std::size_t i = 0; i < d; ++i) r[i] = mn[i] - m[i];
       add_outer(covs + g * q, Sn, r, share[n], d);
@@ -384,8 +393,10 @@ struct State {
   std::size_t hash = 0;
 };
 
-// False when a row of pi splits its mass (exact cost ties): such a plan is not shared.
-bool canonical_state(const std::vector<double>& pi, const Eigen::VectorXd& w, std::size_t K, State& out) {
+// False when a row of pi splits its mass (exact cost ties): such a plan is not shared. `group`
+// holds the group of every row of pi (see assign()).
+bool canonical_state(const std::vector<double>& pi, const std::vector<std::uint32_t>& group, const Eigen::VectorXd& w,
+                     std::size_t K, State& out) {
   const std::size_t N = static_cast<std::size_t>(w.size());
   if (K >= State::kUntransported) return false;
   out.labels.resize(N);
@@ -394,18 +405,16 @@ bool canonical_state(const std::vector<double>& pi, const Eigen::VectorXd& w, st
   std::fill(renamed, renamed + K, State::kUntransported);
   std::uint8_t groups = 0;
   for (std::size_t n = 0; n < N; ++n) {
-    const double* row = pi.data() + n * K;
-    std::size_t k = K, nonzero = 0;
-    for (std::size_t c = 0; c < K; ++c)
-      if (row[c] > 0.0) ++nonzero, k = c;
-    if (nonzero > 1) return false;
-    if (nonzero == 0) {
+    const std::uint32_t k = group[n];
+    if (k == kSplitGroup) return false;
+    if (k == kNoGroup) {
       out.labels[n] = State::kUntransported;
       continue;
     }
     if (renamed[k] == State::kUntransported) renamed[k] = groups++;
     out.labels[n] = renamed[k];
-    if (row[k] != w[static_cast<Eigen::Index>(n)]) out.partial.emplace_back(n, row[k]);
+    const double v = pi[n * K + k];
+    if (v != w[static_cast<Eigen::Index>(n)]) out.partial.emplace_back(n, v);
   }
   const std::string_view bytes(reinterpret_cast<const char*>(out.labels.data()), N);
   out.hash = std::hash<std::string_view>{}(bytes);
@@ -486,6 +495,7 @@ class Trajectories {
 struct Run {
   Reduced G;
   std::vector<double> pi, trace;
+  std::vector<std::uint32_t> group;  // of every row of pi (see assign())
   double objective = 0.0;
   int n_iter = 0;
   bool converged = false;
@@ -501,9 +511,9 @@ void take_pending_step(const Pool& pool, const ReduceOptions& opt, Run& r) {
   RowMatrix C;
   AssignScratch assigned;
   UpdateScratch scratch;
-  r.G = update(pool, r.pi, r.G.K, scratch);
+  r.G = update(pool, r.pi, r.group, r.G.K, scratch);
   cost(pool, r.G, C);
-  if (assign(pool.mixture, C, r.G.K, opt.trim, r.pi, assigned) != r.objective)
+  if (assign(pool.mixture, C, r.G.K, opt.trim, r.pi, r.group, assigned) != r.objective)
     throw std::logic_error("dfmr::reduce: a fixed point did not reproduce its objective");
   r.last_step_pending = false;
 }
@@ -521,11 +531,11 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
   State state, previous;
   bool known = false, known_before = false;
   cost(pool, r.G, C);
-  r.objective = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, assigned);
+  r.objective = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, r.group, assigned);
   r.trace.push_back(r.objective);
   for (int it = 1; it <= opt.max_iter; ++it) {
     if (opt.share_trajectories) {
-      known = canonical_state(r.pi, pool.mixture.weights(), r.G.K, state);
+      known = canonical_state(r.pi, r.group, pool.mixture.weights(), r.G.K, state);
       if (known && known_before && opt.tol > 0.0 && state.labels == previous.labels &&
           state.partial == previous.partial) {
         r.trace.push_back(r.objective);
@@ -538,9 +548,9 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
       std::swap(state, previous);
       known_before = known;
     }
-    r.G = update(pool, r.pi, r.G.K, scratch);
+    r.G = update(pool, r.pi, r.group, r.G.K, scratch);
     cost(pool, r.G, C);
-    const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, assigned);
+    const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, r.group, assigned);
     r.trace.push_back(next);
     r.n_iter = it;
     const double rel = relative_decrease(r.objective, next);
