@@ -269,12 +269,13 @@ double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double tri
 
 // Scratch space of update(), kept by each start across its iterations.
 struct UpdateScratch {
-  std::vector<double> sums;          // K masses, K means, K packed covariances, one difference
+  std::vector<double> sums;   // K masses, K means, K packed covariances, one difference
   std::vector<double> share;  // N: pi_nk / mass_k of a component wholly in group k
 };
 
-// S += share (Sn + r r^T) on packed lower triangles: entry (i, j) as in the moment match.
-inline void add_outer(double* __restrict S, const double* __restrict Sn, const double* __restrict r, double share,
+// S += share (Sn + r r^T) on packed lower triangles: entry (i, j) as in the moment match. Always
+// inlined into update(), whose clone's target decides the contraction into FMA.
+DFMR_ALWAYS_INLINE inline void add_outer(double* __restrict S, const double* __restrict Sn, const double* __restrict r, double share,
                       std::size_t d) {
   for (std::size_t i = 0, c = 0; i < d; c += ++i)
     for (std::size_t j = 0; j <= i; ++j) S[c + j] += share * (Sn[c + j] + r[i] * r[j]);
