@@ -21,6 +21,15 @@ constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 #define DFMR_TARGET_CLONES(...)
 #endif
 
+// Forces inlining: a helper of a DFMR_TARGET_CLONES function must be compiled for the clone's
+// target (whether a multiply and an add are contracted into an FMA depends on it, and the
+// reduction's results are specified bit for bit).
+#if defined(__GNUC__)
+#define DFMR_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define DFMR_ALWAYS_INLINE
+#endif
+
 // Dot product of two contiguous arrays; the simd pragma lets the compiler vectorise the
 // reduction without -ffast-math.
 inline double dot(const double* a, const double* b, std::size_t n) {

@@ -23,33 +23,40 @@ namespace dfmr {
 
 namespace {
 
+// Pooled components per chunk of the cost: its accumulators stay in vector registers.
+constexpr std::size_t kLanes = 32;
+
 // The pooled components in the layout the cost needs, computed once per reduction and
 // shared by every start, stored component-minor (structure of arrays) so that the cost loops run
-// over pooled components in SIMD lanes: row c of packed_cov holds entry c of the packed lower
-// triangle of every covariance (off-diagonal entries doubled, so that <P, S> = packed(P) .
-// packed2(S)), row i of mean entry i of every mean; then the log-dets. The moment matching reads
-// the lower triangles component by component (`packed`).
+// over pooled components in SIMD lanes, in tiles of kLanes components (the last one padded with
+// zeros; the padding lanes are computed and discarded): in tile t, row c of packed_cov holds
+// entry c of the packed lower triangle of each covariance (off-diagonal entries doubled, so that
+// <P, S> = packed(P) . packed2(S)), row i of mean entry i of each mean. A tile is contiguous, so
+// that the cost streams the pool sequentially. Then the log-dets. The moment matching reads the
+// lower triangles component by component (`packed`).
 struct Pool {
   const Mixture& mixture;
-  std::size_t N, d, q;
-  RowMatrix packed_cov;  // q x N
-  std::vector<double> packed;  // N x q: the packed lower triangles as they are, component by component
-  RowMatrix mean;        // d x N
-  Eigen::VectorXd log_det;
+  std::size_t N, tiles, d, q;
+  std::vector<double> packed_cov;  // tiles x q x kLanes
+  std::vector<double> packed;      // N x q: the packed lower triangles as they are, component by component
+  std::vector<double> mean;        // tiles x d x kLanes
+  std::vector<double> log_det;     // tiles x kLanes
 
   explicit Pool(const Mixture& f)
-      : mixture(f), N(f.n_components()), d(f.dim()), q(d * (d + 1) / 2),
-        packed_cov(static_cast<Eigen::Index>(q), static_cast<Eigen::Index>(N)),
-        packed(N * q), mean(f.means().transpose()), log_det(static_cast<Eigen::Index>(N)) {
+      : mixture(f), N(f.n_components()), tiles((N + kLanes - 1) / kLanes), d(f.dim()), q(d * (d + 1) / 2),
+        packed_cov(tiles * q * kLanes, 0.0), packed(N * q), mean(tiles * d * kLanes, 0.0), log_det(tiles * kLanes, 0.0) {
     for (std::size_t n = 0; n < N; ++n) {
+      const std::size_t t = n / kLanes, b = n % kLanes;
       const double* S = f.covariance_data() + n * d * d;
       std::size_t c = 0;
-      for (std::size_t i = 0; i < d; ++i)
+      for (std::size_t i = 0; i < d; ++i) {
+        mean[(t * d + i) * kLanes + b] = f.means()(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(i));
         for (std::size_t j = 0; j <= i; ++j, ++c) {
           packed[n * q + c] = S[i * d + j];
-          packed_cov(static_cast<Eigen::Index>(c), static_cast<Eigen::Index>(n)) = (i == j ? 1.0 : 2.0) * S[i * d + j];
+          packed_cov[(t * q + c) * kLanes + b] = (i == j ? 1.0 : 2.0) * S[i * d + j];
         }
-      log_det[static_cast<Eigen::Index>(n)] = f.log_det(n);
+      }
+      log_det[n] = f.log_det(n);
     }
   }
 };
@@ -127,148 +134,230 @@ Reduced from_mixture(const Mixture& f) {
 // computed by the same sequence of operations from pooled component n and reduced component k
 // alone, whatever k's position among the reduced components: relabelling the reduced components
 // permutes the columns of C bit for bit, which the trajectory sharing in reduce() relies on.
+// The pool is swept in chunks of kLanes components; for each chunk every reduced component is
+// taken in turn, so that the chunk's rows stay in L1 and each entry's accumulator in a register
+// (fixed-length lane loops) rather than in memory. Each entry still sums the same terms in the
+// same order: the packed trace c = 0..q-1, then the squares of L^-1 (mu - m) row by row.
 DFMR_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
 void cost(const Pool& pool, const Reduced& G, RowMatrix& C) {
-  constexpr std::size_t B = 64;  // pooled components per block: the scratch stays in L1
+  constexpr std::size_t W = kLanes;
   const std::size_t K = G.K, d = G.d, q = pool.q, N = pool.N;
   C.resize(static_cast<Eigen::Index>(N), static_cast<Eigen::Index>(K));
-  double acc[B], r[B], y[B];
-  std::vector<double> diff(d * B);
-  for (std::size_t n0 = 0; n0 < N; n0 += B) {
-    const std::size_t nb = std::min(B, N - n0);
+  std::vector<double> diff(d * W);
+  for (std::size_t n0 = 0; n0 < N; n0 += W) {
+    const std::size_t nb = std::min(W, N - n0);
     for (std::size_t k = 0; k < K; ++k) {
       const double* P = G.packed_prec.data() + k * q;
-      std::fill(acc, acc + nb, 0.0);
-      for (std::size_t c = 0; c < q; ++c) {
-        const double p = P[c];
-        const double* S = pool.packed_cov.data() + c * N + n0;
+      double acc[W], y[W];
 #pragma omp simd
-        for (std::size_t b = 0; b < nb; ++b) acc[b] += p * S[b];
+      for (std::size_t b = 0; b < W; ++b) acc[b] = 0.0;
+      const double* S = pool.packed_cov.data() + n0 * q;
+      for (std::size_t c = 0; c < q; ++c, S += W) {
+        const double p = P[c];
+#pragma omp simd
+        for (std::size_t b = 0; b < W; ++b) acc[b] += p * S[b];
       }
       const double* m = G.mean.data() + k * d;
       for (std::size_t i = 0; i < d; ++i) {
-        const double* mu = pool.mean.data() + i * N + n0;
-        double* di = diff.data() + i * B;
+        const double* mu = pool.mean.data() + n0 * d + i * W;
+        double* di = diff.data() + i * W;
+        const double mi = m[i];
 #pragma omp simd
-        for (std::size_t b = 0; b < nb; ++b) di[b] = mu[b] - m[i];
+        for (std::size_t b = 0; b < W; ++b) di[b] = mu[b] - mi;
       }
       const double* Linv = G.chol_inv[k].data();
       for (std::size_t i = 0; i < d; ++i) {
-        std::fill(y, y + nb, 0.0);
+#pragma omp simd
+        for (std::size_t b = 0; b < W; ++b) y[b] = 0.0;
         for (std::size_t j = 0; j <= i; ++j) {
           const double l = Linv[i * d + j];
-          const double* dj = diff.data() + j * B;
+          const double* dj = diff.data() + j * W;
 #pragma omp simd
-          for (std::size_t b = 0; b < nb; ++b) y[b] += l * dj[b];
+          for (std::size_t b = 0; b < W; ++b) y[b] += l * dj[b];
         }
 #pragma omp simd
-        for (std::size_t b = 0; b < nb; ++b) acc[b] += y[b] * y[b];
+        for (std::size_t b = 0; b < W; ++b) acc[b] += y[b] * y[b];
       }
       const double shift = G.log_det[k] - static_cast<double>(d);
       const double* ld = pool.log_det.data() + n0;
 #pragma omp simd
-      for (std::size_t b = 0; b < nb; ++b) r[b] = 0.5 * ((acc[b] + shift) - ld[b]);
-      for (std::size_t b = 0; b < nb; ++b) C(static_cast<Eigen::Index>(n0 + b), static_cast<Eigen::Index>(k)) = r[b];
+      for (std::size_t b = 0; b < W; ++b) acc[b] = 0.5 * ((acc[b] + shift) - ld[b]);
+      double* out = C.data() + n0 * K + k;
+      for (std::size_t b = 0; b < nb; ++b) out[b * K] = acc[b];
     }
   }
 }
 
+// The group of a row of the transport plan: the one column holding all of its mass, or one of:
+constexpr std::uint32_t kNoGroup = 0xffffffffu;     // no mass (trimmed, or a share that underflowed)
+constexpr std::uint32_t kSplitGroup = 0xfffffffeu;  // mass split over several columns (exact cost ties)
+
+// Scratch space of assign(), kept by each start across its iterations.
+struct AssignScratch {
+  std::vector<double> best, kept;
+  std::vector<std::size_t> order;
+};
+
 // Optimal transport plan for fixed G. Plain MR: every pooled component goes wholly to its
 // cheapest reduced component (exact ties split equally). Trimmed: only the cheapest pooled
-// components up to total weight 1 - trim are transported. Returns the objective.
-double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double trim,
-              std::vector<double>& pi, std::vector<double>& best, std::vector<std::size_t>& order) {
+// components up to total weight 1 - trim are transported. Returns the objective. Every row of pi
+// is written once, from its row of C (the minimum, as std::min_element finds it, and its ties),
+// and its group (see kNoGroup) with it.
+double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double trim, std::vector<double>& pi,
+              std::vector<std::uint32_t>& group, AssignScratch& scratch) {
   const std::size_t N = pool.n_components();
-  pi.assign(N * K, 0.0);
-  best.resize(N);
-  for (std::size_t n = 0; n < N; ++n) {
+  const double* w = pool.weights().data();
+  pi.resize(N * K);
+  group.resize(N);
+  auto row_min = [&](std::size_t n) {
     const double* row = C.data() + n * K;
-    best[n] = *std::min_element(row, row + K);
-    if (!std::isfinite(best[n])) throw std::runtime_error("dfmr::reduce: non-finite KL cost");
-  }
-  std::vector<double> kept(N);
-  for (std::size_t n = 0; n < N; ++n) kept[n] = pool.weights()[static_cast<Eigen::Index>(n)];
-  if (trim > 0.0) {
-    order.resize(N);
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return best[a] < best[b]; });
-    // `room` shrinks by repeated subtraction; what is left of it after the boundary component
-    // is rounding (a few ulps), not mass to transport.
-    double room = 1.0 - trim;
-    const double crumb = 64.0 * std::numeric_limits<double>::epsilon() * room;
-    for (std::size_t n : order) {
-      const double take = room > crumb ? std::min(kept[n], room) : 0.0;
-      room -= take;
-      kept[n] = take;
+    double b = row[0];
+    for (std::size_t k = 1; k < K; ++k)
+      if (row[k] < b) b = row[k];
+    if (!std::isfinite(b)) throw std::runtime_error("dfmr::reduce: non-finite KL cost");
+    return b;
+  };
+  // Row n of pi: mass `kept` split equally over the entries of row n of C equal to `best`.
+  auto write_row = [&](std::size_t n, double kept, double best) {
+    const double* row = C.data() + n * K;
+    double* out = pi.data() + n * K;
+    if (!(kept > 0.0)) {
+      std::fill(out, out + K, 0.0);
+      group[n] = kNoGroup;
+      return;
     }
-  }
-  double objective = 0.0;
-  for (std::size_t n = 0; n < N; ++n) {
-    if (kept[n] <= 0.0) continue;
-    const double* row = C.data() + n * K;
-    std::size_t ties = 0;
-    for (std::size_t k = 0; k < K; ++k) ties += row[k] == best[n];
-    const double share = kept[n] / static_cast<double>(ties);
+    std::size_t ties = 0, g = 0;
     for (std::size_t k = 0; k < K; ++k)
-      if (row[k] == best[n]) pi[n * K + k] = share;
-    objective += kept[n] * best[n];
+      if (row[k] == best) ++ties, g = k;
+    const double share = kept / static_cast<double>(ties);
+    for (std::size_t k = 0; k < K; ++k) out[k] = row[k] == best ? share : 0.0;
+    group[n] = !(share > 0.0) ? kNoGroup : ties > 1 ? kSplitGroup : static_cast<std::uint32_t>(g);
+  };
+  double objective = 0.0;
+  if (!(trim > 0.0)) {
+    for (std::size_t n = 0; n < N; ++n) {
+      const double best = row_min(n);
+      write_row(n, w[n], best);
+      if (w[n] > 0.0) objective += w[n] * best;
+    }
+    return objective;
+  }
+  std::vector<double>& best = scratch.best;
+  std::vector<double>& kept = scratch.kept;
+  std::vector<std::size_t>& order = scratch.order;
+  best.resize(N);
+  for (std::size_t n = 0; n < N; ++n) best[n] = row_min(n);
+  kept.assign(w, w + N);
+  order.resize(N);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return best[a] < best[b]; });
+  // `room` shrinks by repeated subtraction; what is left of it after the boundary component
+  // is rounding (a few ulps), not mass to transport.
+  double room = 1.0 - trim;
+  const double crumb = 64.0 * std::numeric_limits<double>::epsilon() * room;
+  for (std::size_t n : order) {
+    const double take = room > crumb ? std::min(kept[n], room) : 0.0;
+    room -= take;
+    kept[n] = take;
+  }
+  for (std::size_t n = 0; n < N; ++n) {
+    write_row(n, kept[n], best[n]);
+    if (kept[n] > 0.0) objective += kept[n] * best[n];
   }
   return objective;
 }
 
-// Moment-matched Gaussians of the transported mass; components receiving none are dropped. One
-// pass over the plan lists each group's members in pool order; each member's covariance is then
-// read once, from the packed lower triangles.
+// Scratch space of update(), kept by each start across its iterations.
+struct UpdateScratch {
+  std::vector<double> sums;   // K masses, K means, K packed covariances, one difference
+  std::vector<double> share;  // N: pi_nk / mass_k of a component wholly in group k
+};
+
+// S += share (Sn + r r^T) on packed lower triangles: entry (i, j) as in the moment match. Always
+// inlined into update(), whose clone's target decides the contraction into FMA.
+DFMR_ALWAYS_INLINE inline void add_outer(double* __restrict S, const double* __restrict Sn, const double* __restrict r, double share,
+                      std::size_t d) {
+  for (std::size_t i = 0, c = 0; i < d; c += ++i)
+    for (std::size_t j = 0; j <= i; ++j) S[c + j] += share * (Sn[c + j] + r[i] * r[j]);
+}
+
+// Moment-matched Gaussians of the transported mass; components receiving none are dropped. Each
+// group's sums run over its members in pool order; all groups are accumulated in the same sweeps
+// over the pool (the masses, then the means, then the covariances from the packed lower
+// triangles), so that the pool is streamed once per sweep rather than gathered group by group.
 DFMR_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
-Reduced update(const Pool& pool, const std::vector<double>& pi, std::size_t K, std::vector<std::size_t>& members) {
+Reduced update(const Pool& pool, const std::vector<double>& pi, const std::vector<std::uint32_t>& groups, std::size_t K,
+               UpdateScratch& scratch) {
   const std::size_t N = pool.N, d = pool.d, q = pool.q;
   const double* mu = pool.mixture.means().data();
-  std::vector<std::size_t> count(K + 1, 0);
-  for (std::size_t n = 0; n < N; ++n)
-    for (std::size_t k = 0; k < K; ++k) count[k + 1] += pi[n * K + k] > 0.0;
-  for (std::size_t k = 0; k < K; ++k) count[k + 1] += count[k];
-  members.resize(count[K]);
-  {
-    std::vector<std::size_t> next(count.begin(), count.end() - 1);
-    for (std::size_t n = 0; n < N; ++n)
-      for (std::size_t k = 0; k < K; ++k)
-        if (pi[n * K + k] > 0.0) members[next[k]++] = n;
+  scratch.sums.assign(K * (1 + d + q) + d, 0.0);
+  scratch.share.resize(N);
+  double* mass = scratch.sums.data();
+  double* means = mass + K;
+  double* covs = means + K * d;
+  double* r = covs + K * q;
+  double* share = scratch.share.data();
+  const std::uint32_t* group = groups.data();
+  // Only the members of a group (pi > 0) are added to its mass; the others would add +0.
+  for (std::size_t n = 0; n < N; ++n) {
+    const double* row = pi.data() + n * K;
+    const std::uint32_t g = group[n];
+    if (g == kNoGroup) continue;
+    if (g != kSplitGroup) {
+      mass[g] += row[g];
+      continue;
+    }
+    for (std::size_t k = 0; k < K; ++k)
+      if (row[k] > 0.0) mass[k] += row[k];
   }
-  std::vector<double> mean, covs;
-  std::vector<double> m(d), r(d), S(q);
+  // Relative shares q_n = pi_nk / mass (summing to 1) rather than the raw masses: products of a
+  // subnormal mass with a small mean or covariance entry would underflow to zero and leave a
+  // singular (even zero) moment-matched covariance.
+  for (std::size_t n = 0; n < N; ++n) {
+    const double* row = pi.data() + n * K;
+    const double* mn = mu + n * d;
+    const std::uint32_t g = group[n];
+    if (g == kNoGroup) continue;
+    for (std::size_t k = g == kSplitGroup ? 0 : g; k < (g == kSplitGroup ? K : g + 1); ++k) {
+      if (!(row[k] > 0.0)) continue;
+      const double s = row[k] / mass[k];
+      share[n] = s;
+      double* m = means + k * d;
+      for (std::size_t i = 0; i < d; ++i) m[i] += s * mn[i];
+    }
+  }
+  for (std::size_t n = 0; n < N; ++n) {
+    const double* row = pi.data() + n * K;
+    const double* mn = mu + n * d;
+    const double* Sn = pool.packed.data() + n * q;
+    const std::uint32_t g = group[n];
+    if (g == kNoGroup) continue;
+    if (g != kSplitGroup) {
+      const double* m = means + g * d;
+      for (std::size_t i = 0; i < d; ++i) r[i] = mn[i] - m[i];
+      add_outer(covs + g * q, Sn, r, share[n], d);
+      continue;
+    }
+    for (std::size_t k = 0; k < K; ++k) {
+      if (!(row[k] > 0.0)) continue;
+      const double* m = means + k * d;
+      for (std::size_t i = 0; i < d; ++i) r[i] = mn[i] - m[i];
+      add_outer(covs + k * q, Sn, r, row[k] / mass[k], d);
+    }
+  }
+  std::vector<double> mean, cov;
   std::size_t kept = 0;
   for (std::size_t k = 0; k < K; ++k) {
-    const std::size_t* first = members.data() + count[k];
-    const std::size_t* last = members.data() + count[k + 1];
-    double mass = 0.0;
-    for (const std::size_t* it = first; it != last; ++it) mass += pi[*it * K + k];
-    if (!(mass > 0.0)) continue;
-    // Relative shares q_n = pi_nk / mass (summing to 1) rather than the raw masses: products of a
-    // subnormal mass with a small mean or covariance entry would underflow to zero and leave a
-    // singular (even zero) moment-matched covariance.
-    std::fill(m.begin(), m.end(), 0.0);
-    for (const std::size_t* it = first; it != last; ++it) {
-      const double share = pi[*it * K + k] / mass;
-      const double* mn = mu + *it * d;
-      for (std::size_t i = 0; i < d; ++i) m[i] += share * mn[i];
-    }
-    std::fill(S.begin(), S.end(), 0.0);
-    for (const std::size_t* it = first; it != last; ++it) {
-      const double share = pi[*it * K + k] / mass;
-      const double* mn = mu + *it * d;
-      for (std::size_t i = 0; i < d; ++i) r[i] = mn[i] - m[i];
-      const double* Sn = pool.packed.data() + *it * q;
-      for (std::size_t i = 0, c = 0; i < d; c += ++i)
-        for (std::size_t j = 0; j <= i; ++j) S[c + j] += share * (Sn[c + j] + r[i] * r[j]);
-    }
-    mean.insert(mean.end(), m.begin(), m.end());
-    const std::size_t at = covs.size();
-    covs.resize(at + d * d);
+    if (!(mass[k] > 0.0)) continue;
+    mean.insert(mean.end(), means + k * d, means + (k + 1) * d);
+    const std::size_t at = cov.size();
+    cov.resize(at + d * d);
+    const double* S = covs + k * q;
     for (std::size_t i = 0, c = 0; i < d; ++i)
-      for (std::size_t j = 0; j <= i; ++j, ++c) covs[at + i * d + j] = covs[at + j * d + i] = S[c];
+      for (std::size_t j = 0; j <= i; ++j, ++c) cov[at + i * d + j] = cov[at + j * d + i] = S[c];
     ++kept;
   }
-  return make_reduced(kept, d, std::move(mean), std::move(covs));
+  return make_reduced(kept, d, std::move(mean), std::move(cov));
 }
 
 bool same_parameters(const Mixture& f, const Mixture& g) {
@@ -305,8 +394,10 @@ struct State {
   std::size_t hash = 0;
 };
 
-// False when a row of pi splits its mass (exact cost ties): such a plan is not shared.
-bool canonical_state(const std::vector<double>& pi, const Eigen::VectorXd& w, std::size_t K, State& out) {
+// False when a row of pi splits its mass (exact cost ties): such a plan is not shared. `group`
+// holds the group of every row of pi (see assign()).
+bool canonical_state(const std::vector<double>& pi, const std::vector<std::uint32_t>& group, const Eigen::VectorXd& w,
+                     std::size_t K, State& out) {
   const std::size_t N = static_cast<std::size_t>(w.size());
   if (K >= State::kUntransported) return false;
   out.labels.resize(N);
@@ -315,18 +406,16 @@ bool canonical_state(const std::vector<double>& pi, const Eigen::VectorXd& w, st
   std::fill(renamed, renamed + K, State::kUntransported);
   std::uint8_t groups = 0;
   for (std::size_t n = 0; n < N; ++n) {
-    const double* row = pi.data() + n * K;
-    std::size_t k = K, nonzero = 0;
-    for (std::size_t c = 0; c < K; ++c)
-      if (row[c] > 0.0) ++nonzero, k = c;
-    if (nonzero > 1) return false;
-    if (nonzero == 0) {
+    const std::uint32_t k = group[n];
+    if (k == kSplitGroup) return false;
+    if (k == kNoGroup) {
       out.labels[n] = State::kUntransported;
       continue;
     }
     if (renamed[k] == State::kUntransported) renamed[k] = groups++;
     out.labels[n] = renamed[k];
-    if (row[k] != w[static_cast<Eigen::Index>(n)]) out.partial.emplace_back(n, row[k]);
+    const double v = pi[n * K + k];
+    if (v != w[static_cast<Eigen::Index>(n)]) out.partial.emplace_back(n, v);
   }
   const std::string_view bytes(reinterpret_cast<const char*>(out.labels.data()), N);
   out.hash = std::hash<std::string_view>{}(bytes);
@@ -407,6 +496,7 @@ class Trajectories {
 struct Run {
   Reduced G;
   std::vector<double> pi, trace;
+  std::vector<std::uint32_t> group;  // of every row of pi (see assign())
   double objective = 0.0;
   int n_iter = 0;
   bool converged = false;
@@ -420,11 +510,11 @@ struct Run {
 // its final G and plan; this computes them, as running that step would have.
 void take_pending_step(const Pool& pool, const ReduceOptions& opt, Run& r) {
   RowMatrix C;
-  std::vector<double> best;
-  std::vector<std::size_t> order, members;
-  r.G = update(pool, r.pi, r.G.K, members);
+  AssignScratch assigned;
+  UpdateScratch scratch;
+  r.G = update(pool, r.pi, r.group, r.G.K, scratch);
   cost(pool, r.G, C);
-  if (assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order) != r.objective)
+  if (assign(pool.mixture, C, r.G.K, opt.trim, r.pi, r.group, assigned) != r.objective)
     throw std::logic_error("dfmr::reduce: a fixed point did not reproduce its objective");
   r.last_step_pending = false;
 }
@@ -437,16 +527,16 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
   Run r;
   r.G = from_mixture(start);
   RowMatrix C;
-  std::vector<double> best;
-  std::vector<std::size_t> order, members;
+  AssignScratch assigned;
+  UpdateScratch scratch;
   State state, previous;
   bool known = false, known_before = false;
   cost(pool, r.G, C);
-  r.objective = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order);
+  r.objective = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, r.group, assigned);
   r.trace.push_back(r.objective);
   for (int it = 1; it <= opt.max_iter; ++it) {
     if (opt.share_trajectories) {
-      known = canonical_state(r.pi, pool.mixture.weights(), r.G.K, state);
+      known = canonical_state(r.pi, r.group, pool.mixture.weights(), r.G.K, state);
       if (known && known_before && opt.tol > 0.0 && state.labels == previous.labels &&
           state.partial == previous.partial) {
         r.trace.push_back(r.objective);
@@ -459,9 +549,9 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
       std::swap(state, previous);
       known_before = known;
     }
-    r.G = update(pool, r.pi, r.G.K, members);
+    r.G = update(pool, r.pi, r.group, r.G.K, scratch);
     cost(pool, r.G, C);
-    const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, best, order);
+    const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, r.group, assigned);
     r.trace.push_back(next);
     r.n_iter = it;
     const double rel = relative_decrease(r.objective, next);
