@@ -383,12 +383,14 @@ ScaledDistances pairwise_l2_scaled(const std::vector<Mixture>& mixtures, int n_t
   std::vector<double> diag(m);
   for (std::size_t i = 0; i < m; ++i) diag[i] = logT(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(i));
   out.exponent = scale_exponent(diag);
-  for (std::size_t i = 0; i < m; ++i)
+  // Row i's pairs j > i: every entry is written by one task.
+  detail::parallel_for(m, n_threads, [&](std::size_t i, std::size_t) {
     for (std::size_t j = i + 1; j < m; ++j) {
       const auto I = static_cast<Eigen::Index>(i), J = static_cast<Eigen::Index>(j);
       const double v = identical(mixtures[i], mixtures[j]) ? 0.0 : scaled_distance(diag[i], diag[j], logT(J, I), out.exponent);
       out.scaled(I, J) = out.scaled(J, I) = v;
     }
+  });
   return out;
 }
 
