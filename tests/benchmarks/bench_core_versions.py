@@ -5,11 +5,13 @@ the working tree for the current one), each inside its own C++ namespace, into o
 that runs the two alternately on the same local estimates (those of bench_scaling_m.py: K = 5,
 d = 10, 20% mean-attacked): the pairwise L2 distances and plain MR with every start. Printed:
 medians and quartiles of each core's time and of the per-repetition ratio baseline / current,
-and how far the results differ. Alternating in one process is what makes ratios trustworthy on
+and the largest relative difference between the results (every distance; for MR every field the
+two cores' results share: every start's objective, the winner, its objective trace, the reduced
+mixture and the transport plan). Alternating in one process is what makes ratios trustworthy on
 a shared machine; the absolute times are not. Asserts nothing about time.
 
 Run: ``python tests/benchmarks/bench_core_versions.py`` (the issue-12 baseline 84103e9, distances
-at m = 600 and 1000 on 1 and 2 threads); ``--what mr --baseline 7ceb038 --m 400`` for the
+at m = 600 and 1000 on 1 and 2 threads); ``--what mr --baseline 56ab26d --m 400`` for the
 reduction; ``--quick`` for a smoke run (``--baseline HEAD`` compares the core with itself).
 Needs g++, git and the Eigen headers (cmeel-eigen).
 """
@@ -49,11 +51,31 @@ extern "C" void CAT(l2_, TAG)(const double* w, const double* mu, const double* c
   const Eigen::MatrixXd D = dfmr::pairwise_l2(mixtures(w, mu, cov, m, K, d), threads);
   for (long i = 0; i < m * m; ++i) out[i] = D.data()[i];
 }
-extern "C" double CAT(mr_, TAG)(const double* w, const double* mu, const double* cov, long m, long K, long d,
-                                int threads) {
+// MR with every start; `out` (mr_size doubles, zero-filled) receives every field the two cores'
+// results share: objective, winning start, every start's objective, the winner's objective trace,
+// the reduced weights, means and covariances, and the transport plan (padded to K components).
+extern "C" void CAT(mr_, TAG)(const double* w, const double* mu, const double* cov, long m, long K, long d,
+                              int threads, double* out) {
   dfmr::ReduceOptions opt;
   opt.n_threads = threads;
-  return dfmr::reduce_mixtures(mixtures(w, mu, cov, m, K, d), static_cast<int>(K), opt).objective;
+  const dfmr::ReduceResult r = dfmr::reduce_mixtures(mixtures(w, mu, cov, m, K, d), static_cast<int>(K), opt);
+  double* o = out;
+  *o++ = r.objective;
+  *o++ = r.start_index;
+  for (long s = 0; s < m && s < static_cast<long>(r.start_objectives.size()); ++s) o[s] = r.start_objectives[s];
+  o += m;
+  const long n_trace = static_cast<long>(r.objective_trace.size());
+  for (long t = 0; t <= opt.max_iter && t < n_trace; ++t) o[t] = r.objective_trace[t];
+  o += opt.max_iter + 1;
+  const long Kr = static_cast<long>(r.mixture.n_components());
+  for (long k = 0; k < Kr; ++k) {
+    o[k] = r.mixture.weights()[k];
+    for (long i = 0; i < d; ++i) o[K + k * d + i] = r.mixture.means()(k, i);
+    for (long i = 0; i < d * d; ++i) o[K + K * d + k * d * d + i] = r.mixture.covariance_data()[k * d * d + i];
+  }
+  o += K * (1 + d + d * d);
+  for (long n = 0; n < r.assignment.rows(); ++n)
+    for (long k = 0; k < r.assignment.cols(); ++k) o[n * K + k] = r.assignment(n, k);
 }
 """
 
@@ -67,8 +89,8 @@ DRIVER = r"""
 #include <vector>
 extern "C" void l2_base(const double*, const double*, const double*, long, long, long, int, double*);
 extern "C" void l2_new(const double*, const double*, const double*, long, long, long, int, double*);
-extern "C" double mr_base(const double*, const double*, const double*, long, long, long, int);
-extern "C" double mr_new(const double*, const double*, const double*, long, long, long, int);
+extern "C" void mr_base(const double*, const double*, const double*, long, long, long, int, double*);
+extern "C" void mr_new(const double*, const double*, const double*, long, long, long, int, double*);
 static double quantile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
   return v[static_cast<std::size_t>(q * (v.size() - 1) + 0.5)];
@@ -84,25 +106,28 @@ int main(int argc, char** argv) {
       std::fread(cov.data(), 8, cov.size(), f) != cov.size()) return 2;
   const bool l2 = !std::strcmp(argv[2], "l2");
   const int threads = std::atoi(argv[3]), reps = std::atoi(argv[4]);
-  std::vector<double> tb, tn, ratio;
-  double ob = 0, on = 0;
+  // MR: objective, start index, m start objectives, a trace of up to 101 values (max_iter 100),
+  // K reduced components, the m K x K plan.
+  const long mr_size = 2 + m + 101 + K * (1 + d + d * d) + m * K * K;
+  std::vector<double> tb, tn, ratio, Rb(mr_size), Rn(mr_size);
   for (int r = 0; r < reps; ++r) {
     for (int s = 0; s < 2; ++s) {
       const bool base = (s == 0) == (r % 2 == 0);  // alternate which core goes first
+      std::vector<double>& R = base ? Rb : Rn;
+      std::fill(R.begin(), R.end(), 0.0);
       const auto t0 = std::chrono::steady_clock::now();
       if (l2) (base ? l2_base : l2_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, (base ? Db : Dn).data());
-      else (base ? ob : on) = (base ? mr_base : mr_new)(w.data(), mu.data(), cov.data(), m, K, d, threads);
+      else (base ? mr_base : mr_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, R.data());
       (base ? tb : tn).push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     ratio.push_back(tb.back() / tn.back());
   }
+  // Largest relative difference over every entry (distances; or every field of the MR results).
+  const std::vector<double>& A = l2 ? Db : Rb;
+  const std::vector<double>& B = l2 ? Dn : Rn;
   double diff = 0.0;
-  if (l2) {
-    for (long i = 0; i < m * m; ++i)
-      if (Db[i] != 0.0) diff = std::max(diff, std::abs(Db[i] - Dn[i]) / std::abs(Db[i]));
-  } else {
-    diff = std::abs(ob - on) / std::abs(ob);
-  }
+  for (std::size_t i = 0; i < A.size(); ++i)
+    if (A[i] != B[i]) diff = std::max(diff, std::abs(A[i] - B[i]) / std::max(std::abs(A[i]), std::abs(B[i])));
   std::printf("%s m = %ld, %d thread(s), %d alternating runs: baseline %.3f s, current %.3f s (medians); "
               "baseline / current: median %.2fx, quartiles %.2fx .. %.2fx, range %.2fx .. %.2fx; "
               "largest relative difference %.1e\n",
