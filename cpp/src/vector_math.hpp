@@ -7,22 +7,23 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels.hpp"
+
 namespace dfmr::detail {
 
-// The helpers are always inlined, so the note on the ABI of vector arguments does not apply (and
-// they run with the instructions of the target clone that calls them).
+// The helpers are always inlined (DFMR_ALWAYS_INLINE), so the note on the ABI of vector arguments
+// does not apply, and they run with the instructions of the target clone that calls them.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
-#define DFMR_VEC_INLINE __attribute__((always_inline)) inline
 typedef double Vec4 __attribute__((vector_size(32)));
 typedef std::uint64_t Bits4 __attribute__((vector_size(32)));
 
-DFMR_VEC_INLINE Vec4 load4(const double* p) {
+DFMR_ALWAYS_INLINE inline Vec4 load4(const double* p) {
   Vec4 v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-DFMR_VEC_INLINE void store4(double* p, const Vec4& v) { std::memcpy(p, &v, sizeof v); }
+DFMR_ALWAYS_INLINE inline void store4(double* p, const Vec4& v) { std::memcpy(p, &v, sizeof v); }
 
 // Elementary functions, four lanes at a time: glibc's exp and log are scalar calls, and one log per
 // pair and one exp per pair of components took a fifth of the distance time. Both are accurate to
@@ -30,7 +31,7 @@ DFMR_VEC_INLINE void store4(double* p, const Vec4& v) { std::memcpy(p, &v, sizeo
 
 // c[0] x^(N-1) + c[1] x^(N-2) + ... + c[N-1] by Horner's rule.
 template <std::size_t N>
-DFMR_VEC_INLINE Vec4 horner(const Vec4& x, const double (&c)[N]) {
+DFMR_ALWAYS_INLINE inline Vec4 horner(const Vec4& x, const double (&c)[N]) {
   Vec4 p = Vec4{} + c[0];
   for (std::size_t i = 1; i < N; ++i) p = p * x + c[i];
   return p;
@@ -44,7 +45,7 @@ constexpr double kLn2Hi = 6.93147180369123816490e-01, kLn2Lo = 1.908214929270587
 // [sqrt(1/2), sqrt(2)), and log m = 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...), s = (m - 1) / (m + 1),
 // |s| <= 0.172: ten terms leave a truncation error below 1e-18 relative (m - 1 is exact). k comes
 // from the exponent bits through the mantissa of 2^52 (AVX2 has no int64 -> double conversion).
-DFMR_VEC_INLINE Vec4 log_normal(const Vec4& x, const Vec4& e) {
+DFMR_ALWAYS_INLINE inline Vec4 log_normal(const Vec4& x, const Vec4& e) {
   const Bits4 b = (Bits4)(x);
   const Bits4 biased_bits = (b >> 52) | 0x4330000000000000ull;
   const Vec4 biased = (Vec4)(biased_bits) - 0x1p52;
@@ -64,7 +65,7 @@ DFMR_VEC_INLINE Vec4 log_normal(const Vec4& x, const Vec4& e) {
 // 1.5 * 2^52 rounding trick, whose low bits then hold n), e^r by its Taylor polynomial of degree 13
 // (truncation below 5e-18 relative), times 2^n built from its bits (n >= -93: a normal number).
 constexpr double kExpArgMin = -64.0;
-DFMR_VEC_INLINE Vec4 exp_nonpositive(const Vec4& y) {
+DFMR_ALWAYS_INLINE inline Vec4 exp_nonpositive(const Vec4& y) {
   constexpr double kShift = 0x1.8p52, kLog2e = 1.4426950408889634;
   const auto below = y < kExpArgMin;
   const Bits4 y_bits = ((Bits4)(y) & ~(Bits4)(below)) |
