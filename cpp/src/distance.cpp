@@ -99,8 +99,8 @@ struct LaneWork {
 // receives the same operations in the same order as in the right-looking form (and as in
 // cholesky_lower). log det = log(prod_j pivot_j), one logarithm per pair (the product is
 // renormalised whenever it leaves [2^-500, 2^500]). Returns false if some S_a + S_b is not
-// numerically positive definite. (Measured and dropped: the square-root-free U D^-1 U^T form,
-// 0.86x: a second stored triangle costs more than the square root it saves.)
+// numerically positive definite. (Tried and dropped: the square-root-free U D^-1 U^T form was
+// slower; it stores a second triangle to save the square roots.)
 DFMR_TARGET_CLONES("arch=x86-64-v3", "default")
 bool log_overlap_lanes(const double* Sa, const double* mua, const double* Sb, const double* mub, std::size_t d,
                        double* A, double* z, double* out) {
