@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "cross_l2.hpp"
+
 namespace dfmr {
 
 namespace {
@@ -146,7 +148,8 @@ AggregateResult aggregate(const std::vector<Mixture>& mixtures, Method method, i
       exponent = S.exponent;
     } else {
       sample = random_subset(m, std::min<std::size_t>(m, static_cast<std::size_t>(opt.n_center_sample)), opt.seed);
-      const ScaledDistances to_sample = cross_l2_scaled(mixtures, kept, sample, opt.n_threads);
+      const detail::CrossL2 cross(mixtures, opt.n_threads);  // the m norms once, for both requests
+      const ScaledDistances to_sample = cross(kept, sample);
       std::size_t c = 0;
       double best = std::numeric_limits<double>::infinity();
       for (std::size_t i = 0; i < m; ++i) {
@@ -154,7 +157,7 @@ AggregateResult aggregate(const std::vector<Mixture>& mixtures, Method method, i
         const double med = median(std::vector<double>(r.data(), r.data() + r.size()));
         if (med < best) best = med, c = i;
       }
-      const ScaledDistances row = cross_l2_scaled(mixtures, {c}, kept, opt.n_threads);
+      const ScaledDistances row = cross({c}, kept);
       filter = filter_row(c, row.scaled.row(0).transpose(), kappa);
       exponent = row.exponent;
     }

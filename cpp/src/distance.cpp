@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "cross_l2.hpp"
 #include "kernels.hpp"
 #include "parallel.hpp"
 #include "vector_math.hpp"
@@ -322,17 +323,45 @@ ScaledDistances pairwise_l2_scaled(const std::vector<Mixture>& mixtures, int n_t
   return out;
 }
 
-ScaledDistances cross_l2_scaled(const std::vector<Mixture>& mixtures, const std::vector<std::size_t>& rows,
-                                const std::vector<std::size_t>& cols, int n_threads) {
+namespace detail {
+
+struct CrossL2::Impl {
+  const std::vector<Mixture>& mixtures;
+  int n_threads;
+  LanePool pool;
+  std::vector<double> diag;  // log T(i, i) of every mixture
+  int exponent = 0;
+
+  Impl(const std::vector<Mixture>& f, int threads) : mixtures(f), n_threads(threads), pool(f), diag(f.size()) {
+    const std::size_t m = f.size();
+    std::vector<LaneWork> work(detail::worker_count(m, n_threads), LaneWork(pool.d));
+    detail::parallel_for(m, n_threads, [&](std::size_t t, std::size_t w) {
+      log_cross_row(pool, t, pool, t, t + 1, work[w], &diag[t]);
+    });
+    exponent = scale_exponent(diag);
+  }
+};
+
+CrossL2::CrossL2(const std::vector<Mixture>& mixtures, int n_threads) {
   check_input(mixtures, n_threads);
+  if (mixtures.empty()) throw std::invalid_argument("dfmr::cross_l2_scaled: no mixtures");
+  impl_ = std::make_unique<Impl>(mixtures, n_threads);
+}
+
+CrossL2::~CrossL2() = default;
+
+ScaledDistances CrossL2::operator()(const std::vector<std::size_t>& rows, const std::vector<std::size_t>& cols) const {
+  const std::vector<Mixture>& mixtures = impl_->mixtures;
+  const LanePool& pool = impl_->pool;
+  const std::vector<double>& diag = impl_->diag;
+  const int n_threads = impl_->n_threads;
   const std::size_t m = mixtures.size();
   for (std::size_t i : rows)
     if (i >= m) throw std::invalid_argument("dfmr::cross_l2_scaled: row index out of range");
   for (std::size_t j : cols)
     if (j >= m) throw std::invalid_argument("dfmr::cross_l2_scaled: column index out of range");
   const auto R = static_cast<Eigen::Index>(rows.size()), C = static_cast<Eigen::Index>(cols.size());
-  ScaledDistances out{Eigen::MatrixXd::Zero(R, C), 0};
-  if (m == 0) return out;
+  ScaledDistances out{Eigen::MatrixXd::Zero(R, C), impl_->exponent};
   // Rows and columns in increasing index order, each set gathered into its own lane pool; every
   // requested pair is computed once, lower index first, many lanes at a time: row i against the
   // columns j > i (a suffix of the column pool), column j against the rows i > j.
@@ -341,16 +370,14 @@ ScaledDistances cross_l2_scaled(const std::vector<Mixture>& mixtures, const std:
   rs.erase(std::unique(rs.begin(), rs.end()), rs.end());
   std::sort(cs.begin(), cs.end());
   cs.erase(std::unique(cs.begin(), cs.end()), cs.end());
-  const LanePool pool(mixtures), row_pool(mixtures, rs), col_pool(mixtures, cs);
-  std::vector<double> diag(m);
+  const LanePool row_pool(mixtures, rs), col_pool(mixtures, cs);
   // logT_rc[a][b]: rows rs[a] x columns cs[b].
   Eigen::MatrixXd logT_rc = Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(rs.size()), static_cast<Eigen::Index>(cs.size()));
-  const std::size_t n_tasks = m + rs.size() + cs.size();
+  const std::size_t n_tasks = rs.size() + cs.size();
   std::vector<LaneWork> work(detail::worker_count(n_tasks, n_threads), LaneWork(pool.d));
   detail::parallel_for(n_tasks, n_threads, [&](std::size_t t, std::size_t w) {
-    if (t < m) return log_cross_row(pool, t, pool, t, t + 1, work[w], &diag[t]);
-    if (t < m + rs.size()) {
-      const std::size_t a = t - m, i = rs[a];
+    if (t < rs.size()) {
+      const std::size_t a = t, i = rs[a];
       const std::size_t b0 = static_cast<std::size_t>(std::upper_bound(cs.begin(), cs.end(), i) - cs.begin());
       if (b0 == cs.size()) return;
       std::vector<double> v(cs.size() - b0);
@@ -358,29 +385,35 @@ ScaledDistances cross_l2_scaled(const std::vector<Mixture>& mixtures, const std:
       for (std::size_t b = b0; b < cs.size(); ++b) logT_rc(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b)) = v[b - b0];
       return;
     }
-    const std::size_t b = t - m - rs.size(), j = cs[b];
+    const std::size_t b = t - rs.size(), j = cs[b];
     const std::size_t a0 = static_cast<std::size_t>(std::upper_bound(rs.begin(), rs.end(), j) - rs.begin());
     if (a0 == rs.size()) return;
     std::vector<double> v(rs.size() - a0);
     log_cross_row(pool, j, row_pool, a0, rs.size(), work[w], v.data());
     for (std::size_t a = a0; a < rs.size(); ++a) logT_rc(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b)) = v[a - a0];
   });
-  Eigen::MatrixXd logT(R, C);
-  for (Eigen::Index r = 0; r < R; ++r)
-    for (Eigen::Index c = 0; c < C; ++c) {
-      const auto a = std::lower_bound(rs.begin(), rs.end(), rows[static_cast<std::size_t>(r)]) - rs.begin();
-      const auto b = std::lower_bound(cs.begin(), cs.end(), cols[static_cast<std::size_t>(c)]) - cs.begin();
-      logT(r, c) = logT_rc(a, b);
-    }
-  out.exponent = scale_exponent(diag);
   for (Eigen::Index r = 0; r < R; ++r)
     for (Eigen::Index c = 0; c < C; ++c) {
       const std::size_t i = rows[static_cast<std::size_t>(r)], j = cols[static_cast<std::size_t>(c)];
-      out.scaled(r, c) = i == j || identical(mixtures[i], mixtures[j])
-                             ? 0.0
-                             : scaled_distance(diag[i], diag[j], logT(r, c), out.exponent);
+      if (i == j || identical(mixtures[i], mixtures[j])) continue;  // 0
+      const auto a = std::lower_bound(rs.begin(), rs.end(), i) - rs.begin();
+      const auto b = std::lower_bound(cs.begin(), cs.end(), j) - cs.begin();
+      out.scaled(r, c) = scaled_distance(diag[i], diag[j], logT_rc(a, b), out.exponent);
     }
   return out;
+}
+
+}  // namespace detail
+
+ScaledDistances cross_l2_scaled(const std::vector<Mixture>& mixtures, const std::vector<std::size_t>& rows,
+                                const std::vector<std::size_t>& cols, int n_threads) {
+  check_input(mixtures, n_threads);
+  if (mixtures.empty()) {
+    if (!rows.empty()) throw std::invalid_argument("dfmr::cross_l2_scaled: row index out of range");
+    if (!cols.empty()) throw std::invalid_argument("dfmr::cross_l2_scaled: column index out of range");
+    return ScaledDistances{Eigen::MatrixXd::Zero(0, 0), 0};
+  }
+  return detail::CrossL2(mixtures, n_threads)(rows, cols);
 }
 
 Eigen::MatrixXd pairwise_l2(const std::vector<Mixture>& mixtures, int n_threads) {

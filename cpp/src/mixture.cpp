@@ -10,8 +10,14 @@ namespace dfmr {
 
 namespace {
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument("dfmr::Mixture: " + message);
+void require(bool ok, const char* message) {
+  if (!ok) throw std::invalid_argument(std::string("dfmr::Mixture: ") + message);
+}
+
+// Per-component checks build their message only when they fail: finish() runs them d^2 / 2 times
+// per component, and a message built every time cost more than the factorisation.
+[[noreturn]] void fail_component(std::size_t k, const char* what) {
+  throw std::invalid_argument("dfmr::Mixture: covariance " + std::to_string(k) + " " + what);
 }
 
 }  // namespace
@@ -24,9 +30,8 @@ Mixture::Mixture(const Eigen::VectorXd& weights, const Eigen::MatrixXd& means,
   require(covariances.size() == K, "need one covariance per weight");
   cov_.resize(K * dim_ * dim_);
   for (std::size_t k = 0; k < K; ++k) {
-    require(static_cast<std::size_t>(covariances[k].rows()) == dim_ &&
-                static_cast<std::size_t>(covariances[k].cols()) == dim_,
-            "covariance " + std::to_string(k) + " must be d x d");
+    if (static_cast<std::size_t>(covariances[k].rows()) != dim_ || static_cast<std::size_t>(covariances[k].cols()) != dim_)
+      fail_component(k, "must be d x d");
     Eigen::Map<RowMatrix>(cov_.data() + k * dim_ * dim_, static_cast<Eigen::Index>(dim_),
                           static_cast<Eigen::Index>(dim_)) = covariances[k];
   }
@@ -58,14 +63,13 @@ void Mixture::finish() {
       for (std::size_t j = 0; j < i; ++j) {
         const double a = S[i * d + j], b = S[j * d + i];
         require(std::isfinite(a) && std::isfinite(b), "covariances must be finite");
-        require(std::abs(a - b) <= 1e-8 * (std::abs(a) + std::abs(b)) + 1e-300,
-                "covariance " + std::to_string(k) + " is not symmetric");
+        if (!(std::abs(a - b) <= 1e-8 * (std::abs(a) + std::abs(b)) + 1e-300)) fail_component(k, "is not symmetric");
         S[i * d + j] = S[j * d + i] = 0.5 * (a + b);
       }
     }
     double* L = chol_.data() + k * d * d;
     std::copy(S, S + d * d, L);
-    require(detail::cholesky_lower(L, d), "covariance " + std::to_string(k) + " is not positive definite");
+    if (!detail::cholesky_lower(L, d)) fail_component(k, "is not positive definite");
     for (std::size_t i = 0; i < d; ++i)
       for (std::size_t j = i + 1; j < d; ++j) L[i * d + j] = 0.0;
     log_det_[static_cast<Eigen::Index>(k)] = detail::log_det_chol(L, d);
@@ -108,21 +112,30 @@ Mixture pool(const std::vector<Mixture>& mixtures) {
     if (f.dim() != d) throw std::invalid_argument("dfmr::pool: mixtures differ in dimension");
     N += f.n_components();
   }
-  std::vector<double> w(N), mu(N * d), cov(N * d * d);
+  Mixture out;
+  out.dim_ = d;
+  out.weights_.resize(static_cast<Eigen::Index>(N));
+  out.means_.resize(static_cast<Eigen::Index>(N), static_cast<Eigen::Index>(d));
+  out.cov_.reserve(N * d * d);
+  out.chol_.reserve(N * d * d);
+  out.log_det_.resize(static_cast<Eigen::Index>(N));
   const double scale = 1.0 / static_cast<double>(mixtures.size());
-  std::size_t n = 0;
+  Eigen::Index n = 0;
   for (const auto& f : mixtures) {
-    for (std::size_t k = 0; k < f.n_components(); ++k, ++n) {
-      w[n] = f.weights()[static_cast<Eigen::Index>(k)] * scale;
-      for (std::size_t i = 0; i < d; ++i) mu[n * d + i] = f.means()(static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(i));
-      std::copy(f.covariance_data() + k * d * d, f.covariance_data() + (k + 1) * d * d, cov.begin() + static_cast<std::ptrdiff_t>(n * d * d));
-    }
+    const auto K = static_cast<Eigen::Index>(f.n_components());
+    out.weights_.segment(n, K) = f.weights_ * scale;
+    out.means_.middleRows(n, K) = f.means_;
+    out.log_det_.segment(n, K) = f.log_det_;
+    out.cov_.insert(out.cov_.end(), f.cov_.begin(), f.cov_.end());
+    out.chol_.insert(out.chol_.end(), f.chol_.begin(), f.chol_.end());
+    n += K;
   }
-  // Weights of the pool sum to 1 up to rounding; renormalise so validation is exact.
+  // Weights of the pool sum to 1 up to rounding; renormalise so that they sum to 1 as in any
+  // validated mixture (each input's weights were validated, so the pool's are non-negative).
   double total = 0.0;
-  for (double v : w) total += v;
-  for (double& v : w) v /= total;
-  return Mixture(N, d, w.data(), mu.data(), cov.data());
+  for (Eigen::Index i = 0; i < out.weights_.size(); ++i) total += out.weights_[i];
+  out.weights_ /= total;
+  return out;
 }
 
 }  // namespace dfmr

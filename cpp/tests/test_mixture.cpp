@@ -349,6 +349,39 @@ TEST(Pool, DividesWeightsByNumberOfMixturesAndKeepsComponents) {
   }
 }
 
+// pool() takes the components' factorisations over from its inputs instead of factorising again:
+// the result must be exactly the mixture the validating constructor builds from the concatenated
+// parameters (weights times 1/m, then renormalised by their sum in order), bit for bit,
+// including the cached Cholesky factors and log-determinants.
+TEST(Pool, EqualsTheValidatedMixtureOfTheConcatenatedParametersBitForBit) {
+  std::mt19937 rng(29);
+  std::vector<dfmr::Mixture> fs;
+  std::vector<double> w, mu, cov;
+  for (int i = 0; i < 7; ++i) {
+    const Params p = random_params(rng, 1 + i % 4, 5);
+    fs.push_back(build(p));
+    const dfmr::Mixture& f = fs.back();
+    for (std::size_t k = 0; k < f.n_components(); ++k) {
+      w.push_back(f.weights()(static_cast<Eigen::Index>(k)) * (1.0 / 7.0));
+      for (std::size_t j = 0; j < 5; ++j) mu.push_back(f.means()(static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(j)));
+    }
+    cov.insert(cov.end(), f.covariance_data(), f.covariance_data() + f.n_components() * 25);
+  }
+  double total = 0.0;
+  for (double v : w) total += v;
+  for (double& v : w) v /= total;
+  const dfmr::Mixture expected(w.size(), 5, w.data(), mu.data(), cov.data());
+  const dfmr::Mixture pooled = dfmr::pool(fs);
+  ASSERT_EQ(pooled.n_components(), expected.n_components());
+  ASSERT_EQ(pooled.dim(), 5u);
+  const std::size_t N = expected.n_components();
+  EXPECT_EQ(pooled.weights(), expected.weights());
+  EXPECT_EQ(pooled.means(), expected.means());
+  EXPECT_TRUE(std::equal(pooled.covariance_data(), pooled.covariance_data() + N * 25, expected.covariance_data()));
+  EXPECT_TRUE(std::equal(pooled.cholesky_data(), pooled.cholesky_data() + N * 25, expected.cholesky_data()));
+  for (std::size_t n = 0; n < N; ++n) EXPECT_EQ(pooled.log_det(n), expected.log_det(n)) << n;
+}
+
 TEST(Pool, RejectsEmptyListAndMixedDimensions) {
   EXPECT_THROW(dfmr::pool({}), std::invalid_argument);
   std::mt19937 rng(17);

@@ -44,9 +44,11 @@ class Mixture {
   double log_pdf(const Eigen::VectorXd& x) const;
 
  private:
+  friend Mixture pool(const std::vector<Mixture>& mixtures);
+  Mixture() = default;  // for pool(), which assembles already validated and factorised components
   void finish();
 
-  std::size_t dim_;
+  std::size_t dim_ = 0;
   Eigen::VectorXd weights_;
   RowMatrix means_;
   std::vector<double> cov_;
@@ -55,7 +57,9 @@ class Mixture {
 };
 
 // Concatenate mixtures into one mixture with every weight divided by the number of
-// mixtures: the pooled mixture (1/m) sum_i f_i that mixture reduction reduces.
+// mixtures: the pooled mixture (1/m) sum_i f_i that mixture reduction reduces. The components'
+// Cholesky factors and log-determinants are taken over from the mixtures (they are exactly what
+// a new factorisation of the same matrices would give), not recomputed.
 Mixture pool(const std::vector<Mixture>& mixtures);
 
 }  // namespace dfmr
