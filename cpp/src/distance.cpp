@@ -155,8 +155,25 @@ bool log_overlap_lanes(const double* Sa, const double* mua, const double* Sb, co
     }
     Vec4 scale[V];
     for (std::size_t v = 0; v < V; ++v) scale[v] = load4(inv + 4 * v);
-    // Column j below the diagonal.
-    for (std::size_t i = j + 1; i < d; ++i) {
+    // Column j below the diagonal, two rows at a time (each load of row j serves both).
+    std::size_t i = j + 1;
+    for (; i + 1 < d; i += 2) {
+      const double* li = A + packed(i, 0) * L;
+      const double* lk = A + packed(i + 1, 0) * L;
+      const std::size_t p = packed(i, j), p1 = packed(i + 1, j);
+      Vec4 acc[V], acc1[V];
+      for (std::size_t v = 0; v < V; ++v)
+        acc[v] = Sa[p] + load4(Sb + p * L + 4 * v), acc1[v] = Sa[p1] + load4(Sb + p1 * L + 4 * v);
+      for (std::size_t k = 0; k < j; ++k)
+        for (std::size_t v = 0; v < V; ++v) {
+          const Vec4 l = load4(lj + k * L + 4 * v);
+          acc[v] -= load4(li + k * L + 4 * v) * l;
+          acc1[v] -= load4(lk + k * L + 4 * v) * l;
+        }
+      for (std::size_t v = 0; v < V; ++v)
+        store4(A + p * L + 4 * v, acc[v] * scale[v]), store4(A + p1 * L + 4 * v, acc1[v] * scale[v]);
+    }
+    for (; i < d; ++i) {
       const double* li = A + packed(i, 0) * L;
       const std::size_t p = packed(i, j);
       Vec4 acc[V];

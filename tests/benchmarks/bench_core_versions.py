@@ -3,7 +3,8 @@
 Both cores are compiled from source (``git archive BASELINE cpp`` for the baseline, ``cpp/`` of
 the working tree for the current one), each inside its own C++ namespace, into one C++ program
 that runs the two alternately on the same local estimates (those of bench_scaling_m.py: K = 5,
-d = 10, 20% mean-attacked): the pairwise L2 distances and plain MR with every start. Printed:
+d = 10, 20% mean-attacked): the pairwise L2 distances and plain MR with every start (or with
+``--starts S`` evenly spaced machines, as the sampled centre's reductions at large m). Printed:
 medians and quartiles of each core's time and of the per-repetition ratio baseline / current,
 and the largest relative difference between the results (every distance; for MR every field the
 two cores' results share: every start's objective, the winner, its objective trace, the reduced
@@ -51,14 +52,19 @@ extern "C" void CAT(l2_, TAG)(const double* w, const double* mu, const double* c
   const Eigen::MatrixXd D = dfmr::pairwise_l2(mixtures(w, mu, cov, m, K, d), threads);
   for (long i = 0; i < m * m; ++i) out[i] = D.data()[i];
 }
-// MR with every start; `out` (mr_size doubles, zero-filled) receives every field the two cores'
-// results share: objective, winning start, every start's objective, the winner's objective trace,
-// the reduced weights, means and covariances, and the transport plan (padded to K components).
+// MR with every start (n_starts = 0) or with the n_starts machines s m / n_starts; `out` (mr_size
+// doubles, zero-filled) receives every field the two cores' results share: objective, winning
+// start, every start's objective, the winner's objective trace, the reduced weights, means and
+// covariances, and the transport plan (padded to K components).
 extern "C" void CAT(mr_, TAG)(const double* w, const double* mu, const double* cov, long m, long K, long d,
-                              int threads, double* out) {
+                              int threads, long n_starts, double* out) {
   dfmr::ReduceOptions opt;
   opt.n_threads = threads;
-  const dfmr::ReduceResult r = dfmr::reduce_mixtures(mixtures(w, mu, cov, m, K, d), static_cast<int>(K), opt);
+  const std::vector<dfmr::Mixture> fs = mixtures(w, mu, cov, m, K, d);
+  std::vector<dfmr::Mixture> starts;
+  for (long s = 0; s < n_starts; ++s) starts.push_back(fs[static_cast<std::size_t>(s * m / n_starts)]);
+  const dfmr::ReduceResult r = n_starts == 0 ? dfmr::reduce_mixtures(fs, static_cast<int>(K), opt)
+                                             : dfmr::reduce(dfmr::pool(fs), starts, static_cast<int>(K), opt);
   double* o = out;
   *o++ = r.objective;
   *o++ = r.start_index;
@@ -89,14 +95,14 @@ DRIVER = r"""
 #include <vector>
 extern "C" void l2_base(const double*, const double*, const double*, long, long, long, int, double*);
 extern "C" void l2_new(const double*, const double*, const double*, long, long, long, int, double*);
-extern "C" void mr_base(const double*, const double*, const double*, long, long, long, int, double*);
-extern "C" void mr_new(const double*, const double*, const double*, long, long, long, int, double*);
+extern "C" void mr_base(const double*, const double*, const double*, long, long, long, int, long, double*);
+extern "C" void mr_new(const double*, const double*, const double*, long, long, long, int, long, double*);
 static double quantile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
   return v[static_cast<std::size_t>(q * (v.size() - 1) + 0.5)];
 }
 int main(int argc, char** argv) {
-  // driver FILE WHAT THREADS REPS
+  // driver FILE WHAT THREADS REPS STARTS
   FILE* f = std::fopen(argv[1], "rb");
   long long h[3];
   if (std::fread(h, sizeof h, 1, f) != 1) return 2;
@@ -106,6 +112,7 @@ int main(int argc, char** argv) {
       std::fread(cov.data(), 8, cov.size(), f) != cov.size()) return 2;
   const bool l2 = !std::strcmp(argv[2], "l2");
   const int threads = std::atoi(argv[3]), reps = std::atoi(argv[4]);
+  const long starts = std::atol(argv[5]);
   // MR: objective, start index, m start objectives, a trace of up to 101 values (max_iter 100),
   // K reduced components, the m K x K plan.
   const long mr_size = 2 + m + 101 + K * (1 + d + d * d) + m * K * K;
@@ -117,7 +124,7 @@ int main(int argc, char** argv) {
       std::fill(R.begin(), R.end(), 0.0);
       const auto t0 = std::chrono::steady_clock::now();
       if (l2) (base ? l2_base : l2_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, (base ? Db : Dn).data());
-      else (base ? mr_base : mr_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, R.data());
+      else (base ? mr_base : mr_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, starts, R.data());
       (base ? tb : tn).push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     ratio.push_back(tb.back() / tn.back());
@@ -128,10 +135,14 @@ int main(int argc, char** argv) {
   double diff = 0.0;
   for (std::size_t i = 0; i < A.size(); ++i)
     if (A[i] != B[i]) diff = std::max(diff, std::abs(A[i] - B[i]) / std::max(std::abs(A[i]), std::abs(B[i])));
+  char label[64];
+  if (l2) std::snprintf(label, sizeof label, "pairwise L2");
+  else if (starts == 0) std::snprintf(label, sizeof label, "MR (all starts)");
+  else std::snprintf(label, sizeof label, "MR (%ld starts)", starts);
   std::printf("%s m = %ld, %d thread(s), %d alternating runs: baseline %.3f s, current %.3f s (medians); "
               "baseline / current: median %.2fx, quartiles %.2fx .. %.2fx, range %.2fx .. %.2fx; "
               "largest relative difference %.1e\n",
-              l2 ? "pairwise L2" : "MR (all starts)", m, threads, reps, quantile(tb, 0.5), quantile(tn, 0.5),
+              label, m, threads, reps, quantile(tb, 0.5), quantile(tn, 0.5),
               quantile(ratio, 0.5), quantile(ratio, 0.25), quantile(ratio, 0.75), quantile(ratio, 0.0),
               quantile(ratio, 1.0), diff);
 }
@@ -188,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--m", type=int, nargs="+", default=[600, 1000])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--starts", type=int, default=0,
+                        help="MR with this many starts (machines s m / STARTS) instead of every machine")
     parser.add_argument("--quick", action="store_true", help="m = 40, 2 repetitions, 1 thread, both kinds")
     args = parser.parse_args(argv)
     if args.quick:
@@ -203,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             write_estimates(data, m)
             for what in args.what:
                 for threads in args.threads:
-                    out = subprocess.run([str(program), str(data), what, str(threads), str(args.reps)],
+                    out = subprocess.run([str(program), str(data), what, str(threads), str(args.reps),
+                                          str(args.starts)],
                                          capture_output=True, text=True, check=True).stdout
                     print(out.strip(), flush=True)
     return 0
