@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -379,18 +380,25 @@ ScaledDistances CrossL2::operator()(const std::vector<std::size_t>& rows, const 
     if (j >= m) throw std::invalid_argument("dfmr::cross_l2_scaled: column index out of range");
   const auto R = static_cast<Eigen::Index>(rows.size()), C = static_cast<Eigen::Index>(cols.size());
   ScaledDistances out{Eigen::MatrixXd::Zero(R, C), impl_->exponent};
-  // Rows and columns in increasing index order, each set gathered into its own lane pool; every
-  // requested pair is computed once, lower index first, many lanes at a time: row i against the
-  // columns j > i (a suffix of the column pool), column j against the rows i > j.
+  // Rows and columns in increasing index order, each set gathered into its own lane pool (the
+  // pool of all m when every machine is asked for); every requested pair is computed once, lower
+  // index first, many lanes at a time: row i against the columns j > i (a suffix of the column
+  // pool), column j against the rows i > j. The latter in chunks of kChunk row machines, chunk by
+  // chunk (every column against one chunk before the next chunk), so that a chunk's lanes are
+  // read from cache by every column rather than the whole row pool streamed once per column.
   std::vector<std::size_t> rs(rows), cs(cols);
   std::sort(rs.begin(), rs.end());
   rs.erase(std::unique(rs.begin(), rs.end()), rs.end());
   std::sort(cs.begin(), cs.end());
   cs.erase(std::unique(cs.begin(), cs.end()), cs.end());
-  const LanePool row_pool(mixtures, rs), col_pool(mixtures, cs);
+  std::optional<LanePool> own_rows, own_cols;
+  const LanePool& row_pool = rs.size() == m ? pool : own_rows.emplace(mixtures, rs);
+  const LanePool& col_pool = cs.size() == m ? pool : own_cols.emplace(mixtures, cs);
   // logT_rc[a][b]: rows rs[a] x columns cs[b].
   Eigen::MatrixXd logT_rc = Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(rs.size()), static_cast<Eigen::Index>(cs.size()));
-  const std::size_t n_tasks = rs.size() + cs.size();
+  constexpr std::size_t kChunk = 256;
+  const std::size_t n_chunks = (rs.size() + kChunk - 1) / kChunk;
+  const std::size_t n_tasks = rs.size() + n_chunks * cs.size();
   std::vector<LaneWork> work(detail::worker_count(n_tasks, n_threads), LaneWork(pool.d));
   detail::parallel_for(n_tasks, n_threads, [&](std::size_t t, std::size_t w) {
     if (t < rs.size()) {
@@ -402,21 +410,24 @@ ScaledDistances CrossL2::operator()(const std::vector<std::size_t>& rows, const 
       for (std::size_t b = b0; b < cs.size(); ++b) logT_rc(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b)) = v[b - b0];
       return;
     }
-    const std::size_t b = t - rs.size(), j = cs[b];
-    const std::size_t a0 = static_cast<std::size_t>(std::upper_bound(rs.begin(), rs.end(), j) - rs.begin());
-    if (a0 == rs.size()) return;
-    std::vector<double> v(rs.size() - a0);
-    log_cross_row(pool, j, row_pool, a0, rs.size(), work[w], v.data());
-    for (std::size_t a = a0; a < rs.size(); ++a) logT_rc(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b)) = v[a - a0];
+    const std::size_t chunk = (t - rs.size()) / cs.size(), b = (t - rs.size()) % cs.size(), j = cs[b];
+    const std::size_t first = static_cast<std::size_t>(std::upper_bound(rs.begin(), rs.end(), j) - rs.begin());
+    const std::size_t a0 = std::max(first, chunk * kChunk), a1 = std::min(rs.size(), (chunk + 1) * kChunk);
+    if (a0 >= a1) return;
+    std::vector<double> v(a1 - a0);
+    log_cross_row(pool, j, row_pool, a0, a1, work[w], v.data());
+    for (std::size_t a = a0; a < a1; ++a) logT_rc(static_cast<Eigen::Index>(a), static_cast<Eigen::Index>(b)) = v[a - a0];
   });
-  for (Eigen::Index r = 0; r < R; ++r)
+  detail::parallel_for(rows.size(), n_threads, [&](std::size_t r, std::size_t) {
+    const std::size_t i = rows[r];
+    const auto a = std::lower_bound(rs.begin(), rs.end(), i) - rs.begin();
     for (Eigen::Index c = 0; c < C; ++c) {
-      const std::size_t i = rows[static_cast<std::size_t>(r)], j = cols[static_cast<std::size_t>(c)];
+      const std::size_t j = cols[static_cast<std::size_t>(c)];
       if (i == j || identical(mixtures[i], mixtures[j])) continue;  // 0
-      const auto a = std::lower_bound(rs.begin(), rs.end(), i) - rs.begin();
       const auto b = std::lower_bound(cs.begin(), cs.end(), j) - cs.begin();
-      out.scaled(r, c) = scaled_distance(diag[i], diag[j], logT_rc(a, b), out.exponent);
+      out.scaled(static_cast<Eigen::Index>(r), c) = scaled_distance(diag[i], diag[j], logT_rc(a, b), out.exponent);
     }
+  });
   return out;
 }
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -181,6 +182,25 @@ TEST(CrossDistances, EqualPairwiseEntriesBitForBit) {
       EXPECT_EQ(part.scaled(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c)),
                 all.scaled(static_cast<Eigen::Index>(rows[r]), static_cast<Eigen::Index>(cols[c])));
   EXPECT_THROW(dfmr::cross_l2_scaled(local, {8}, {0}), std::invalid_argument);
+}
+
+// More machines than one chunk of rows (256): requests over every machine reuse the pool of all m,
+// columns meet rows chunk by chunk; entries must still be the pairwise matrix's, bit for bit.
+TEST(CrossDistances, LargeRequestsEqualPairwiseEntriesBitForBit) {
+  const auto local = estimates(11, 600, 60, 2, 2);
+  const dfmr::ScaledDistances all = dfmr::pairwise_l2_scaled(local, 2);
+  std::vector<std::size_t> every(local.size());
+  std::iota(every.begin(), every.end(), std::size_t{0});
+  const std::vector<std::size_t> some{599, 3, 256, 255, 3, 511, 0, 300};
+  for (const auto& [rows, cols] : {std::pair{every, some}, std::pair{some, every}, std::pair{std::vector<std::size_t>{257}, every}}) {
+    const dfmr::ScaledDistances part = dfmr::cross_l2_scaled(local, rows, cols, 2);
+    ASSERT_EQ(part.exponent, all.exponent);
+    for (std::size_t r = 0; r < rows.size(); ++r)
+      for (std::size_t c = 0; c < cols.size(); ++c)
+        ASSERT_EQ(part.scaled(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c)),
+                  all.scaled(static_cast<Eigen::Index>(rows[r]), static_cast<Eigen::Index>(cols[c])))
+            << rows[r] << ", " << cols[c];
+  }
 }
 
 TEST(Reduce, DuplicateStartsShareTheirFirstOccurrenceResult) {

@@ -4,11 +4,13 @@ Both cores are compiled from source (``git archive BASELINE cpp`` for the baseli
 the working tree for the current one), each inside its own C++ namespace, into one C++ program
 that runs the two alternately on the same local estimates (those of bench_scaling_m.py: K = 5,
 d = 10, 20% mean-attacked): the pairwise L2 distances and plain MR with every start (or with
-``--starts S`` evenly spaced machines, as the sampled centre's reductions at large m). Printed:
+``--starts S`` evenly spaced machines), or (``--what sampled``) DFMR with the sampled centre rule
+(50 machines, seed 0, n_starts = S). Printed:
 medians and quartiles of each core's time and of the per-repetition ratio baseline / current,
 and the largest relative difference between the results (every distance; for MR every field the
 two cores' results share: every start's objective, the winner, its objective trace, the reduced
-mixture and the transport plan). Alternating in one process is what makes ratios trustworthy on
+mixture and the transport plan; for sampled DFMR the objective, the centre, the retained machines
+and the reduced mixture). Alternating in one process is what makes ratios trustworthy on
 a shared machine; the absolute times are not. Asserts nothing about time.
 
 Run: ``python tests/benchmarks/bench_core_versions.py`` (the issue-12 baseline 84103e9, distances
@@ -85,6 +87,41 @@ extern "C" void CAT(mr_, TAG)(const double* w, const double* mu, const double* c
 }
 """
 
+# DFMR with the sampled centre rule (only compiled when asked for: older cores lack it). `out`
+# (sampled_size doubles, zero-filled): objective, centre, number retained, the retained machines
+# (m slots), the reduced weights, means and covariances.
+SAMPLED_WRAPPER = r"""
+#include <dfmr/aggregate.hpp>
+#include <dfmr/mixture.hpp>
+#include <vector>
+#define CAT2(a, b) a##b
+#define CAT(a, b) CAT2(a, b)
+extern "C" void CAT(sampled_, TAG)(const double* w, const double* mu, const double* cov, long m, long K, long d,
+                                   int threads, long n_starts, double* out) {
+  std::vector<dfmr::Mixture> fs;
+  for (long i = 0; i < m; ++i) fs.emplace_back(K, d, w + i * K, mu + i * K * d, cov + i * K * d * d);
+  dfmr::AggregateOptions opt;
+  opt.n_threads = threads;
+  opt.n_starts = static_cast<int>(n_starts);
+  opt.center = dfmr::CenterRule::sampled;
+  opt.n_center_sample = 50;
+  opt.seed = 0;
+  const dfmr::AggregateResult r = dfmr::aggregate(fs, dfmr::Method::dfmr, static_cast<int>(K), opt);
+  double* o = out;
+  *o++ = r.objective;
+  *o++ = static_cast<double>(r.filter->center);
+  *o++ = static_cast<double>(r.retained.size());
+  for (std::size_t i = 0; i < r.retained.size(); ++i) o[i] = static_cast<double>(r.retained[i]);
+  o += m;
+  const long Kr = static_cast<long>(r.mixture.n_components());
+  for (long k = 0; k < Kr; ++k) {
+    o[k] = r.mixture.weights()[k];
+    for (long i = 0; i < d; ++i) o[K + k * d + i] = r.mixture.means()(k, i);
+    for (long i = 0; i < d * d; ++i) o[K + K * d + k * d * d + i] = r.mixture.covariance_data()[k * d * d + i];
+  }
+}
+"""
+
 DRIVER = r"""
 #include <algorithm>
 #include <chrono>
@@ -97,6 +134,11 @@ extern "C" void l2_base(const double*, const double*, const double*, long, long,
 extern "C" void l2_new(const double*, const double*, const double*, long, long, long, int, double*);
 extern "C" void mr_base(const double*, const double*, const double*, long, long, long, int, long, double*);
 extern "C" void mr_new(const double*, const double*, const double*, long, long, long, int, long, double*);
+// Present only when the program was built with the sampled centre (see SAMPLED_WRAPPER).
+extern "C" __attribute__((weak)) void sampled_base(const double*, const double*, const double*, long, long, long, int,
+                                                   long, double*);
+extern "C" __attribute__((weak)) void sampled_new(const double*, const double*, const double*, long, long, long, int,
+                                                  long, double*);
 static double quantile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
   return v[static_cast<std::size_t>(q * (v.size() - 1) + 0.5)];
@@ -110,12 +152,14 @@ int main(int argc, char** argv) {
   std::vector<double> w(m * K), mu(m * K * d), cov(m * K * d * d), Db(m * m), Dn(m * m);
   if (std::fread(w.data(), 8, w.size(), f) != w.size() || std::fread(mu.data(), 8, mu.size(), f) != mu.size() ||
       std::fread(cov.data(), 8, cov.size(), f) != cov.size()) return 2;
-  const bool l2 = !std::strcmp(argv[2], "l2");
+  const bool l2 = !std::strcmp(argv[2], "l2"), sampled = !std::strcmp(argv[2], "sampled");
+  if (sampled && !(sampled_base && sampled_new)) return 3;
   const int threads = std::atoi(argv[3]), reps = std::atoi(argv[4]);
   const long starts = std::atol(argv[5]);
   // MR: objective, start index, m start objectives, a trace of up to 101 values (max_iter 100),
   // K reduced components, the m K x K plan.
-  const long mr_size = 2 + m + 101 + K * (1 + d + d * d) + m * K * K;
+  // Sampled DFMR: objective, centre, number retained, m retained, K reduced components.
+  const long mr_size = sampled ? 3 + m + K * (1 + d + d * d) : 2 + m + 101 + K * (1 + d + d * d) + m * K * K;
   std::vector<double> tb, tn, ratio, Rb(mr_size), Rn(mr_size);
   for (int r = 0; r < reps; ++r) {
     for (int s = 0; s < 2; ++s) {
@@ -124,6 +168,7 @@ int main(int argc, char** argv) {
       std::fill(R.begin(), R.end(), 0.0);
       const auto t0 = std::chrono::steady_clock::now();
       if (l2) (base ? l2_base : l2_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, (base ? Db : Dn).data());
+      else if (sampled) (base ? sampled_base : sampled_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, starts, R.data());
       else (base ? mr_base : mr_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, starts, R.data());
       (base ? tb : tn).push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
@@ -137,6 +182,7 @@ int main(int argc, char** argv) {
     if (A[i] != B[i]) diff = std::max(diff, std::abs(A[i] - B[i]) / std::max(std::abs(A[i]), std::abs(B[i])));
   char label[64];
   if (l2) std::snprintf(label, sizeof label, "pairwise L2");
+  else if (sampled) std::snprintf(label, sizeof label, "DFMR (sampled centre of 50, %ld starts)", starts);
   else if (starts == 0) std::snprintf(label, sizeof label, "MR (all starts)");
   else std::snprintf(label, sizeof label, "MR (%ld starts)", starts);
   std::printf("%s m = %ld, %d thread(s), %d alternating runs: baseline %.3f s, current %.3f s (medians); "
@@ -155,20 +201,22 @@ def eigen_include() -> str:
     return str(Path(prefix) / "include" / "eigen3")
 
 
-def build(baseline: str, work: Path) -> Path:
-    """Compile both cores (namespaces dfmr_base and dfmr_new) and the driver; return the program."""
+def build(baseline: str, work: Path, sampled: bool = False) -> Path:
+    """Compile both cores (namespaces dfmr_base and dfmr_new) and the driver; return the program.
+    With ``sampled``, the aggregation too (cores from before the sampled centre rule lack it)."""
     base_src = work / "base"
     base_src.mkdir()
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", baseline, "cpp"], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(base_src)], input=archive.stdout, check=True)
     (work / "wrapper.cpp").write_text(WRAPPER)
+    (work / "sampled.cpp").write_text(SAMPLED_WRAPPER)
     (work / "driver.cpp").write_text(DRIVER)
     flags = ["-O3", "-DNDEBUG", "-std=c++17", "-fopenmp-simd", "-fno-math-errno", "-pthread", "-w",
              f"-I{eigen_include()}"]
     objects = []
     for tag, src in (("base", base_src), ("new", ROOT)):
         ns = [f"-Ddfmr=dfmr_{tag}", f"-I{src / 'cpp' / 'include'}"]
-        for unit in ("mixture", "distance", "reduction"):
+        for unit in ("mixture", "distance", "reduction", *(["aggregate"] if sampled else [])):
             obj = work / f"{tag}_{unit}.o"
             subprocess.run(["g++", *flags, *ns, "-c", str(src / "cpp" / "src" / f"{unit}.cpp"), "-o", str(obj)],
                            check=True)
@@ -177,6 +225,11 @@ def build(baseline: str, work: Path) -> Path:
         subprocess.run(["g++", *flags, *ns, f"-DTAG={tag}", "-c", str(work / "wrapper.cpp"), "-o", str(obj)],
                        check=True)
         objects.append(str(obj))
+        if sampled:
+            obj = work / f"{tag}_sampled.o"
+            subprocess.run(["g++", *flags, *ns, f"-DTAG={tag}", "-c", str(work / "sampled.cpp"), "-o", str(obj)],
+                           check=True)
+            objects.append(str(obj))
     program = work / "compare"
     subprocess.run(["g++", "-O2", "-pthread", str(work / "driver.cpp"), *objects, "-o", str(program)], check=True)
     return program
@@ -195,12 +248,14 @@ def write_estimates(path: Path, m: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", default="84103e9", help="git revision of the baseline core")
-    parser.add_argument("--what", choices=["l2", "mr"], nargs="+", default=["l2"])
+    parser.add_argument("--what", choices=["l2", "mr", "sampled"], nargs="+", default=["l2"],
+                        help="pairwise L2, plain MR, or DFMR with the sampled centre rule (50 machines)")
     parser.add_argument("--m", type=int, nargs="+", default=[600, 1000])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--starts", type=int, default=0,
-                        help="MR with this many starts (machines s m / STARTS) instead of every machine")
+                        help="MR with this many starts (machines s m / STARTS) instead of every machine; "
+                             "sampled DFMR with this n_starts (0: every retained machine)")
     parser.add_argument("--quick", action="store_true", help="m = 40, 2 repetitions, 1 thread, both kinds")
     args = parser.parse_args(argv)
     if args.quick:
@@ -210,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"baseline core: {args.baseline}; current core: the working tree at {head}")
     with tempfile.TemporaryDirectory(prefix="dfmr-cores-") as tmp:
         work = Path(tmp)
-        program = build(args.baseline, work)
+        program = build(args.baseline, work, sampled="sampled" in args.what)
         for m in args.m:
             data = work / f"local{m}.bin"
             write_estimates(data, m)

@@ -111,6 +111,7 @@ def sampled_centre(m_big: int, m_exact: int, n_starts: int, sample: int) -> None
     t_centre, _ = timed(lambda: dfmr.coat(big, center="sampled", n_center_sample=sample, random_state=0))
     t_big, res = timed(lambda: dfmr.dfmr(big, K, center="sampled", n_center_sample=sample, n_starts=n_starts,
                                          random_state=0))
+    work_exact, work_big = reduction_work(exact), reduction_work(res)
     print(f"\nexact DFMR, m = {m_exact}: {t_exact:.2f} s with n_starts={n_starts}, {t_exact_all:.2f} s with all "
           f"{len(exact.retained)} retained starts")
     print(f"sampled-centre DFMR, m = {m_big} (n_center_sample={sample}, n_starts={n_starts}): {t_big:.2f} s "
@@ -118,6 +119,15 @@ def sampled_centre(m_big: int, m_exact: int, n_starts: int, sample: int) -> None
           f"m = {m_exact} with its default starts; of which centre and filter "
           f"{t_centre:.2f} s; retained {len(res.retained)}; "
           f"peak RSS grew {peak_rss_mib() - rss0:.0f} MiB (no m x m matrix)")
+    print(f"reduction work (MM iterations of all starts x pooled components): exact m = {m_exact}, "
+          f"n_starts={n_starts}: {work_exact[0]} x {work_exact[1]:,}; sampled m = {m_big}: "
+          f"{work_big[0]} x {work_big[1]:,} = {work_big[0] * work_big[1] / (work_exact[0] * work_exact[1]):.1f}x "
+          f"the exact run's")
+
+
+def reduction_work(result) -> tuple[int, int]:
+    """MM iterations summed over the starts, and the number of pooled components they sweep."""
+    return int(np.sum(result.reduction.start_n_iter)), int(result.reduction.assignment.shape[0])
 
 
 def agreement(m: int, reps: int, sample: int) -> None:
