@@ -64,7 +64,9 @@ void Mixture::finish() {
         const double a = S[i * d + j], b = S[j * d + i];
         require(std::isfinite(a) && std::isfinite(b), "covariances must be finite");
         if (!(std::abs(a - b) <= 1e-8 * (std::abs(a) + std::abs(b)) + 1e-300)) fail_component(k, "is not symmetric");
-        S[i * d + j] = S[j * d + i] = 0.5 * (a + b);
+        // The mean of the two (a + b may overflow where a and b are finite: then halve first).
+        const double sum = a + b;
+        S[i * d + j] = S[j * d + i] = std::isfinite(sum) ? 0.5 * sum : 0.5 * a + 0.5 * b;
       }
     }
     double* L = chol_.data() + k * d * d;

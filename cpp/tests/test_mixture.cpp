@@ -162,6 +162,17 @@ TEST(MixtureValidation, AcceptsCovarianceSymmetricUpToRounding) {
   EXPECT_NEAR(S(1, 0), 0.3, 1e-13);
 }
 
+// Entries near the top of the double range: symmetrising (a + b) / 2 must not overflow to inf and
+// turn a positive-definite matrix into a rejected one.
+TEST(MixtureValidation, AcceptsPositiveDefiniteCovarianceNearTheTopOfTheRange) {
+  const double w = 1.0, mu[2] = {0.0, 0.0}, cov[4] = {1.5e308, 1e308, 1e308, 1.5e308};
+  const dfmr::Mixture f(1, 2, &w, mu, cov);
+  EXPECT_EQ(f.covariance(0)(0, 1), 1e308);
+  EXPECT_EQ(f.covariance(0)(1, 0), 1e308);
+  // log det = log(1.5^2 - 1) + 2 * 308 log 10, computed apart from the factorisation.
+  expect_close(f.log_det(0), std::log(1.25) + 616.0 * std::log(10.0), 1e-13);
+}
+
 TEST(MixtureValidation, RejectsCovarianceThatIsNotPositiveDefinite) {
   const std::vector<std::vector<double>> bad = {
       {1.0, 2.0, 2.0, 1.0},   // indefinite
