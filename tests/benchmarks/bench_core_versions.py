@@ -168,7 +168,8 @@ int main(int argc, char** argv) {
       std::fill(R.begin(), R.end(), 0.0);
       const auto t0 = std::chrono::steady_clock::now();
       if (l2) (base ? l2_base : l2_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, (base ? Db : Dn).data());
-      else if (sampled) (base ? sampled_base : sampled_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, starts, R.data());
+      else if (sampled)
+        (base ? sampled_base : sampled_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, starts, R.data());
       else (base ? mr_base : mr_new)(w.data(), mu.data(), cov.data(), m, K, d, threads, starts, R.data());
       (base ? tb : tn).push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }

@@ -4,8 +4,10 @@ Prints, for m = 25 .. 1000: the time of the pairwise L2 distances, of MR and of 
 starts: every machine, as in the paper; "cut": starts cut short by joining an earlier start's
 trajectory), the distance rate in GFLOP/s beside the GEMM rate of a
 numpy 2000 x 2000 matrix product measured in the same run, and the peak memory growth; then the
-sampled centre rule at m = 10,000 against exact DFMR at m = 1,000, and how often the sampled rule
-retains exactly the machines the exact rule retains. Asserts nothing about time.
+sampled centre rule at m = 10,000 against exact DFMR at m = 1,000 (whole DFMR, and the centre
+and filter alone), the work of the two reductions (MM iterations x pooled components), and how
+often the sampled rule retains exactly the machines the exact rule retains. Asserts nothing about
+time.
 
 The distance rate counts (mK)^2 / 2 component pairs x d^3 / 3 flops (the Cholesky factorisation
 of S_a + S_b), the issue's convention; the other work per pair (forming S_a + S_b, the forward
@@ -106,6 +108,7 @@ def sampled_centre(m_big: int, m_exact: int, n_starts: int, sample: int) -> None
     local = local_estimates(m_exact, seed=1)
     t_exact, exact = timed(lambda: dfmr.dfmr(local, K, n_starts=n_starts))
     t_exact_all, _ = timed(lambda: dfmr.dfmr(local, K))
+    t_exact_centre, _ = timed(lambda: dfmr.coat(local))
     big = local_estimates(m_big, seed=2)
     rss0 = peak_rss_mib()
     t_centre, _ = timed(lambda: dfmr.coat(big, center="sampled", n_center_sample=sample, random_state=0))
@@ -113,11 +116,12 @@ def sampled_centre(m_big: int, m_exact: int, n_starts: int, sample: int) -> None
                                          random_state=0))
     work_exact, work_big = reduction_work(exact), reduction_work(res)
     print(f"\nexact DFMR, m = {m_exact}: {t_exact:.2f} s with n_starts={n_starts}, {t_exact_all:.2f} s with all "
-          f"{len(exact.retained)} retained starts")
+          f"{len(exact.retained)} retained starts; its centre and filter alone (COAT) {t_exact_centre:.2f} s")
     print(f"sampled-centre DFMR, m = {m_big} (n_center_sample={sample}, n_starts={n_starts}): {t_big:.2f} s "
           f"= {t_big / t_exact:.2f}x exact m = {m_exact} (same n_starts), {t_big / t_exact_all:.2f}x exact "
           f"m = {m_exact} with its default starts; of which centre and filter "
-          f"{t_centre:.2f} s; retained {len(res.retained)}; "
+          f"{t_centre:.2f} s ({t_centre / t_exact_centre:.2f}x the exact rule's at m = {m_exact}); "
+          f"retained {len(res.retained)}; "
           f"peak RSS grew {peak_rss_mib() - rss0:.0f} MiB (no m x m matrix)")
     print(f"reduction work (MM iterations of all starts x pooled components): exact m = {m_exact}, "
           f"n_starts={n_starts}: {work_exact[0]} x {work_exact[1]:,}; sampled m = {m_big}: "
