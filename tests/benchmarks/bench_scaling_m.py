@@ -104,16 +104,19 @@ def sharing(m: int, repeat: int) -> None:
               f"bit-identical: {same}")
 
 
-def sampled_centre(m_big: int, m_exact: int, n_starts: int, sample: int) -> None:
+def sampled_centre(m_big: int, m_exact: int, n_starts: int, sample: int, repeat: int) -> None:
+    """Times are medians of ``repeat`` runs of each call."""
     local = local_estimates(m_exact, seed=1)
-    t_exact, exact = timed(lambda: dfmr.dfmr(local, K, n_starts=n_starts))
-    t_exact_all, _ = timed(lambda: dfmr.dfmr(local, K))
-    t_exact_centre, _ = timed(lambda: dfmr.coat(local))
+    exact = dfmr.dfmr(local, K, n_starts=n_starts)
+    t_exact = median_time(lambda: dfmr.dfmr(local, K, n_starts=n_starts), repeat)
+    t_exact_all = median_time(lambda: dfmr.dfmr(local, K), repeat)
+    t_exact_centre = median_time(lambda: dfmr.coat(local), repeat)
     big = local_estimates(m_big, seed=2)
     rss0 = peak_rss_mib()
-    t_centre, _ = timed(lambda: dfmr.coat(big, center="sampled", n_center_sample=sample, random_state=0))
-    t_big, res = timed(lambda: dfmr.dfmr(big, K, center="sampled", n_center_sample=sample, n_starts=n_starts,
-                                         random_state=0))
+    res = dfmr.dfmr(big, K, center="sampled", n_center_sample=sample, n_starts=n_starts, random_state=0)
+    t_centre = median_time(lambda: dfmr.coat(big, center="sampled", n_center_sample=sample, random_state=0), repeat)
+    t_big = median_time(lambda: dfmr.dfmr(big, K, center="sampled", n_center_sample=sample, n_starts=n_starts,
+                                          random_state=0), repeat)
     work_exact, work_big = reduction_work(exact), reduction_work(res)
     print(f"\nexact DFMR, m = {m_exact}: {t_exact:.2f} s with n_starts={n_starts}, {t_exact_all:.2f} s with all "
           f"{len(exact.retained)} retained starts; its centre and filter alone (COAT) {t_exact_centre:.2f} s")
@@ -165,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     scaling_table([25, 50] if args.quick else [25, 100, 200, 400, 1000], repeat, gemm)
     if args.quick:
         sharing(60, 1)
-        sampled_centre(400, 100, n_starts=5, sample=20)
+        sampled_centre(400, 100, n_starts=5, sample=20, repeat=1)
         agreement(60, 2, sample=20)
     else:
         sharing(1000, 1)
-        sampled_centre(10_000, 1000, n_starts=10, sample=50)
+        sampled_centre(10_000, 1000, n_starts=10, sample=50, repeat=repeat)
         agreement(200, 20, sample=50)
         agreement(1000, 5, sample=50)
     print(f"GEMM again at the end: {gemm_gflops(400 if args.quick else 2000, repeat):.1f} GFLOP/s")
