@@ -93,6 +93,21 @@ struct LaneWork {
   explicit LaneWork(std::size_t d) : A(d * (d + 1) / 2 * kLanes), z(d * kLanes) {}
 };
 
+// Machines [starts[c], starts[c + 1]) of `pool`, chunks whose lane data (covariances and means)
+// take at most about kChunkBytes each (at least one machine): a chunk stays in a core's L2 cache
+// while the rows meeting it are computed.
+constexpr std::size_t kChunkBytes = std::size_t{512} << 10;
+
+std::vector<std::size_t> chunk_starts(const LanePool& pool) {
+  const std::size_t m = pool.first.size() - 1, per_component = (pool.q + pool.d) * sizeof(double);
+  std::vector<std::size_t> starts{0};
+  for (std::size_t i = 0; i < m; ++i)
+    if (i > starts.back() && (pool.first[i + 1] - pool.first[starts.back()]) * per_component > kChunkBytes)
+      starts.push_back(i);
+  starts.push_back(m);
+  return starts;
+}
+
 // out[l] = log N(mu_a; mu_b[l], S_a + S_b[l]) for the kLanes components of one lane group
 // (Sb: q x kLanes, mub: d x kLanes). Left-looking Cholesky of S_a + S_b, column by column, with the
 // forward substitution L z = mu_a - mu_b folded into it: entry (i, j) is formed from S_a + S_b and
@@ -317,15 +332,20 @@ ScaledDistances pairwise_l2_scaled(const std::vector<Mixture>& mixtures, int n_t
   const auto M = static_cast<Eigen::Index>(m);
   ScaledDistances out{Eigen::MatrixXd::Zero(M, M), 0};
   if (m == 0) return out;
-  // Row i of the upper triangle of log T (one task each, handed out dynamically: early rows are
-  // longer); written into the upper triangle of `out`, then turned into distances.
+  // The upper triangle of log T, in tiles: the columns in chunks (chunk_starts), and each row i
+  // against the columns j >= i of one chunk as one task, chunk after chunk (tasks handed out
+  // dynamically), so that a chunk's lane data is read from cache by every row that meets it
+  // rather than all of the pool streamed once per row. Written into the lower triangle of logT,
+  // then turned into distances.
   const LanePool pool(mixtures);
-  std::vector<LaneWork> work(detail::worker_count(m, n_threads), LaneWork(pool.d));
+  const std::vector<std::size_t> starts = chunk_starts(pool);
+  const std::size_t n_chunks = starts.size() - 1;
+  std::vector<LaneWork> work(detail::worker_count(m * n_chunks, n_threads), LaneWork(pool.d));
   Eigen::MatrixXd logT(M, M);
-  detail::parallel_for(m, n_threads, [&](std::size_t i, std::size_t w) {
-    std::vector<double> row(m - i);
-    log_cross_row(pool, i, pool, i, m, work[w], row.data());
-    for (std::size_t j = i; j < m; ++j) logT(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(i)) = row[j - i];
+  detail::parallel_for(m * n_chunks, n_threads, [&](std::size_t t, std::size_t w) {
+    const std::size_t k = t / m, i = t % m, j0 = std::max(i, starts[k]), j1 = starts[k + 1];
+    if (j0 >= j1) return;
+    log_cross_row(pool, i, pool, j0, j1, work[w], &logT(static_cast<Eigen::Index>(j0), static_cast<Eigen::Index>(i)));
   });
   std::vector<double> diag(m);
   for (std::size_t i = 0; i < m; ++i) diag[i] = logT(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(i));
@@ -383,9 +403,9 @@ ScaledDistances CrossL2::operator()(const std::vector<std::size_t>& rows, const 
   // Rows and columns in increasing index order, each set gathered into its own lane pool (the
   // pool of all m when every machine is asked for); every requested pair is computed once, lower
   // index first, many lanes at a time: row i against the columns j > i (a suffix of the column
-  // pool), column j against the rows i > j. The latter in chunks of kChunk row machines, chunk by
-  // chunk (every column against one chunk before the next chunk), so that a chunk's lanes are
-  // read from cache by every column rather than the whole row pool streamed once per column.
+  // pool), column j against the rows i > j. The latter in chunks of row machines (chunk_starts),
+  // chunk by chunk (every column against one chunk before the next chunk), so that a chunk's lanes
+  // are read from cache by every column rather than the whole row pool streamed once per column.
   std::vector<std::size_t> rs(rows), cs(cols);
   std::sort(rs.begin(), rs.end());
   rs.erase(std::unique(rs.begin(), rs.end()), rs.end());
@@ -396,8 +416,8 @@ ScaledDistances CrossL2::operator()(const std::vector<std::size_t>& rows, const 
   const LanePool& col_pool = cs.size() == m ? pool : own_cols.emplace(mixtures, cs);
   // logT_rc[a][b]: rows rs[a] x columns cs[b].
   Eigen::MatrixXd logT_rc = Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(rs.size()), static_cast<Eigen::Index>(cs.size()));
-  constexpr std::size_t kChunk = 256;
-  const std::size_t n_chunks = (rs.size() + kChunk - 1) / kChunk;
+  const std::vector<std::size_t> starts = chunk_starts(row_pool);
+  const std::size_t n_chunks = starts.size() - 1;
   const std::size_t n_tasks = rs.size() + n_chunks * cs.size();
   std::vector<LaneWork> work(detail::worker_count(n_tasks, n_threads), LaneWork(pool.d));
   detail::parallel_for(n_tasks, n_threads, [&](std::size_t t, std::size_t w) {
@@ -412,7 +432,7 @@ ScaledDistances CrossL2::operator()(const std::vector<std::size_t>& rows, const 
     }
     const std::size_t chunk = (t - rs.size()) / cs.size(), b = (t - rs.size()) % cs.size(), j = cs[b];
     const std::size_t first = static_cast<std::size_t>(std::upper_bound(rs.begin(), rs.end(), j) - rs.begin());
-    const std::size_t a0 = std::max(first, chunk * kChunk), a1 = std::min(rs.size(), (chunk + 1) * kChunk);
+    const std::size_t a0 = std::max(first, starts[chunk]), a1 = starts[chunk + 1];
     if (a0 >= a1) return;
     std::vector<double> v(a1 - a0);
     log_cross_row(pool, j, row_pool, a0, a1, work[w], v.data());
@@ -445,8 +465,13 @@ ScaledDistances cross_l2_scaled(const std::vector<Mixture>& mixtures, const std:
 }
 
 Eigen::MatrixXd pairwise_l2(const std::vector<Mixture>& mixtures, int n_threads) {
-  const ScaledDistances s = pairwise_l2_scaled(mixtures, n_threads);
-  return s.scaled.unaryExpr([&](double v) { return std::ldexp(v, s.exponent); });
+  ScaledDistances s = pairwise_l2_scaled(mixtures, n_threads);
+  const auto m = static_cast<std::size_t>(s.scaled.cols());
+  detail::parallel_for(m, n_threads, [&](std::size_t j, std::size_t) {  // a column each
+    double* col = s.scaled.data() + j * m;
+    for (std::size_t i = 0; i < m; ++i) col[i] = std::ldexp(col[i], s.exponent);
+  });
+  return std::move(s.scaled);
 }
 
 }  // namespace dfmr

@@ -184,15 +184,16 @@ TEST(CrossDistances, EqualPairwiseEntriesBitForBit) {
   EXPECT_THROW(dfmr::cross_l2_scaled(local, {8}, {0}), std::invalid_argument);
 }
 
-// More machines than one chunk of rows (256): requests over every machine reuse the pool of all m,
-// columns meet rows chunk by chunk; entries must still be the pairwise matrix's, bit for bit.
+// Estimates large enough (d = 16) that the lane data of 400 machines spans several cache-sized
+// chunks (about 143 machines each): requests over every machine reuse the pool of all m, columns
+// meet the rows chunk by chunk; entries must still be the pairwise matrix's, bit for bit.
 TEST(CrossDistances, LargeRequestsEqualPairwiseEntriesBitForBit) {
-  const auto local = estimates(11, 600, 60, 2, 2);
+  const auto local = estimates(11, 400, 40, 3, 16);
   const dfmr::ScaledDistances all = dfmr::pairwise_l2_scaled(local, 2);
   std::vector<std::size_t> every(local.size());
   std::iota(every.begin(), every.end(), std::size_t{0});
-  const std::vector<std::size_t> some{599, 3, 256, 255, 3, 511, 0, 300};
-  for (const auto& [rows, cols] : {std::pair{every, some}, std::pair{some, every}, std::pair{std::vector<std::size_t>{257}, every}}) {
+  const std::vector<std::size_t> some{399, 3, 143, 142, 3, 287, 0, 200};
+  for (const auto& [rows, cols] : {std::pair{every, some}, std::pair{some, every}, std::pair{std::vector<std::size_t>{144}, every}}) {
     const dfmr::ScaledDistances part = dfmr::cross_l2_scaled(local, rows, cols, 2);
     ASSERT_EQ(part.exponent, all.exponent);
     for (std::size_t r = 0; r < rows.size(); ++r)
@@ -201,6 +202,20 @@ TEST(CrossDistances, LargeRequestsEqualPairwiseEntriesBitForBit) {
                   all.scaled(static_cast<Eigen::Index>(rows[r]), static_cast<Eigen::Index>(cols[c])))
             << rows[r] << ", " << cols[c];
   }
+}
+
+// The full matrix is computed in tiles (rows against cache-sized chunks of columns); every entry
+// must equal the distance of its two mixtures computed alone, bit for bit (the scaling by a power
+// of two is exact here), across the chunks' boundaries too.
+TEST(PairwiseDistances, TilesEqualPairByPairDistancesBitForBit) {
+  const auto local = estimates(12, 400, 40, 3, 16);
+  const Eigen::MatrixXd D = dfmr::pairwise_l2(local, 2);
+  for (std::size_t i : {std::size_t{0}, std::size_t{141}, std::size_t{142}, std::size_t{143}, std::size_t{286},
+                        std::size_t{399}})
+    for (std::size_t j : {std::size_t{0}, std::size_t{1}, std::size_t{142}, std::size_t{143}, std::size_t{144},
+                          std::size_t{287}, std::size_t{398}, std::size_t{399}})
+      ASSERT_EQ(D(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)), dfmr::l2_distance(local[i], local[j]))
+          << i << ", " << j;
 }
 
 TEST(Reduce, DuplicateStartsShareTheirFirstOccurrenceResult) {
