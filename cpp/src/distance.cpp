@@ -455,8 +455,8 @@ ScaledDistances CrossL2::operator()(const std::vector<std::size_t>& rows, const 
 
 ScaledDistances cross_l2_scaled(const std::vector<Mixture>& mixtures, const std::vector<std::size_t>& rows,
                                 const std::vector<std::size_t>& cols, int n_threads) {
-  check_input(mixtures, n_threads);
-  if (mixtures.empty()) {
+  if (mixtures.empty()) {  // (otherwise CrossL2 checks the input)
+    check_input(mixtures, n_threads);
     if (!rows.empty()) throw std::invalid_argument("dfmr::cross_l2_scaled: row index out of range");
     if (!cols.empty()) throw std::invalid_argument("dfmr::cross_l2_scaled: column index out of range");
     return ScaledDistances{Eigen::MatrixXd::Zero(0, 0), 0};

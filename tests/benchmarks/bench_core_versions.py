@@ -35,10 +35,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_scaling_m import K, local_estimates  # noqa: E402
 
-WRAPPER = r"""
-#include <dfmr/distance.hpp>
+# Helpers of both wrappers (each compiles its own copy, in an anonymous namespace).
+COMMON = r"""
 #include <dfmr/mixture.hpp>
-#include <dfmr/reduction.hpp>
 #include <vector>
 #define CAT2(a, b) a##b
 #define CAT(a, b) CAT2(a, b)
@@ -48,7 +47,20 @@ std::vector<dfmr::Mixture> mixtures(const double* w, const double* mu, const dou
   for (long i = 0; i < m; ++i) fs.emplace_back(K, d, w + i * K, mu + i * K * d, cov + i * K * d * d);
   return fs;
 }
+// The reduced weights, means and covariances into o (K * (1 + d + d * d) doubles, padded to K).
+void write_mixture(const dfmr::Mixture& f, long K, long d, double* o) {
+  for (long k = 0; k < static_cast<long>(f.n_components()); ++k) {
+    o[k] = f.weights()[k];
+    for (long i = 0; i < d; ++i) o[K + k * d + i] = f.means()(k, i);
+    for (long i = 0; i < d * d; ++i) o[K + K * d + k * d * d + i] = f.covariance_data()[k * d * d + i];
+  }
 }
+}
+"""
+
+WRAPPER = COMMON + r"""
+#include <dfmr/distance.hpp>
+#include <dfmr/reduction.hpp>
 extern "C" void CAT(l2_, TAG)(const double* w, const double* mu, const double* cov, long m, long K, long d,
                               int threads, double* out) {
   const Eigen::MatrixXd D = dfmr::pairwise_l2(mixtures(w, mu, cov, m, K, d), threads);
@@ -75,12 +87,7 @@ extern "C" void CAT(mr_, TAG)(const double* w, const double* mu, const double* c
   const long n_trace = static_cast<long>(r.objective_trace.size());
   for (long t = 0; t <= opt.max_iter && t < n_trace; ++t) o[t] = r.objective_trace[t];
   o += opt.max_iter + 1;
-  const long Kr = static_cast<long>(r.mixture.n_components());
-  for (long k = 0; k < Kr; ++k) {
-    o[k] = r.mixture.weights()[k];
-    for (long i = 0; i < d; ++i) o[K + k * d + i] = r.mixture.means()(k, i);
-    for (long i = 0; i < d * d; ++i) o[K + K * d + k * d * d + i] = r.mixture.covariance_data()[k * d * d + i];
-  }
+  write_mixture(r.mixture, K, d, o);
   o += K * (1 + d + d * d);
   for (long n = 0; n < r.assignment.rows(); ++n)
     for (long k = 0; k < r.assignment.cols(); ++k) o[n * K + k] = r.assignment(n, k);
@@ -90,16 +97,11 @@ extern "C" void CAT(mr_, TAG)(const double* w, const double* mu, const double* c
 # DFMR with the sampled centre rule (only compiled when asked for: older cores lack it). `out`
 # (sampled_size doubles, zero-filled): objective, centre, number retained, the retained machines
 # (m slots), the reduced weights, means and covariances.
-SAMPLED_WRAPPER = r"""
+SAMPLED_WRAPPER = COMMON + r"""
 #include <dfmr/aggregate.hpp>
-#include <dfmr/mixture.hpp>
-#include <vector>
-#define CAT2(a, b) a##b
-#define CAT(a, b) CAT2(a, b)
 extern "C" void CAT(sampled_, TAG)(const double* w, const double* mu, const double* cov, long m, long K, long d,
                                    int threads, long n_starts, double* out) {
-  std::vector<dfmr::Mixture> fs;
-  for (long i = 0; i < m; ++i) fs.emplace_back(K, d, w + i * K, mu + i * K * d, cov + i * K * d * d);
+  const std::vector<dfmr::Mixture> fs = mixtures(w, mu, cov, m, K, d);
   dfmr::AggregateOptions opt;
   opt.n_threads = threads;
   opt.n_starts = static_cast<int>(n_starts);
@@ -113,12 +115,7 @@ extern "C" void CAT(sampled_, TAG)(const double* w, const double* mu, const doub
   *o++ = static_cast<double>(r.retained.size());
   for (std::size_t i = 0; i < r.retained.size(); ++i) o[i] = static_cast<double>(r.retained[i]);
   o += m;
-  const long Kr = static_cast<long>(r.mixture.n_components());
-  for (long k = 0; k < Kr; ++k) {
-    o[k] = r.mixture.weights()[k];
-    for (long i = 0; i < d; ++i) o[K + k * d + i] = r.mixture.means()(k, i);
-    for (long i = 0; i < d * d; ++i) o[K + K * d + k * d * d + i] = r.mixture.covariance_data()[k * d * d + i];
-  }
+  write_mixture(r.mixture, K, d, o);
 }
 """
 
