@@ -11,6 +11,7 @@
 
 #include "cross_l2.hpp"
 #include "kernels.hpp"
+#include "overlap_kernels.hpp"
 #include "parallel.hpp"
 #include "vector_math.hpp"
 
@@ -36,7 +37,7 @@ constexpr double kLn2 = 0.69314718055994530941723212145818;
 // pooled components b at a time, in structure-of-arrays layout: every arithmetic step runs across
 // independent lanes, so it vectorises without reassociating any sum (each lane computes exactly
 // what a scalar loop would, whichever lane it sits in).
-constexpr std::size_t kLanes = 16;
+constexpr std::size_t kLanes = detail::kOverlapLanes;
 
 inline std::size_t packed(std::size_t i, std::size_t j) { return i * (i + 1) / 2 + j; }
 
@@ -118,48 +119,50 @@ std::vector<std::size_t> chunk_starts(const LanePool& pool) {
 // renormalised whenever it leaves [2^-500, 2^500]). Returns false if some S_a + S_b is not
 // numerically positive definite. (Tried and dropped: the square-root-free U D^-1 U^T form was
 // slower; it stores a second triangle to save the square roots.)
-DFMR_TARGET_CLONES("arch=x86-64-v3", "default")
-bool log_overlap_lanes(const double* Sa, const double* mua, const double* Sb, const double* mub, std::size_t d,
-                       double* A, double* z, double* out) {
-  constexpr std::size_t L = kLanes, V = kLanes / 4;
+template <std::size_t W>
+DFMR_ALWAYS_INLINE inline bool log_overlap_lanes(const double* Sa, const double* mua, const double* Sb, const double* mub,
+                                                 std::size_t d, double* A, double* z, double* out) {
+  using VecW = detail::Vec<W>;
+  using BitsW = detail::Bits<W>;
+  constexpr std::size_t L = kLanes, V = kLanes / W;
   for (std::size_t i = 0; i < d; ++i)
-    for (std::size_t v = 0; v < V; ++v) store4(z + i * L + 4 * v, mua[i] - load4(mub + i * L + 4 * v));
+    for (std::size_t v = 0; v < V; ++v) detail::store<W>(z + i * L + W * v, mua[i] - detail::load<W>(mub + i * L + W * v));
   double prod[L], quad[L], inv[L], pivot[L];
   int expo[L];
   for (std::size_t l = 0; l < L; ++l) quad[l] = 0.0, expo[l] = 0;
   // The product of the pivots, and the lanes whose pivot was not in (0, max] (checked once at the
   // end: a bad pivot only spreads NaN or inf through its own lane).
-  Vec4 pv[V];
-  for (std::size_t v = 0; v < V; ++v) pv[v] = Vec4{1.0, 1.0, 1.0, 1.0};
-  Bits4 bad = {0, 0, 0, 0};
+  VecW pv[V];
+  for (std::size_t v = 0; v < V; ++v) pv[v] = VecW{} + 1.0;
+  BitsW bad = {};
   for (std::size_t j = 0; j < d; ++j) {
     const double* lj = A + packed(j, 0) * L;  // row j of L: entries k < j final
     {
       const std::size_t p = packed(j, j);
-      Vec4 acc[V], zj[V];
-      for (std::size_t v = 0; v < V; ++v) acc[v] = Sa[p] + load4(Sb + p * L + 4 * v), zj[v] = load4(z + j * L + 4 * v);
+      VecW acc[V], zj[V];
+      for (std::size_t v = 0; v < V; ++v) acc[v] = Sa[p] + detail::load<W>(Sb + p * L + W * v), zj[v] = detail::load<W>(z + j * L + W * v);
       for (std::size_t k = 0; k < j; ++k)
         for (std::size_t v = 0; v < V; ++v) {
-          const Vec4 l = load4(lj + k * L + 4 * v);
+          const VecW l = detail::load<W>(lj + k * L + W * v);
           acc[v] -= l * l;
-          zj[v] -= l * load4(z + k * L + 4 * v);
+          zj[v] -= l * detail::load<W>(z + k * L + W * v);
         }
-      Bits4 wide = {0, 0, 0, 0};
+      BitsW wide = {};
       for (std::size_t v = 0; v < V; ++v) {
-        store4(pivot + 4 * v, acc[v]);
-        store4(z + j * L + 4 * v, zj[v]);
-        bad |= ~(Bits4)(acc[v] > 0.0) | (Bits4)(acc[v] > std::numeric_limits<double>::max());
+        detail::store<W>(pivot + W * v, acc[v]);
+        detail::store<W>(z + j * L + W * v, zj[v]);
+        bad |= ~(BitsW)(acc[v] > 0.0) | (BitsW)(acc[v] > std::numeric_limits<double>::max());
         pv[v] *= acc[v];
-        wide |= (Bits4)(pv[v] < 0x1p-500) | (Bits4)(pv[v] > 0x1p500);
+        wide |= (BitsW)(pv[v] < 0x1p-500) | (BitsW)(pv[v] > 0x1p500);
       }
-      if (wide[0] | wide[1] | wide[2] | wide[3]) {
-        for (std::size_t v = 0; v < V; ++v) store4(prod + 4 * v, pv[v]);
+      if (detail::any(wide)) {
+        for (std::size_t v = 0; v < V; ++v) detail::store<W>(prod + W * v, pv[v]);
         for (std::size_t l = 0; l < L; ++l) {
           int e;
           prod[l] = std::frexp(prod[l], &e);
           expo[l] += e;
         }
-        for (std::size_t v = 0; v < V; ++v) pv[v] = load4(prod + 4 * v);
+        for (std::size_t v = 0; v < V; ++v) pv[v] = detail::load<W>(prod + W * v);
       }
     }
     double* zj = z + j * L;
@@ -169,38 +172,38 @@ bool log_overlap_lanes(const double* Sa, const double* mua, const double* Sb, co
       zj[l] *= inv[l];
       quad[l] += zj[l] * zj[l];
     }
-    Vec4 scale[V];
-    for (std::size_t v = 0; v < V; ++v) scale[v] = load4(inv + 4 * v);
+    VecW scale[V];
+    for (std::size_t v = 0; v < V; ++v) scale[v] = detail::load<W>(inv + W * v);
     // Column j below the diagonal, two rows at a time (each load of row j serves both).
     std::size_t i = j + 1;
     for (; i + 1 < d; i += 2) {
       const double* li = A + packed(i, 0) * L;
       const double* lk = A + packed(i + 1, 0) * L;
       const std::size_t p = packed(i, j), p1 = packed(i + 1, j);
-      Vec4 acc[V], acc1[V];
+      VecW acc[V], acc1[V];
       for (std::size_t v = 0; v < V; ++v)
-        acc[v] = Sa[p] + load4(Sb + p * L + 4 * v), acc1[v] = Sa[p1] + load4(Sb + p1 * L + 4 * v);
+        acc[v] = Sa[p] + detail::load<W>(Sb + p * L + W * v), acc1[v] = Sa[p1] + detail::load<W>(Sb + p1 * L + W * v);
       for (std::size_t k = 0; k < j; ++k)
         for (std::size_t v = 0; v < V; ++v) {
-          const Vec4 l = load4(lj + k * L + 4 * v);
-          acc[v] -= load4(li + k * L + 4 * v) * l;
-          acc1[v] -= load4(lk + k * L + 4 * v) * l;
+          const VecW l = detail::load<W>(lj + k * L + W * v);
+          acc[v] -= detail::load<W>(li + k * L + W * v) * l;
+          acc1[v] -= detail::load<W>(lk + k * L + W * v) * l;
         }
       for (std::size_t v = 0; v < V; ++v)
-        store4(A + p * L + 4 * v, acc[v] * scale[v]), store4(A + p1 * L + 4 * v, acc1[v] * scale[v]);
+        detail::store<W>(A + p * L + W * v, acc[v] * scale[v]), detail::store<W>(A + p1 * L + W * v, acc1[v] * scale[v]);
     }
     for (; i < d; ++i) {
       const double* li = A + packed(i, 0) * L;
       const std::size_t p = packed(i, j);
-      Vec4 acc[V];
-      for (std::size_t v = 0; v < V; ++v) acc[v] = Sa[p] + load4(Sb + p * L + 4 * v);
+      VecW acc[V];
+      for (std::size_t v = 0; v < V; ++v) acc[v] = Sa[p] + detail::load<W>(Sb + p * L + W * v);
       for (std::size_t k = 0; k < j; ++k)
-        for (std::size_t v = 0; v < V; ++v) acc[v] -= load4(li + k * L + 4 * v) * load4(lj + k * L + 4 * v);
-      for (std::size_t v = 0; v < V; ++v) store4(A + p * L + 4 * v, acc[v] * scale[v]);
+        for (std::size_t v = 0; v < V; ++v) acc[v] -= detail::load<W>(li + k * L + W * v) * detail::load<W>(lj + k * L + W * v);
+      for (std::size_t v = 0; v < V; ++v) detail::store<W>(A + p * L + W * v, acc[v] * scale[v]);
     }
   }
-  if (bad[0] | bad[1] | bad[2] | bad[3]) return false;
-  for (std::size_t v = 0; v < V; ++v) store4(prod + 4 * v, pv[v]);
+  if (detail::any(bad)) return false;
+  for (std::size_t v = 0; v < V; ++v) detail::store<W>(prod + W * v, pv[v]);
   const double base = static_cast<double>(d) * detail::kLog2Pi;
   bool normal = true;
   for (std::size_t l = 0; l < L; ++l)
@@ -217,6 +220,42 @@ bool log_overlap_lanes(const double* Sa, const double* mua, const double* Sb, co
   for (std::size_t l = 0; l < L; ++l) out[l] = -0.5 * (base + std::log(prod[l]) + expo[l] * kLn2 + quad[l]);
   return true;
 }
+
+// The kernel compiled for AVX2 (four lanes per register) and for the x86-64 baseline, and, where
+// the CPU has it, for AVX-512 (eight lanes per register: half the instructions, twice the
+// registers). Every lane receives the same operations in the same order in each (FMA contraction
+// included), so the AVX-512 and AVX2 kernels give the same bits (cpp/tests/test_distance.cpp
+// compares every kernel the CPU can run); the baseline one, without FMA, may differ in the last
+// bits, as any clone below x86-64-v3 does.
+DFMR_TARGET_CLONES("arch=x86-64-v3", "default")
+bool log_overlap_lanes_vec4(const double* Sa, const double* mua, const double* Sb, const double* mub, std::size_t d,
+                            double* A, double* z, double* out) {
+  return log_overlap_lanes<4>(Sa, mua, Sb, mub, d, A, z, out);
+}
+
+#if DFMR_HAVE_X86_64_V4
+DFMR_TARGET_X86_64_V4
+bool log_overlap_lanes_vec8(const double* Sa, const double* mua, const double* Sb, const double* mub, std::size_t d,
+                            double* A, double* z, double* out) {
+  return log_overlap_lanes<8>(Sa, mua, Sb, mub, d, A, z, out);
+}
+#endif
+
+}  // namespace
+
+const std::vector<detail::LogOverlapKernel>& detail::log_overlap_kernels() {
+  static const std::vector<LogOverlapKernel> kernels = [] {
+    std::vector<LogOverlapKernel> k;
+#if DFMR_HAVE_X86_64_V4
+    if (cpu_has_x86_64_v4()) k.push_back(&log_overlap_lanes_vec8);
+#endif
+    k.push_back(&log_overlap_lanes_vec4);
+    return k;
+  }();
+  return kernels;
+}
+
+namespace {
 
 // Sum in log space: log(sum_t exp(x_t)), x_t < +inf (NaN if some x_t is). Terms with
 // x_t - top < kExpArgMin = -64 are left out: each is below e^-64 = 1.6e-28 times the top term, so
@@ -252,13 +291,14 @@ void log_cross_row(const LanePool& apool, std::size_t i, const LanePool& pool, s
   const std::size_t a0 = apool.first[i], a1 = apool.first[i + 1];
   const std::size_t c0 = pool.first[j0], c1 = pool.first[j1], width = c1 - c0;
   work.lo.resize((a1 - a0) * width);
+  const detail::LogOverlapKernel kernel = detail::log_overlap_kernels().front();
   double lanes[kLanes];
   for (std::size_t g = c0 / kLanes; g * kLanes < c1; ++g) {
     const double* Sb = pool.cov.data() + g * q * kLanes;
     const double* mub = pool.mean.data() + g * d * kLanes;
     const std::size_t lo = std::max(c0, g * kLanes), hi = std::min(c1, (g + 1) * kLanes);
     for (std::size_t a = a0; a < a1; ++a) {
-      if (!log_overlap_lanes(apool.packed_a.data() + a * q, apool.mean_a.data() + a * d, Sb, mub, d, work.A.data(), work.z.data(), lanes))
+      if (!kernel(apool.packed_a.data() + a * q, apool.mean_a.data() + a * d, Sb, mub, d, work.A.data(), work.z.data(), lanes))
         throw std::runtime_error("dfmr::pairwise_l2: sum of two covariances is not numerically positive definite");
       for (std::size_t n = lo; n < hi; ++n) work.lo[(a - a0) * width + (n - c0)] = lanes[n - g * kLanes];
     }

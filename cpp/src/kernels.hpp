@@ -17,7 +17,22 @@ constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 // sanitizer runtimes are initialised).
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(DFMR_NO_MULTIVERSION)
 #define DFMR_TARGET_CLONES(...) __attribute__((target_clones(__VA_ARGS__)))
+#endif
+// A kernel written for AVX-512 vectors (eight doubles) has its own function compiled for
+// x86-64-v4, chosen at run time, once per process, where cpu_has_x86_64_v4() (the test the clones'
+// resolvers make); built where the clones are, with GCC 12 or later (which names the level).
+#if defined(DFMR_TARGET_CLONES) && __GNUC__ >= 12
+#define DFMR_HAVE_X86_64_V4 1
+#define DFMR_TARGET_X86_64_V4 __attribute__((target("arch=x86-64-v4")))
+inline bool cpu_has_x86_64_v4() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("x86-64-v4");
+}
 #else
+#define DFMR_HAVE_X86_64_V4 0
+inline bool cpu_has_x86_64_v4() { return false; }
+#endif
+#ifndef DFMR_TARGET_CLONES
 #define DFMR_TARGET_CLONES(...)
 #endif
 

@@ -1,6 +1,7 @@
 // Four-lane arithmetic in GNU vector extensions (GCC, Clang: ymm registers in the AVX2 clones,
-// pairs of xmm in the baseline; CMakeLists.txt requires one of these compilers), and the
-// elementary functions the distance kernel needs per pair. Private to the core.
+// pairs of xmm in the baseline; CMakeLists.txt requires one of these compilers), eight-lane
+// vectors for AVX-512 code, and the elementary functions the distance kernel needs per pair.
+// Private to the core.
 #pragma once
 
 #include <cstddef>
@@ -24,6 +25,43 @@ DFMR_ALWAYS_INLINE inline Vec4 load4(const double* p) {
   return v;
 }
 DFMR_ALWAYS_INLINE inline void store4(double* p, const Vec4& v) { std::memcpy(p, &v, sizeof v); }
+
+// W lanes per vector, W = 4 (a ymm register) or 8 (a zmm register, in AVX-512 code only: elsewhere
+// the compiler splits it through memory), for kernels written once for either width.
+template <std::size_t W>
+struct VectorTypes;
+template <>
+struct VectorTypes<4> {
+  typedef double Vec __attribute__((vector_size(32)));
+  typedef std::uint64_t Bits __attribute__((vector_size(32)));
+};
+template <>
+struct VectorTypes<8> {
+  typedef double Vec __attribute__((vector_size(64)));
+  typedef std::uint64_t Bits __attribute__((vector_size(64)));
+};
+template <std::size_t W>
+using Vec = typename VectorTypes<W>::Vec;
+template <std::size_t W>
+using Bits = typename VectorTypes<W>::Bits;
+
+template <std::size_t W>
+DFMR_ALWAYS_INLINE inline Vec<W> load(const double* p) {
+  Vec<W> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <std::size_t W>
+DFMR_ALWAYS_INLINE inline void store(double* p, const Vec<W>& v) {
+  std::memcpy(p, &v, sizeof v);
+}
+// Whether some lane of a comparison's mask is set.
+template <class B>
+DFMR_ALWAYS_INLINE inline bool any(const B& mask) {
+  std::uint64_t r = 0;
+  for (std::size_t i = 0; i < sizeof mask / sizeof r; ++i) r |= mask[i];
+  return r != 0;
+}
 
 // Elementary functions, four lanes at a time: glibc's exp and log are scalar calls, and one log per
 // pair and one exp per pair of components took a fifth of the distance time. Both are accurate to

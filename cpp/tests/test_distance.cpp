@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "overlap_kernels.hpp"
 #include "test_support.hpp"
 
 #include <Eigen/Dense>
@@ -409,4 +410,69 @@ TEST(PairwiseL2, IdenticalMixturesAreExactlyZeroApart) {
   const Eigen::MatrixXd D = dfmr::pairwise_l2(mixtures);
   EXPECT_EQ(D(0, 1), 0.0);
   EXPECT_GT(D(0, 2), 0.0);
+}
+
+// Every compiled version of the distance kernel this CPU can run (AVX-512 and AVX2 on an AVX-512
+// machine) gives the same bits, lane for lane, for d = 1 to 18 (both parities of the two-row
+// blocking, one and several vectors per row), with covariances of order 1, 2^600 and 2^-600 (pivot
+// products that leave the double range and are renormalised on the way) and a lane that is not
+// positive definite; and each equals log N(mu_a; mu_b, S_a + S_b) from Eigen's Cholesky.
+TEST(OverlapKernels, EveryCompiledVersionGivesTheSameBits) {
+  const auto& kernels = dfmr::detail::log_overlap_kernels();
+  ASSERT_FALSE(kernels.empty());
+  std::printf("[          ] %zu compiled version(s) of the distance kernel on this CPU\n", kernels.size());
+  constexpr std::size_t L = dfmr::detail::kOverlapLanes;
+  std::mt19937 rng(42);
+  std::normal_distribution<double> z(0.0, 1.0);
+  for (int d = 1; d <= 18; ++d)
+    for (const int e : {0, 600, -600}) {
+      const std::size_t D = static_cast<std::size_t>(d), q = D * (D + 1) / 2;
+      const double scale = std::ldexp(1.0, e), sd = std::ldexp(1.0, e / 2);
+      auto pack = [&](const MatrixXd& S, double* out, std::size_t stride) {
+        for (std::size_t i = 0; i < D; ++i)
+          for (std::size_t j = 0; j <= i; ++j)
+            out[(i * (i + 1) / 2 + j) * stride] = S(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j));
+      };
+      const MatrixXd Sa = scale * random_spd(rng, d);
+      VectorXd mua(d);
+      for (int i = 0; i < d; ++i) mua(i) = sd * z(rng);
+      std::vector<double> Sa_packed(q), Sb(q * L), mub(D * L);
+      pack(Sa, Sa_packed.data(), 1);
+      std::vector<MatrixXd> Sbs;
+      std::vector<VectorXd> mubs;
+      for (std::size_t l = 0; l < L; ++l) {
+        const MatrixXd S = scale * random_spd(rng, d, 0.05 + 0.1 * static_cast<double>(l));
+        VectorXd mu(d);
+        for (int i = 0; i < d; ++i) mu(i) = mua(i) + sd * z(rng) * static_cast<double>(l) / 4.0;
+        pack(S, Sb.data() + l, L);
+        for (std::size_t i = 0; i < D; ++i) mub[i * L + l] = mu(static_cast<Eigen::Index>(i));
+        Sbs.push_back(S);
+        mubs.push_back(mu);
+      }
+      std::vector<std::vector<double>> outs;
+      for (const auto kernel : kernels) {
+        std::vector<double> A(q * L), zs(D * L), out(L);
+        ASSERT_TRUE(kernel(Sa_packed.data(), mua.data(), Sb.data(), mub.data(), D, A.data(), zs.data(), out.data()))
+            << "d = " << d << ", scale 2^" << e;
+        outs.push_back(out);
+      }
+      for (std::size_t k = 1; k < outs.size(); ++k)
+        for (std::size_t l = 0; l < L; ++l)
+          EXPECT_EQ(outs[k][l], outs[0][l]) << "d = " << d << ", scale 2^" << e << ", version " << k << ", lane " << l;
+      for (std::size_t l = 0; l < L; ++l) {
+        const Eigen::LLT<MatrixXd> llt(Sa + Sbs[l]);
+        const VectorXd w = llt.matrixL().solve(mua - mubs[l]);
+        double log_det = 0.0;
+        for (int i = 0; i < d; ++i) log_det += 2.0 * std::log(llt.matrixLLT()(i, i));
+        const double expected = -0.5 * (d * std::log(2.0 * kPi) + log_det + w.squaredNorm());
+        EXPECT_NEAR(outs[0][l], expected, 1e-12 * (1.0 + std::abs(expected))) << "d = " << d << ", scale 2^" << e << ", lane " << l;
+      }
+      // Lane 7 with S_b = -2 S_a: S_a + S_b is negative definite, and every version says so.
+      pack(MatrixXd(-2.0 * Sa), Sb.data() + 7, L);
+      for (const auto kernel : kernels) {
+        std::vector<double> A(q * L), zs(D * L), out(L);
+        EXPECT_FALSE(kernel(Sa_packed.data(), mua.data(), Sb.data(), mub.data(), D, A.data(), zs.data(), out.data()))
+            << "d = " << d << ", scale 2^" << e;
+      }
+    }
 }
