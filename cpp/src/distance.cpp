@@ -22,12 +22,9 @@ namespace dfmr {
 
 namespace {
 
-using detail::Bits4;
 using detail::exp_nonpositive;
 using detail::kExpArgMin;
-using detail::load4;
 using detail::log_normal;
-using detail::store4;
 using detail::Vec4;
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
@@ -212,7 +209,7 @@ DFMR_ALWAYS_INLINE inline bool log_overlap_lanes(const double* Sa, const double*
     for (std::size_t v = 0; v < L; v += 4) {
       const Vec4 e = {static_cast<double>(expo[v]), static_cast<double>(expo[v + 1]), static_cast<double>(expo[v + 2]),
                       static_cast<double>(expo[v + 3])};
-      store4(out + v, -0.5 * ((base + log_normal(load4(prod + v), e)) + load4(quad + v)));
+      detail::store<4>(out + v, -0.5 * ((base + log_normal(detail::load<4>(prod + v), e)) + detail::load<4>(quad + v)));
     }
     return true;
   }
@@ -270,11 +267,11 @@ double log_sum_exp(const double* x, std::size_t n, double* e) {
   if (nan) return std::numeric_limits<double>::quiet_NaN();
   if (top == kNegInf) return top;
   const std::size_t full = n - n % 4;
-  for (std::size_t t = 0; t < full; t += 4) store4(e + t, exp_nonpositive(load4(x + t) - top));
+  for (std::size_t t = 0; t < full; t += 4) detail::store<4>(e + t, exp_nonpositive(detail::load<4>(x + t) - top));
   if (full < n) {
     double tail[4] = {kNegInf, kNegInf, kNegInf, kNegInf};
     std::copy(x + full, x + n, tail);
-    store4(e + full, exp_nonpositive(load4(tail) - top));
+    detail::store<4>(e + full, exp_nonpositive(detail::load<4>(tail) - top));
   }
   double s = 0.0;
   for (std::size_t t = 0; t < n; ++t) s += e[t];

@@ -30,7 +30,6 @@ inline bool cpu_has_x86_64_v4() {
 }
 #else
 #define DFMR_HAVE_X86_64_V4 0
-inline bool cpu_has_x86_64_v4() { return false; }
 #endif
 #ifndef DFMR_TARGET_CLONES
 #define DFMR_TARGET_CLONES(...)

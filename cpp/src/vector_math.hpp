@@ -16,34 +16,21 @@ namespace dfmr::detail {
 // does not apply, and they run with the instructions of the target clone that calls them.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
-typedef double Vec4 __attribute__((vector_size(32)));
-typedef std::uint64_t Bits4 __attribute__((vector_size(32)));
-
-DFMR_ALWAYS_INLINE inline Vec4 load4(const double* p) {
-  Vec4 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-DFMR_ALWAYS_INLINE inline void store4(double* p, const Vec4& v) { std::memcpy(p, &v, sizeof v); }
-
-// W lanes per vector, W = 4 (a ymm register) or 8 (a zmm register, in AVX-512 code only: elsewhere
-// the compiler splits it through memory), for kernels written once for either width.
+// W lanes per vector: W = 4 (a ymm register in the AVX2 clones) or 8 (a zmm register, for AVX-512
+// code only: elsewhere the compiler splits it through memory), for kernels written once for
+// either width.
 template <std::size_t W>
-struct VectorTypes;
-template <>
-struct VectorTypes<4> {
-  typedef double Vec __attribute__((vector_size(32)));
-  typedef std::uint64_t Bits __attribute__((vector_size(32)));
-};
-template <>
-struct VectorTypes<8> {
-  typedef double Vec __attribute__((vector_size(64)));
-  typedef std::uint64_t Bits __attribute__((vector_size(64)));
+struct VectorTypes {
+  static_assert(W == 4 || W == 8, "four or eight lanes");
+  typedef double Vec __attribute__((vector_size(8 * W)));
+  typedef std::uint64_t Bits __attribute__((vector_size(8 * W)));
 };
 template <std::size_t W>
 using Vec = typename VectorTypes<W>::Vec;
 template <std::size_t W>
 using Bits = typename VectorTypes<W>::Bits;
+using Vec4 = Vec<4>;
+using Bits4 = Bits<4>;
 
 template <std::size_t W>
 DFMR_ALWAYS_INLINE inline Vec<W> load(const double* p) {
