@@ -1,8 +1,8 @@
 """Mixture reduction (MR) and the trimmed k-barycenter (TKB): the compiled core against the reference.
 
 The first group checks the reference (KL against analytic values and integration, the MM
-iteration's invariants, exhaustive search) and always runs; the second group checks
-``dfmr.reduction`` / ``dfmr.mr`` / ``dfmr.tkb`` and is skipped until they are available.
+iteration's invariants, exhaustive search); the second group checks ``dfmr.reduction`` /
+``dfmr.mr`` / ``dfmr.tkb`` against it (a missing core or name fails the import, it is never skipped).
 """
 
 from __future__ import annotations
@@ -17,17 +17,7 @@ from scipy import integrate
 
 import dfmr
 from dfmr import GaussianMixtureParams
-
-try:
-    from dfmr import reduction as core_reduction
-
-    HAS_REDUCE = all(hasattr(core_reduction, name) for name in ("reduce", "pool", "kl_cost"))
-except ImportError:  # pragma: no cover - before the core exists
-    core_reduction = None
-    HAS_REDUCE = False
-HAS_AGGREGATE = hasattr(dfmr, "mr") and hasattr(dfmr, "tkb")
-needs_reduce = pytest.mark.skipif(not HAS_REDUCE, reason="dfmr.reduction.reduce is not available (core not built)")
-needs_aggregate = pytest.mark.skipif(not HAS_AGGREGATE, reason="dfmr.mr / dfmr.tkb are not available")
+from dfmr import reduction as core_reduction
 
 RTOL_PARAMS = 1e-8
 RTOL_OBJ = 1e-10
@@ -226,7 +216,6 @@ def test_reference_reaches_bruteforce_optimum() -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-@needs_reduce
 @pytest.mark.parametrize("kind", ["unstructured", "shipped"])
 def test_core_pool_matches_reference(kind: str) -> None:
     mixes = case(kind, 0)
@@ -237,7 +226,6 @@ def test_core_pool_matches_reference(kind: str) -> None:
     assert pooled.weights.sum() == pytest.approx(1.0, abs=1e-14)
 
 
-@needs_reduce
 @pytest.mark.parametrize("kind", ["structured", "unstructured", "shipped"])
 def test_core_kl_cost_matches_reference(kind: str) -> None:
     mixes = case(kind, 1)
@@ -248,7 +236,6 @@ def test_core_kl_cost_matches_reference(kind: str) -> None:
         np.testing.assert_allclose(cost, ref.kl_cost_matrix(pooled, target), rtol=1e-10, atol=1e-11)
 
 
-@needs_reduce
 @pytest.mark.parametrize("scale", [1e-6, 1e6])
 def test_core_kl_cost_scale_invariant(scale: float) -> None:
     """KL is invariant under x -> a x; the core must not lose accuracy at extreme scales."""
@@ -263,7 +250,6 @@ def test_core_kl_cost_scale_invariant(scale: float) -> None:
     np.testing.assert_allclose(cost, ref.kl_cost_matrix(pooled, target), rtol=1e-9, atol=1e-10)
 
 
-@needs_reduce
 @pytest.mark.parametrize("trim", [0.0, 0.25, 0.5])
 @pytest.mark.parametrize(("kind", "seed"), [("structured", 0), ("structured", 1), ("unstructured", 2), ("shipped", 0)])
 def test_core_reduce_matches_reference_from_one_start(kind: str, seed: int, trim: float) -> None:
@@ -277,7 +263,6 @@ def test_core_reduce_matches_reference_from_one_start(kind: str, seed: int, trim
     assert core_res.start_index == 0
 
 
-@needs_reduce
 @pytest.mark.parametrize(("kind", "seed"), [("structured", 3), ("unstructured", 4), ("unstructured", 5)])
 def test_core_reduce_multi_start_matches_reference(kind: str, seed: int) -> None:
     mixes = case(kind, seed)
@@ -300,7 +285,6 @@ def test_core_reduce_multi_start_matches_reference(kind: str, seed: int) -> None
         assert_results_agree(single, ref.reduce_numpy(pooled, 3, starts[i]))
 
 
-@needs_reduce
 @pytest.mark.parametrize("trim", [0.0, 0.3])
 @pytest.mark.parametrize("seed", range(15))
 def test_core_trace_never_increases(seed: int, trim: float) -> None:
@@ -313,7 +297,6 @@ def test_core_trace_never_increases(seed: int, trim: float) -> None:
         assert np.asarray(res.start_objectives).min() == pytest.approx(res.objective, rel=1e-15, abs=1e-300)
 
 
-@needs_reduce
 @pytest.mark.parametrize("trim", [0.0, 0.3])
 @pytest.mark.parametrize("kind", ["unstructured", "shipped"])
 def test_core_fixed_point_is_moment_matched(kind: str, trim: float) -> None:
@@ -332,7 +315,6 @@ def test_core_fixed_point_is_moment_matched(kind: str, trim: float) -> None:
     np.testing.assert_allclose(plan, expected_plan, rtol=1e-12, atol=1e-15)
 
 
-@needs_reduce
 @pytest.mark.parametrize("trim", [0.0, 0.2, 0.5])
 @pytest.mark.parametrize("seed", range(4))
 def test_core_weights_are_normalised_column_sums(seed: int, trim: float) -> None:
@@ -345,7 +327,6 @@ def test_core_weights_are_normalised_column_sums(seed: int, trim: float) -> None
     assert np.all(plan >= 0)
 
 
-@needs_reduce
 @pytest.mark.parametrize("trim", [0.0, 0.3])
 @pytest.mark.parametrize(("kind", "seed"), [("structured", 7), ("unstructured", 7), ("shipped", 0)])
 def test_core_invariant_to_order_of_pooled_components(kind: str, seed: int, trim: float) -> None:
@@ -361,7 +342,6 @@ def test_core_invariant_to_order_of_pooled_components(kind: str, seed: int, trim
     np.testing.assert_allclose(np.asarray(res_perm.assignment)[:, order], np.asarray(res.assignment)[perm], atol=1e-12)
 
 
-@needs_aggregate
 @pytest.mark.parametrize("method", ["mr", "tkb"])
 @pytest.mark.parametrize(("kind", "seed"), [("structured", 8), ("unstructured", 8), ("shipped", 0)])
 def test_core_invariant_to_order_of_machines(kind: str, seed: int, method: str) -> None:
@@ -375,7 +355,6 @@ def test_core_invariant_to_order_of_machines(kind: str, seed: int, method: str) 
     assert_mixture_close(res_perm.mixture, res.mixture, rtol=RTOL_PARAMS, atol=RTOL_PARAMS)
 
 
-@needs_aggregate
 @pytest.mark.parametrize(
     ("kind", "seed"), [("structured", 9), ("unstructured", 9), ("unstructured", 10), ("shipped", 0)]
 )
@@ -387,7 +366,6 @@ def test_core_mr_matches_reference(kind: str, seed: int) -> None:
     np.testing.assert_array_equal(res.retained, np.arange(len(mixes)))
 
 
-@needs_aggregate
 @pytest.mark.parametrize("alpha", [0.1, 0.5])
 @pytest.mark.parametrize(("kind", "seed"), [("structured", 11), ("unstructured", 11), ("shipped", 0)])
 def test_core_tkb_matches_reference(kind: str, seed: int, alpha: float) -> None:
@@ -398,13 +376,11 @@ def test_core_tkb_matches_reference(kind: str, seed: int, alpha: float) -> None:
     np.testing.assert_array_equal(res.retained, np.arange(len(mixes)))
 
 
-@needs_aggregate
 def test_core_tkb_default_alpha_is_one_half() -> None:
     mixes = structured_case(12)
     assert dfmr.tkb(mixes, 3).objective == pytest.approx(ref.tkb_numpy(mixes, 3, 0.5).objective, rel=RTOL_OBJ)
 
 
-@needs_aggregate
 @pytest.mark.parametrize(("kind", "seed"), [("structured", 13), ("unstructured", 13), ("shipped", 0)])
 def test_core_tkb_with_alpha_zero_is_mr(kind: str, seed: int) -> None:
     mixes = case(kind, seed)
@@ -415,7 +391,6 @@ def test_core_tkb_with_alpha_zero_is_mr(kind: str, seed: int) -> None:
     assert_mixture_close(res_tkb.mixture, res_mr.mixture, rtol=1e-10, atol=1e-12)
 
 
-@needs_aggregate
 @pytest.mark.parametrize("seed", range(3))
 def test_core_copies_reduce_to_the_mixture(seed: int) -> None:
     """Brute-force truth: m relabelled copies of f pool to f, which has objective 0 (KL >= 0)."""
@@ -427,7 +402,6 @@ def test_core_copies_reduce_to_the_mixture(seed: int) -> None:
     assert_mixture_close(res.mixture, truth, rtol=1e-10, atol=1e-12)
 
 
-@needs_aggregate
 @pytest.mark.parametrize(("seed", "k", "m", "noise"), [(30, 2, 4, 0.3), (31, 2, 4, 1.0), (32, 3, 3, 0.5)])
 def test_core_reaches_bruteforce_optimum(seed: int, k: int, m: int, noise: float) -> None:
     mixes = structured_case(seed, k=k, d=2, m=m, noise=noise)
@@ -439,7 +413,6 @@ def test_core_reaches_bruteforce_optimum(seed: int, k: int, m: int, noise: float
         assert_mixture_close(res.mixture, best_mixture, rtol=1e-8, atol=1e-10)
 
 
-@needs_reduce
 @pytest.mark.parametrize("trim", [0.0, 0.3])
 @pytest.mark.parametrize("kind", ["structured", "shipped"])
 def test_core_drops_component_nobody_is_assigned_to(kind: str, trim: float) -> None:
@@ -455,7 +428,6 @@ def test_core_drops_component_nobody_is_assigned_to(kind: str, trim: float) -> N
     assert_results_agree(res, ref.reduce_numpy(pooled, k, start, trim=trim))
 
 
-@needs_reduce
 def test_core_max_iter_zero_returns_the_assigned_start() -> None:
     mixes = structured_case(15)
     pooled = ref.pool(mixes)
@@ -465,7 +437,6 @@ def test_core_max_iter_zero_returns_the_assigned_start() -> None:
     assert_results_agree(res, ref.reduce_numpy(pooled, 3, start, max_iter=0))
 
 
-@needs_reduce
 def test_core_drops_component_that_is_empty_in_the_final_assignment() -> None:
     """DESIGN.md: components that receive no weight are dropped -- also in the last assignment.
 
@@ -481,7 +452,6 @@ def test_core_drops_component_that_is_empty_in_the_final_assignment() -> None:
     assert_results_agree(res, ref.reduce_numpy(pooled, 3, start, max_iter=0))
 
 
-@needs_reduce
 def test_core_exact_ties_split_equally() -> None:
     mixes = structured_case(16)
     pooled = ref.pool(mixes)
@@ -499,7 +469,6 @@ def test_core_exact_ties_split_equally() -> None:
     np.testing.assert_allclose(res.mixture.covariances[i], res.mixture.covariances[j], rtol=1e-14, atol=1e-14)
 
 
-@needs_reduce
 def test_core_thread_count_does_not_change_results() -> None:
     mixes = unstructured_case(17, m=12)
     pooled = ref.pool(mixes)
@@ -513,7 +482,6 @@ def test_core_thread_count_does_not_change_results() -> None:
     np.testing.assert_array_equal(one.assignment, two.assignment)
 
 
-@needs_reduce
 @pytest.mark.parametrize("max_iter", [2, 3, 100])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_core_shared_trajectories_are_bit_identical_to_full_runs(max_iter: int, n_threads: int) -> None:
