@@ -1,4 +1,5 @@
-"""Packaging: one version everywhere, type information shipped, scikit-learn's error types."""
+"""Packaging: one version everywhere (pyproject.toml: the wheel, the sdist, dfmr.__version__, CMake and the R
+package), type information shipped, scikit-learn's error types."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ def _pyproject_version() -> str:
 
 def test_version_comes_from_pyproject():
     assert dfmr.__version__ == metadata.version("dfmr") == _pyproject_version()
+
+
+def test_r_package_version_is_the_pyproject_version():
+    match = re.search(r"^Version: *(\S+) *$", (ROOT / "r_bridge" / "DESCRIPTION").read_text(), re.MULTILINE)
+    assert match, "r_bridge/DESCRIPTION has no Version field"
+    assert match.group(1) == _pyproject_version() == dfmr.__version__
 
 
 def test_cmake_reads_the_version_from_pyproject():
