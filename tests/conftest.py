@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -117,6 +118,25 @@ def assert_mixture_close(
         got.covariances, expected.covariances, rtol=rtol, atol=atol * scale_s, err_msg="covariances"
     )
     return order
+
+
+def header_value(text: str, key: str) -> str:
+    """The value printed after ``key:`` in the header of a summary report."""
+    match = re.search(rf"{re.escape(key)}:\s+(.+?)(?:\s{{3}}|$)", text, flags=re.MULTILINE)
+    assert match, f"{key} not in the header"
+    return match.group(1).strip()
+
+
+def assert_summary_shows_mixture(text: str, mixture: GaussianMixtureParams) -> None:
+    """Assert the component table of a summary shows ``mixture``: weights, shown mean coordinates, traces."""
+    rows = re.findall(r"^\s+(\d+)\s+(\d\.\d{4})\s+\[(.*)\]\s+(\S+)$", text, flags=re.MULTILINE)
+    assert [int(r[0]) for r in rows] == list(range(mixture.n_components)), text
+    np.testing.assert_allclose([float(r[1]) for r in rows], mixture.weights, rtol=0, atol=5e-5, err_msg="weights")
+    shown = [[float(x) for x in r[2].split() if x != "..."] for r in rows]
+    coords = list(range(mixture.dim)) if mixture.dim <= 6 else [0, 1, 2, 3, mixture.dim - 1]  # all up to six
+    np.testing.assert_allclose(shown, mixture.means[:, coords], rtol=5e-4, atol=1e-300, err_msg="means")
+    traces = np.trace(mixture.covariances, axis1=1, axis2=2)
+    np.testing.assert_allclose([float(r[3]) for r in rows], traces, rtol=5e-4, err_msg="tr(Sigma)")
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import sklearn.exceptions
+from conftest import assert_summary_shows_mixture, header_value
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
@@ -203,9 +204,17 @@ def test_learned_attributes_describe_the_aggregate(fitted):
     assert fitted.n_machines_ == 10
 
 
-def test_summary_is_the_aggregation_summary(fitted):
-    text = fitted.summary()
-    assert isinstance(text, str) and text == fitted.aggregation_.summary()
+def test_summary_reports_the_current_fit(small_data):
+    est = DistributedGaussianMixture(5, n_machines=4, aggregator="mr", backend="serial", random_state=0)
+    assert header_value(est.fit(small_data).summary(), "Method") == "MR"
+    est.set_params(aggregator="tkb", n_machines=5).fit(small_data)  # a refit must not report the first fit
+    text = est.summary()
+    assert header_value(text, "Method") == "TKB"
+    assert header_value(text, "Machines received") == "5"
+    assert header_value(text, "Machines retained") == "5"
+    assert header_value(text, "MM iterations") == str(est.aggregation_.n_iter)
+    assert float(header_value(text, "Objective")) == pytest.approx(est.aggregation_.objective, rel=1e-5)
+    assert_summary_shows_mixture(text, est.mixture_)
 
 
 def test_fitted_estimator_pickles(fitted, data):
@@ -229,14 +238,41 @@ def test_dfmr_filters_a_byzantine_partition(truth, data):
     assert recovery_errors(broken.mixture_, truth, n_good)["means"] > Z_MAX
 
 
-@pytest.mark.parametrize("aggregator", ["mr", "coat", "tkb"])
-def test_other_aggregators(aggregator, small_data):
-    est = DistributedGaussianMixture(5, n_machines=4, aggregator=aggregator, backend="serial", random_state=0)
-    est.fit(small_data)
-    assert est.aggregation_.method == aggregator
-    assert est.means_.shape == (5, 10)
+# Each aggregator with a non-default setting where it has one, and the function the estimator must call.
+AGGREGATOR_CALLS = {
+    "mr": ({}, lambda local: dfmr.mr(local, 5)),
+    "coat": ({}, lambda local: dfmr.coat(local)),
+    "tkb": ({"alpha": 0.2}, lambda local: dfmr.tkb(local, 5, 0.2)),
+    "dfmr": ({"threshold": 1.0}, lambda local: dfmr.dfmr(local, 5, 1.0)),
+    # 8,000 rows on 4 machines: each machine's sample size is 2,000
+    "robust_dfmr": ({}, lambda local: dfmr.robust_dfmr(local, 5, n_samples=np.full(4, 2_000.0))),
+}
+
+
+@pytest.mark.parametrize("aggregator", list(AGGREGATOR_CALLS))
+def test_estimator_aggregates_like_the_aggregator_function(aggregator, small_data):
+    settings, call = AGGREGATOR_CALLS[aggregator]
+    est = DistributedGaussianMixture(5, n_machines=4, aggregator=aggregator, backend="serial", random_state=0,
+                                     **settings).fit(small_data)
+    expected = call(est.local_mixtures_)
+    got = est.aggregation_
+    assert got.method == expected.method == aggregator
+    assert est.mixture_ == expected.mixture  # weights, means and covariances, bit for bit
+    np.testing.assert_array_equal(got.retained, expected.retained)
+    assert (got.center, got.objective, got.n_iter, got.alpha) == (
+        expected.center, expected.objective, expected.n_iter, expected.alpha)
     if aggregator == "coat":
-        assert est.mixture_ == est.local_mixtures_[est.aggregation_.center]
+        assert est.mixture_ == est.local_mixtures_[expected.center]
+
+
+@pytest.mark.parametrize(("aggregator", "default"), [("tkb", lambda local: dfmr.tkb(local, 5)),
+                                                      ("dfmr", lambda local: dfmr.dfmr(local, 5))])
+def test_the_aggregator_settings_matter_on_this_data(aggregator, default, small_data):
+    # Otherwise the comparison above could not tell a setting passed on from one ignored.
+    settings, call = AGGREGATOR_CALLS[aggregator]
+    local = DistributedGaussianMixture(5, n_machines=4, aggregator="mr", backend="serial",
+                                       random_state=0).fit(small_data).local_mixtures_
+    assert call(local).mixture != default(local).mixture
 
 
 # ------------------------------------------------------------------------- backends and seeding
