@@ -177,12 +177,20 @@ def test_repetitions_run_in_parallel_give_the_serial_numbers(tmp_path):
     assert [r["w1"] for r in serial] == pytest.approx([r["w1"] for r in parallel], rel=1e-12)
 
 
-def test_available_methods_pick_up_robust_dfmr(monkeypatch):
-    if hasattr(dfmr, "robust_dfmr"):
-        monkeypatch.delattr(dfmr, "robust_dfmr")
-    assert "robust_dfmr" not in study.available_methods()
-    monkeypatch.setattr(dfmr, "robust_dfmr", dfmr.dfmr, raising=False)
-    assert "robust_dfmr" in study.available_methods()
+def test_study_compares_the_papers_six_methods_and_robust_dfmr():
+    assert study.available_methods() == ("global", "mr", "dfmr", "robust_dfmr", "coat", "tkb", "oracle")
+
+
+def test_robust_dfmr_arm_screens_out_the_attacked_machine():
+    # 4 machines, rate 0.25: one machine's means are attacked. The robust arm must drop it (and no
+    # honest one) and come as close to the truth as the oracle (MR of the honest machines); MR keeps it.
+    rows = study.study(repetitions=2, **{**SMALL, "methods": ["robust_dfmr", "mr", "oracle"]})
+    by = {(r["repetition"], r["method"]): r for r in rows}
+    for rep in (0, 1):
+        robust, oracle, mr = by[rep, "robust_dfmr"], by[rep, "oracle"], by[rep, "mr"]
+        assert (robust["n_bad"], robust["bad_kept"], robust["good_dropped"]) == (1, 0, 0)
+        assert robust["w1"] <= 1.1 * oracle["w1"]
+        assert mr["bad_kept"] == 1 and mr["w1"] > 10 * oracle["w1"]
 
 
 @pytest.mark.parametrize(
