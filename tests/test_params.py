@@ -163,13 +163,19 @@ def test_integer_float32_and_big_integer_inputs_become_float64():
 
 
 def test_values_exactly_at_the_limits_are_accepted():
+    # Accepted values come back as given: nothing clipped, rescaled or regularised on the way in.
     big = LIMITS.max_abs_mean
-    covs = np.array([np.diag([1e-50, 1e-39]), np.diag([1e39, 1e50])])
-    GaussianMixtureParams([0.5, 0.5], [[big, -big], [-big, big]], covs)
-    GaussianMixtureParams([1.0], [[0.0, 0.0]], np.diag([1.0, LIMITS.max_condition])[None])
-    GaussianMixtureParams(np.full(LIMITS.max_components, 1.0 / LIMITS.max_components),
-                          np.zeros((LIMITS.max_components, 1)), np.ones((LIMITS.max_components, 1, 1)),
-                          normalize=True)
+    k_max = LIMITS.max_components
+    cases = [
+        ([0.5, 0.5], [[big, -big], [-big, big]], np.array([np.diag([1e-50, 1e-39]), np.diag([1e39, 1e50])]), False),
+        ([1.0], [[0.0, 0.0]], np.diag([1.0, LIMITS.max_condition])[None], False),
+        (np.full(k_max, 1.0 / k_max), np.zeros((k_max, 1)), np.ones((k_max, 1, 1)), True),
+    ]
+    for weights, means, covariances, normalize in cases:
+        mix = GaussianMixtureParams(weights, means, covariances, normalize=normalize)
+        np.testing.assert_allclose(mix.weights, weights, rtol=4 * np.finfo(float).eps, atol=0)
+        np.testing.assert_array_equal(mix.means, means)
+        np.testing.assert_array_equal(mix.covariances, covariances)
 
 
 def test_peak_density_limit_is_sharp():
