@@ -15,6 +15,7 @@ from sklearn.mixture import GaussianMixture
 
 import dfmr.estimator as estimator
 import dfmr.local as local
+from dfmr.covariance import get_model
 from dfmr.params import GaussianMixtureParams, InvalidMixtureError
 
 POPULATION = Path(local.__file__).parent / "data" / "mixsim_K5_d10_omega0.1_seed1.npz"
@@ -190,9 +191,9 @@ def sequential_rule_fit(X: np.ndarray, k: int, seed: int) -> local.LocalFit:
     m = min(n, max(1000, 20 * k * d))
     subset = Xc if m == n else np.asfortranarray(Xc[rng.choice(n, size=m, replace=False)])
     threshold = 1e-4 * local.n_parameters(k, d) / 2
-    design, runs = local._Design(Xc), []
-    for params in local._screened_starts(subset, S_x, k, 16, rng):
-        runs += local._race(design, S_x, n**-0.5, iter([params]), 500, threshold, -np.inf, np.inf)
+    design, runs, model = local._Design(Xc), [], get_model("full", d)
+    for params in local._screened_starts(subset, S_x, k, 16, rng, model, 1.0):
+        runs += local._race(design, S_x, n**-0.5, iter([params]), 500, threshold, -np.inf, np.inf, model)
         if local._confirmed(runs, 2 * threshold):
             break
     best = max(runs, key=lambda run: run.penalized)

@@ -39,6 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._validation import check_int
+from .covariance import CovarianceModel, get_model
 from .params import LIMITS, GaussianMixtureParams, precision_factor, row_blocks
 from .params import gaussian_log_prob as estimate_log_gaussian_prob
 
@@ -103,7 +104,11 @@ class LocalFit:
         iteration (length ``n_iter + 1``); non-decreasing up to rounding.
     start_penalized_logliks : tuple of float
         Final penalised log-likelihood of every start that was run, in the order run
-        (``1 <= len <= n_init``); ``penalized_loglik`` is their maximum.
+        (``1 <= len <= n_init``); ``penalized_loglik`` is their maximum (``-inf`` for a start
+        dropped as degenerate without a penalty).
+    covariance_type : str
+        mclust's name of the covariance model fitted (:func:`dfmr.covariance.get_model`), e.g.
+        "VVV" for "full"; the mixture's covariances belong to it.
     """
 
     mixture: GaussianMixtureParams
@@ -114,6 +119,7 @@ class LocalFit:
     n_init: int
     history: tuple[float, ...]
     start_penalized_logliks: tuple[float, ...]
+    covariance_type: str = "VVV"
 
 
 def sample_covariance(X: np.ndarray) -> np.ndarray:
@@ -312,11 +318,18 @@ def _theta(means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
 
 
 def _from_moments(
-    moments: np.ndarray, S_x: np.ndarray, a_n: float, n_runs: int
+    moments: np.ndarray,
+    S_x: np.ndarray,
+    a_n: float,
+    n_runs: int,
+    model: CovarianceModel,
+    start: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The penalised M-step (:func:`m_step`) of ``n_runs`` runs from :meth:`_Design.moments`.
 
-    Returns shapes (S, K), (S, K, d), (S, K, d, d).
+    The covariances are ``model``'s M-step on the augmented scatters ``W_k + 2 a_n S_x`` and counts
+    ``n_k + 2 a_n``, from ``start`` (the runs' covariances before, shape (S, K, d, d)) for the iterative
+    models. Returns shapes (S, K), (S, K, d), (S, K, d, d).
     """
     d = S_x.shape[0]
     nk, first = moments[:, 0], moments[:, 1 : 1 + d]
@@ -328,19 +341,31 @@ def _from_moments(
     # sum_i r_ij (x_i - mu_j)(x_i - mu_j)^T = second - (first mu_j^T): about the centred data's origin,
     # the cancellation is that of the component's distance from the data mean to its spread.
     scatter = second - first[:, :, None] * means[:, None, :]
-    covariances = (scatter + 2.0 * a_n * S_x) / (nk + 2.0 * a_n)[:, None, None]
-    covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
+    # Without a penalty an empty component has 0 / 0 as covariance: its run is then degenerate
+    # (_precision_factors), which is how such runs are recognised, so the warning says nothing more.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        covariances = model.m_step((scatter + 2.0 * a_n * S_x).reshape(n_runs, -1, d, d),
+                                   (nk + 2.0 * a_n).reshape(n_runs, -1), start)
     nk = nk.reshape(n_runs, -1)
     weights = (nk + _NK_FLOOR) / (nk.sum(axis=1, keepdims=True) + nk.shape[1] * _NK_FLOOR)
-    return weights, means.reshape(n_runs, -1, d), covariances.reshape(n_runs, -1, d, d)
+    return weights, means.reshape(n_runs, -1, d), covariances
 
 
-def m_step(X: np.ndarray, resp: np.ndarray, S_x: np.ndarray, a_n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def m_step(
+    X: np.ndarray,
+    resp: np.ndarray,
+    S_x: np.ndarray,
+    a_n: float,
+    covariance_type: str = "full",
+    start: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """M-step of the penalised EM (DESIGN.md, "Local estimate").
 
-    ``w_k = n_k / n``, ``mu_k = sum_i r_ik x_i / n_k`` and
+    ``w_k = n_k / n``, ``mu_k = sum_i r_ik x_i / n_k`` and, for the default "full" model,
     ``Sigma_k = (sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T + 2 a_n S_x) / (n_k + 2 a_n)``,
-    with ``n_k = sum_i r_ik``. Computed in row blocks (BLAS-3, extra memory of one block).
+    with ``n_k = sum_i r_ik``; another model's covariances are its constrained M-step
+    (:meth:`dfmr.covariance.CovarianceModel.m_step`) on the same augmented scatters and counts.
+    Computed in row blocks (BLAS-3, extra memory of one block).
 
     Parameters
     ----------
@@ -351,7 +376,11 @@ def m_step(X: np.ndarray, resp: np.ndarray, S_x: np.ndarray, a_n: float) -> tupl
     S_x : ndarray, shape (d, d)
         Sample covariance of the data.
     a_n : float
-        Penalty scale, ``n ** -0.5`` in dfmr.
+        Penalty scale, ``n ** -0.5`` in dfmr (0: the plain likelihood).
+    covariance_type : str, default "full"
+        Covariance model (:func:`dfmr.covariance.get_model`).
+    start : ndarray, shape (K, d, d), optional
+        Covariances the iterative models start from (the EM iterate before).
 
     Returns
     -------
@@ -369,7 +398,9 @@ def m_step(X: np.ndarray, resp: np.ndarray, S_x: np.ndarray, a_n: float) -> tupl
     the data per iteration, the same design serving both); both use the same code.
     """
     center = X.mean(axis=0)
-    weights, means, covariances = _from_moments(_Design(X - center).moments(resp.T), S_x, a_n, 1)
+    model = get_model(covariance_type, X.shape[1])
+    weights, means, covariances = _from_moments(_Design(X - center).moments(resp.T), S_x, a_n, 1, model,
+                                                None if start is None else np.asarray(start)[None])
     return weights[0], means[0] + center, covariances[0]
 
 
@@ -411,19 +442,46 @@ def penalized_loglik(
     return loglik - float(_penalty(S_x, prec_chol, a_n))
 
 
+def _precision_factors(covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`precision_cholesky` of (S, K, d, d) covariances, and which of the S runs have them.
+
+    A run with a covariance that is not finite or not positive definite (only possible without a
+    penalty: a component collapsed on fewer than d + 1 points, or emptied) is degenerate; its factors
+    are identities, so that the other runs of the pass go on.
+    """
+    ok = np.isfinite(covariances).all(axis=(1, 2, 3))
+    identity = np.broadcast_to(np.eye(covariances.shape[-1]), covariances.shape[1:])
+    safe = np.where(ok[:, None, None, None], covariances, identity)
+    try:
+        return precision_cholesky(safe), ok
+    except np.linalg.LinAlgError:
+        factors = np.empty_like(safe)
+        for run, matrices in enumerate(safe):
+            try:
+                factors[run] = precision_cholesky(matrices)
+            except np.linalg.LinAlgError:
+                ok[run], factors[run] = False, identity
+        return factors, ok
+
+
 def _em_pass(
-    design: _Design, S_x: np.ndarray, a_n: float, params: tuple[np.ndarray, np.ndarray, np.ndarray]
+    design: _Design,
+    S_x: np.ndarray,
+    a_n: float,
+    params: tuple[np.ndarray, np.ndarray, np.ndarray],
+    model: CovarianceModel,
 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """One pass over the data for S runs side by side: E-step at ``params`` and the M-step after it.
 
     ``params`` are (S, K), (S, K, d) and (S, K, d, d) arrays. Returns the log-likelihood and the
-    penalised log-likelihood of ``params`` (shape (S,) each) and the next parameters. Per block of
-    rows: one product for the log-densities of every component, the responsibilities in place, one
-    product for the moments (:class:`_Design`).
+    penalised log-likelihood of ``params`` (shape (S,) each; ``-inf`` for a degenerate run, see
+    :func:`_precision_factors`) and the next parameters (``model``'s M-step). Per block of rows: one
+    product for the log-densities of every component, the responsibilities in place, one product for
+    the moments (:class:`_Design`).
     """
     weights, means, covariances = params
     n_runs, k, d = means.shape
-    prec_chol = precision_cholesky(covariances)
+    prec_chol, ok = _precision_factors(covariances)
     theta = _theta(means.reshape(-1, d), prec_chol.reshape(-1, d, d))
     log_weights = np.log(weights)
     moments = np.zeros_like(theta)
@@ -432,7 +490,10 @@ def _em_pass(
         resp_t = theta @ block
         loglik += _normalize(resp_t.reshape(n_runs, k, -1), log_weights)
         moments += resp_t @ block.T
-    return loglik, loglik - _penalty(S_x, prec_chol, a_n), _from_moments(moments, S_x, a_n, n_runs)
+    loglik[~ok] = -math.inf
+    start = np.where(ok[:, None, None, None], covariances, np.eye(d))
+    following = _from_moments(moments, S_x, a_n, n_runs, model, start)
+    return loglik, loglik - _penalty(S_x, prec_chol, a_n), following
 
 
 @dataclass(frozen=True)
@@ -488,15 +549,17 @@ def _race(
     threshold: float,
     best: float,
     agree: float,
+    model: CovarianceModel,
 ) -> list[_Run]:
     """EM runs of the next starts, ``_RACE`` side by side (one pass over the data for all per iteration).
 
     Each run ends when it has :func:`_converged`, after ``max_iter`` of its iterations, or unconverged once
     it is :func:`_hopeless` against ``F - agree``, ``F`` the largest of ``best`` (the best converged value
     so far), the values of the runs of this race that converged and the current values of the others (EM
-    never decreases a run's value, so each is a value some run ends at or above). A run that ends
-    unconverged is replaced at once by the next start. Returns the runs in the order started, once none
-    is left running (empty when ``starts`` is used up).
+    never decreases a run's value, so each is a value some run ends at or above), or unconverged with
+    value ``-inf`` once it is degenerate (:func:`_precision_factors`). A run that ends unconverged is
+    replaced at once by the next start. ``model`` is the covariance model. Returns the runs in the order
+    started, once none is left running (empty when ``starts`` is used up).
     """
     histories: list[list[float]] = []
     current: dict[int, tuple[np.ndarray, ...]] = {}
@@ -514,14 +577,16 @@ def _race(
         start_next()
     while active:
         params = tuple(np.concatenate(arrays) for arrays in zip(*(current[run] for run in active)))
-        loglik, penalized, following = _em_pass(design, S_x, a_n, params)
+        loglik, penalized, following = _em_pass(design, S_x, a_n, params, model)
         running, replace = [], 0
         for j, run in enumerate(active):
             history = histories[run]
             history.append(float(penalized[j]))
             others = max((float(penalized[i]) for i in range(len(active)) if i != j), default=-math.inf)
-            converged = _converged(history, threshold)
-            if converged or len(history) > max_iter or _hopeless(history, max(best, others) - agree):
+            degenerate = not math.isfinite(history[-1])
+            converged = not degenerate and _converged(history, threshold)
+            ended = degenerate or converged or len(history) > max_iter
+            if ended or _hopeless(history, max(best, others) - agree):
                 # The run reports the parameters evaluated last, so its value is exact (no un-evaluated M-step).
                 weights, means, covariances = (p[j] for p in params)
                 done[run] = _Run(weights, means, covariances, float(loglik[j]), history[-1], history, converged)
@@ -536,9 +601,13 @@ def _race(
     return [done[run] for run in range(len(histories))]
 
 
-def n_parameters(n_components: int, dim: int) -> int:
-    """Free parameters of a K-component Gaussian mixture in d dimensions: ``K - 1 + K d + K d (d + 1) / 2``."""
-    return n_components - 1 + n_components * dim + n_components * dim * (dim + 1) // 2
+def n_parameters(n_components: int, dim: int, covariance_type: str = "full") -> int:
+    """Free parameters of a K-component Gaussian mixture in d dimensions with a covariance model.
+
+    ``K - 1 + K d + K d (d + 1) / 2`` for "full";
+    :meth:`dfmr.covariance.CovarianceModel.n_parameters` for every model.
+    """
+    return get_model(covariance_type, dim).n_parameters(n_components, dim)
 
 
 def _seeds(X: np.ndarray, n_components: int, n_runs: int, rng: np.random.Generator) -> np.ndarray:
@@ -553,22 +622,28 @@ def _seeds(X: np.ndarray, n_components: int, n_runs: int, rng: np.random.Generat
 
 
 def _screened_starts(
-    subset: np.ndarray, S_x: np.ndarray, n_components: int, n_init: int, rng: np.random.Generator
+    subset: np.ndarray,
+    S_x: np.ndarray,
+    n_components: int,
+    n_init: int,
+    rng: np.random.Generator,
+    model: CovarianceModel,
+    penalty: float,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The starts in the order they are run: groups of ``_SCREEN_GROUP``, each screened only when reached.
 
     Screening is :func:`_seeds` on the subset, one M-step and ``_SCREEN_ITER`` EM iterations there (the
-    same EM as the full runs, all starts of the group side by side, penalty scale ``m^(-1/2)``); the group
-    is then ordered by the penalised log-likelihood reached, best first (stable: ties keep the draw order).
-    Yields (1, K, ...) parameter arrays.
+    same EM as the full runs with covariance model ``model``, all starts of the group side by side, penalty
+    scale ``penalty * m^(-1/2)``); the group is then ordered by the penalised log-likelihood reached, best
+    first (stable: ties keep the draw order). Yields (1, K, ...) parameter arrays.
     """
-    a_m = subset.shape[0] ** -0.5
+    a_m = penalty * subset.shape[0] ** -0.5
     design = _Design(subset)
     for first in range(0, n_init, _SCREEN_GROUP):
         n_runs = min(_SCREEN_GROUP, n_init - first)
-        params = _from_moments(design.moments(_seeds(subset, n_components, n_runs, rng)), S_x, a_m, n_runs)
+        params = _from_moments(design.moments(_seeds(subset, n_components, n_runs, rng)), S_x, a_m, n_runs, model)
         for _ in range(_SCREEN_ITER + 1):
-            _, penalized, following = _em_pass(design, S_x, a_m, params)
+            _, penalized, following = _em_pass(design, S_x, a_m, params, model)
             params, current = following, params
         for run in sorted(range(n_runs), key=lambda j: -penalized[j]):
             yield tuple(p[run : run + 1] for p in current)
@@ -646,12 +721,17 @@ def fit_local_detailed(
     n_init: int = 16,
     max_iter: int = 500,
     tol: float = 1e-4,
+    covariance_type: str = "full",
+    penalty: float = 1.0,
 ) -> LocalFit:
     """Penalised MLE of a Gaussian mixture on one machine's data, with diagnostics.
 
-    Maximises ``loglik(G) - a_n sum_k [tr(S_x Sigma_k^-1) + log det Sigma_k]``, ``a_n = n^(-1/2)``,
-    ``S_x`` the sample covariance of ``X`` (divisor ``n - 1``), by EM from up to ``n_init``
-    k-means++ starts, each run on all the data (to convergence unless it cannot catch up), keeping the best.
+    Maximises ``loglik(G) - a_n sum_k [tr(S_x Sigma_k^-1) + log det Sigma_k]``, ``a_n = c n^(-1/2)``
+    (``c = penalty``, 1 by default; 0 gives the plain MLE), ``S_x`` the sample covariance of ``X``
+    (divisor ``n - 1``), over the mixtures whose covariances belong to ``covariance_type``, by EM
+    from up to ``n_init`` k-means++ starts, each run on all the data (to convergence unless it cannot
+    catch up), keeping the best. The M-step is the model's (:mod:`dfmr.covariance`) on the augmented
+    scatters ``W_k + 2 a_n S_x`` and counts ``n_k + 2 a_n``.
 
     The rule for the starts:
 
@@ -659,7 +739,7 @@ def fit_local_detailed(
        drawn from ``random_state``. Each is a k-means++ seeding of one random subset of
        ``m = min(n, max(1000, 20 K d))`` points (drawn once, shared by all starts; every subset
        point goes to its nearest seed, then one M-step), followed by 8 penalised-EM iterations on
-       the subset (penalty scale ``m^(-1/2)``, the same ``S_x``; the starts of a group run side by
+       the subset (penalty scale ``c m^(-1/2)``, the same ``S_x``; the starts of a group run side by
        side through the same EM code). The screen only ORDERS the group, by penalised
        log-likelihood on the subset, best first; no start is dropped on its account.
     2. Full runs: in that order, the screened starts are run by EM on ALL the data, two at a
@@ -722,25 +802,32 @@ def fit_local_detailed(
     max_iter : int, default 500
         Largest number of EM iterations of one start.
     tol : float, default 1e-4
-        Convergence tolerance, relative to the sampling scale ``p / 2`` of the penalised
-        log-likelihood, ``p = K - 1 + K d + K d (d + 1) / 2`` the number of free parameters
-        (twice the log-likelihood ratio of the maximiser to the truth is about chi-squared
-        with ``p`` degrees of freedom). A run stops when the remaining gain of the penalised
-        log-likelihood, projected from its last two gains (Aitken: EM's gains shrink
-        geometrically at its linear rate ``rho``, and ``g_t rho / (1 - rho)`` remain after a
-        gain ``g_t``), and the last gain are both at most ``tol p / 2``. Why this scale: a
-        remaining gap ``G`` puts the estimate at squared distance about ``2 G`` from the
-        maximiser in the metric of the observed information, in which the sampling error of
-        the estimate has expected squared size ``p``; ``tol`` is the ratio of the two (at the
-        default, 1e-4 of the sampling error's squared size, and in any single direction at
-        most ``sqrt(tol p)`` standard errors: 0.18 for the paper's K = 5, d = 10, p = 329).
-        The rule needs no unit of the data and no ``n``: a criterion relative to ``|pl|``
-        would depend on the units of ``X`` (they shift the log-density) and would be too loose
-        at large ``n`` (``|pl|`` grows like ``n``, the sampling scale does not), and one per
-        point (the previous ``tol * n``) too loose at large ``n`` and too tight at small ``n``.
-        With ``tol = 0`` a run ends only when an iteration does not raise the value (by
-        rounding) or at ``max_iter``, and two runs confirm each other only if their final
-        values tie.
+        Convergence tolerance, relative to the sampling scale ``p / 2`` of the penalised log-likelihood,
+        ``p`` the number of free parameters (``K - 1 + K d + K d (d + 1) / 2`` for "full";
+        :func:`n_parameters` for every model) (twice the log-likelihood ratio of the maximiser to the
+        truth is about chi-squared with ``p`` degrees of freedom). A run stops when the remaining gain
+        of the penalised log-likelihood, projected from its last two gains (Aitken: EM's gains shrink
+        geometrically at its linear rate ``rho``, and ``g_t rho / (1 - rho)`` remain after a gain
+        ``g_t``), and the last gain are both at most ``tol p / 2``. Why this scale: a remaining gap
+        ``G`` puts the estimate at squared distance about ``2 G`` from the maximiser in the metric of
+        the observed information, in which the sampling error of the estimate has expected squared size
+        ``p``; ``tol`` is the ratio of the two (at the default, 1e-4 of the sampling error's squared
+        size, and in any single direction at most ``sqrt(tol p)`` standard errors: 0.18 for the paper's
+        K = 5, d = 10, p = 329). The rule needs no unit of the data and no ``n``: a criterion relative
+        to ``|pl|`` would depend on the units of ``X`` (they shift the log-density) and would be too
+        loose at large ``n`` (``|pl|`` grows like ``n``, the sampling scale does not), and one per point
+        (the previous ``tol * n``) too loose at large ``n`` and too tight at small ``n``. With
+        ``tol = 0`` a run ends only when an iteration does not raise the value (by rounding) or at
+        ``max_iter``, and two runs confirm each other only if their final values tie.
+    covariance_type : str, default "full"
+        Covariance model: scikit-learn's "full", "tied", "diag", "spherical" or an mclust model name
+        (:func:`dfmr.covariance.get_model`; in one dimension only E and V exist, "tied" is E and the
+        other scikit-learn names are V).
+    penalty : float, default 1.0
+        Multiplier ``c >= 0`` of the penalty scale ``a_n = c n^(-1/2)``. With 0 the fit is the plain
+        MLE, which is unbounded: a start whose component collapses onto fewer than d + 1 points (a
+        covariance that is not positive definite) is dropped, and if every start does so a
+        ``ValueError`` says to use a penalty.
 
     Returns
     -------
@@ -759,7 +846,10 @@ def fit_local_detailed(
     check_int(max_iter, "max_iter", 1)
     if not (isinstance(tol, numbers.Real) and math.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}.")
+    if isinstance(penalty, bool) or not (isinstance(penalty, numbers.Real) and math.isfinite(penalty) and penalty >= 0):
+        raise ValueError(f"penalty must be a finite number >= 0, got {penalty!r}.")
     X = _check_X(X, n_components)
+    model = get_model(covariance_type, X.shape[1])
     rng = np.random.default_rng(random_state)
 
     n, d = X.shape
@@ -774,18 +864,24 @@ def fit_local_detailed(
 
     m = min(n, max(_SCREEN_MIN_SIZE, _SCREEN_POINTS_PER_PARAM * n_components * d))
     subset = Xc if m == n else np.asfortranarray(Xc[rng.choice(n, size=m, replace=False)])
-    a_n = n**-0.5
-    threshold = tol * n_parameters(n_components, d) / 2.0
+    a_n = penalty * n**-0.5
+    threshold = tol * model.n_parameters(n_components, d) / 2.0
     design = _Design(Xc)
     runs: list[_Run] = []
-    starts = _screened_starts(subset, S_x, n_components, n_init, rng)
+    starts = _screened_starts(subset, S_x, n_components, n_init, rng, model, penalty)
     while True:
         best = max((run.penalized for run in runs if run.converged), default=-math.inf)
-        raced = _race(design, S_x, a_n, starts, max_iter, threshold, best, _AGREE_TOLS * threshold)
+        raced = _race(design, S_x, a_n, starts, max_iter, threshold, best, _AGREE_TOLS * threshold, model)
         runs += raced
         if not raced or _confirmed(runs, _AGREE_TOLS * threshold):
             break
     final = max(runs, key=lambda run: run.penalized)  # ties: the earliest
+    if not math.isfinite(final.penalized):
+        raise ValueError(
+            f"every start collapsed a component onto too few points for a {model.name} covariance (the "
+            "likelihood without a penalty is unbounded there); use penalty > 0, fewer components or a more "
+            "constrained covariance_type."
+        )
 
     mixture = GaussianMixtureParams(final.weights, final.means + center, final.covariances, normalize=True,
                                     n_samples=n)
@@ -798,6 +894,7 @@ def fit_local_detailed(
         n_init=int(n_init),
         history=tuple(final.history),
         start_penalized_logliks=tuple(run.penalized for run in runs),
+        covariance_type=model.name,
     )
 
 
@@ -809,12 +906,15 @@ def fit_local(
     n_init: int = 16,
     max_iter: int = 500,
     tol: float = 1e-4,
+    covariance_type: str = "full",
+    penalty: float = 1.0,
 ) -> GaussianMixtureParams:
     """Penalised MLE of a K-component Gaussian mixture on one machine's data.
 
     Maximises ``loglik(G) - a_n sum_k [tr(S_x Sigma_k^-1) + log det Sigma_k]`` with
-    ``a_n = n^(-1/2)`` and ``S_x`` the sample covariance of ``X``, by EM from up to ``n_init``
-    k-means++ starts, each run on all the data (to convergence unless it cannot catch up), keeping the best.
+    ``a_n = penalty * n^(-1/2)`` and ``S_x`` the sample covariance of ``X``, over the mixtures of the
+    covariance model ``covariance_type``, by EM from up to ``n_init`` k-means++ starts, each run on
+    all the data (to convergence unless it cannot catch up), keeping the best.
     :func:`fit_local_detailed` states the rule for the number of starts, documents the
     parameters and also returns the diagnostics (penalised log-likelihood, iterations,
     convergence, every start's value).
@@ -827,8 +927,9 @@ def fit_local(
         Number of components K.
     random_state : int, numpy.random.Generator or None, default None
         Seed or generator for the screening subset and the k-means++ starts.
-    n_init, max_iter, tol
-        As in :func:`fit_local_detailed`.
+    n_init, max_iter, tol, covariance_type, penalty
+        As in :func:`fit_local_detailed`: ``covariance_type`` takes scikit-learn's names and mclust's,
+        ``penalty=0`` gives the plain MLE.
 
     Returns
     -------
@@ -840,4 +941,5 @@ def fit_local(
     ValueError
         If ``X`` or an argument is invalid.
     """
-    return fit_local_detailed(X, n_components, random_state, n_init=n_init, max_iter=max_iter, tol=tol).mixture
+    return fit_local_detailed(X, n_components, random_state, n_init=n_init, max_iter=max_iter, tol=tol,
+                              covariance_type=covariance_type, penalty=penalty).mixture

@@ -1,0 +1,664 @@
+"""Covariance models: scikit-learn's four types and mclust's fourteen, one registry.
+
+mclust (Banfield & Raftery 1993; Celeux & Govaert 1995) writes a component covariance as
+``Sigma_k = lambda_k D_k A_k D_k^T``: volume ``lambda_k = det(Sigma_k)^(1/d)``, shape ``A_k`` (diagonal,
+``det A_k = 1``) and orientation ``D_k`` (orthogonal). A model names, in that order, whether each of
+the three is Equal across components, Variable, or the Identity: EII, VII, EEI, VEI, EVI, VVI, EEE,
+VEE, EVE, VVE, EEV, VEV, EVV, VVV, and in one dimension E and V. scikit-learn's ``covariance_type``
+names four of them: "full" = VVV, "tied" = EEE, "diag" = VVI, "spherical" = VII.
+
+Each model is one :class:`CovarianceModel`, found by :func:`get_model` (either family's names;
+in one dimension every model is E or V by its volume letter, and "tied" is E, the other three V).
+Every model answers the same questions:
+
+* :meth:`~CovarianceModel.m_step`: the constrained M-step. Given per-component weighted scatter
+  matrices ``W_k = sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T`` and counts ``n_k``, the covariances that
+  minimise ``sum_k [n_k log det Sigma_k + tr(W_k Sigma_k^-1)]`` within the model. A conjugate
+  penalty ``a [tr(S Sigma_k^-1) + log det Sigma_k]`` per component (dfmr's local estimate) is the
+  same problem with ``W_k + 2 a S`` and ``n_k + 2 a``, so the callers pass augmented scatters and
+  counts and every model keeps its closed form. Closed forms where mclust has them (EII, VII, EEI,
+  EVI, VVI, EEE, EEV, EVV, VVV, E, V); VEI, VEE and VEV alternate between the volumes and the shared
+  shape (or shape and orientation), each step exact; EVE and VVE alternate between the shapes (and
+  volumes) and a common orientation found by the two majorise-minimise steps of Browne & McNicholas
+  (2014), as mclust 6 does. The iterative ones start from ``start`` (the covariances before, so
+  that EM stays monotone: every inner step lowers the objective from there), else from mclust's
+  start (identity orientation and shape), and stop when the objective changes by less than
+  ``1e-12`` relative.
+* :meth:`~CovarianceModel.n_parameters`: free parameters as mclust's ``nMclustParams`` (covariance
+  part as ``nVarParams``, plus ``K d`` means and ``K - 1`` weights), which are also scikit-learn's
+  ``_n_parameters`` for its four types.
+* :meth:`~CovarianceModel.to_sklearn` / :meth:`~CovarianceModel.from_sklearn`: scikit-learn's
+  layouts (full (K, d, d), tied (d, d), diag (K, d), spherical (K,)); :func:`sklearn_layout` says
+  which layout a name asks for (the other mclust models use "full").
+* :meth:`~CovarianceModel.to_mclust` / :meth:`~CovarianceModel.from_mclust`: mclust's
+  ``$parameters$variance`` list for the model (``sigma`` d x d x G and the model's own fields:
+  ``sigmasq``, ``Sigma``, ``cholSigma``, ``cholsigma``, ``scale``, ``shape``, ``orientation``).
+* :meth:`~CovarianceModel.contains`: whether covariances belong to the model.
+
+How the layers ask the registry (covariances are always carried as (K, d, d) arrays between layers;
+the model only constrains them and describes them):
+
+* local EM (:mod:`dfmr.local`): ``get_model(covariance_type, d)`` once; each M-step passes the
+  penalty-augmented scatters and counts and the covariances before to ``model.m_step``;
+  ``model.n_parameters(K, d)`` sets the convergence scale.
+* aggregation: each MM iteration's moment-matched scatter ``sum_n pi_nk (Sigma_n + (mu_n - mu_k)
+  (mu_n - mu_k)^T)`` with counts ``sum_n pi_nk`` is the same M-step problem, so the C++ core is to
+  implement ``m_step`` for the model named by ``model.name`` (this module stays the reference its
+  tests compare with).
+* inference and screening: ``model.n_covariance_parameters(K, d)`` degrees of freedom; the model's
+  free parametrisation is ``to_mclust``'s fields (log volumes, log shapes, orientation angles).
+* estimator, io, CLI, R: ``get_model`` validates the user's name; ``sklearn_layout(name)`` and
+  ``to_sklearn`` give the attribute shapes; files store ``model.name``; the R package writes
+  ``to_mclust`` as ``$parameters$variance`` and reads ``from_mclust``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "MODEL_NAMES",
+    "SKLEARN_TYPES",
+    "UNIVARIATE_MODEL_NAMES",
+    "CovarianceModel",
+    "get_model",
+    "sklearn_layout",
+]
+
+MODEL_NAMES = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
+UNIVARIATE_MODEL_NAMES = ("E", "V")
+# scikit-learn's covariance_type -> mclust model (d >= 2) and 1-D model.
+SKLEARN_TYPES = {"full": ("VVV", "V"), "tied": ("EEE", "E"), "diag": ("VVI", "V"), "spherical": ("VII", "V")}
+_LAYOUT_OF_MODEL = {"VVV": "full", "EEE": "tied", "VVI": "diag", "VII": "spherical", "E": "tied", "V": "full"}
+
+# The iterative M-steps stop when the objective changes by less than this, relative to 1 + |objective|
+# (mclust's own inner criterion), or after _INNER_MAX_ITER steps.
+_INNER_TOL = 1e-12
+_INNER_MAX_ITER = 1000
+
+
+def _traces(W: np.ndarray) -> np.ndarray:
+    return np.trace(W, axis1=-2, axis2=-1)
+
+
+def _diag_matrices(values: np.ndarray) -> np.ndarray:
+    """(..., d) -> (..., d, d) diagonal matrices."""
+    out = np.zeros(values.shape + values.shape[-1:])
+    idx = np.arange(values.shape[-1])
+    out[..., idx, idx] = values
+    return out
+
+
+def _geometric_mean(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.exp(np.mean(np.log(values), axis=axis))
+
+
+def _logdet(matrices: np.ndarray) -> np.ndarray:
+    sign, logdet = np.linalg.slogdet(matrices)
+    return np.where(sign > 0, logdet, -np.inf)
+
+
+def _pooled(W: np.ndarray, n: np.ndarray, K: int) -> np.ndarray:
+    """The pooled covariance ``sum_k W_k / sum_k n_k`` repeated for the K components."""
+    common = W.sum(axis=-3, keepdims=True) / n.sum(axis=-1)[..., None, None, None]
+    return np.repeat(common, K, axis=-3)
+
+
+# ---- closed forms (any leading dimensions: scatter (..., K, d, d), counts (..., K)) ----
+
+def _m_eii(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    d = W.shape[-1]
+    lam = _traces(W).sum(axis=-1) / (n.sum(axis=-1) * d)
+    return lam[..., None, None, None] * np.broadcast_to(np.eye(d), W.shape)
+
+
+def _m_vii(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    d = W.shape[-1]
+    return (_traces(W) / (n * d))[..., None, None] * np.eye(d)
+
+
+def _m_eei(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    return _diag_matrices(np.diagonal(_pooled(W, n, W.shape[-3]), axis1=-2, axis2=-1))
+
+
+def _m_vvi(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    return _diag_matrices(np.diagonal(W, axis1=-2, axis2=-1) / n[..., None])
+
+
+def _m_evi(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    # A_k = diag(W_k) / det(diag W_k)^(1/d), lambda = sum_k det(diag W_k)^(1/d) / sum_k n_k.
+    diag = np.diagonal(W, axis1=-2, axis2=-1)
+    volume = _geometric_mean(diag)
+    lam = volume.sum(axis=-1) / n.sum(axis=-1)
+    return _diag_matrices(lam[..., None, None] * diag / volume[..., None])
+
+
+def _m_eee(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    return _pooled(W, n, W.shape[-3])
+
+
+def _m_eev(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    # W_k = L_k diag(omega_k) L_k^T (eigenvalues in the same order for every k): D_k = L_k and
+    # lambda A = sum_k diag(omega_k) / sum_k n_k.
+    omega, L = np.linalg.eigh(W)
+    common = omega.sum(axis=-2, keepdims=True) / n.sum(axis=-1)[..., None, None]
+    return (L * common[..., None, :]) @ np.swapaxes(L, -1, -2)
+
+
+def _m_evv(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    # C_k = W_k / det(W_k)^(1/d), lambda = sum_k det(W_k)^(1/d) / sum_k n_k.
+    d = W.shape[-1]
+    volume = np.exp(_logdet(W) / d)
+    lam = volume.sum(axis=-1) / n.sum(axis=-1)
+    return W * (lam[..., None] / volume)[..., None, None]
+
+
+def _m_vvv(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    return W / n[..., None, None]
+
+
+# ---- iterative forms (one mixture: scatter (K, d, d), counts (K,), start (K, d, d) or None) ----
+
+def _iterate(step: Callable[[], float]) -> None:
+    """Run ``step`` (one round of exact block updates, returning the objective) until it settles."""
+    previous = math.inf
+    for _ in range(_INNER_MAX_ITER):
+        value = step()
+        if not math.isfinite(value) or abs(previous - value) <= _INNER_TOL * (1.0 + abs(value)):
+            return
+        previous = value
+
+
+def _normalized(values: np.ndarray) -> np.ndarray:
+    """Positive values scaled to a geometric mean of one (determinant one, as a shape), last axis."""
+    return values / _geometric_mean(values)[..., None]
+
+
+def _volumes_and_common_shape(values: np.ndarray, n: np.ndarray, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Volumes ``lambda_k`` and one shape ``a`` (det 1) minimising ``sum_k [d n_k log lambda_k + sum_j v_kj /
+    (lambda_k a_j)]``, the objective of VEI (``v_k`` the diagonal of W_k) and of VEV (its eigenvalues).
+
+    Alternately, each exact: ``lambda_k = sum_j v_kj / a_j / (d n_k)``, then ``a = sum_k v_k / lambda_k``
+    scaled to det 1; from the shape ``shape``.
+    """
+    d = values.shape[-1]
+    lam = np.empty_like(n)
+
+    def step() -> float:
+        nonlocal shape
+        lam[:] = (values / shape).sum(axis=1) / (d * n)
+        shape = _normalized((values / lam[:, None]).sum(axis=0))
+        return float(np.sum(d * n * np.log(lam) + (values / shape).sum(axis=1) / lam))
+
+    _iterate(step)
+    return lam, shape
+
+
+def _m_vei(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    # Sigma_k = lambda_k B, B diagonal with det 1.
+    diag = np.diagonal(W, axis1=-2, axis2=-1)
+    B = np.ones(W.shape[-1]) if start is None else _normalized(np.diagonal(start[0]))
+    lam, B = _volumes_and_common_shape(diag, n, B)
+    return _diag_matrices(lam[:, None] * B)
+
+
+def _m_vee(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    # Sigma_k = lambda_k C: lambda_k = tr(W_k C^-1) / (d n_k), then C = sum_k W_k / lambda_k scaled to det 1.
+    d = W.shape[-1]
+    C = np.eye(d) if start is None else start[0] / math.exp(_logdet(start[0]) / d)
+    lam = np.empty_like(n)
+
+    def traces(C: np.ndarray) -> np.ndarray:
+        return np.einsum("kij,ji->k", W, np.linalg.inv(C))
+
+    def step() -> float:
+        nonlocal C
+        lam[:] = traces(C) / (d * n)
+        pooled = (W / lam[:, None, None]).sum(axis=0)
+        C = pooled / math.exp(_logdet(pooled) / d)
+        C = 0.5 * (C + C.T)
+        return float(np.sum(d * n * np.log(lam) + traces(C) / lam))
+
+    _iterate(step)
+    return lam[:, None, None] * C
+
+
+def _m_vev(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    # Sigma_k = lambda_k D_k A D_k^T: D_k the eigenvectors of W_k, with its eigenvalues in the same order
+    # for every k as A's, which leaves VEI's problem in the eigenvalues.
+    omega, L = np.linalg.eigh(W)
+    A = np.ones(W.shape[-1]) if start is None else _normalized(np.linalg.eigvalsh(start[0]))
+    lam, A = _volumes_and_common_shape(omega, n, A)
+    return (L * (lam[:, None] * A)[:, None, :]) @ np.swapaxes(L, -1, -2)
+
+
+def _shared_orientation(covariances: np.ndarray) -> np.ndarray:
+    """Orthogonal D diagonalising every Sigma_k of a model with a common orientation.
+
+    The eigenvectors of ``sum_k c_k Sigma_k / det(Sigma_k)^(1/d)``, eigenvalues decreasing, with
+    unequal weights ``c_k = 1 / (k + pi)``: when the Sigma_k share their eigenvectors, so does the
+    sum, and unequal weights make its eigenvalues distinct unless the components are all equal on
+    some plane (where any basis serves).
+    """
+    K, d = covariances.shape[0], covariances.shape[-1]
+    weights = 1.0 / (np.arange(K) + math.pi) / np.exp(_logdet(covariances) / d)
+    _, vectors = np.linalg.eigh(np.einsum("k,kij->ij", weights, covariances))
+    return vectors[:, ::-1]
+
+
+def _common_orientation_mm(W: np.ndarray, D: np.ndarray, inv_shapes: np.ndarray) -> np.ndarray:
+    """Two majorise-minimise steps (Browne & McNicholas 2014) lowering ``sum_k tr(W_k D diag(inv_shapes_k) D^T)``.
+
+    Both bound a concave part by its tangent and minimise the tangent over orthogonal matrices (the
+    polar factor of its gradient, by an SVD): first ``W_k - w_k I`` is negative semi-definite (``w_k`` the
+    largest eigenvalue of ``W_k``), then ``diag(inv_shapes_k) - b_k I`` (``b_k`` its largest entry).
+    """
+    largest = np.linalg.eigvalsh(W)[:, -1]
+    F = np.einsum("kj,ij,kil->jl", inv_shapes, D, W) - np.einsum("k,kj,ij->ji", largest, inv_shapes, D)
+    P, _, Rt = np.linalg.svd(F)
+    D = (P @ Rt).T
+    WD = W @ D
+    G = np.einsum("kij,kj->ij", WD, inv_shapes - inv_shapes.max(axis=1, keepdims=True))
+    P, _, Rt = np.linalg.svd(G)
+    return P @ Rt
+
+
+def _common_orientation(
+    W: np.ndarray, n: np.ndarray, start: np.ndarray | None, equal_volume: bool
+) -> np.ndarray:
+    """EVE (``equal_volume``) and VVE: ``Sigma_k = D Delta_k D^T`` with one orientation D.
+
+    Given D, ``Delta_k = diag(D^T W_k D) / n_k`` (VVE), or for EVE its shape scaled to det 1 times the one
+    volume ``sum_k det(diag(D^T W_k D))^(1/d) / sum_k n_k``; given the Delta_k, D from
+    :func:`_common_orientation_mm`.
+    """
+    d = W.shape[-1]
+    if start is None:
+        D = np.eye(d)
+        deltas = np.ones((W.shape[0], d))
+    else:
+        D = _shared_orientation(start)
+        deltas = np.einsum("ij,kil,lj->kj", D, start, D)
+
+    def update_deltas() -> float:
+        nonlocal deltas
+        diag = np.einsum("ij,kil,lj->kj", D, W, D)
+        if equal_volume:
+            volume = _geometric_mean(diag)
+            deltas = diag / volume[:, None] * (volume.sum() / n.sum())
+        else:
+            deltas = diag / n[:, None]
+        return float(np.sum(n * np.log(deltas).sum(axis=1) + (diag / deltas).sum(axis=1)))
+
+    def step() -> float:
+        nonlocal D
+        D = _common_orientation_mm(W, D, 1.0 / deltas)
+        return update_deltas()
+
+    _iterate(step)
+    return (D * deltas[:, None, :]) @ D.T
+
+
+def _m_eve(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    return _common_orientation(W, n, start, equal_volume=True)
+
+
+def _m_vve(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+    return _common_orientation(W, n, start, equal_volume=False)
+
+
+_M_STEPS: dict[str, tuple[Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray], bool]] = {
+    "EII": (_m_eii, False), "VII": (_m_vii, False), "EEI": (_m_eei, False), "VEI": (_m_vei, True),
+    "EVI": (_m_evi, False), "VVI": (_m_vvi, False), "EEE": (_m_eee, False), "VEE": (_m_vee, True),
+    "EVE": (_m_eve, True), "VVE": (_m_vve, True), "EEV": (_m_eev, False), "VEV": (_m_vev, True),
+    "EVV": (_m_evv, False), "VVV": (_m_vvv, False), "E": (_m_eee, False), "V": (_m_vvv, False),
+}
+
+
+@dataclass(frozen=True)
+class CovarianceModel:
+    """One covariance model: its constrained M-step, parameter count and layouts.
+
+    Obtain instances with :func:`get_model`. ``name`` is mclust's model name; ``volume``, ``shape``
+    and ``orientation`` are its letters ("E", "V" or "I"; shape and orientation are "" for the
+    one-dimensional models E and V); ``iterative`` says whether the M-step iterates (VEI, VEE, EVE,
+    VVE, VEV).
+    """
+
+    name: str
+    _m_step: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray] = field(repr=False, compare=False)
+    iterative: bool = False
+
+    @property
+    def volume(self) -> str:
+        return self.name[0]
+
+    @property
+    def shape(self) -> str:
+        return self.name[1:2]
+
+    @property
+    def orientation(self) -> str:
+        return self.name[2:3]
+
+    @property
+    def univariate(self) -> bool:
+        return len(self.name) == 1
+
+    @property
+    def sklearn_layouts(self) -> tuple[str, ...]:
+        """scikit-learn layouts that hold every covariance of the model ("full" always does)."""
+        layouts = ["full"]
+        if self.volume == "E" and "V" not in self.name:
+            layouts.append("tied")
+        if self.univariate or self.orientation == "I":
+            layouts.append("diag")
+            if self.univariate or self.shape == "I":
+                layouts.append("spherical")
+        return tuple(layouts)
+
+    def n_covariance_parameters(self, n_components: int, dim: int) -> int:
+        """Free parameters of the K covariances (mclust's ``nVarParams``).
+
+        Volume: 1 (E) or K (V); shape: 0 (I), ``d - 1`` (E) or ``K (d - 1)`` (V); orientation: 0 (I),
+        ``d (d - 1) / 2`` (E) or ``K d (d - 1) / 2`` (V).
+        """
+        self._check_dim(dim)
+        count = {"E": 1, "V": n_components, "I": 0, "": 0}
+        return (count[self.volume] + count[self.shape] * (dim - 1)
+                + count[self.orientation] * dim * (dim - 1) // 2)
+
+    def n_parameters(self, n_components: int, dim: int) -> int:
+        """Free parameters of a K-component mixture with this model (mclust's ``nMclustParams``).
+
+        The covariance part (:meth:`n_covariance_parameters`), ``K d`` means and ``K - 1`` weights.
+        """
+        return self.n_covariance_parameters(n_components, dim) + n_components * dim + n_components - 1
+
+    def m_step(self, scatter: np.ndarray, counts: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+        """The model's covariances minimising ``sum_k [n_k log det Sigma_k + tr(W_k Sigma_k^-1)]``.
+
+        Parameters
+        ----------
+        scatter : ndarray, shape (..., K, d, d)
+            Weighted scatter matrices ``W_k`` about the component means (plus ``2 a S`` under a
+            conjugate penalty); any leading dimensions are independent mixtures.
+        counts : ndarray, shape (..., K)
+            Positive (augmented) counts ``n_k``.
+        start : ndarray, shape (..., K, d, d), optional
+            Covariances of the model to start the iterative models from (the previous EM
+            iterate); ignored by closed forms.
+
+        Returns
+        -------
+        ndarray, shape (..., K, d, d)
+            Symmetric covariances of the model; positive definite when the scatters are (and, for
+            the diagonal models, when their diagonals are positive).
+        """
+        scatter = np.asarray(scatter, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.float64)
+        if scatter.ndim < 3 or scatter.shape[-1] != scatter.shape[-2] or counts.shape != scatter.shape[:-2]:
+            raise ValueError(f"scatter must have shape (..., K, d, d) and counts (..., K); got {scatter.shape} "
+                             f"and {counts.shape}.")
+        self._check_dim(scatter.shape[-1])
+        if self.iterative:
+            K, d = scatter.shape[-3], scatter.shape[-1]
+            flat_w, flat_n = scatter.reshape(-1, K, d, d), counts.reshape(-1, K)
+            flat_s = None if start is None else np.asarray(start, dtype=np.float64).reshape(-1, K, d, d)
+            out = np.stack([self._solve(flat_w[r], flat_n[r], None if flat_s is None else flat_s[r])
+                            for r in range(flat_w.shape[0])]).reshape(scatter.shape)
+        else:
+            out = self._m_step(scatter, counts, None)
+        return 0.5 * (out + np.swapaxes(out, -1, -2))
+
+    def _solve(self, W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
+        """An iterative M-step of one mixture; NaN covariances where the problem has no optimum.
+
+        Without a penalty a component may be empty or hold too few points (a zero count or a singular
+        scatter); the constrained optimum then does not exist, and the NaN result lets the caller
+        (local EM) drop that run, as the closed forms' 0 / 0 does.
+        """
+        if not (np.all(np.isfinite(W)) and np.all(n > 0)):
+            return np.full(W.shape, np.nan)
+        try:
+            return self._m_step(W, n, start)
+        except np.linalg.LinAlgError:
+            return np.full(W.shape, np.nan)
+
+    def _check_dim(self, dim: int) -> None:
+        if self.univariate != (dim == 1):
+            raise ValueError(f"covariance model {self.name} is for {'d = 1' if self.univariate else 'd >= 2'}, "
+                             f"got d = {dim}; get_model(name, d) resolves a name for the data's dimension.")
+
+    def _decompose(self, covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``scale`` (K,), ``shape`` (K, d), ``orientation`` (K, d, d) with Sigma_k = scale_k O_k diag(shape_k) O_k^T.
+
+        Parts the model shares are taken once for all components (the geometric mean of the volumes,
+        the shared orientation, the normalised mean shape), so that a covariance outside the model
+        does not come back unchanged (:meth:`contains`).
+        """
+        K, d = covariances.shape[0], covariances.shape[-1]
+        scale = np.exp(_logdet(covariances) / d)
+        if self.volume == "E":
+            scale = np.full(K, _geometric_mean(scale))
+        if self.orientation == "V":
+            _, vectors = np.linalg.eigh(covariances)
+            orientation = vectors[..., ::-1]
+        elif self.orientation == "E":
+            orientation = np.repeat(_shared_orientation(covariances)[None], K, axis=0)
+        else:
+            orientation = np.repeat(np.eye(d)[None], K, axis=0)
+        shape = np.einsum("kij,kil,klj->kj", orientation, covariances, orientation)
+        shape = _normalized(shape)
+        if self.shape == "I":
+            shape = np.ones((K, d))
+        elif self.shape == "E":
+            shape = np.repeat(_normalized(shape.mean(axis=0))[None], K, axis=0)
+        return scale, shape, orientation
+
+    def _check_covariances(self, covariances: np.ndarray) -> np.ndarray:
+        cov = np.asarray(covariances, dtype=np.float64)
+        if cov.ndim != 3 or cov.shape[1] != cov.shape[2] or cov.shape[0] == 0:
+            raise ValueError(f"covariances must have shape (K, d, d), got {cov.shape}.")
+        self._check_dim(cov.shape[1])
+        return cov
+
+    def project(self, covariances: np.ndarray) -> np.ndarray:
+        """The covariances rebuilt from the model's own parameters (:meth:`to_mclust`'s fields).
+
+        A member of the model comes back unchanged up to rounding; anything else comes back changed.
+        """
+        cov = self._check_covariances(covariances)
+        scale, shape, orientation = self._decompose(cov)
+        return np.einsum("kij,kj,klj->kil", orientation, scale[:, None] * shape, orientation)
+
+    def contains(self, covariances: np.ndarray, rtol: float = 1e-8) -> bool:
+        """Whether ``covariances`` (K, d, d) belong to the model, up to ``rtol`` of their largest entry."""
+        cov = self._check_covariances(covariances)
+        return bool(np.max(np.abs(self.project(cov) - cov)) <= rtol * np.max(np.abs(cov)))
+
+    def to_sklearn(self, covariances: np.ndarray, layout: str | None = None) -> np.ndarray:
+        """Covariances (K, d, d) of this model in a scikit-learn layout.
+
+        Parameters
+        ----------
+        covariances : ndarray, shape (K, d, d)
+        layout : {"full", "tied", "diag", "spherical"}, optional
+            Default: the model's own (:func:`sklearn_layout` of its name). Must be one of
+            :attr:`sklearn_layouts` (able to hold every covariance of the model).
+
+        Returns
+        -------
+        ndarray
+            (K, d, d) full, (d, d) tied, (K, d) diag or (K,) spherical.
+        """
+        cov = self._check_covariances(covariances)
+        layout = self._check_layout(layout)
+        if layout == "full":
+            return cov.copy()
+        if layout == "tied":
+            return cov[0].copy()
+        diag = np.diagonal(cov, axis1=1, axis2=2)
+        return diag.copy() if layout == "diag" else diag.mean(axis=1)
+
+    def from_sklearn(
+        self, covariances: np.ndarray, n_components: int, dim: int, layout: str | None = None
+    ) -> np.ndarray:
+        """Covariances in a scikit-learn layout as a (K, d, d) stack (inverse of :meth:`to_sklearn`)."""
+        layout = self._check_layout(layout)
+        arr = np.asarray(covariances, dtype=np.float64)
+        expected = {"full": (n_components, dim, dim), "tied": (dim, dim), "diag": (n_components, dim),
+                    "spherical": (n_components,)}[layout]
+        if arr.shape != expected:
+            raise ValueError(f"{layout} covariances must have shape {expected}, got {arr.shape}.")
+        if layout == "full":
+            return arr.copy()
+        if layout == "tied":
+            return np.repeat(arr[None], n_components, axis=0)
+        if layout == "diag":
+            return _diag_matrices(arr)
+        return arr[:, None, None] * np.eye(dim)
+
+    def _check_layout(self, layout: str | None) -> str:
+        layout = _LAYOUT_OF_MODEL.get(self.name, "full") if layout is None else layout
+        if layout not in self.sklearn_layouts:
+            raise ValueError(f"covariance model {self.name} cannot be held in scikit-learn's {layout!r} layout; "
+                             f"possible: {', '.join(self.sklearn_layouts)}.")
+        return layout
+
+    def to_mclust(self, covariances: np.ndarray) -> dict[str, Any]:
+        """mclust's ``$parameters$variance`` list of this model for covariances (K, d, d) of the model.
+
+        Arrays in R's layout (``sigma`` d x d x G, ``shape`` d x G, ``orientation`` d x d (x G));
+        ``scale`` and ``sigmasq`` are scalars for an equal volume, else length G. ``cholSigma`` and
+        ``cholsigma`` are upper factors (``R^T R = Sigma``, R's ``chol``). The fields are those of
+        mclust 6 for the model: E ``sigmasq``; V ``sigmasq``, ``scale``; EII ``Sigma``, ``sigmasq``,
+        ``scale``; VII ``sigmasq``, ``scale``; EEI ``Sigma``, ``scale``, ``shape``; EEE ``Sigma``,
+        ``cholSigma``; VVV ``cholsigma``; the others ``scale``, ``shape`` (unless I) and
+        ``orientation`` (unless I).
+        """
+        cov = self._check_covariances(covariances)
+        K, d = cov.shape[0], cov.shape[1]
+        scale, shape, orientation = self._decompose(cov)
+        volume = scale[0] if self.volume == "E" else scale.copy()
+        if self.univariate:
+            out: dict[str, Any] = {"modelName": self.name, "d": 1, "G": K, "sigmasq": volume}
+            if self.volume == "V":
+                out["scale"] = scale.copy()
+            return out
+        out = {"modelName": self.name, "d": d, "G": K, "sigma": np.ascontiguousarray(np.moveaxis(cov, 0, 2))}
+        if self.name in ("EII", "EEI", "EEE"):
+            out["Sigma"] = cov[0].copy()
+        if self.name == "EEE":
+            out["cholSigma"] = np.linalg.cholesky(cov[0]).T
+            return out
+        if self.name == "VVV":
+            out["cholsigma"] = np.ascontiguousarray(np.moveaxis(np.swapaxes(np.linalg.cholesky(cov), 1, 2), 0, 2))
+            return out
+        if self.shape == "I":
+            out["sigmasq"] = volume
+        out["scale"] = volume
+        if self.shape != "I":
+            out["shape"] = shape[0].copy() if self.shape == "E" else np.ascontiguousarray(shape.T)
+        if self.orientation == "E":
+            out["orientation"] = orientation[0].copy()
+        elif self.orientation == "V":
+            out["orientation"] = np.ascontiguousarray(np.moveaxis(orientation, 0, 2))
+        return out
+
+    def from_mclust(self, variance: Mapping[str, Any], rtol: float = 1e-8) -> np.ndarray:
+        """Covariances (K, d, d) from mclust's ``$parameters$variance`` of this model.
+
+        Read from ``sigma`` (d x d x G), or ``sigmasq`` in one dimension, and checked to belong to the
+        model (:meth:`contains` with ``rtol``). Objects without ``sigma`` are read by
+        :func:`dfmr.r.mclust.params_from_mclust`, which rebuilds covariances from every model's fields.
+
+        Raises
+        ------
+        ValueError
+            If ``modelName`` is another model, a field is missing or malformed, or the covariances do
+            not belong to the model.
+        """
+        model = variance.get("modelName")
+        if model is not None and str(np.asarray(model).reshape(-1)[0]) != self.name:
+            raise ValueError(f"variance$modelName is {model!r}, not {self.name}.")
+        if self.univariate:
+            if variance.get("sigmasq") is None:
+                raise ValueError("variance$sigmasq is missing.")
+            sigmasq = np.asarray(variance["sigmasq"], dtype=np.float64).reshape(-1)
+            G = int(np.asarray(variance.get("G", sigmasq.size)).reshape(-1)[0])
+            cov = np.broadcast_to(sigmasq, (G,)).reshape(G, 1, 1).copy()
+        else:
+            if variance.get("sigma") is None:
+                raise ValueError("variance$sigma is missing.")
+            sigma = np.asarray(variance["sigma"], dtype=np.float64)
+            if sigma.ndim != 3:
+                raise ValueError(f"variance$sigma must be a d x d x G array, got shape {sigma.shape}.")
+            cov = np.ascontiguousarray(np.moveaxis(sigma, 2, 0))
+        if not np.all(np.isfinite(cov)):
+            raise ValueError("variance holds NA, NaN or infinite values.")
+        if not self.contains(cov, rtol):
+            raise ValueError(f"the covariances in variance do not belong to the {self.name} model.")
+        return cov
+
+
+_REGISTRY = {name: CovarianceModel(name, *_M_STEPS[name]) for name in MODEL_NAMES + UNIVARIATE_MODEL_NAMES}
+
+
+def get_model(covariance_type: str, dim: int) -> CovarianceModel:
+    """The covariance model named ``covariance_type`` for ``dim``-dimensional data.
+
+    Parameters
+    ----------
+    covariance_type : str
+        scikit-learn's "full", "tied", "diag" or "spherical" (= VVV, EEE, VVI, VII), or an mclust model
+        name (EII, VII, EEI, VEI, EVI, VVI, EEE, VEE, EVE, VVE, EEV, VEV, EVV, VVV; E, V when d = 1).
+        In one dimension only E and V exist: "tied" is E, the other scikit-learn names are V, and an
+        mclust model is the one-dimensional model of its volume letter (its shape and orientation
+        have nothing to constrain).
+    dim : int
+        Dimension d >= 1 of the data.
+
+    Returns
+    -------
+    CovarianceModel
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or E and V with d >= 2.
+    """
+    if not isinstance(covariance_type, str) or not (
+        covariance_type in SKLEARN_TYPES or covariance_type in _REGISTRY
+    ):
+        raise ValueError(
+            f"covariance_type must be one of {', '.join(SKLEARN_TYPES)} or an mclust model name "
+            f"({', '.join(MODEL_NAMES + UNIVARIATE_MODEL_NAMES)}), got {covariance_type!r}."
+        )
+    if covariance_type in SKLEARN_TYPES:
+        multivariate, univariate = SKLEARN_TYPES[covariance_type]
+        return _REGISTRY[univariate if dim == 1 else multivariate]
+    if dim == 1:
+        return _REGISTRY[covariance_type[0]]
+    if covariance_type in UNIVARIATE_MODEL_NAMES:
+        raise ValueError(f"covariance model {covariance_type} is for one-dimensional data, got d = {dim}; "
+                         "use EII or VII (or 'spherical') instead.")
+    return _REGISTRY[covariance_type]
+
+
+def sklearn_layout(covariance_type: str) -> str:
+    """The scikit-learn layout a name asks for: its own for scikit-learn's names, "tied" for E and
+    EEE, "diag" for VVI, "spherical" for VII, "full" for the other mclust models (and V).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    """
+    get_model(covariance_type, 2 if covariance_type not in UNIVARIATE_MODEL_NAMES else 1)
+    return covariance_type if covariance_type in SKLEARN_TYPES else _LAYOUT_OF_MODEL.get(covariance_type, "full")
