@@ -6,7 +6,19 @@ distance to a robust centre and reduces the rest to one K-component mixture.
 
 from importlib import metadata as _metadata
 
-from . import executor, filtering, information, io, metrics, partition, reduction, simulate, sources, summary
+from . import (
+    covariance,
+    executor,
+    filtering,
+    information,
+    io,
+    metrics,
+    partition,
+    reduction,
+    simulate,
+    sources,
+    summary,
+)
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .distances import l2_distance, pairwise_l2
 from .estimator import DistributedGaussianMixture, NotFittedError
@@ -20,6 +32,6 @@ __all__ = [
     "dfmr", "mr", "coat", "tkb", "AggregationResult", "fit_local", "robust_dfmr",
     "DistributedGaussianMixture", "NotFittedError",
     "filtering", "partition", "reduction", "simulate", "metrics", "io", "summary", "information",
-    "executor", "sources",
+    "executor", "sources", "covariance",
 ]
 __version__ = _metadata.version("dfmr")  # single source: pyproject.toml
