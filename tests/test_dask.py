@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import warnings
 
 import dask
@@ -44,6 +45,24 @@ class FailsToLoad:
 
     def load(self) -> np.ndarray:
         raise ConnectionError("the site did not answer")
+
+
+HANG = 60.0  # seconds a silent machine sleeps; the deadlines here are 1.5-2 s
+
+
+class HangsWhenLoaded:
+    """A machine source that never answers in time (a silent site): loading it sleeps far past any deadline."""
+
+    def load(self) -> np.ndarray:
+        time.sleep(HANG)
+        raise ConnectionError("the site answered far too late")
+
+
+def sleeps_on_machine(X: np.ndarray, machine: int, slow: tuple[int, ...]) -> tuple[int, float]:
+    """The worker's pid and 2 * sum(X); the machines in ``slow`` first sleep far past any deadline."""
+    if machine in slow:
+        time.sleep(HANG)
+    return os.getpid(), 2.0 * float(X.sum())
 
 
 def doubled_sum(X: np.ndarray, machine: int) -> float:
@@ -157,7 +176,9 @@ def test_a_worker_killed_mid_fit_loses_its_machine_only(backend, client, parts):
     assert "worker process died" in est.failed_machines_[3]
     assert ("KilledWorker" if backend == "dask" else "BrokenProcessPool") in est.failed_machines_[3]
     assert_same_fit(est, serial_fit([p if i != 3 else FailsToLoad() for i, p in enumerate(parts)]))
-    assert len(client.scheduler_info()["workers"]) <= 2
+    if backend == "dask":  # the cluster is left as it was: both workers (the dead one restarted), computing
+        client.wait_for_workers(2, timeout=60)
+        assert client.submit(doubled_sum, np.ones((2, 3)), 0, pure=False).result(timeout=60) == 12.0
 
 
 def test_killed_worker_on_the_executor_with_dask_chunks(client, parts):
@@ -240,3 +261,50 @@ def test_without_a_client_a_local_cluster_is_started_with_a_warning_and_closed(p
 
     with pytest.raises(ValueError):
         get_client()  # nothing left active
+
+
+# Deadlines last: the restarts they cause leave fresh workers, slow to start on a busy machine.
+
+
+@pytest.mark.parametrize("backend", ["serial", "threads", "processes", "dask"])
+def test_a_silent_site_past_its_timeout_is_left_out_on_every_backend(backend, client, parts):
+    data: list = list(parts)
+    data[5] = HangsWhenLoaded()
+    start = time.monotonic()
+    est = DistributedGaussianMixture(
+        K, backend=backend, client=client if backend == "dask" else None, n_jobs=2, timeout=2.0, **SETTINGS
+    ).fit_partitions(data)
+    assert time.monotonic() - start < HANG / 2  # reported at the deadline, long before the site would answer
+    assert list(est.failed_machines_) == [5]
+    assert est.failed_machines_[5].startswith("MachineTimeout: it was still running after its timeout of 2 s")
+    assert_same_fit(est, serial_fit([p if i != 5 else FailsToLoad() for i, p in enumerate(parts)]))
+    if backend == "dask":
+        client.wait_for_workers(2, timeout=30)  # the restarted worker is back
+
+
+def test_dask_restarts_the_worker_of_a_machine_past_its_timeout(client, parts):
+    before = {w["id"]: w for w in client.scheduler_info()["workers"].values()}
+    pids = set(client.run(os.getpid).values())
+    tasks = [MachineTask(i, p, (i, (2,))) for i, p in enumerate(parts[:4])]
+    out = map_machines(sleeps_on_machine, tasks, backend="dask", client=client, timeout=1.5)
+    assert list(out.failures) == [2] and "MachineTimeout" in out.failures[2]
+    for i in (0, 1, 3):
+        assert out.results[i][1] == pytest.approx(2.0 * parts[i].sum(), rel=1e-12)
+    client.wait_for_workers(2, timeout=30)
+    # Exactly one worker process was replaced: the one that ran machine 2 (by its nanny, same address).
+    after = set(client.run(os.getpid).values())
+    assert len(after) == 2 and len(after & pids) == 1
+    assert out.results[0][0] in pids and len(before) == 2
+
+
+def test_dask_machines_unfinished_at_the_total_timeout_are_reported(client, parts):
+    tasks = [MachineTask(i, p, (i, (1, 3))) for i, p in enumerate(parts[:4])]
+    start = time.monotonic()
+    out = map_machines(sleeps_on_machine, tasks, backend="dask", client=client, total_timeout=2.0)
+    assert time.monotonic() - start < HANG / 2
+    assert out.failures == {
+        1: "MachineTimeout: the run's total_timeout of 2 s passed before it finished",
+        3: "MachineTimeout: the run's total_timeout of 2 s passed before it finished",
+    }
+    assert [out.results[i][1] for i in (0, 2)] == [pytest.approx(2.0 * parts[i].sum(), rel=1e-12) for i in (0, 2)]
+    client.wait_for_workers(2, timeout=30)
