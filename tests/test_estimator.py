@@ -350,7 +350,7 @@ def test_get_params_set_params_round_trip():
     params = est.get_params()
     assert set(params) == {
         "n_components", "n_machines", "aggregator", "threshold", "alpha", "backend", "client", "n_jobs",
-        "n_init", "max_iter", "tol", "progress", "random_state",
+        "n_init", "max_iter", "tol", "progress", "timeout", "total_timeout", "random_state",
     }
     assert (params["n_components"], params["n_machines"], params["aggregator"], params["alpha"]) == (4, 7, "tkb", 0.3)
     other = DistributedGaussianMixture().set_params(**params)
@@ -390,6 +390,8 @@ def test_repr_shows_changed_parameters():
         ({"max_iter": 0}, "max_iter"),
         ({"tol": -1e-3}, "tol"),
         ({"progress": "yes"}, "progress"),
+        ({"timeout": 0}, "timeout must be None or a finite number of seconds > 0"),
+        ({"total_timeout": float("nan")}, "total_timeout must be None or a finite number of seconds > 0"),
         ({"random_state": "seed"}, "random_state"),
         ({"random_state": -1}, "random_state"),
     ],

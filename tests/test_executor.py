@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -102,11 +104,90 @@ def test_invalid_data_found_where_it_is_read_stops_the_run(backend, tmp_path, pa
 @pytest.mark.parametrize("backend", ["threads", "processes"])
 def test_bad_backend_settings_are_refused(backend):
     with pytest.raises(ValueError, match="backend must be one of"):
-        map_machines(column_sums, [], backend="spark")
-    with pytest.raises(ValueError, match="client is used by backend='dask' only"):
+        map_machines(column_sums, [], backend="gpu")
+    with pytest.raises(ValueError, match="client is used by backend='dask' or 'spark' only"):
         map_machines(column_sums, [], backend=backend, client=object())
     with pytest.raises(ValueError, match="n_jobs"):
         map_machines(column_sums, [], backend=backend, n_jobs=0)
+    for bad in (0, -1.0, float("nan"), float("inf"), "2", True):
+        with pytest.raises(ValueError, match="timeout must be None or a finite number of seconds > 0"):
+            map_machines(column_sums, [], backend=backend, timeout=bad)
+        with pytest.raises(ValueError, match="total_timeout must be None or a finite number of seconds > 0"):
+            map_machines(column_sums, [], backend=backend, total_timeout=bad)
+
+
+# ---------------------------------------------------------------------------------------- deadlines
+
+
+def sleeps_on_negative_scale(X: np.ndarray, scale: float, pid_file: str) -> np.ndarray:
+    """Machine with a negative scale hangs (sleeps far past any deadline here), after writing its pid."""
+    if scale < 0:
+        with open(pid_file, "w") as fh:
+            fh.write(str(os.getpid()))
+        time.sleep(SLEEP)
+    return scale * X.sum(axis=0)
+
+
+SLEEP = 20.0  # what a hung machine sleeps; every deadline below is 1-2 s
+
+
+def process_is_gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (gone, or a zombie not yet reaped) within a second (a kill is not instant)."""
+    for _ in range(20):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().split(") ")[1][0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("backend", LOCAL_BACKENDS)
+def test_a_machine_past_its_timeout_is_reported_by_name_and_the_rest_complete(backend, parts, tmp_path):
+    pid_file = str(tmp_path / "pid")
+    scales = [1.0, 2.0, 3.0, -1.0, 5.0, 6.0, 7.0, 8.0]
+    tasks = [MachineTask(10 + i, X, (s, pid_file)) for i, (X, s) in enumerate(zip(parts, scales))]
+    start = time.monotonic()
+    out = map_machines(sleeps_on_negative_scale, tasks, backend=backend, n_jobs=2, timeout=1.0)
+    took = time.monotonic() - start
+    assert list(out.failures) == [13]
+    assert out.failures[13].startswith("MachineTimeout: it was still running after its timeout of 1 s")
+    assert out.results[3] is None
+    for i in (0, 1, 2, 4, 5, 6, 7):
+        np.testing.assert_array_equal(out.results[i], scales[i] * parts[i].sum(axis=0))
+    assert took < SLEEP / 2  # reported at the deadline, not when the sleep ends
+    pid = int(open(pid_file).read())
+    if backend == "processes":
+        assert process_is_gone(pid)  # its worker was killed
+    else:
+        # Python cannot stop a thread: the machine's thread is abandoned, still sleeping, as documented.
+        assert pid == os.getpid()
+        assert any(t.name == "dfmr-machine-13" and t.daemon and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("backend", LOCAL_BACKENDS)
+def test_machines_unfinished_at_the_total_timeout_are_reported_and_the_finished_kept(backend, parts, tmp_path):
+    pid_file = str(tmp_path / "pid")
+    scales = [1.0, 2.0, 3.0, 4.0, -1.0, -1.0, -1.0, -1.0]
+    tasks = [MachineTask(i, X, (s, pid_file)) for i, (X, s) in enumerate(zip(parts, scales))]
+    start = time.monotonic()
+    out = map_machines(sleeps_on_negative_scale, tasks, backend=backend, n_jobs=2, total_timeout=2.0)
+    assert time.monotonic() - start < SLEEP / 2
+    assert list(out.failures) == [4, 5, 6, 7]
+    assert all(why == "MachineTimeout: the run's total_timeout of 2 s passed before it finished"
+               for why in out.failures.values())
+    for i in range(4):
+        np.testing.assert_array_equal(out.results[i], scales[i] * parts[i].sum(axis=0))
+    if backend == "processes":
+        assert process_is_gone(int(open(pid_file).read()))
+
+
+def test_every_machine_past_its_timeout_is_a_clear_error(parts, tmp_path):
+    tasks = [MachineTask(i, X, (-1.0, str(tmp_path / "pid"))) for i, X in enumerate(parts[:2])]
+    with pytest.raises(AllMachinesFailedError, match=r"all 2 machines failed.*machine 1: MachineTimeout"):
+        map_machines(sleeps_on_negative_scale, tasks, backend="processes", n_jobs=2, timeout=1.0)
 
 
 def test_progress_bar_counts_every_machine(parts, capsys):

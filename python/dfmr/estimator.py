@@ -41,10 +41,10 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._validation import check_int
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
-from .executor import BACKENDS, MachineTask, map_machines
+from .executor import BACKENDS, MachineTask, check_timeout, engine, map_machines
 from .local import fit_local_detailed
 from .params import GaussianMixtureParams
-from .partition import split, split_to_file
+from .partition import split
 from .robust import robust_dfmr
 from .sources import InvalidDataError, dask_array_parts, dask_dataframe_parts, is_dask_collection
 
@@ -123,6 +123,11 @@ def _lazy_shape(part: Any) -> tuple[int | None, int | None]:
     return None, None
 
 
+def _known_shape(part: Any) -> tuple[int | None, int | None]:
+    """(rows, columns) of an array or of lazy data (as far as known)."""
+    return part.shape if isinstance(part, np.ndarray) else _lazy_shape(part)
+
+
 class DistributedGaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture learned from data split across machines, robust to Byzantine machines.
 
@@ -151,17 +156,20 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         ValueError otherwise, rather than being silently ignored).
     alpha : float, default 0.5
         Trimmed mass in [0, 1). Used by ``"tkb"`` only.
-    backend : {"serial", "threads", "processes", "dask"}, default "processes"
-        Where the local fits run (:func:`dfmr.executor.map_machines`): in this thread, in a
+    backend : {"serial", "threads", "processes", "dask", "spark"}, default "processes"
+        Where the local fits run (the engines of :mod:`dfmr.executor`): in this thread, in a
         thread pool, in a process pool (the platform's default ``multiprocessing`` start
-        method), or on dask.distributed: ``client``, else the active client, else a
-        ``LocalCluster`` of ``n_jobs`` worker processes started for the fit (with a warning)
-        and closed afterwards. A machine's data are read or computed where its fit runs (for
-        dask collections: on a worker holding the chunk). Each worker uses one BLAS thread;
-        with ``"serial"`` and ``"threads"`` the whole process does while the local fits run
-        (see :mod:`dfmr._blas`). All backends give identical results.
-    client : distributed.Client, optional
-        The dask client of ``backend="dask"``; ``None`` uses the active one (or starts one).
+        method), on dask.distributed (``client``, else the active client, else a
+        ``LocalCluster`` of ``n_jobs`` worker processes started for the fit, with a warning,
+        and closed afterwards), or on Spark (``client``, a SparkSession, else the active one;
+        ``fit(spark_dataframe, site_col=...)``, see :mod:`dfmr.spark`). A machine's data are read
+        or computed where its fit runs (for dask collections: on a worker holding the chunk; for
+        a Spark DataFrame: on the executor holding the site's rows). Each worker uses one BLAS
+        thread; with ``"serial"`` and ``"threads"`` the whole process does while the local fits
+        run (see :mod:`dfmr._blas`). All backends give identical results.
+    client : distributed.Client or pyspark.sql.SparkSession, optional
+        The cluster of ``backend="dask"`` or ``backend="spark"``; ``None`` uses the active one
+        (dask starts one if there is none).
     n_jobs : int, optional
         Workers of the pool and threads of the aggregation; ``None`` uses ``os.cpu_count()``,
         negative values count back from it (``-1`` all CPUs, ``-2`` all but one). The serial
@@ -175,6 +183,15 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         log-likelihood (see :func:`dfmr.local.fit_local_detailed`).
     progress : bool, default False
         Show a tqdm progress bar over the machines.
+    timeout : float, optional
+        Seconds a machine's local fit may run; a machine still running then is treated as failed
+        (named in ``failed_machines_``) and the fit goes on with the others. How it is stopped
+        depends on the backend (:mod:`dfmr.executor`): the process is killed, the dask worker
+        restarted, the Spark fit killed; ``"serial"`` and ``"threads"`` abandon its thread, which
+        runs on in the background. ``None``: no limit.
+    total_timeout : float, optional
+        Seconds all local fits together may take; the machines unfinished then are treated as
+        failed, as with ``timeout``. ``None``: no limit.
     random_state : int, numpy.random.Generator, numpy.random.SeedSequence or None, default None
         Seeds the shuffle of :meth:`fit` and the local fits. With an int or a SeedSequence
         every fit gives the same result, and for an int ``fit(X)`` equals
@@ -240,6 +257,8 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         max_iter: int = _LOCAL_DEFAULTS["max_iter"],
         tol: float = _LOCAL_DEFAULTS["tol"],
         progress: bool = False,
+        timeout: float | None = None,
+        total_timeout: float | None = None,
         random_state: int | np.random.Generator | np.random.SeedSequence | None = None,
     ) -> None:
         self.n_components = n_components
@@ -254,6 +273,8 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.progress = progress
+        self.timeout = timeout
+        self.total_timeout = total_timeout
         self.random_state = random_state
 
     # ----------------------------------------------------------------- scikit-learn protocol
@@ -315,8 +336,10 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError(f"alpha must be a number in [0, 1), got {self.alpha!r}.")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {self.backend!r}.")
-        if self.client is not None and self.backend != "dask":
-            raise ValueError(f"client is used by backend='dask' only; got backend={self.backend!r}.")
+        if self.client is not None and self.backend not in ("dask", "spark"):
+            raise ValueError(f"client is used by backend='dask' or 'spark' only; got backend={self.backend!r}.")
+        check_timeout(self.timeout, "timeout")
+        check_timeout(self.total_timeout, "total_timeout")
         cpus = os.cpu_count() or 1
         if self.n_jobs is None:
             n_jobs = cpus
@@ -396,13 +419,9 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
                 "every machine needs data."
             )
         seeds = _seed_sequence(self.random_state)
-        if self.backend == "processes":
-            # The split's copy goes to a temporary file that the pool's workers map, removed afterwards
-            # (dfmr.partition.split_to_file): tasks ship no data and the client holds none of the copy.
-            with split_to_file(arr, n_machines, np.random.default_rng(seeds)) as rows:
-                return self._fit([(part, *part.shape()) for part in rows], X, seeds, n_jobs)
-        parts = split(arr, n_machines, np.random.default_rng(seeds))
-        return self._fit([(part, *part.shape) for part in parts], X, seeds, n_jobs)
+        # The engine places the split where its tasks read it (the process pool: a temporary file).
+        with engine(self.backend, n_jobs, self.client).place(arr, n_machines, np.random.default_rng(seeds)) as parts:
+            return self._fit([(part, *_known_shape(part)) for part in parts], X, seeds, n_jobs)
 
     def fit_partitions(self, parts: Any) -> DistributedGaussianMixture:
         """Fit from data already split across machines: one array, source or chunk per machine.
@@ -525,7 +544,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         tasks = [MachineTask(i, data, (i, seed, *settings)) for i, (data, seed) in enumerate(zip(parts, seeds))]
         out = map_machines(
             _fit_machine, tasks, backend=self.backend, n_jobs=n_jobs, client=self.client,
-            progress=bool(self.progress), desc="local fits",
+            progress=bool(self.progress), desc="local fits", timeout=self.timeout, total_timeout=self.total_timeout,
         )
         indices = np.array(out.succeeded, dtype=np.intp)
         results = [out.results[i] for i in indices]
@@ -741,6 +760,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         out = map_machines(
             func, [MachineTask(i, task[0], tuple(task[1:])) for i, task in enumerate(tasks)],
             backend=self.backend, n_jobs=self._validated_params(), client=self.client, desc="machine information",
+            timeout=self.timeout, total_timeout=self.total_timeout,
         )
         if out.failures:
             listed = "; ".join(f"task {i}: {why}" for i, why in out.failures.items())

@@ -1,12 +1,19 @@
-"""Where per-machine work runs: in this thread, a thread pool, a process pool, or dask.distributed.
+"""Where per-machine work runs: one adapter (an *engine*) per backend, behind :func:`map_machines`.
 
 One function, :func:`map_machines`, runs ``func(X_i, *args_i)`` for every machine ``i``, where
 ``X_i`` is machine ``i``'s data made into an ``(n_i, d)`` float64 matrix *where the task runs*
-(:func:`dfmr.sources.materialize`): an in-memory array, a per-site file read by the worker, or a
-dask chunk or partition that dask computes on a worker and hands to the task there. Only
-``func``'s (small) return values travel back to the client. The local fits of
-:class:`~dfmr.estimator.DistributedGaussianMixture` run through it, and so can any other
-per-machine computation (per-machine scores, information matrices).
+(:func:`dfmr.sources.materialize`): an in-memory array, a per-site file read by the worker, a
+dask chunk or partition that dask computes on a worker and hands to the task there, or a Spark
+site's rows (:mod:`dfmr.spark`). Only ``func``'s (small) return values travel back to the
+client. The local fits of :class:`~dfmr.estimator.DistributedGaussianMixture` run through it, and
+so can any other per-machine computation (per-machine scores, information matrices).
+
+Every backend is one :class:`Engine` in one registry (:func:`engine`): ``"serial"``,
+``"threads"``, ``"processes"``, ``"dask"`` and ``"spark"``. An engine owns what differs between
+backends: where the machines' data are placed (:meth:`Engine.place`: the process pool maps a
+temporary file of the split rather than copying arrays into every task), how the tasks run, how
+failures are told apart, and how a machine past its deadline is stopped. The estimator hands over
+data and a task and gets the estimates back, whatever the engine.
 
 Failure semantics, the same on every backend:
 
@@ -16,7 +23,20 @@ Failure semantics, the same on every backend:
 * any other exception raised by a machine's task, or the death of the worker process running it,
   is a *run-time failure of that machine*: it is recorded in :attr:`MachineResults.failures`
   (machine -> reason), its result is ``None``, and the other machines carry on;
+* a machine still running when its deadline passes (``timeout`` seconds after its task started,
+  or ``total_timeout`` seconds after the run started) is a run-time failure too
+  (:class:`MachineTimeout`), reported when the deadline passes; the others carry on;
 * if no machine at all produces a result, :class:`AllMachinesFailedError` lists every reason.
+
+How a machine past its deadline is stopped depends on the engine: the process pool kills the
+worker process running it (the other tasks of that pool are run again, not blamed); dask restarts
+the worker running it (its nanny starts a fresh one); Spark kills the machine's forked fit on the
+executor (``timeout``) or cancels the job (``total_timeout``). Python cannot stop a running
+thread, so ``"serial"`` and ``"threads"`` report the machine at its deadline and *abandon* its
+thread: a daemon thread that runs on in the background until the task returns, its result
+discarded (with a deadline, ``"serial"`` runs each task in such a helper thread, one at a time).
+An abandoned thread keeps its CPU and memory until then; use ``"processes"`` when tasks may hang
+for good.
 
 A process pool breaks as a whole when one of its workers dies (``BrokenProcessPool``); the tasks
 that had not started are resubmitted to a fresh pool, and every task that was running when a pool
@@ -32,38 +52,61 @@ operations in the same order and return identical results.
 
 from __future__ import annotations
 
+import abc
 import contextlib
+import importlib
+import math
 import multiprocessing
+import numbers
 import os
+import queue
+import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Callable
-from uuid import uuid4
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
 from ._blas import limit_worker_threads, single_threaded_blas
+from .partition import split, split_to_file
 from .sources import InvalidDataError, is_dask_collection, materialize
 
 __all__ = [
     "BACKENDS",
     "AllMachinesFailedError",
+    "Engine",
     "MachineResults",
     "MachineTask",
+    "MachineTimeout",
+    "engine",
     "map_machines",
 ]
 
-BACKENDS = ("serial", "threads", "processes", "dask")
+# The registry of engines: backend name -> "module:class", imported when first used (pyspark and
+# distributed are optional).
+_ENGINES = {
+    "serial": "dfmr.executor:SerialEngine",
+    "threads": "dfmr.executor:ThreadEngine",
+    "processes": "dfmr.executor:ProcessEngine",
+    "dask": "dfmr.executor:DaskEngine",
+    "spark": "dfmr.spark:SparkEngine",
+}
+BACKENDS = tuple(_ENGINES)
 
 
 class AllMachinesFailedError(ValueError):
     """No machine produced a result: every task failed at run time (the reasons are in the message)."""
+
+
+class MachineTimeout(TimeoutError):
+    """A machine's task was still running when its deadline passed; it is reported failed."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +117,7 @@ class MachineTask:
     ----------
     machine : int
         The machine's index, used in results and messages.
-    data : ndarray, SiteFile, dask chunk or partition, or pandas DataFrame
+    data : ndarray, source, dask chunk or partition, pandas DataFrame, or Spark rows
         The machine's data, materialised where the task runs (:func:`dfmr.sources.materialize`).
     args : tuple
         Further positional arguments of ``func`` (small: they travel with the task).
@@ -96,8 +139,8 @@ class MachineResults:
     results : list
         ``func``'s return value for every task, in task order; ``None`` where the machine failed.
     failures : dict of int to str
-        Machine index -> why its task failed at run time (exception type and message, or the
-        death of its worker process).
+        Machine index -> why its task failed at run time (exception type and message, the
+        death of its worker process, or its deadline).
     """
 
     machines: list[int]
@@ -108,6 +151,55 @@ class MachineResults:
     def succeeded(self) -> list[int]:
         """Machine indices with a result, in task order."""
         return [m for m in self.machines if m not in self.failures]
+
+
+def check_timeout(value: Any, name: str) -> float | None:
+    """``value`` as a deadline in seconds: None, or a finite number > 0; a ValueError naming ``name`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    raise ValueError(f"{name} must be None or a finite number of seconds > 0, got {value!r}.")
+
+
+class Deadlines:
+    """The deadlines of one run: ``timeout`` seconds per machine from its start, ``total_timeout`` for the run.
+
+    Parameters
+    ----------
+    timeout, total_timeout : float or None
+        Seconds; ``None``: no such deadline. The run's clock starts when this object is made.
+    """
+
+    #: Longest wait between two looks at the clock while tasks run (seconds).
+    TICK = 0.05
+
+    def __init__(self, timeout: float | None = None, total_timeout: float | None = None) -> None:
+        self.timeout = check_timeout(timeout, "timeout")
+        self.total_timeout = check_timeout(total_timeout, "total_timeout")
+        self.end = None if self.total_timeout is None else time.monotonic() + self.total_timeout
+
+    @property
+    def active(self) -> bool:
+        """Whether there is any deadline at all."""
+        return self.timeout is not None or self.end is not None
+
+    def total_passed(self) -> bool:
+        return self.end is not None and time.monotonic() >= self.end
+
+    def overdue(self, elapsed: float) -> bool:
+        """Whether a task that has run for ``elapsed`` seconds is past its own deadline."""
+        return self.timeout is not None and elapsed >= self.timeout
+
+    def tick(self) -> float | None:
+        """How long to wait for the next result before looking at the clock again (None: no deadline)."""
+        return self.TICK if self.active else None
+
+    def per_machine(self, elapsed: float) -> MachineTimeout:
+        return MachineTimeout(f"it was still running after its timeout of {self.timeout:g} s ({elapsed:.1f} s)")
+
+    def total(self) -> MachineTimeout:
+        return MachineTimeout(f"the run's total_timeout of {self.total_timeout:g} s passed before it finished")
 
 
 class _InputLost(RuntimeError):
@@ -124,25 +216,40 @@ def _reason(exc: BaseException) -> str:
 
 
 class _Collector:
-    """Results and failures by task position; raises at the first invalid data."""
+    """Results and failures by task position; raises at the first invalid data.
+
+    A position is *open* until its result or failure is recorded; a late result of a task already
+    reported (an abandoned thread finishing after its deadline) is ignored.
+    """
 
     def __init__(self, tasks: Sequence[MachineTask], bar: tqdm) -> None:
         self.tasks = tasks
         self.results: list[Any] = [None] * len(tasks)
         self.failures: dict[int, str] = {}
+        self.open = set(range(len(tasks)))
         self.bar = bar
 
     def done(self, position: int, value: Any) -> None:
-        self.results[position] = value
-        self.bar.update()
+        if position in self.open:
+            self.open.discard(position)
+            self.results[position] = value
+            self.bar.update()
 
     def failed(self, position: int, exc: BaseException) -> None:
+        if position not in self.open:
+            return
         machine = self.tasks[position].machine
         if isinstance(exc, InvalidDataError):
             raise InvalidDataError(f"machine {machine}: {exc}") from exc
+        self.open.discard(position)
         self.failures[machine] = _reason(exc)
         self.bar.update()
         self.bar.set_postfix(failed=len(self.failures))
+
+    def fail_open(self, exc: BaseException) -> None:
+        """Every position still open fails with ``exc`` (the run's total deadline passed)."""
+        for position in sorted(self.open):
+            self.failed(position, exc)
 
     def outcome(self) -> MachineResults:
         machines = [t.machine for t in self.tasks]
@@ -170,77 +277,174 @@ def _limit_this_process() -> None:
             _limited = True
 
 
-# ------------------------------------------------------------------------------ serial and threads
+
+# ------------------------------------------------------------------------------------------ engines
 
 
-def _run_serial(func: Callable[..., Any], tasks: Sequence[MachineTask], out: _Collector) -> None:
-    for position, task in enumerate(tasks):
-        try:
-            value = _run_task(func, task.data, task.args, task.machine)
-        except Exception as exc:
-            out.failed(position, exc)
-        else:
-            out.done(position, value)
+class Engine(abc.ABC):
+    """One backend's adapter behind :func:`map_machines`.
+
+    An engine owns what differs between backends: where the machines' data are placed
+    (:meth:`place`), how their tasks run, how failures are told apart and how a machine past its
+    deadline is stopped (:meth:`run`). Engines are made by :func:`engine` from the registry.
+
+    Parameters
+    ----------
+    workers : int
+        Pool size (threads, processes, or workers of a cluster started for the run).
+    client : object, optional
+        The engine's cluster handle (a dask ``Client``, a ``SparkSession``); only engines that
+        use one accept it.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, workers: int, client: Any = None) -> None:
+        if client is not None:
+            raise ValueError(f"client is used by backend='dask' or 'spark' only, not backend={self.name!r}.")
+        self.workers = workers
+        self.client = client
+
+    @contextlib.contextmanager
+    def place(self, X: np.ndarray, n_machines: int, rng: np.random.Generator) -> Iterator[list[Any]]:
+        """The shuffled rows of ``X`` dealt out to ``n_machines`` machines, as this engine's tasks read them.
+
+        The same rows in the same order as :func:`dfmr.partition.split` on every engine; the pieces are
+        valid inside the ``with`` block. Each entry has ``shape`` (a tuple or a method) and is a
+        :class:`MachineTask`'s data.
+        """
+        yield split(X, n_machines, rng)
+
+    @abc.abstractmethod
+    def run(self, func: Callable[..., Any], tasks: Sequence[MachineTask], out: _Collector, deadlines: Deadlines,
+            desc: str) -> None:
+        """Run every task, recording results and failures in ``out`` until none is open."""
 
 
-def _collect(futures: dict[Future[Any], int], out: _Collector) -> None:
-    """Record futures as they complete; on invalid data cancel the rest and raise."""
-    pending = set(futures)
-    try:
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for fut in finished:
-                exc = fut.exception()
-                if exc is None:
-                    out.done(futures[fut], fut.result())
-                else:
-                    out.failed(futures[fut], exc)
-    except BaseException:
-        for fut in pending:
-            fut.cancel()
-        raise
-
-
-def _run_in_thread(controller: ThreadpoolController, func: Callable[..., Any], task: MachineTask) -> Any:
-    """A task in a pool thread: BLAS limits that are per thread must be set in this thread."""
-    with single_threaded_blas(controller):
-        return _run_task(func, task.data, task.args, task.machine)
-
-
-def _run_threads(
+def _run_in_threads(
     func: Callable[..., Any], tasks: Sequence[MachineTask], workers: int, controller: ThreadpoolController,
-    out: _Collector,
+    out: _Collector, deadlines: Deadlines,
 ) -> None:
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_run_in_thread, controller, func, t): i for i, t in enumerate(tasks)}
-        _collect(futures, out)
+    """Every task in a daemon thread of its own, at most ``workers`` at a time; a thread past its deadline is
+    abandoned (reported, its slot given to the next task, its late result ignored)."""
+    finished: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
+
+    def body(position: int) -> None:
+        task = tasks[position]
+        try:
+            # BLAS limits that are per thread must be set in the thread that runs the task.
+            with single_threaded_blas(controller):
+                value = _run_task(func, task.data, task.args, task.machine)
+        except Exception as exc:
+            finished.put((position, None, exc))
+        else:
+            finished.put((position, value, None))
+
+    waiting = list(range(len(tasks)))[::-1]
+    running: dict[int, float] = {}
+    while out.open:
+        if deadlines.total_passed():
+            out.fail_open(deadlines.total())
+            return
+        while waiting and len(running) < workers:
+            position = waiting.pop()
+            running[position] = time.monotonic()
+            threading.Thread(
+                target=body, args=(position,), name=f"dfmr-machine-{tasks[position].machine}", daemon=True
+            ).start()
+        try:
+            position, value, exc = finished.get(timeout=deadlines.tick())
+        except queue.Empty:
+            pass
+        else:
+            if running.pop(position, None) is not None:
+                if exc is None:
+                    out.done(position, value)
+                else:
+                    out.failed(position, exc)
+        now = time.monotonic()
+        for position, start in list(running.items()):
+            if deadlines.overdue(now - start):
+                del running[position]  # abandoned: the thread runs on, its result will be ignored
+                out.failed(position, deadlines.per_machine(now - start))
+
+
+class SerialEngine(Engine):
+    """Every machine in turn, in the calling thread (with a deadline: in one helper thread, abandoned at it)."""
+
+    name = "serial"
+
+    def run(self, func: Callable[..., Any], tasks: Sequence[MachineTask], out: _Collector, deadlines: Deadlines,
+            desc: str) -> None:
+        controller = ThreadpoolController()
+        # One BLAS thread while the tasks run (dfmr._blas: per thread where the library allows it, else
+        # process-wide, restored afterwards).
+        with single_threaded_blas(controller):
+            if deadlines.active:
+                _run_in_threads(func, tasks, 1, controller, out, deadlines)
+                return
+            for position, task in enumerate(tasks):
+                try:
+                    value = _run_task(func, task.data, task.args, task.machine)
+                except Exception as exc:
+                    out.failed(position, exc)
+                else:
+                    out.done(position, value)
+
+
+class ThreadEngine(Engine):
+    """A pool of ``workers`` threads of this process; a thread past its deadline is abandoned."""
+
+    name = "threads"
+
+    def run(self, func: Callable[..., Any], tasks: Sequence[MachineTask], out: _Collector, deadlines: Deadlines,
+            desc: str) -> None:
+        controller = ThreadpoolController()
+        # Entered here too so that a process-wide BLAS limit is set once for the whole run.
+        with single_threaded_blas(controller):
+            _run_in_threads(func, tasks, self.workers, controller, out, deadlines)
 
 
 # ------------------------------------------------------------------------------------ process pool
 
-_started: Any = None  # in a pool worker: the shared flags "task i has started"
+_started: Any = None  # in a pool worker: per task, the monotonic time it started (0: not started)
+_pids: Any = None  # in a pool worker: per task, the process running it
 
 
-def _init_pool_worker(started: Any) -> None:
-    global _started
-    _started = started
+def _init_pool_worker(started: Any, pids: Any) -> None:
+    global _started, _pids
+    _started, _pids = started, pids
     limit_worker_threads()
 
 
 def _pool_task(position: int, func: Callable[..., Any], data: Any, args: tuple[Any, ...], machine: int) -> Any:
-    _started[position] = 1
+    _pids[position] = os.getpid()
+    _started[position] = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the host
     return _run_task(func, data, args, machine)
 
 
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
 def _pool_round(
-    func: Callable[..., Any], tasks: Sequence[MachineTask], positions: list[int], workers: int, out: _Collector
-) -> tuple[list[int], list[int]]:
-    """Run ``positions`` on a fresh pool; returns (running, not started) tasks lost if the pool broke."""
+    func: Callable[..., Any], tasks: Sequence[MachineTask], positions: list[int], workers: int, out: _Collector,
+    deadlines: Deadlines,
+) -> tuple[list[int], list[int], bool]:
+    """Run ``positions`` on a fresh pool.
+
+    Returns the open tasks lost when the pool broke, (running, not started), and whether it broke
+    because a worker was killed here at a deadline (then the running ones are not to blame).
+    """
     ctx = multiprocessing.get_context()
-    started = ctx.RawArray("b", len(tasks))
+    started = ctx.RawArray("d", len(tasks))
+    pids = ctx.RawArray("i", len(tasks))
     lost: list[int] = []
+    killed = False
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(positions)), mp_context=ctx, initializer=_init_pool_worker, initargs=(started,)
+        max_workers=min(workers, len(positions)), mp_context=ctx, initializer=_init_pool_worker,
+        initargs=(started, pids),
     )
     try:
         futures = {
@@ -248,7 +452,7 @@ def _pool_round(
         }
         pending = set(futures)
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            finished, pending = wait(pending, timeout=deadlines.tick(), return_when=FIRST_COMPLETED)
             for fut in finished:
                 exc = fut.exception()
                 if exc is None:
@@ -257,36 +461,87 @@ def _pool_round(
                     lost.append(futures[fut])
                 else:
                     out.failed(futures[fut], exc)
+            now = time.monotonic()
+            if deadlines.total_passed():
+                for p in positions:
+                    if started[p] and p in out.open:
+                        _kill(pids[p])
+                out.fail_open(deadlines.total())
+                killed = True
+                return [], [], True
+            for fut in pending:
+                p = futures[fut]
+                if started[p] and p in out.open and deadlines.overdue(now - started[p]):
+                    _kill(pids[p])  # the pool breaks: its manager terminates the other workers
+                    out.failed(p, deadlines.per_machine(now - started[p]))
+                    killed = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return [p for p in lost if started[p]], [p for p in lost if not started[p]]
+        pool.shutdown(wait=not killed, cancel_futures=True)
+    lost = [p for p in lost if p in out.open]
+    return [p for p in lost if started[p]], [p for p in lost if not started[p]], killed
 
 
-def _run_processes(func: Callable[..., Any], tasks: Sequence[MachineTask], workers: int, out: _Collector) -> None:
-    todo = list(range(len(tasks)))
-    suspects: list[int] = []
-    while todo:
-        running, not_started = _pool_round(func, tasks, todo, workers, out)
-        if not running and not_started == todo:
-            # The pool broke before any task started (a worker could not even start): nothing to isolate.
-            for p in todo:
-                out.failed(p, BrokenProcessPool("the process pool broke before the task started"))
-            break
-        suspects += running
-        todo = not_started
-    # A worker's death takes every task of its pool down; run each of those alone to find the culprit.
-    for p in sorted(suspects):
-        running, _ = _pool_round(func, tasks, [p], 1, out)
-        if running:
-            out.failed(p, BrokenProcessPool("a process in the process pool was terminated abruptly"))
+class ProcessEngine(Engine):
+    """A pool of ``workers`` processes; the split of an in-memory array is a temporary file they map.
+
+    A worker whose task is past its deadline is killed; the tasks the broken pool took down with it
+    run again on a fresh pool.
+    """
+
+    name = "processes"
+
+    @contextlib.contextmanager
+    def place(self, X: np.ndarray, n_machines: int, rng: np.random.Generator) -> Iterator[list[Any]]:
+        # The split's copy goes to a temporary file that the workers map, removed afterwards
+        # (dfmr.partition.split_to_file): tasks ship no data and the client holds none of the copy.
+        with split_to_file(X, n_machines, rng) as rows:
+            yield rows
+
+    def run(self, func: Callable[..., Any], tasks: Sequence[MachineTask], out: _Collector, deadlines: Deadlines,
+            desc: str) -> None:
+        workers = min(self.workers, max(len(tasks), 1))
+        todo = list(range(len(tasks)))
+        suspects: list[int] = []
+        while todo and out.open:
+            running, not_started, killed = _pool_round(func, tasks, todo, workers, out, deadlines)
+            if killed:
+                # A worker killed here at its deadline broke the pool: the others lost are not to blame.
+                todo = sorted(running + not_started)
+                continue
+            if not running and not_started == todo:
+                # The pool broke before any task started (a worker could not even start): nothing to isolate.
+                for p in todo:
+                    out.failed(p, BrokenProcessPool("the process pool broke before the task started"))
+                break
+            suspects += running
+            todo = not_started
+        # A worker's death takes every task of its pool down; run each of those alone to find the culprit.
+        for p in sorted(suspects):
+            if p not in out.open:
+                continue
+            running, _, killed = _pool_round(func, tasks, [p], 1, out, deadlines)
+            if running and not killed:
+                out.failed(p, BrokenProcessPool("a process in the process pool was terminated abruptly"))
 
 
 # -------------------------------------------------------------------------------------------- dask
 
+_dask_running: dict[str, float] = {}  # in a dask worker process: task key -> monotonic start time
 
-def _dask_task(func: Callable[..., Any], data: Any, args: tuple[Any, ...], machine: int) -> Any:
+
+def _dask_task(func: Callable[..., Any], data: Any, args: tuple[Any, ...], machine: int, key: str) -> Any:
     _limit_this_process()
-    return _run_task(func, data, args, machine)
+    _dask_running[key] = time.monotonic()
+    try:
+        return _run_task(func, data, args, machine)
+    finally:
+        _dask_running.pop(key, None)
+
+
+def _dask_elapsed() -> dict[str, float]:
+    """Run on a dask worker: seconds each of its dfmr tasks has been running (a clock local to that host)."""
+    now = time.monotonic()
+    return {key: now - start for key, start in list(_dask_running.items())}
 
 
 @contextlib.contextmanager
@@ -312,7 +567,7 @@ def _dask_client(client: Any, n_workers: int) -> Iterator[Any]:
         f"no dask.distributed Client is active: starting a LocalCluster of {n_workers} worker processes for "
         "this run and closing it afterwards. Start a Client (or pass client=...) to reuse a cluster.",
         UserWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
     with LocalCluster(
         n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
@@ -332,7 +587,7 @@ def _submit_dask(client: Any, func: Callable[..., Any], task: MachineTask, key: 
 
             data = clone(data)
         data = client.compute(data)
-    return client.submit(_dask_task, func, data, task.args, task.machine, key=key, pure=False)
+    return client.submit(_dask_task, func, data, task.args, task.machine, key, key=key, pure=False)
 
 
 def _dask_outcome(fut: Any) -> tuple[Any, BaseException | None]:
@@ -346,41 +601,117 @@ def _dask_outcome(fut: Any) -> tuple[Any, BaseException | None]:
         return None, exc
 
 
-def _run_dask(func: Callable[..., Any], tasks: Sequence[MachineTask], client: Any, desc: str, out: _Collector) -> None:
-    from distributed import as_completed
+class DaskEngine(Engine):
+    """dask.distributed: ``client``, else the active client, else a LocalCluster started for the run.
 
-    run = f"dfmr-{desc.replace(' ', '-')}-{uuid4().hex[:8]}"
-    futures: dict[Any, int] = {}
-    killed: list[tuple[Any, BaseException]] = []
-    try:
-        for position, task in enumerate(tasks):
-            futures[_submit_dask(client, func, task, f"{run}-{task.machine}")] = position
-        for fut in as_completed(list(futures), loop=client.loop):
-            value, exc = _dask_outcome(fut)
-            if exc is None:
-                out.done(futures[fut], value)
-            elif _died(exc):
-                killed.append((fut, exc))
-            else:
-                out.failed(futures[fut], exc)
-        if len(killed) == 1 and not isinstance(killed[0][1], _InputLost):
-            out.failed(futures[killed[0][0]], killed[0][1])
-        else:
-            # A worker's death condemns every task it was processing, and every chunk it was computing
-            # (KilledWorker once the scheduler's allowed-failures are used up). Run each condemned task again,
-            # alone and with its input recomputed, so that only a machine whose own task kills workers is lost.
-            for position in sorted(futures[fut] for fut, _ in killed):
-                task = tasks[position]
-                fut = _submit_dask(client, func, task, f"{run}-{task.machine}-alone", again=True)
-                futures[fut] = position
-                for _ in as_completed([fut], loop=client.loop):
-                    value, exc = _dask_outcome(fut)
+    A worker whose task is past its deadline is restarted (by its nanny) after the task is cancelled.
+    """
+
+    name = "dask"
+
+    #: Seconds between two questions to the workers about how long their tasks have been running.
+    POLL = 0.2
+
+    def __init__(self, workers: int, client: Any = None) -> None:
+        self.workers = workers
+        self.client = client
+        self.restarts: list[threading.Thread] = []
+
+    def run(self, func: Callable[..., Any], tasks: Sequence[MachineTask], out: _Collector, deadlines: Deadlines,
+            desc: str) -> None:
+        from uuid import uuid4
+
+        with _dask_client(self.client, min(self.workers, max(len(tasks), 1))) as client:
+            run = f"dfmr-{desc.replace(' ', '-')}-{uuid4().hex[:8]}"
+            futures: dict[Any, int] = {}
+            try:
+                for position, task in enumerate(tasks):
+                    futures[_submit_dask(client, func, task, f"{run}-{task.machine}")] = position
+                killed = self._round(client, dict(futures), out, deadlines)
+                if len(killed) == 1 and not isinstance(killed[0][1], _InputLost):
+                    out.failed(futures[killed[0][0]], killed[0][1])
+                    return
+                # A worker's death condemns every task it was processing, and every chunk it was computing
+                # (KilledWorker once the scheduler's allowed-failures are used up). Run each condemned task
+                # again, alone and with its input recomputed, so that only a machine whose own task kills
+                # workers is lost.
+                for position in sorted(futures[fut] for fut, _ in killed):
+                    if position not in out.open:
+                        continue
+                    task = tasks[position]
+                    fut = _submit_dask(client, func, task, f"{run}-{task.machine}-alone", again=True)
+                    futures[fut] = position
+                    for _, exc in self._round(client, {fut: position}, out, deadlines):
+                        out.failed(position, exc)
+            finally:
+                client.cancel(list(futures))
+                for thread in self.restarts:
+                    thread.join()
+
+    def _round(
+        self, client: Any, futures: dict[Any, int], out: _Collector, deadlines: Deadlines
+    ) -> list[tuple[Any, BaseException]]:
+        """Wait for ``futures``, enforcing the deadlines; returns the tasks failed by a worker's death."""
+        from distributed import as_completed
+
+        killed: list[tuple[Any, BaseException]] = []
+        pending = set(futures)
+        arriving = as_completed(list(futures), loop=client.loop)
+        polled = time.monotonic()
+        while pending:
+            if deadlines.total_passed():
+                self._stop(client, pending, lambda _: True)
+                out.fail_open(deadlines.total())
+                return []
+            finished = set(arriving.next_batch(block=not deadlines.active))
+            if not finished:
+                time.sleep(deadlines.TICK)
+            for fut in finished & pending:
+                pending.discard(fut)
+                value, exc = _dask_outcome(fut)
                 if exc is None:
-                    out.done(position, value)
+                    out.done(futures[fut], value)
+                elif _died(exc):
+                    killed.append((fut, exc))
                 else:
-                    out.failed(position, exc)
-    finally:
-        client.cancel(list(futures))
+                    out.failed(futures[fut], exc)
+            if deadlines.timeout is not None and pending and time.monotonic() - polled >= self.POLL:
+                polled = time.monotonic()
+                for fut, elapsed in self._stop(client, pending, deadlines.overdue).items():
+                    pending.discard(fut)
+                    out.failed(futures[fut], deadlines.per_machine(elapsed))
+        return killed
+
+    def _stop(self, client: Any, pending: set[Any], stop: Callable[[float], bool]) -> dict[Any, float]:
+        """Cancel the pending tasks running for a time that ``stop`` accepts and restart their workers.
+
+        Returns those tasks with their running times; a task not yet running is only cancelled when
+        ``stop`` accepts any time (the total deadline).
+        """
+        by_key = {fut.key: fut for fut in pending}
+        stopped: dict[Any, float] = {}
+        restart = []
+        for address, running in client.run(_dask_elapsed, on_error="return").items():
+            if isinstance(running, BaseException):
+                continue  # a worker being restarted: it runs nothing of ours
+            for key, elapsed in running.items():
+                if key in by_key and stop(elapsed):
+                    stopped[by_key[key]] = elapsed
+                    restart.append(address)
+        if stop(0.0):
+            stopped.update({fut: 0.0 for fut in pending if fut not in stopped})
+        if stopped:
+            client.cancel(list(stopped), force=True)
+        if restart:
+            # Python cannot stop the running task: its worker process is replaced by its nanny, in the
+            # background while the other machines go on (run() waits for it before it returns).
+            thread = threading.Thread(
+                target=client.restart_workers, args=(sorted(set(restart)),), kwargs={"raise_for_error": False},
+                name="dfmr-dask-restart", daemon=True,
+            )
+            thread.start()
+            self.restarts.append(thread)
+        return stopped
 
 
 # -------------------------------------------------------------------------------------------- API
@@ -397,6 +728,34 @@ def _workers(n_jobs: int | None) -> int:
     raise ValueError(f"n_jobs must be None or a non-zero integer leaving at least one of {cpus} CPUs; got {n_jobs!r}.")
 
 
+def engine(backend: str, n_jobs: int | None = None, client: Any = None) -> Engine:
+    """The adapter of ``backend`` from the registry.
+
+    Parameters
+    ----------
+    backend : {"serial", "threads", "processes", "dask", "spark"}
+        The engine's name.
+    n_jobs : int, optional
+        Pool size; ``None`` uses ``os.cpu_count()``, negative values count back from it.
+    client : distributed.Client or pyspark.sql.SparkSession, optional
+        The cluster of ``"dask"`` or ``"spark"``.
+
+    Returns
+    -------
+    Engine
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` or ``n_jobs`` is invalid, or ``client`` is given to an engine without one.
+    """
+    if backend not in _ENGINES:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}.")
+    module, name = _ENGINES[backend].split(":")
+    cls: type[Engine] = getattr(importlib.import_module(module), name)
+    return cls(_workers(n_jobs), client)
+
+
 def map_machines(
     func: Callable[..., Any],
     tasks: Sequence[MachineTask],
@@ -406,29 +765,39 @@ def map_machines(
     client: Any = None,
     progress: bool = False,
     desc: str = "machines",
+    timeout: float | None = None,
+    total_timeout: float | None = None,
 ) -> MachineResults:
     """Run ``func(X_i, *task.args)`` for every machine where its data are, surviving machine failures.
 
     Parameters
     ----------
     func : callable
-        A module-level function (it is pickled for the process and dask backends) taking the
+        A module-level function (it is pickled for the process, dask and Spark backends) taking the
         machine's ``(n, d)`` float64 data matrix and ``task.args``; its return value should be small.
     tasks : sequence of MachineTask
         One per machine.
-    backend : {"serial", "threads", "processes", "dask"}
-        In this thread; in a thread pool; in a process pool (the platform's default start method);
-        on dask.distributed (``client``, else the active client, else a ``LocalCluster`` of
-        ``n_jobs`` worker processes started with a warning and closed afterwards, no dashboard).
+    backend : {"serial", "threads", "processes", "dask", "spark"}
+        The engine (:func:`engine`): in this thread; in a thread pool; in a process pool (the
+        platform's default start method); on dask.distributed (``client``, else the active client,
+        else a ``LocalCluster`` of ``n_jobs`` worker processes started with a warning and closed
+        afterwards, no dashboard); on Spark (``client``, a SparkSession, else the active one; see
+        :mod:`dfmr.spark`).
     n_jobs : int, optional
         Pool size (threads, processes, or workers of a LocalCluster started here); ``None`` uses
         ``os.cpu_count()``, negative values count back from it.
-    client : distributed.Client, optional
-        The dask client to use with ``backend="dask"``.
+    client : distributed.Client or pyspark.sql.SparkSession, optional
+        The cluster of ``backend="dask"`` or ``backend="spark"``.
     progress : bool, default False
         A tqdm bar on the client, advanced as machines complete (or fail).
     desc : str, default "machines"
-        The bar's label (and part of the dask task keys).
+        The bar's label (and part of the dask task keys and of the Spark job's description).
+    timeout : float, optional
+        Seconds a machine's task may run, counted from when it starts; a machine still running
+        then is reported failed (:class:`MachineTimeout`) and stopped as its engine can (see the
+        module's description). ``None``: no limit.
+    total_timeout : float, optional
+        Seconds the whole run may take; the machines unfinished then are reported failed.
 
     Returns
     -------
@@ -442,28 +811,14 @@ def map_machines(
     AllMachinesFailedError
         If every machine failed at run time.
     ValueError
-        If ``backend`` or ``n_jobs`` is invalid, or ``client`` is given with another backend.
+        If ``backend``, ``n_jobs``, ``timeout`` or ``total_timeout`` is invalid, or ``client`` is
+        given with a backend that takes none.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}.")
-    if client is not None and backend != "dask":
-        raise ValueError(f"client is used by backend='dask' only, not backend={backend!r}.")
-    workers = _workers(n_jobs)
+    deadlines = Deadlines(timeout, total_timeout)
+    runner = engine(backend, n_jobs, client)
     tasks = list(tasks)
     with tqdm(total=len(tasks), desc=desc, unit="machine", disable=not progress) as bar:
         out = _Collector(tasks, bar)
-        if backend == "dask":
-            with _dask_client(client, min(workers, max(len(tasks), 1))) as active:
-                _run_dask(func, tasks, active, desc, out)
-        elif backend == "processes":
-            _run_processes(func, tasks, min(workers, max(len(tasks), 1)), out)
-        else:
-            controller = ThreadpoolController()
-            # One BLAS thread while the tasks run (dfmr._blas: per thread where the library allows it, else
-            # process-wide, restored afterwards); entered here too so a process-wide limit is set once.
-            with single_threaded_blas(controller):
-                if backend == "threads":
-                    _run_threads(func, tasks, min(workers, max(len(tasks), 1)), controller, out)
-                else:
-                    _run_serial(func, tasks, out)
+        if tasks:
+            runner.run(func, tasks, out, deadlines, desc)
     return out.outcome()
