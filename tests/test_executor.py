@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dfmr.cli import main
 from dfmr.executor import AllMachinesFailedError, MachineTask, map_machines
 from dfmr.sources import InvalidDataError, SiteFile, materialize, site_files
 
@@ -258,3 +259,15 @@ def test_a_site_file_is_not_read_on_the_client(tmp_path):
     os.remove(f.path)  # site_files kept only the path; the worker reads the file when it runs
     out = map_machines(column_sums, [MachineTask(0, f, (1.0,)), MachineTask(1, X, (1.0,))], backend="serial")
     assert list(out.failures) == [0] and "FileNotFoundError" in out.failures[0]
+
+
+def test_cli_passes_the_deadlines_and_refuses_bad_ones(tmp_path, parts, capsys):
+    for i, X in enumerate(parts[:3]):
+        np.save(tmp_path / f"site{i}.npy", np.vstack([X, X + 5.0]))
+    code = main(["fit", str(tmp_path), "-k", "1", "--backend", "threads", "--timeout", "60", "--total-timeout", "120"])
+    assert code == 0, capsys.readouterr().err
+    assert "Fitted 3 of 3 sites" in capsys.readouterr().out
+    assert main(["fit", str(tmp_path), "-k", "1", "--timeout", "0"]) == 2
+    assert "expected a finite number of seconds > 0, got '0'" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "site0.npy"), "-k", "1", "--total-timeout", "5"]) == 2
+    assert "--total-timeout apply only when DATA is a directory" in capsys.readouterr().err

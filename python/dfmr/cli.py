@@ -25,7 +25,7 @@ from . import __version__
 from ._validation import check_int
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .distances import pairwise_l2
-from .executor import BACKENDS
+from .executor import BACKENDS, check_timeout
 from .filtering import center_index
 from .io import LoadedMixtures, load_mixtures, save_result
 from .robust import robust_dfmr
@@ -58,6 +58,14 @@ def _positive_int(text: str) -> int:
         return check_int(int(text), "value", 1)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type for a number of seconds: finite and > 0."""
+    try:
+        return check_timeout(float(text), "value")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}") from None
 
 
 def _float_in(low: float, high: float | None, closed_high: bool = False) -> Callable[[str], float]:
@@ -159,6 +167,10 @@ def _build_parser() -> _Parser:
     )
     sites.add_argument("--n-jobs", type=int, help="workers of the pool or local cluster (default: all CPUs)")
     sites.add_argument("--progress", action="store_true", help="show a progress bar over the sites")
+    sites.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                       help="a site whose fit runs longer is reported failed and left out (default: no limit)")
+    sites.add_argument("--total-timeout", type=_positive_float, metavar="SECONDS",
+                       help="sites unfinished after this long are reported failed and left out (default: no limit)")
     fit.set_defaults(run=_cmd_fit)
     _add_simulate(sub)
     return parser
@@ -373,7 +385,7 @@ def _cmd_fit_sites(args: argparse.Namespace) -> int:
     with _dask_client(args.scheduler) as client:
         est = DistributedGaussianMixture(
             args.n_components, aggregator=args.method, backend=args.backend, client=client, n_jobs=args.n_jobs,
-            progress=args.progress, random_state=args.seed,
+            progress=args.progress, timeout=args.timeout, total_timeout=args.total_timeout, random_state=args.seed,
         ).fit_partitions(files)
     for machine, reason in est.failed_machines_.items():
         print(f"dfmr: warning: site {machine} ({names[machine]}) failed and is left out: {reason}", file=sys.stderr)
@@ -403,7 +415,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     if os.path.isdir(args.data) or glob.has_magic(args.data):
         return _cmd_fit_sites(args)
-    site_options = [f"--{name.replace('_', '-')}" for name in ("out_dir", "scheduler", "n_jobs") if getattr(args, name)]
+    only_sites = ("out_dir", "scheduler", "n_jobs", "timeout", "total_timeout")
+    site_options = [f"--{name.replace('_', '-')}" for name in only_sites if getattr(args, name)]
     if site_options:
         raise UsageError(f"{', '.join(site_options)} apply only when DATA is a directory or glob of per-site files.")
     X = _read_data(args.data)
