@@ -224,3 +224,26 @@ def test_plan_rows_of_a_dfmr_aggregation_carry_each_retained_machines_weights():
         else:
             assert rows is None
     assert inf.plan_rows(dfmr.coat(local), local, 0) is None
+
+
+def test_plan_rows_of_a_robust_dfmr_aggregation_follow_its_slot_by_slot_pool():
+    # robust_dfmr pools slot by slot, not machine by machine; components listed in another order on
+    # every other machine make a machine-by-machine reading pick other machines' rows.
+    local = [lm.permute(np.roll(np.arange(lm.n_components), i)) if i % 2 else lm
+             for i, lm in enumerate(simulate.local_estimates_fixture())]
+    res = dfmr.robust_dfmr(local, 5)
+    assert res.retained.size == len(local)
+    for i in range(len(local)):
+        rows = inf.plan_rows(res, local, i)
+        share = rows.sum(axis=1) / local[i].weights  # each component sends its weight times the machine's share
+        np.testing.assert_allclose(share, share[0], rtol=1e-9)
+        np.testing.assert_array_equal(inf.align(local[i], res.mixture, rows), inf.align(local[i], res.mixture))
+    # A machine with one component screened out keeps the others in the pool but has no full set
+    # of rows: no plan (it is aligned by cost), and the per-machine tests still run.
+    moved = local[3].means.copy()
+    moved[1] += 3.0
+    local[3] = GaussianMixtureParams(local[3].weights, moved, local[3].covariances)
+    res = dfmr.robust_dfmr(local, 5)
+    assert 3 in res.retained and res.screening.kept[3].sum() == 4
+    assert inf.plan_rows(res, local, 3) is None
+    assert inf.plan_rows(res, local, 2) is not None

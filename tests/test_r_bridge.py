@@ -208,6 +208,79 @@ def test_activate_gives_r_the_package_functions_running_this_python(activated):
     np.testing.assert_allclose(ro.r("as.numeric(logLik(fit))")[0], est.score(X) * X.shape[0], rtol=1e-10)
 
 
+def python_intervals(est: dfmr.DistributedGaussianMixture, scale: str) -> np.ndarray:
+    """Python's confidence_intervals() flattened in R's row order: pro1..pro(G-1), means, upper triangles."""
+    ci = est.confidence_intervals(0.95) if scale == "natural" else est.inference_.confidence_intervals(0.95, scale)
+    rows, cols = np.triu_indices(est.n_features_in_)
+    return np.column_stack([
+        np.concatenate([ci["weights"][b][:-1], ci["means"][b].ravel(), ci["covariances"][b][:, rows, cols].ravel()])
+        for b in (0, 1)
+    ])
+
+
+R_SIMULATED = ("set.seed(11); first <- runif(1500) < 0.4; "
+               "sim <- ifelse(first, rnorm(1500, -2, 1), rnorm(1500, 2, 1.5))")
+
+
+@pytest.mark.parametrize(
+    ("data", "G", "machines", "method", "names"),
+    [("faithful", 2, 8, None, ["pro1", "mean.eruptions.1", "mean.waiting.1", "mean.eruptions.2", "mean.waiting.2",
+                               "sigma.eruptions.eruptions.1", "sigma.eruptions.waiting.1", "sigma.waiting.waiting.1",
+                               "sigma.eruptions.eruptions.2", "sigma.eruptions.waiting.2", "sigma.waiting.waiting.2"]),
+     ("sim", 2, 10, "mr", ["pro1", "mean.1", "mean.2", "sigmasq.1", "sigmasq.2"])],
+    ids=["faithful", "simulated"],
+)
+def test_r_confint_equals_python_confidence_intervals(activated, data, G, machines, method, names):
+    """confint() in R (embedded here, and a plain Rscript through reticulate) = the estimator's intervals."""
+    ro.r(R_SIMULATED)
+    method_arg = "" if method is None else f', method = "{method}"'
+    call = f"dfmr_fit({data}, G = {G}, machines = {machines}, seed = 1{method_arg})"
+    X = np.asarray(ro.r(f"as.matrix({data})")).reshape(-1, 2 if data == "faithful" else 1, order="F")
+    est = dfmr.DistributedGaussianMixture(G, n_machines=machines, random_state=1, backend="threads",
+                                          **({} if method is None else {"aggregator": method})).fit(X)
+    ro.r(f"fit <- {call}")
+    for kind in ("jackknife", "information"):
+        est.infer(X, method=kind)
+        for scale in ("natural", "link"):
+            ci = ro.r(f'ci <- confint(fit, type = "{kind}", scale = "{scale}"); ci')
+            assert list(ro.r("rownames(ci)")) == names and list(ro.r("colnames(ci)")) == ["2.5 %", "97.5 %"]
+            expected = python_intervals(est, scale)
+            np.testing.assert_allclose(np.asarray(ci), expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+    # R's default: the aggregator's default method on the logit / log scale
+    est.infer(X)
+    expected = python_intervals(est, "link")
+    np.testing.assert_allclose(np.asarray(ro.r("confint(fit)")), expected, rtol=1e-10,
+                               atol=1e-10 * np.abs(expected).max())
+    assert np.asarray(ro.r("fit$local[[1]]$pro")).size == G
+
+    script = f'{R_SIMULATED}; suppressPackageStartupMessages(library(dfmr)); print(confint({call}), digits = 17)'
+    env = {**os.environ, "RETICULATE_PYTHON": sys.executable}
+    proc = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    printed = [line.split() for line in proc.stdout.splitlines()[1:]]
+    assert [row[0] for row in printed] == names
+    np.testing.assert_allclose(np.array([[float(v) for v in row[1:]] for row in printed]), expected, rtol=1e-10,
+                               atol=1e-10 * np.abs(expected).max())
+
+
+def test_r_confint_covers_the_truth_of_a_two_component_population(activated):
+    """A small version of tests/benchmarks/bench_r_coverage.R (200 repetitions there): 10 repetitions,
+    5 parameters each, from the embedded session."""
+    hits = np.asarray(ro.r("""
+        sapply(1:10, function(r) {
+          set.seed(r)
+          first <- runif(1000) < 0.4
+          x <- ifelse(first, rnorm(1000, -2, 1), rnorm(1000, 2, 1.5))
+          fit <- dfmr_fit(x, G = 2, machines = 10, seed = r)
+          k <- rank(fit$parameters$mean)
+          truth <- c(c(0.4, 0.6)[k[1]], c(-2, 2)[k], c(1, 2.25)[k])
+          ci <- confint(fit)
+          ci[, 1] <= truth & truth <= ci[, 2]
+        })"""))
+    assert hits.shape == (5, 10)
+    assert 0.85 <= hits.mean() <= 1.0, hits.mean(axis=1)
+
+
 def test_embedded_python_errors_are_r_errors_naming_the_site(activated):
     ro.r('bad <- list(Mclust(x3, G = 2, modelNames = "VVV", verbose = FALSE), '
          "list(pro = c(0.5, 0.5), mean = cbind(c(0, 0, 0), c(1, 1, 1)),"

@@ -60,16 +60,17 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
+from scipy import special, stats
 from statsmodels.stats.multitest import multipletests
 
 from . import information as info
 from .aggregate import AggregationResult
 from .params import GaussianMixtureParams
 
-__all__ = ["METHODS", "MachineTests", "MixtureInferenceResult", "default_method", "infer", "machine_tests"]
+__all__ = ["METHODS", "SCALES", "MachineTests", "MixtureInferenceResult", "default_method", "infer", "machine_tests"]
 
 METHODS = ("information", "jackknife", "bootstrap")
+SCALES = ("natural", "link")
 
 
 def default_method(aggregator: str) -> str:
@@ -268,7 +269,8 @@ class MixtureInferenceResult:
         self.jackknife_failed = np.zeros(0, np.intp) if jackknife_failed is None else jackknife_failed
         self.param_names = info.full_param_names(k, d)
         a = info.full_jacobian(k, d)
-        self._cov = a @ cov_free @ a.T
+        cov = a @ cov_free @ a.T
+        self._cov = 0.5 * (cov + cov.T)  # exactly symmetric, as a covariance matrix is
         self._params = info.to_full_vector(mixture)
         # A weight or a variance is positive by construction: a test of "= 0" says nothing there.
         rows, cols = np.triu_indices(d)
@@ -297,22 +299,45 @@ class MixtureInferenceResult:
         dist = stats.t(self.df_resid) if self.use_t else stats.norm
         return float(dist.ppf(1.0 - alpha / 2.0))
 
-    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Confidence intervals of level ``1 - alpha``: ``params -/+ q * bse``.
+    def conf_int(self, alpha: float = 0.05, scale: str = "natural") -> pd.DataFrame:
+        """Confidence intervals of level ``1 - alpha``.
 
         Parameters
         ----------
         alpha : float, default 0.05
+        scale : {"natural", "link"}, default "natural"
+            ``"natural"``: ``params -/+ q * bse`` for every parameter. ``"link"``: the weights'
+            intervals are formed on the logit scale and the variances' (diagonal covariance
+            entries) on the log scale, with the delta-method standard errors
+            ``bse / (w (1 - w))`` and ``bse / sigma^2``, and transformed back, so that they stay
+            inside (0, 1) and (0, inf); means and off-diagonal entries as ``"natural"``. A
+            parameter with a zero standard error gets the point interval.
 
         Returns
         -------
         pandas.DataFrame
             Columns ``lower`` and ``upper``, one row per parameter.
         """
-        half = self._quantile(alpha) * self.bse.to_numpy()
-        return pd.DataFrame(
-            {"lower": self._params - half, "upper": self._params + half}, index=self.param_names
-        )
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(map(repr, SCALES))}; got {scale!r}.")
+        q, est, se = self._quantile(alpha), self._params, self.bse.to_numpy()
+        lower, upper = est - q * se, est + q * se
+        if scale == "link":
+            weight = np.arange(est.size) < self.mixture.n_components
+            variance = ~(self._testable | weight)
+            for mask, link, inverse, slope in (
+                (weight, special.logit, special.expit, lambda t: t * (1.0 - t)),
+                (variance, np.log, np.exp, lambda t: t),
+            ):
+                idx = np.flatnonzero(mask)
+                t, spread = est[idx], se[idx] > 0
+                half = np.zeros_like(t)
+                half[spread] = q * se[idx][spread] / slope(t[spread])
+                with np.errstate(divide="ignore"):
+                    eta = link(t)
+                lower[idx] = np.where(spread, inverse(eta - half), t)
+                upper[idx] = np.where(spread, inverse(eta + half), t)
+        return pd.DataFrame({"lower": lower, "upper": upper}, index=self.param_names)
 
     @property
     def tvalues(self) -> pd.Series:
@@ -350,19 +375,23 @@ class MixtureInferenceResult:
         """
         return self._shaped(self.bse.to_numpy())
 
-    def confidence_intervals(self, level: float = 0.95) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def confidence_intervals(
+        self, level: float = 0.95, scale: str = "natural"
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Intervals shaped like the estimate: ``{"weights"|"means"|"covariances": (lower, upper)}``.
 
         Parameters
         ----------
         level : float, default 0.95
             Coverage in (0, 1).
+        scale : {"natural", "link"}, default "natural"
+            See :meth:`conf_int`; ``"link"`` keeps weights in (0, 1) and variances positive.
 
         Returns
         -------
         dict
         """
-        ci = self.conf_int(1.0 - level)
+        ci = self.conf_int(1.0 - level, scale)
         lower, upper = self._shaped(ci["lower"].to_numpy()), self._shaped(ci["upper"].to_numpy())
         return {key: (lower[key], upper[key]) for key in lower}
 

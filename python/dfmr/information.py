@@ -473,10 +473,21 @@ def plan_rows(result: AggregationResult, mixtures: Sequence[GaussianMixtureParam
     """
     if result.reduction is None or machine not in set(result.retained.tolist()):
         return None
+    assignment = np.asarray(result.reduction.assignment)
+    screening = getattr(result, "screening", None)
+    if screening is not None:
+        # robust_dfmr pools slot by slot (the machines kept in slot 0, then slot 1, ...); a machine
+        # with a component left out of the pool has no full set of rows and is aligned by cost.
+        kept, alignment = np.asarray(screening.kept), np.asarray(screening.alignment)
+        pooled = [(int(i), int(alignment[i, j])) for j in range(kept.shape[1]) for i in np.flatnonzero(kept[:, j])]
+        rows = {c: r for r, (i, c) in enumerate(pooled) if i == machine}
+        if len(rows) != mixtures[machine].n_components:
+            return None
+        return assignment[[rows[c] for c in range(len(rows))]]
     sizes = [mixtures[int(i)].n_components for i in result.retained]
     pos = int(np.searchsorted(result.retained, machine))
     start = int(np.sum(sizes[:pos]))
-    return np.asarray(result.reduction.assignment)[start: start + sizes[pos]]
+    return assignment[start: start + sizes[pos]]
 
 
 def _kl_matrix(local: GaussianMixtureParams, reference: GaussianMixtureParams) -> np.ndarray:

@@ -129,7 +129,12 @@
     converged = as.logical(raw$converged),
     alpha = .optional(raw$alpha),
     screening = .screening(raw$screening),
-    local = lapply(raw$local, .mclust_parameters)
+    local = lapply(raw$local, .mclust_parameters),
+    # What inference (vcov, confint, site_tests) needs to rerun the aggregation in Python: every
+    # row's site (dfmr_fit), the sites' sizes (NULL if unknown) and the aggregation's own settings.
+    machine = .optional(raw$machine, as.integer),
+    sizes = .optional(raw$sizes, as.integer),
+    settings = raw$settings
   ), class = "dfmr")
 }
 

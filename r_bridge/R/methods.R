@@ -47,7 +47,7 @@ print.dfmr <- function(x, ...) {
   invisible(x)
 }
 
-summary.dfmr <- function(object, data = NULL, ...) {
+summary.dfmr <- function(object, data = NULL, se = FALSE, type = NULL, ...) {
   if (is.null(data)) data <- object$data
   out <- list(method = object$method, modelName = object$modelName, d = object$d, G = object$G,
               sites = object$sites, retained = object$retained, center = object$center,
@@ -75,6 +75,11 @@ summary.dfmr <- function(object, data = NULL, ...) {
     out$n <- attr(ll, "nobs")
     out$df <- attr(ll, "df")
     out$bic <- BIC(object, data = data)
+  }
+  if (isTRUE(se)) {
+    inf <- .inference(object, type = type, ...)
+    out$coefficients <- .coefficients(inf)
+    out$inference <- list(type = inf$type, df = inf$df_resid)
   }
   class(out) <- "summary.dfmr"
   out
@@ -121,6 +126,13 @@ print.summary.dfmr <- function(x, digits = getOption("digits") - 3L, ...) {
       cat("[,,", k, "]\n", sep = "")
       print(x$variance[, , k], digits = digits)
     }
+  }
+  if (!is.null(x$coefficients)) {
+    how <- c(jackknife = "site-level jackknife", information = "observed information of the retained sites",
+             bootstrap = "site-level parametric bootstrap")[[x$inference$type]]
+    cat("\nEstimates with standard errors (", how,
+        if (is.null(x$inference$df)) "" else sprintf("; t with %s df", format(x$inference$df)), "):\n", sep = "")
+    stats::printCoefmat(x$coefficients, digits = digits, na.print = "")
   }
   invisible(x)
 }
@@ -179,5 +191,100 @@ plot.dfmr <- function(x, what = NULL, data = NULL, ...) {
   for (k in seq_len(x$G)) {
     mclust::mvn2plot(mu = x$parameters$mean[, k], sigma = x$parameters$variance$sigma[, , k], k = 15, col = k)
   }
+  invisible(x)
+}
+
+# ----------------------------------------------------------------------------------- inference
+# Standard errors, intervals and site tests come from the Python package (dfmr.inference, through
+# dfmr.r.api.inference); R only arranges them in its conventions.
+
+.inference_types <- c("jackknife", "information", "bootstrap")
+
+.inference <- function(object, type = NULL, level = 0.95, scale = "link", adjust = "holm", alpha = 0.05,
+                       n_boot = 200, seed = 0) {
+  if (!is.null(type)) {
+    type <- match.arg(type, .inference_types)
+  }
+  if (!is.numeric(level) || length(level) != 1L || !(level > 0 && level < 1)) {
+    stop("level must be one number in (0, 1).", call. = FALSE)
+  }
+  has_rows <- !is.null(object$machine) && !is.null(object$data)
+  variables <- if (object$d > 1L) rownames(object$parameters$mean) else NULL
+  .python("inference", local = object$local, G = object$G, method = object$method,
+          parameters = object$parameters, settings = object$settings,
+          x = if (has_rows) object$data else NULL, machine = if (has_rows) object$machine else NULL,
+          sizes = object$sizes, type = type, level = level, scale = scale, adjust = adjust, alpha = alpha,
+          n_boot = n_boot, seed = seed, variables = if (is.null(variables)) NULL else as.list(variables))
+}
+
+.named_matrix <- function(values, rows, columns) {
+  matrix(as.numeric(values), length(rows), length(columns), dimnames = list(rows, columns))
+}
+
+vcov.dfmr <- function(object, type = NULL, ...) {
+  inf <- .inference(object, type = type, ...)
+  .named_matrix(inf$vcov, inf$names, inf$names)
+}
+
+# R's own column labels ("2.5 %", "97.5 %"), as confint.default writes them.
+.percent_labels <- function(level) {
+  a <- (1 - level) / 2
+  paste(format(100 * c(a, 1 - a), trim = TRUE, scientific = FALSE, digits = 3), "%")
+}
+
+confint.dfmr <- function(object, parm, level = 0.95, type = NULL, scale = c("link", "natural"), ...) {
+  scale <- match.arg(scale)
+  inf <- .inference(object, type = type, level = level, scale = scale, ...)
+  ci <- .named_matrix(c(inf$lower, inf$upper), inf$names, .percent_labels(level))
+  if (missing(parm)) {
+    return(ci)
+  }
+  if (is.character(parm) && !all(parm %in% inf$names)) {
+    stop("parm: unknown parameter(s) ", paste(setdiff(parm, inf$names), collapse = ", "), "; the parameters are ",
+         paste(inf$names, collapse = ", "), ".", call. = FALSE)
+  }
+  ci[parm, , drop = FALSE]
+}
+
+# The coefficient table of summary(se = TRUE), in printCoefmat's layout.
+.coefficients <- function(inf) {
+  label <- if (isTRUE(inf$use_t)) c("t value", "Pr(>|t|)") else c("z value", "Pr(>|z|)")
+  table <- .named_matrix(c(inf$estimate, inf$se, inf$statistic, inf$p_value), inf$names,
+                         c("Estimate", "Std. Error", label))
+  table[is.nan(table)] <- NA  # no test of "= 0" for proportions and variances: left empty
+  table
+}
+
+site_tests <- function(object, adjust = "holm", alpha = 0.05, ...) {
+  if (!inherits(object, "dfmr")) {
+    stop("object: expected a \"dfmr\" object (dfmr_fit or dfmr_aggregate), got ", paste(class(object), collapse = "/"),
+         ".", call. = FALSE)
+  }
+  adjust <- match.arg(adjust, stats::p.adjust.methods)
+  # The tests do not depend on the interval method; the jackknife needs nothing but the estimates.
+  tests <- .inference(object, type = "jackknife", adjust = adjust, alpha = alpha, ...)$tests
+  if (is.null(tests)) {
+    stop("site_tests() needs the sites' sizes: they are known for dfmr_fit() results and for aggregates of ",
+         "Mclust fits (their $n), not for bare parameter lists.", call. = FALSE)
+  }
+  out <- data.frame(site = object$sites, statistic = as.numeric(tests$statistic), df = as.integer(tests$df),
+                    p.value = as.numeric(tests$p_value), adj.p.value = as.numeric(tests$adjusted),
+                    flagged = as.logical(tests$flagged), retained = as.logical(tests$retained),
+                    n = as.integer(tests$n), stringsAsFactors = FALSE)
+  structure(out, class = c("dfmr_site_tests", "data.frame"), adjust = adjust, alpha = alpha)
+}
+
+plot.dfmr_site_tests <- function(x, ...) {
+  alpha <- attr(x, "alpha")
+  score <- -log10(pmax(x$adj.p.value, .Machine$double.xmin))
+  graphics::plot(seq_len(nrow(x)), score, pch = ifelse(x$retained, 19, 4), col = ifelse(x$flagged, "red", "black"),
+                 xaxt = "n", xlab = "site", ylab = expression(-log[10] ~ "adjusted p-value"),
+                 ylim = range(0, score, -log10(alpha)),
+                 main = sprintf("Site tests (%s adjustment)", attr(x, "adjust")), ...)
+  graphics::axis(1, at = seq_len(nrow(x)), labels = x$site)
+  graphics::abline(h = -log10(alpha), lty = 2)
+  graphics::legend("topleft", legend = c("retained", "not retained", "flagged", sprintf("alpha = %g", alpha)),
+                   pch = c(19, 4, 15, NA), lty = c(NA, NA, NA, 2), col = c("black", "black", "red", "black"),
+                   bty = "n")
   invisible(x)
 }

@@ -23,9 +23,11 @@ import numpy as np
 from ..distances import pairwise_l2
 from ..estimator import AGGREGATORS, DistributedGaussianMixture
 from ..params import GaussianMixtureParams
+from ..partition import split
 from .mclust import params_from_mclust, params_to_mclust, result_to_mclust
 
-__all__ = ["call", "decode", "encode", "defaults", "site_mixtures", "aggregate", "distances", "fit"]
+__all__ = ["call", "decode", "encode", "defaults", "site_mixtures", "aggregate", "distances", "fit", "inference",
+           "r_param_names", "P_ADJUST"]
 
 _DIM = "__dim__"
 
@@ -97,7 +99,10 @@ def aggregate(sites: Sequence[Any], G: Any, method: Any = None, threshold: Any =
         values = [None if s is None else float(np.asarray(s, dtype=float).reshape(-1)[0]) for s in sizes]
         if len(values) == len(local) and all(v is not None and math.isfinite(v) and v > 0 for v in values):
             known = [int(v) for v in values]
-    return _with_local(result_to_mclust(est._aggregate(local, n_jobs, known)), local)
+    out = _with_local(result_to_mclust(est._aggregate(local, n_jobs, known)), local)
+    out["sizes"] = known
+    out["settings"] = {"threshold": est.threshold, "alpha": float(est.alpha)}
+    return out
 
 
 def distances(sites: Sequence[Any], names: Any = None) -> np.ndarray:
@@ -135,20 +140,146 @@ def _fit(x: Any, G: Any, machines: Any, method: Any, threshold: Any, seed: Any, 
     for key in ("n_init", "max_iter", "n_jobs"):
         if key in settings:
             settings[key] = _integer(settings[key], key)
-    est = _estimator(G, method, threshold, n_machines=_integer(machines, "machines"),
-                     random_state=_integer(seed, "seed"), **settings)
+    seed = _integer(seed, "seed")
+    if machine is None and seed is None:
+        # A seed drawn here (fresh randomness all the same) makes the row -> site deal reproducible,
+        # so the object can say which rows each site had (inference needs them).
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    est = _estimator(G, method, threshold, n_machines=_integer(machines, "machines"), random_state=seed,
+                     **settings)
+    data = np.asarray(x, dtype=np.float64)
     if machine is None:
         est.fit(x)
+        # fit(X) deals the rows with this generator (DistributedGaussianMixture.fit); so do we.
+        rows = split(np.arange(data.shape[0]).reshape(-1, 1), est.n_machines_, np.random.default_rng(
+            np.random.SeedSequence(seed)))
+        codes = np.empty(data.shape[0], dtype=np.int64)
+        for j, idx in enumerate(rows, start=1):
+            codes[idx[:, 0]] = j
     else:
-        codes = np.asarray(machine).reshape(-1)
-        data = np.asarray(x, dtype=np.float64)
-        if codes.shape[0] != data.shape[0]:
-            raise ValueError(f"machine has {codes.shape[0]} entries but x has {data.shape[0]} rows.")
-        if codes.dtype.kind not in "iuf" or not np.all(np.isfinite(codes)) or codes.min() < 1:
-            raise ValueError("machine must give every row's site (no NA).")
-        codes = codes.astype(np.int64)
+        codes = _site_codes(machine, data.shape[0])
         est.fit_partitions([data[codes == j] for j in range(1, int(codes.max()) + 1)])
-    return _with_local(result_to_mclust(est.aggregation_), est.local_mixtures_)
+    out = _with_local(result_to_mclust(est.aggregation_), est.local_mixtures_)
+    out["machine"] = codes
+    out["sizes"] = np.bincount(codes)[1:]
+    out["settings"] = {"threshold": est.threshold, "alpha": float(est.alpha)}
+    return out
+
+
+def _site_codes(machine: Any, n: int) -> np.ndarray:
+    """Every row's site as integer codes 1..m (R's factor codes), checked."""
+    codes = np.asarray(machine).reshape(-1)
+    if codes.shape[0] != n:
+        raise ValueError(f"machine has {codes.shape[0]} entries but x has {n} rows.")
+    if codes.dtype.kind not in "iuf" or not np.all(np.isfinite(codes)) or codes.min() < 1:
+        raise ValueError("machine must give every row's site (no NA).")
+    return codes.astype(np.int64)
+
+
+# R's p.adjust() method names -> statsmodels' multipletests(); "none" leaves the p-values as they are.
+P_ADJUST = {"holm": "holm", "hochberg": "simes-hochberg", "hommel": "hommel", "bonferroni": "bonferroni",
+            "BH": "fdr_bh", "fdr": "fdr_bh", "BY": "fdr_by", "none": None}
+
+
+def r_param_names(G: int, d: int, variables: Sequence[str] | None = None) -> list[str]:
+    """The free parameters as R names them, in :func:`dfmr.information.param_names` order.
+
+    ``pro1`` .. ``pro{G-1}``, then ``mean.<variable>.<k>`` and the upper triangles
+    ``sigma.<variable>.<variable>.<k>`` (``mean.<k>`` and ``sigmasq.<k>`` when d = 1); variables
+    are named ``1`` .. ``d`` when the data have no column names.
+    """
+    names = [f"pro{k}" for k in range(1, G)]
+    if d == 1:
+        return names + [f"mean.{k}" for k in range(1, G + 1)] + [f"sigmasq.{k}" for k in range(1, G + 1)]
+    var = [str(v) for v in variables] if variables is not None and len(variables) == d else \
+        [str(j) for j in range(1, d + 1)]
+    rows, cols = np.triu_indices(d)
+    names += [f"mean.{var[j]}.{k}" for k in range(1, G + 1) for j in range(d)]
+    return names + [f"sigma.{var[i]}.{var[j]}.{k}" for k in range(1, G + 1) for i, j in zip(rows, cols)]
+
+
+def _optional_sizes(sizes: Any) -> list[int] | None:
+    if sizes is None:
+        return None
+    values = np.atleast_1d(np.asarray(sizes, dtype=np.float64))
+    if not np.all(np.isfinite(values)) or np.any(values < 1):
+        return None
+    return [int(v) for v in values]
+
+
+def inference(local: Sequence[Any], G: Any, method: Any, parameters: Any, settings: Any = None, x: Any = None,
+              machine: Any = None, sizes: Any = None, type: Any = None, level: Any = 0.95, scale: Any = "link",
+              kind: Any = "observed", adjust: Any = "holm", alpha: Any = 0.05, n_boot: Any = 200, seed: Any = 0,
+              variables: Any = None) -> dict[str, Any]:
+    """Standard errors, intervals and site tests of an R ``"dfmr"`` object (:func:`dfmr.inference.infer`).
+
+    The aggregation is rerun on the object's local estimates with its settings (and checked
+    against the object's ``parameters``: a modified object is refused); with the sites' rows
+    (``x`` and ``machine``, as ``dfmr_fit`` keeps them) the result is what
+    ``DistributedGaussianMixture.infer(parts=...)`` gives for the same fit. ``type`` is the
+    interval method (None: :func:`dfmr.inference.default_method` of the aggregator), ``scale``
+    as in :meth:`~dfmr.inference.MixtureInferenceResult.conf_int`, ``adjust`` an R
+    ``p.adjust`` method for the site tests.
+
+    Returns
+    -------
+    dict
+        ``names``, ``estimate``, ``se``, ``statistic``, ``p_value``, ``vcov`` (free parameters),
+        ``lower``, ``upper``, ``type``, ``use_t``, ``df_resid`` (None for normal quantiles) and
+        ``tests`` (None without the sites' sizes).
+    """
+    from ..inference import infer
+
+    if adjust not in P_ADJUST:
+        raise ValueError(f"adjust must be one of p.adjust's methods ({', '.join(P_ADJUST)}), got {adjust!r}.")
+    settings = settings or {}
+    local = site_mixtures(local)
+    est = _estimator(G, method, settings.get("threshold"), alpha=float(settings.get("alpha", 0.5)))
+    known = _optional_sizes(sizes)
+    result = est._aggregate(local, 1, known)
+    stored = params_from_mclust(parameters, "parameters: ")
+    mix = result.mixture
+    if stored.n_components != mix.n_components or stored.dim != mix.dim or not all(
+        np.allclose(getattr(stored, f), getattr(mix, f), rtol=1e-8, atol=1e-12)
+        for f in ("weights", "means", "covariances")
+    ):
+        raise ValueError("the object's parameters are not the aggregation of its local estimates (was the object "
+                         "modified?); inference needs an unmodified dfmr_fit() or dfmr_aggregate() result.")
+    parts = None
+    if x is not None and machine is not None:
+        data = np.asarray(x, dtype=np.float64)
+        data = data.reshape(-1, 1) if data.ndim == 1 else data
+        codes = _site_codes(machine, data.shape[0])
+        parts = [data[codes == j] for j in range(1, int(codes.max()) + 1)]
+    try:
+        res = infer(
+            result, local, parts, method=None if type is None else str(type),
+            n_samples=known if parts is None else None, kind=str(kind),
+            aggregate=lambda mixes: est._aggregate(mixes, 1, None), multitest_method=P_ADJUST[adjust] or "holm",
+            alpha=float(alpha), n_boot=_integer(n_boot, "n_boot"), random_state=_integer(seed, "seed"),
+        )
+    except ValueError as exc:
+        if "needs the retained machines' data" in str(exc):
+            raise ValueError("type = 'information' needs the sites' data, which only dfmr_fit() results keep; "
+                             "use type = 'jackknife' for an aggregate of fitted sites.") from exc
+        raise
+    free = np.arange(len(res.param_names)) != mix.n_components - 1  # all but the last weight
+    ci = res.conf_int(1.0 - float(level), str(scale)).to_numpy()
+    out = {
+        "names": r_param_names(mix.n_components, mix.dim, _as_names(variables)),
+        "estimate": res.params.to_numpy()[free], "se": res.bse.to_numpy()[free],
+        "statistic": res.tvalues.to_numpy()[free], "p_value": res.pvalues.to_numpy()[free],
+        "vcov": res.cov_params().to_numpy()[np.ix_(free, free)], "lower": ci[free, 0], "upper": ci[free, 1],
+        "type": res.method, "use_t": res.use_t, "df_resid": res.df_resid if res.use_t else None, "tests": None,
+    }
+    tests = res.machine_tests
+    if tests is not None:
+        adjusted, flagged = tests.pvalues_adjusted, tests.reject
+        if P_ADJUST[adjust] is None:
+            adjusted, flagged = tests.pvalues, tests.pvalues < float(alpha)
+        out["tests"] = {"statistic": tests.statistic, "df": tests.df, "p_value": tests.pvalues,
+                        "adjusted": adjusted, "flagged": flagged, "retained": tests.retained, "n": tests.n_samples}
+    return out
 
 
 def decode(obj: Any) -> Any:
@@ -180,7 +311,8 @@ def encode(obj: Any) -> Any:
     return obj
 
 
-_FUNCTIONS = {"defaults": defaults, "fit": fit, "aggregate": aggregate, "distances": distances}
+_FUNCTIONS = {"defaults": defaults, "fit": fit, "aggregate": aggregate, "distances": distances,
+              "inference": inference}
 
 
 def call(name: str, arguments: Any = None) -> Any:

@@ -51,3 +51,17 @@ l2_distance <- function(f, g) {
 match_components <- function(mean, truth_mean) {
   apply(truth_mean, 2, function(m) which.min(colSums((mean - m)^2)))
 }
+
+# Five honest sites' Mclust fits of `truth` (800 rows each).
+honest_fits <- lapply(1:5, function(i) {
+  mclust::Mclust(draw(800, seed = 10 + i)$x, G = 3, modelNames = "VVV", verbose = FALSE)
+})
+
+# Five sites' Mclust fits; site `corrupt` has its means moved 50 units away.
+site_fits <- function(corrupt = 3) {
+  fits <- honest_fits
+  bad <- fits[[corrupt]]
+  bad$parameters$mean <- bad$parameters$mean + 50
+  fits[[corrupt]] <- bad
+  fits
+}

@@ -1,16 +1,3 @@
-honest_fits <- lapply(1:5, function(i) {
-  mclust::Mclust(draw(800, seed = 10 + i)$x, G = 3, modelNames = "VVV", verbose = FALSE)
-})
-
-# Five sites' Mclust fits; site `corrupt` has its means moved 50 units away.
-site_fits <- function(corrupt = 3) {
-  fits <- honest_fits
-  bad <- fits[[corrupt]]
-  bad$parameters$mean <- bad$parameters$mean + 50
-  fits[[corrupt]] <- bad
-  fits
-}
-
 test_that("dfmr_aggregate filters a corrupted site and recovers the truth", {
   fits <- site_fits(corrupt = 3)
   res <- dfmr_aggregate(fits, G = 3, method = "dfmr")
