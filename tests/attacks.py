@@ -115,6 +115,50 @@ def same_estimate(loc, rate, t, rng, n):
     return out, bad
 
 
+def _consensus(loc, bad):
+    """MR over the honest machines: the estimate the colluders start from (they know it)."""
+    honest = [loc[i] for i in np.setdiff1d(np.arange(len(loc)), bad)]
+    return dfmr.mr(honest, loc[0].n_components).mixture
+
+
+def colluders(loc, rate, t, rng, n, spread=1e-9, claim=None, skew=0.0, scale=1.0):
+    """Colluders send the honest consensus, every mean shifted ``t`` local standard errors.
+
+    ``t`` is one shift for every component or one per component. The shift is along one
+    common whitened direction; each colluder adds its own jitter of
+    ``spread`` standard errors per mean coordinate (the default 1e-9 defeats an exact-duplicate
+    rule), multiplies every covariance by ``scale``, moves ``skew`` weight standard errors from the
+    first component to the last, and records ``n_samples=claim`` (None: no size).
+    """
+    bad = _choose(len(loc), rate, rng)
+    base = _consensus(loc, bad)
+    u = _unit(rng, base.dim)
+    se = base.cholesky_factors / np.sqrt(n * base.weights)[:, None, None]  # (K, d, d)
+    w = base.weights.copy()
+    if base.n_components > 1:
+        delta = min(skew * np.sqrt(w[0] * (1 - w[0]) / n), 0.99 * w[0]) if skew >= 0 else \
+            max(skew * np.sqrt(w[-1] * (1 - w[-1]) / n), -0.99 * w[-1])
+        w[0] -= delta
+        w[-1] += delta
+    out = list(loc)
+    for i in bad:
+        z = np.asarray(t, dtype=float).reshape(-1, 1) * u[None, :] + spread * rng.standard_normal(base.means.shape)
+        out[i] = GaussianMixtureParams(w, base.means + np.einsum("kab,kb->ka", se, z), base.covariances * scale,
+                                       n_samples=None if claim is None else int(claim))
+    return out, bad
+
+
+def copy_honest(loc, rate, t, rng, n):
+    """Every bad machine sends an exact copy of an honest machine with a higher index (``t`` unused)."""
+    m = len(loc)
+    k = int(np.floor(rate * m + 1e-9))
+    bad = np.arange(k)  # the lowest indices, so a first-come duplicate rule keeps the copies
+    out = list(loc)
+    for j, i in enumerate(bad):
+        out[i] = loc[m - 1 - j]
+    return out, bad
+
+
 FAMILIES: dict[str, tuple[Callable, tuple[float, ...]]] = {
     "extra far component": (extra_component, (6.0, 4.0, 3.0, 2.0)),
     "extra flat component": (lambda loc, rate, t, rng, n: extra_component(loc, rate, t, rng, n, flat=True),
@@ -124,6 +168,11 @@ FAMILIES: dict[str, tuple[Callable, tuple[float, ...]]] = {
     "weight skew": (skew_weights, (1.0, 2.0, 4.0, 8.0, 20.0)),
     "merged components": (merge_components, (0.05, 0.1, 0.3, 1.0)),
     "same estimate": (same_estimate, (0.0, 2.0, 4.0, 8.0)),
+    "near-identical colluders": (colluders, (0.0, 3.0, 6.0, 9.0, 12.0)),
+    "claim n = 1": (lambda loc, rate, t, rng, n: colluders(loc, rate, t, rng, n, claim=1), (30.0, 100.0, 300.0)),
+    "claim n = 1e12": (lambda loc, rate, t, rng, n: colluders(loc, rate, t, rng, n, claim=10**12),
+                       (3.0, 9.0, 30.0)),
+    "copy an honest machine": (copy_honest, (0.0,)),
 }
 
 
@@ -152,6 +201,11 @@ def adaptive(
         best = max(best, (ratio, t))
     return best
 
+
+THREE_GAUSSIANS_3D = GaussianMixtureParams(
+    [0.3, 0.3, 0.4], [[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.5]],
+    [np.eye(3), np.diag([1.0, 0.5, 1.5]), [[1.0, 0.3, 0.0], [0.3, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+"""A d = 3, K = 3 population with overlapping components (the calibration issue's second setting)."""
 
 TWO_GAUSSIANS = GaussianMixtureParams([0.4, 0.6], [[-2.0], [2.0]], [[[1.0]], [[1.5**2]]])
 """The issue's efficiency population 0.4 N(-2, 1) + 0.6 N(2, 1.5^2)."""

@@ -25,7 +25,7 @@ from dfmr.robust import RobustAggregationResult
 
 K = 5
 N_LOCAL = 5000  # the fixture's points per machine
-RULES = {"dimension", "n_components", "duplicate", "unmatched", "mean", "covariance", "weight",
+RULES = {"dimension", "n_components", "unmatched", "mean", "covariance", "weight",
          "machine mean", "machine covariance", "machine weight"}
 
 
@@ -72,15 +72,22 @@ def test_no_attack_keeps_every_honest_machine_of_simulated_fits(m):
     fits, _ = attacks.honest_fits(attacks.TWO_GAUSSIANS, m, 1000, seed=m)
     res = dfmr.robust_dfmr(fits, 2)
     assert res.retained.size == m and res.screening.kept.all(), [d.describe() for d in res.screening.decisions]
-    assert res.screening.n_samples_known and np.all(res.screening.n_samples == 1000)
+    # fit_local's recorded sizes are claims, not the server's: read, untrusted, not merged.
+    scr = res.screening
+    assert scr.size_source == "claimed" and not scr.n_samples_known and np.all(scr.n_samples == 1000)
+    assert np.all(scr.votes == 1.0) and scr.vote_groups == ()
 
 
-def test_no_sample_sizes_assumes_equal_and_says_so(loc):
+def test_no_sample_sizes_calibrates_from_the_votes_and_says_so(loc):
     res = dfmr.robust_dfmr(loc, K)
-    assert not res.screening.n_samples_known
-    assert any("equal sizes are assumed" in note for note in res.screening.notes)
+    scr = res.screening
+    assert scr.size_source == "unknown" and not scr.n_samples_known
+    assert any("calibrated by the scatter of the machines' votes" in note for note in scr.notes)
     assert res.retained.size == 20
-    assert "equal sizes assumed" in res.summary()
+    assert "Sample sizes: unknown, calibrated n" in res.summary()
+    # The fixture's machines hold 5,000 points each; overlap makes them scatter a little more
+    # than complete-data chi2 says, so the calibrated size is somewhat below that, not far.
+    assert 2500 <= scr.calibrated_n <= 6000
 
 
 # --------------------------------------------------------------------- statistics, independently
@@ -153,10 +160,17 @@ def test_inflation_matches_the_information_matrix_under_overlap():
         "weight": np.full(2, V[0, 0] / (w[0] * w[1])),
     }
     fits, _ = attacks.honest_fits(T, 100, 1000, seed=100)
-    got = dfmr.robust_dfmr(fits, 2).screening.inflation
+    got = dfmr.robust_dfmr(fits, 2, n_samples=1000).screening.inflation
     for part, value in exact.items():
         assert np.all(value > 2.0)
         assert np.all((1 / 1.6 < got[part] / value) & (got[part] / value < 1.6)), (part, got[part], value)
+    # Without server sizes the votes calibrate the scale 1 / n (the machines hold 1,000 points),
+    # and the factors over it are the same information-matrix shape.
+    scr = dfmr.robust_dfmr(fits, 2).screening
+    assert scr.size_source == "claimed" and 1000 / 1.3 < scr.calibrated_n < 1000 * 1.3, scr.calibrated_n
+    for part, value in exact.items():
+        ratio = scr.inflation[part] * scr.calibrated_n / value
+        assert np.all((1 / 1.6 < ratio) & (ratio < 1.6)), (part, ratio)
 
 
 # ----------------------------------------------------------------------------------- hygiene
@@ -184,12 +198,15 @@ def test_huge_estimate_is_dropped_before_any_distance(loc):
     assert res.retained.tolist() == list(range(19))
 
 
-def test_identical_estimates_count_once(loc):
+def test_identical_estimates_are_kept_as_one_vote(loc):
     mixtures = list(loc)
     mixtures[4] = mixtures[11] = mixtures[2]
     res = robust(mixtures)
-    dups = [(d.machine, d.statistic) for d in res.screening.decisions if d.rule == "duplicate"]
-    assert dups == [(4, 2.0), (11, 2.0)]
+    scr = res.screening
+    assert scr.decisions == () and scr.kept.all()
+    assert scr.vote_groups == ((2, 4, 11),)
+    np.testing.assert_array_equal(scr.votes[[2, 4, 11]], np.full(3, 1 / 3))
+    assert np.sum(scr.votes == 1.0) == 17
 
 
 def test_nothing_left_is_a_clear_error(loc):
@@ -199,34 +216,56 @@ def test_nothing_left_is_a_clear_error(loc):
 
 # ------------------------------------------------------------------ sample sizes are not weight
 
+def claiming(mixtures, sizes):
+    """The estimates, each recording the sample size in ``sizes`` (None: none)."""
+    return [GaussianMixtureParams(f.weights, f.means, f.covariances, n_samples=s) for f, s in zip(mixtures, sizes)]
+
+
 def test_claimed_sample_size_buys_no_weight(loc):
-    base = robust(loc)
+    base = dfmr.robust_dfmr(claiming(loc, [N_LOCAL] * 20), K)
     scr = base.screening
-    # The machine farthest inside every cut-off: it passes even with a 1.5 times larger n.
+    assert scr.size_source == "claimed" and scr.kept.all()
+    # The machine farthest inside every cut-off: it passes even with a 1.5 times larger claim,
+    # which changes nothing (a claim below 4 x the calibrated size neither tightens nor weighs).
     ratio = np.max([scr.statistics[p] / scr.cutoffs[p] for p in scr.cutoffs], axis=(0, 2))
     i = int(np.argmin(ratio))
-    assert ratio[i] < 0.6
-    sizes = np.full(20, N_LOCAL)
-    sizes[i] = 1.5 * N_LOCAL
-    claim = robust(loc, n_samples=sizes)
+    sizes = [N_LOCAL] * 20
+    sizes[i] = int(1.5 * N_LOCAL)
+    claim = dfmr.robust_dfmr(claiming(loc, sizes), K)
     assert claim.screening.kept.all() and claim.screening.n_samples[i] == 1.5 * N_LOCAL
     np.testing.assert_allclose(claim.mixture.means, base.mixture.means, atol=1e-12)
     np.testing.assert_allclose(claim.mixture.weights, base.mixture.weights, atol=1e-12)
     # A huge claim only tightens the machine's own test.
     sizes[i] = 10**9
-    assert not robust(loc, n_samples=sizes).screening.kept[i].any()
+    huge = dfmr.robust_dfmr(claiming(loc, sizes), K)
+    assert not huge.screening.kept[i].any() and huge.screening.test_n[i] > 1e4
+
+
+def test_server_sizes_are_authoritative(loc):
+    sizes = np.full(20, N_LOCAL)
+    sizes[3] = N_LOCAL // 2
+    res = robust(loc, n_samples=sizes)
+    assert res.screening.size_source == "server" and res.screening.n_samples_known and res.screening.kept.all()
+    np.testing.assert_array_equal(res.screening.test_n, sizes)
+    # Machine 3's components enter the pool with half the others' weight: the aggregate is MR
+    # over the 20 estimates with every other machine counted twice (an independent pool).
+    twice = list(loc) + [f for j, f in enumerate(loc) if j != 3]
+    ref = dfmr.mr(twice, K).mixture
+    order = [int(np.argmin(np.linalg.norm(ref.means - mu, axis=1))) for mu in res.mixture.means]
+    np.testing.assert_allclose(res.mixture.means, ref.means[order], atol=1e-5)
 
 
 def test_small_claim_does_not_loosen_its_test(loc):
     bad, _ = attacks.shift_means([loc[0]], 1.0, 40.0, np.random.default_rng(1), N_LOCAL)
-    res = robust(bad + list(loc[1:]), n_samples=[10] + [N_LOCAL] * 19)
+    res = dfmr.robust_dfmr(claiming(bad + list(loc[1:]), [1] + [N_LOCAL] * 19), K)
     assert not res.screening.kept[0].any()
 
 
-def test_recorded_sample_sizes_are_used():
+def test_recorded_sample_sizes_are_read_as_claims():
     fits, _ = attacks.honest_fits(attacks.TWO_GAUSSIANS, 6, 800, seed=2)
     res = dfmr.robust_dfmr(fits, 2)
-    assert res.screening.n_samples_known and np.all(res.screening.n_samples == 800)
+    assert res.screening.size_source == "claimed" and np.all(res.screening.n_samples == 800)
+    assert "only claimed by the estimates" in res.summary()
 
 
 # ---------------------------------------------------------------------- the paper's attacks
@@ -302,7 +341,7 @@ def test_every_decision_is_reported_with_rule_and_statistic(loc):
     assert max(len(line) for line in block.splitlines()) <= 78
     for d in res.screening.decisions:
         assert d.rule in RULES and np.isfinite(d.statistic)
-        assert d.rule in ("dimension", "n_components", "duplicate", "unmatched") or d.statistic > d.cutoff
+        assert d.rule in ("dimension", "n_components", "unmatched") or d.statistic > d.cutoff
     for i, k in zip(*np.nonzero(~res.screening.kept)):
         assert any(d.machine == i and d.slot in (k, None) for d in res.screening.decisions), (i, k)
     lines = [ln for ln in text.splitlines() if ln.strip().startswith("3 ")]
@@ -335,7 +374,8 @@ def test_estimator_and_cli(tmp_path, capsys):
     assert json.loads(open(paths[0]).read())["version"] == 2
     assert main(["aggregate", "--method", "robust_dfmr", "-k", "2", *paths]) == 0
     out = capsys.readouterr().out
-    assert "robust DFMR" in out and "Sample sizes: known" in out
+    # The files' sizes were written by the machines: claims, not the server's.
+    assert "robust DFMR" in out and "Sample sizes: only claimed by the estimates" in out
 
 
 def test_n_samples_round_trips_and_old_files_still_read(tmp_path):

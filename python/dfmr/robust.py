@@ -8,13 +8,19 @@ recorded with its rule and statistic (:class:`Decision`):
 
 1. **Hygiene** (before any O(K^2 d^3) work): estimates of another dimension than the majority,
    estimates with more than ``max_components_factor * K`` components (their cost grows as
-   ``K_i^2 d^3``), and exact copies of an earlier machine's estimate are dropped. Never fatal.
-2. **Alignment**: every machine's components are matched one-to-one to the K slots of a robust
-   reference mixture by the reduction's own cost ``KL(N_ik || G_k)`` (an optimal assignment);
-   components left unmatched (a sixth tiny or flat component) are dropped. The reference
-   starts at the COAT centre and is replaced, per slot, by the coordinate-wise median of the
-   aligned components, then by the mean of the components that pass the tests; the alignment
-   is repeated against each new reference.
+   ``K_i^2 d^3``) are dropped. Never fatal.
+2. **Alignment and votes**: every machine's components are matched one-to-one to the K slots
+   of a robust reference mixture by the reduction's own cost ``KL(N_ik || G_k)`` (an optimal
+   assignment); components left unmatched (a sixth tiny or flat component) are dropped. The
+   reference starts at the COAT centre and is replaced, per slot, by the vote-weighted
+   coordinate-wise median of the aligned components, then by the vote-weighted mean of the
+   components that pass the tests; the alignment is repeated against each new reference.
+   Honest estimates scatter at their sampling error, so machines that agree far more closely
+   (a group whose within-group scatter is below half its honest lower quantile, Bonferroni
+   over every group; bit-identical copies always) are evidence of collusion, not a majority:
+   each such group is one vote, in every median, quantile and majority, and weighs one machine
+   in the pool. Nobody is dropped for it: a copier neither evicts the machine it copied nor
+   doubles its weight.
 3. **Calibrated tests per aligned slot**: a component estimated from ``n_i w_k`` points
    scatters around the truth at its sampling error, and the KL divergence splits into the
    log-likelihood-ratio statistics of that error:
@@ -23,18 +29,21 @@ recorded with its rule and statistic (:class:`Decision`):
    ``T_weight = 2 n_i [w_ik log(w_ik/w_k) + (1-w_ik) log((1-w_ik)/(1-w_k))]`` (chi2, 1 df),
    with the reference's weight ``w_k``, never the machine's own. Overlapping components
    scatter more than these complete-data formulas say, and the most overlapped slots most, so
-   each part of each slot is divided by an inflation factor. When sample sizes are known and
-   the mixture has at most 60 parameters, the factor comes from the mixture's information
+   each part of each slot is divided by an inflation factor. When the mixture has at most 60
+   parameters, the factor comes from the mixture's information
    matrix (inference's :func:`dfmr.information.expected_information` at the robust centre):
    the honest law of a slot's statistic is ``sum_l lambda_l chi2_1`` (eigenvalues of the
    slot's block of the statistic's form times the estimate's covariance), evaluated by a
    saddlepoint approximation, and the factor maps that law's tail onto the chi2 cut-off, times
-   the machines' excess scatter over it (a lower quantile across machines, at least 1).
+   the machines' excess scatter over it (a vote-weighted quantile across machines: with
+   server sizes the lower quartile, clipped to [1, 4], the sampling law being a ceiling up to
+   a misspecification allowance; without, the median of the votes, which 40% cannot move
+   beyond the honest quantiles 1/6 and 5/6, and which is then the scale ``1 / n`` itself).
    Otherwise (beyond 60 parameters the information would cost ~1 s, for K = 5, d = 10) it is a
    lower quantile of the statistics across machines over its chi2 value, per slot (for parts
    of at least 3 df, where m values give a steady quantile) and pooled over slots (the
    larger), never below the factor of the parts' sum (whose many degrees of freedom make it
-   steady with few machines) and, when sample sizes are known, never below 1.
+   steady with few machines) and, with server sizes, never below 1 nor above 4.
    A component fails when a part exceeds the chi2 quantile at ``level / (3 m K)`` (Bonferroni
    over parts, machines and slots): it alone is dropped. A machine whose surviving components
    jointly fail a part (means or covariances summed over slots; the weights by their
@@ -51,14 +60,18 @@ and reduced by MR started from their slot-wise moment match; if an output compon
 draw its mass from fewer than a majority of machines, the slot-wise moment match is returned
 instead. With no attack every machine is kept and the result is MR over all machines.
 
-Sample sizes calibrate the tests only. A machine's claim cannot loosen its own test (the test
-uses ``max(n_i, median n)``) nor raise its weight in the pool (``v_i = min(n_i, median n)``).
-When no sample size is known, equal sizes are assumed and the tests are calibrated entirely by
-the scatter across machines (the summary says so).
+Sample sizes: what the server knows is authoritative. Sizes given as ``n_samples`` set the
+tests (``n_i``) and the pool weights (``v_i = n_i``). Sizes the estimates record about
+themselves are claims, untrusted: every machine is then tested at the size ``n_cal`` its votes
+calibrate (the scale above, from the median of the votes, never from a median of claims), and
+a claim may only tighten its machine's test (to ``max(n_cal, claim / 4)``, 4 the
+misspecification allowance) or shrink its weight (``v_i = min(1, 4 claim / n_cal)``). The
+result and the summary say which held (:attr:`Screening.size_source`, ``calibrated_n``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import textwrap
 import warnings
@@ -69,7 +82,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import brentq, linear_sum_assignment
 from scipy.special import xlogy
-from scipy.stats import chi2, norm
+from scipy.stats import chi2
 
 from ._validation import check_int
 from .aggregate import AggregationResult
@@ -82,6 +95,16 @@ __all__ = ["Decision", "Screening", "RobustAggregationResult", "robust_dfmr", "s
 
 PARTS = ("mean", "covariance", "weight")
 _CALIBRATION_QUANTILE = 0.25  # at most half the values attacked: this is at most the honest median
+# Without server sizes no floor of 1 holds the scale up: a coalition below the honest values
+# could drag a lower quantile to zero. The median of the votes stays between the honest
+# quantiles 1/6 and 5/6 with 40% of the votes attacked, whichever side they take.
+_UNSIZED_QUANTILE = 0.5
+# The sampling law is a ceiling: honest scatter over the information's (or chi2's) law may
+# exceed 1 by misspecification (the sandwich variance) and overlap, but not by more than this.
+_EXCESS_CEILING = 4.0
+_MAX_VOTE_GROUP = 64  # the largest group of near-identical estimates searched around each machine
+_MEMBER_QUANTILE = 0.01  # a member of a merged group lies this far inside its honest law
+_TIGHT = 0.5  # "far more closely": a merged group's scatter is below half its honest lower quantile
 _ALIGNMENT_ROUNDS = 3
 _SLOT_FACTOR_MIN_DF = 3  # per-slot empirical inflation only for parts with at least this many df
 # The information floor costs ~_INFORMATION_DRAWS * p^2 flops: used while p is small, which is
@@ -103,11 +126,11 @@ class Decision:
     slot : int or None
         The reference slot the component was aligned to (None: unmatched or whole machine).
     rule : str
-        ``"dimension"``, ``"n_components"``, ``"duplicate"``, ``"unmatched"``, ``"mean"``,
+        ``"dimension"``, ``"n_components"``, ``"unmatched"``, ``"mean"``,
         ``"covariance"``, ``"weight"``, ``"machine mean"``, ``"machine covariance"`` or ``"machine weight"``.
     statistic : float
         The value the rule compared (a chi2 statistic after inflation for the tests; the
-        dimension, the cost ratio ``K_i^2 / K^2``, the index of the copied machine, ...).
+        dimension, the cost ratio ``K_i^2 / K^2``, ...).
     cutoff : float
         The limit it exceeded.
     """
@@ -153,15 +176,31 @@ class Screening:
     machine_statistic : ndarray of shape (m,)
         Sum of the machine-level statistics per machine (NaN where none was computed).
     n_samples : ndarray of shape (m,)
-        The sample sizes used (NaN: dropped in hygiene).
+        The sample sizes given by the server, or else claimed by the estimates (NaN: none, or
+        dropped in hygiene).
     n_samples_known : bool
-        False when equal sample sizes were assumed.
+        True when the server gave the sizes (``size_source == "server"``).
     level : float
         Family-wise level of the tests.
     relaxed_slots : tuple of int
         Slots where the tests failed a majority of machines and the least deviant were kept.
     notes : tuple of str
         Remarks for the summary (assumptions, fall-backs).
+    votes : ndarray of shape (m,)
+        Each machine's share of a vote: 1 / the size of its group of near-identical estimates
+        (copies included), 0 when dropped in hygiene. Its pool weight is scaled by it.
+    vote_groups : tuple of tuple of int
+        The groups of more than one machine that agree far more closely than sampling error
+        allows (or are copies); each counts as one vote and weighs one machine.
+    size_source : str
+        ``"server"`` (given by the caller: authoritative), ``"claimed"`` (recorded by some
+        estimates: untrusted, they only tighten) or ``"unknown"``.
+    calibrated_n : float
+        Without server sizes: the effective sample size the machines' votes calibrate (the
+        median of their statistics over the sampling law); NaN with server sizes.
+    test_n : ndarray of shape (m,)
+        The size each machine was tested at, in the units of ``n_samples`` with server sizes
+        and of ``1 / calibrated_n`` otherwise (above 1 only where a claim tightened the test).
     """
 
     decisions: tuple[Decision, ...]
@@ -178,6 +217,11 @@ class Screening:
     level: float
     relaxed_slots: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
+    votes: np.ndarray | None = None
+    vote_groups: tuple[tuple[int, ...], ...] = ()
+    size_source: str = "server"
+    calibrated_n: float = math.nan
+    test_n: np.ndarray | None = None
 
     def dropped_machines(self) -> np.ndarray:
         """Sorted indices of machines none of whose components entered the pool."""
@@ -212,32 +256,31 @@ def _check_inputs(mixtures: Sequence[GaussianMixtureParams], n_components: int) 
 
 def _sample_sizes(
     mixtures: list[GaussianMixtureParams], n_samples: Sequence[float] | np.ndarray | float | None
-) -> tuple[np.ndarray, bool, list[str]]:
-    """Per-machine sample sizes (NaN where unknown) and whether any is known."""
+) -> tuple[np.ndarray, str, list[str]]:
+    """Per-machine sample sizes (NaN where none) and their source.
+
+    ``"server"``: given by the caller, authoritative. ``"claimed"``: recorded by (some of) the
+    estimates themselves, untrusted: a claim may only make its machine's test stricter or its
+    weight smaller. ``"unknown"``: none at all.
+    """
     m = len(mixtures)
-    notes: list[str] = []
     if n_samples is not None:
         n = np.asarray(n_samples, dtype=np.float64)
         if n.ndim == 0:
             n = np.full(m, float(n))
         if n.shape != (m,) or not np.all(np.isfinite(n)) or np.any(n < 1):
             raise ValueError(f"n_samples must hold one finite sample size >= 1 per machine ({m}), got {n_samples!r}.")
-        return n, True, notes
+        return n, "server", []
     n = np.array([np.nan if f.n_samples is None else float(f.n_samples) for f in mixtures])
-    known = np.isfinite(n)
-    if not known.any():
-        notes.append(
-            "No sample sizes were given or recorded: equal sizes are assumed and the tests are calibrated "
-            "by the scatter of the estimates across machines alone."
-        )
-        return np.ones(m), False, notes
-    if not known.all():
-        missing = np.flatnonzero(~known)
-        n[missing] = np.median(n[known])
-        notes.append(
-            f"Machines {', '.join(map(str, missing))} carry no sample size: the median of the others is assumed."
-        )
-    return n, True, notes
+    calibrated = ("the tests are calibrated by the scatter of the machines' votes (the median of their "
+                  "statistics over the sampling law), which a minority cannot move")
+    if not np.isfinite(n).any():
+        return n, "unknown", [f"No sample sizes were given or recorded: {calibrated}."]
+    return n, "claimed", [
+        f"Sample sizes are only claimed by the estimates (untrusted; none were given by the server): {calibrated}. "
+        f"A claim can only make its machine's test stricter (size max(calibrated, claim / {_EXCESS_CEILING:g})) "
+        f"or its pool weight smaller (min(1, {_EXCESS_CEILING:g} x claim / calibrated))."
+    ]
 
 
 
@@ -264,16 +307,124 @@ def _hygiene(
             # The cost of everything after hygiene grows as K_i^2 d^3; report it relative to K^2 d^3.
             decisions.append(Decision(int(i), None, None, "n_components", (k_i / n_components) ** 2,
                                       max_components_factor**2))
-    seen: dict[bytes, int] = {}
-    for i in np.flatnonzero(alive):
-        f = mixtures[i]
-        key = f.weights.tobytes() + f.means.tobytes() + f.covariances.tobytes()
-        if key in seen:
-            alive[i] = False
-            decisions.append(Decision(int(i), None, None, "duplicate", float(seen[key]), float("nan")))
-        else:
-            seen[key] = int(i)
     return alive, decisions, d
+
+
+def _exact_copies(mixtures: list[GaussianMixtureParams], alive_idx: np.ndarray) -> np.ndarray:
+    """Group label per alive machine: the first alive machine with a bit-identical estimate."""
+    seen: dict[bytes, int] = {}
+    labels = np.empty(alive_idx.size, dtype=np.intp)
+    for a, i in enumerate(alive_idx):
+        f = mixtures[i]
+        labels[a] = seen.setdefault(f.weights.tobytes() + f.means.tobytes() + f.covariances.tobytes(), a)
+    return labels
+
+
+def _weighted_quantile(x: np.ndarray, u: np.ndarray, q: float) -> np.ndarray:
+    """Quantile ``q`` along axis 0 of ``x`` with weights ``u`` (numpy's linear rule for equal weights).
+
+    The sorted values sit at positions ``(cum_j - u_j) / (total - u_last)`` in [0, 1] and are
+    interpolated linearly; equal weights give positions ``j / (r - 1)``, numpy's default.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[0] == 1:
+        return x[0].copy()
+    order = np.argsort(x, axis=0, kind="stable")
+    xs = np.take_along_axis(x, order, axis=0)
+    us = u[order]
+    cum = np.cumsum(us, axis=0)
+    pos = (cum - us) / (cum[-1] - us[-1])
+    # np.interp(q, pos[:, c], xs[:, c]) for every column c at once.
+    r = x.shape[0]
+    lo = np.clip((pos <= q).sum(axis=0) - 1, 0, r - 2)[None]
+    p0, p1 = np.take_along_axis(pos, lo, axis=0)[0], np.take_along_axis(pos, lo + 1, axis=0)[0]
+    x0, x1 = np.take_along_axis(xs, lo, axis=0)[0], np.take_along_axis(xs, lo + 1, axis=0)[0]
+    gap = p1 - p0
+    frac = np.clip(np.divide(q - p0, gap, out=np.ones_like(gap), where=gap > 0), 0.0, 1.0)
+    return x0 + frac * (x1 - x0)
+
+
+def _vote_features(w, mu, cov, present, ref_w, ref_mu, ref_cov, parts) -> np.ndarray:
+    """Each machine's aligned estimate as a vector whose squared distances are the tests' statistics at n = 1.
+
+    Per slot: ``sqrt(w_k) L_k^-1 mu`` (means), ``sqrt(w_k / 2) L_k^-1 S L_k^-T`` on and (times
+    sqrt 2) above the diagonal (covariances: the statistic's second-order form), ``w / sqrt(w_k)``
+    (weights, the form of the information's weight block). Empty slots take the reference.
+    """
+    m, k, d = mu.shape
+    chol = np.linalg.cholesky(ref_cov)
+    fill_mu = np.where(present[..., None], mu, ref_mu[None])
+    blocks = [(np.linalg.solve(chol[None], fill_mu[..., None])[..., 0] * np.sqrt(ref_w)[None, :, None]).reshape(m, -1)]
+    if "covariance" in parts:
+        fill_cov = np.where(present[..., None, None], cov, ref_cov[None])
+        left = np.linalg.solve(chol[None], fill_cov)
+        white = np.linalg.solve(chol[None], np.swapaxes(left, -1, -2))
+        rows, cols = np.triu_indices(d)
+        off = np.where(rows == cols, 1.0, math.sqrt(2.0))
+        blocks.append((white[..., rows, cols] * off * np.sqrt(ref_w / 2.0)[None, :, None]).reshape(m, -1))
+    if "weight" in parts:
+        blocks.append(np.where(present, w, ref_w[None]) / np.sqrt(ref_w)[None])
+    return np.hstack(blocks)
+
+
+def _vote_groups(features: np.ndarray, lam: np.ndarray, level: float, exact: np.ndarray) -> np.ndarray:
+    """Group label per alive machine: machines agreeing far more closely than sampling error allows.
+
+    ``features`` are scaled so that an honest machine's vector scatters with covariance of
+    eigenvalues ``lam`` (:func:`_vote_features` times ``sqrt(n / scale)``). For each machine and
+    its g - 1 nearest neighbours the within-group sum of squares, ``sum_{a<b} D_ab / g``, is
+    ``sum_l lam_l chi2_{g-1}`` for honest machines (approximated by ``c chi2_{f (g-1)}`` with
+    Satterthwaite's ``c``, ``f``); the largest group below half its lower quantile at ``level`` over
+    the number of groups of that size (Bonferroni over every subset) is a candidate. A tight core
+    makes every group around it tight, so the candidate is cut before the first member that is
+    not itself tight: whose distance to the mean of the members before it is above the lower
+    ``_MEMBER_QUANTILE`` of its honest law, ``(1 + 1/(g-1)) c chi2_f``. The rest is merged, as is
+    every bit-identical copy. An honest machine merged by chance loses weight, not its place.
+    """
+    ma = features.shape[0]
+    parent = exact.copy()
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    g_max = min(max(2, ma // 2), _MAX_VOTE_GROUP, ma)
+    lam = lam[lam > 0]
+    if ma >= 2 and lam.size:
+        c = float(np.sum(lam**2) / np.sum(lam))
+        f = float(np.sum(lam) ** 2 / np.sum(lam**2))
+        sq = np.einsum("ij,ij->i", features, features)
+        dist = np.maximum(sq[:, None] + sq[None, :] - 2.0 * features @ features.T, 0.0)
+        sizes = np.arange(2, g_max + 1)
+        log_subsets = math.lgamma(ma + 1) - np.array([math.lgamma(g + 1) + math.lgamma(ma - g + 1) for g in sizes])
+        alpha = np.exp(np.maximum(math.log(level) - log_subsets, -690.0))
+        # The law's scale can only shrink by the machines' own scatter: the median over machines
+        # of the median distance to the others, over an honest pair's median, if below 1 (an
+        # honest majority keeps it near or above that; colluders cannot make honest machines
+        # look tight by inflating the calibrated scale).
+        off = dist[~np.eye(ma, dtype=bool)].reshape(ma, ma - 1)
+        shrink = min(1.0, float(np.median(np.median(off, axis=1))) / (2.0 * _weighted_chi2_isf(0.5, lam)))
+        cut = _TIGHT * shrink * c * chi2.ppf(alpha, f * (sizes - 1))
+        member_cut = (1.0 + 1.0 / (sizes - 1)) * shrink * c * chi2.ppf(_MEMBER_QUANTILE, f)
+        for a in range(ma):
+            order = np.argsort(dist[a], kind="stable")[:g_max]
+            sub = dist[np.ix_(order, order)]
+            to_previous = np.tril(sub, -1).sum(axis=1)  # each member's distances to the members before it
+            pairs = np.cumsum(to_previous)  # pairs[g - 1]: the sum over the pairs among the first g
+            within = pairs[1:] / sizes
+            # Squared distance of member g to the mean of the g - 1 before it.
+            added = to_previous[1:] / (sizes - 1) - pairs[:-1] / (sizes - 1) ** 2
+            hit = np.flatnonzero(within < cut)
+            loose = np.flatnonzero(added >= member_cut)
+            top = -1 if not hit.size else min(hit[-1], loose[0] - 1 if loose.size else hit[-1])
+            if top >= 0:
+                for b in order[1: top + 2]:
+                    ra, rb = root(int(order[0])), root(int(b))
+                    if ra != rb:
+                        parent[max(ra, rb)] = min(ra, rb)
+    return np.array([root(a) for a in range(ma)], dtype=np.intp)
 
 
 def _alignment_cap(reference: GaussianMixtureParams) -> float:
@@ -352,14 +503,17 @@ def _raw_statistics(
     return stats
 
 
-def _inflation(stats: np.ndarray, df: int, floor: float | None) -> float:
-    """A lower quantile of the statistics (all machines and slots) over its chi2 quantile, at least ``floor``.
+def _inflation(stats: np.ndarray, df: int, floor: float | None, votes: np.ndarray, q: float) -> float:
+    """Quantile ``q`` of the statistics (all machines and slots, weighted by votes) over chi2's, at least ``floor``.
 
     Pooled over slots: with m machines a per-slot quantile of chi2 variables is too noisy
     (the 1-df weight statistics most of all).
     """
-    vals = stats[np.isfinite(stats)]
-    s = float(np.quantile(vals, _CALIBRATION_QUANTILE) / chi2.ppf(_CALIBRATION_QUANTILE, df)) if vals.size else 1.0
+    stats = np.asarray(stats).reshape(stats.shape[0], -1)
+    ok = np.isfinite(stats)
+    vals = stats[ok]
+    u = np.broadcast_to(votes[:, None], stats.shape)[ok]
+    s = float(_weighted_quantile(vals, u, q) / chi2.ppf(q, df)) if vals.size else 1.0
     if not np.isfinite(s) or s <= 0:
         s = 1.0
     return s if floor is None else max(s, floor)
@@ -400,12 +554,21 @@ def _weighted_chi2_sf(x: float, lam: np.ndarray) -> float:
     cgf = -0.5 * float(np.sum(np.log(one)))
     w = math.copysign(math.sqrt(max(2.0 * (t * x - cgf), 0.0)), t)
     u = t * math.sqrt(float(np.sum(2.0 * lam**2 / one**2)))
-    return float(min(max(norm.sf(w) + norm.pdf(w) * (1.0 / u - 1.0 / w), 0.0), 1.0))
+    # norm.sf(w) + norm.pdf(w) (1/u - 1/w), with the math module's erfc (scipy's per-call
+    # overhead dominated the tests' cost).
+    tail = 0.5 * math.erfc(w / math.sqrt(2.0)) + math.exp(-0.5 * w * w) / math.sqrt(2.0 * math.pi) * (1.0 / u - 1.0 / w)
+    return float(min(max(tail, 0.0), 1.0))
 
 
 def _weighted_chi2_isf(alpha: float, lam: np.ndarray) -> float:
-    """The ``x`` with :func:`_weighted_chi2_sf` ``(x, lam) = alpha``."""
-    lam = np.asarray(lam, dtype=float)
+    """The ``x`` with :func:`_weighted_chi2_sf` ``(x, lam) = alpha`` (memoised: the rounds and the
+    machine-level laws ask for the same weights again)."""
+    return _weighted_chi2_isf_of(float(alpha), tuple(np.asarray(lam, dtype=float).ravel().tolist()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _weighted_chi2_isf_of(alpha: float, weights: tuple[float, ...]) -> float:
+    lam = np.array(weights)
     mean = float(lam.sum())
     # Union bound: sum lam_j Z_j^2 > mean * c needs some Z_j^2 > c, so the tail there is <= alpha.
     upper = mean * float(chi2.isf(alpha / lam.size, 1)) * (1.0 + 1e-9) + 1e-300
@@ -484,32 +647,35 @@ def _information_inflation(
     return factors, {p: joint[p] for p in factors}
 
 
-def _moment_centre(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, use: np.ndarray,
+def _moment_centre(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, use: np.ndarray, votes: np.ndarray,
                    fallback: GaussianMixtureParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per slot: mean weight, mean of means and mean covariance over the machines in ``use``."""
+    """Per slot: vote-weighted mean weight, mean and covariance over the machines in ``use``."""
     k = w.shape[1]
     ref_w, ref_mu, ref_cov = fallback.weights.copy(), fallback.means.copy(), fallback.covariances.copy()
     for j in range(k):
         rows = use[:, j]
         if rows.any():
-            ref_w[j] = w[rows, j].mean()
-            ref_mu[j] = mu[rows, j].mean(axis=0)
-            ref_cov[j] = cov[rows, j].mean(axis=0)
+            u = votes[rows] / votes[rows].sum()
+            ref_w[j] = u @ w[rows, j]
+            ref_mu[j] = u @ mu[rows, j]
+            ref_cov[j] = np.einsum("r,rab->ab", u, cov[rows, j])
     return ref_w / ref_w.sum(), ref_mu, ref_cov
 
 
-def _median_centre(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, present: np.ndarray,
+def _median_centre(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, present: np.ndarray, votes: np.ndarray,
                    fallback: GaussianMixtureParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per slot: coordinate-wise medians (breakdown 1/2); a non-definite median covariance keeps the fallback."""
+    """Per slot: vote-weighted coordinate-wise medians (breakdown 1/2 of the votes); a non-definite
+    median covariance keeps the fallback."""
     k = w.shape[1]
     ref_w, ref_mu, ref_cov = fallback.weights.copy(), fallback.means.copy(), fallback.covariances.copy()
     for j in range(k):
         rows = present[:, j]
         if not rows.any():
             continue
-        ref_w[j] = np.median(w[rows, j])
-        ref_mu[j] = np.median(mu[rows, j], axis=0)
-        med = np.median(cov[rows, j], axis=0)
+        u = votes[rows]
+        ref_w[j] = _weighted_quantile(w[rows, j], u, 0.5)
+        ref_mu[j] = _weighted_quantile(mu[rows, j], u, 0.5)
+        med = _weighted_quantile(cov[rows, j], u, 0.5)
         med = 0.5 * (med + med.T)
         if np.linalg.eigvalsh(med)[0] > 0:
             ref_cov[j] = med
@@ -553,10 +719,10 @@ def robust_dfmr(
     n_components : int
         K, the number of components of the aggregate.
     n_samples : array_like of shape (m,) or float, optional
-        Sample size of every machine. ``None`` reads :attr:`GaussianMixtureParams.n_samples`
-        (recorded by :func:`dfmr.fit_local`); when no estimate carries one, equal sizes are
-        assumed and said so. Sizes calibrate the tests; a machine's claim can neither loosen
-        its own test nor raise its weight above the median machine's.
+        Sample size of every machine, known to the server: authoritative for the tests and
+        the pool weights. ``None`` calibrates the tests by the machines' votes and reads
+        :attr:`GaussianMixtureParams.n_samples` (recorded by :func:`dfmr.fit_local`) as an
+        untrusted claim that can only tighten its machine's test or shrink its weight.
     level : float, default 0.001
         Family-wise level of the per-component tests (Bonferroni over parts, machines, slots):
         the chance that an honest machine loses a component when the calibration holds.
@@ -592,11 +758,12 @@ def robust_dfmr(
     if alive_idx.size == 0:
         raise ValueError("no local estimate survives the dimension and size checks: " +
                          "; ".join(x.describe() for x in decisions))
-    n, n_known, notes = _sample_sizes(mixtures, n_samples)
+    n, size_source, notes = _sample_sizes(mixtures, n_samples)
     n[~alive] = np.nan
-    med_n = float(np.median(n[alive]))
-    n_test = np.where(alive, np.maximum(n, med_n), np.nan)  # a small claim cannot loosen a test
-    pool_weight = np.where(alive, np.minimum(n, med_n), 0.0)  # nor a large one buy weight
+    server = size_source == "server"
+    # Server sizes are authoritative for the tests and the pool; otherwise every machine is
+    # tested at one size calibrated from the votes (claims only tighten, see _test).
+    n_base = np.where(alive, n if server else 1.0, np.nan)
 
     reference, centre, distances = _initial_reference(mixtures, alive_idx, k, n_threads)
     dfs = {"mean": d, "covariance": d * (d + 1) // 2, "weight": 1 if k > 1 else 0}
@@ -604,10 +771,13 @@ def robust_dfmr(
     m_alive = alive_idx.size
     n_tests = len(parts) * m_alive * k
     cut_raw = {p: float(chi2.isf(level / n_tests, dfs[p])) for p in parts}
-    floors = {p: 1.0 for p in parts} if n_known else None
-    use_information = n_known and (k - 1) + k * d + k * d * (d + 1) // 2 <= _INFORMATION_MAX_PARAMS
-    majority = m_alive // 2 + 1
+    use_information = (k - 1) + k * d + k * d * (d + 1) // 2 <= _INFORMATION_MAX_PARAMS
     joint: dict[str, np.ndarray] | None = None
+    exact = _exact_copies(mixtures, alive_idx)
+    labels = exact
+    cal = _Calibration(votes=_votes_of(labels, alive_idx, m), quantile=_CALIBRATION_QUANTILE if server
+                       else _UNSIZED_QUANTILE, floors={p: 1.0 for p in parts} if server else None,
+                       ceiling=_EXCESS_CEILING, claims=None if server else n)
 
     alignment = np.full((m, k), -1, dtype=np.intp)
     ref_w, ref_mu, ref_cov = reference.weights, reference.means, reference.covariances
@@ -616,22 +786,44 @@ def robust_dfmr(
         if round_ == 1 and use_information:
             # After one round the reference is the mean of components that passed: a robust
             # truth at which the information of the mixture says how far honest estimates scatter.
-            info, joint = _information_inflation(ref, dfs)
-            floors = {p: max(1.0, info[p]) for p in parts}
+            _, joint = _information_inflation(ref, dfs)
         cap = _alignment_cap(ref)
         for i in alive_idx:
             alignment[i] = _align(mixtures[i], ref, cap)
         w, mu, cov, logdet = _stack(mixtures, alignment, d)
         present = ~np.isnan(w)
         # Median centre, then the mean of the components that pass against it.
-        ref_w, ref_mu, ref_cov = _median_centre(w, mu, cov, present, ref)
-        stats, passed, inflation = _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts,
-                                         cut_raw, floors, present, joint)
+        ref_w, ref_mu, ref_cov = _median_centre(w, mu, cov, present, cal.votes, ref)
+        stats, passed, inflation, unit, n_test = _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs,
+                                                       parts, cut_raw, cal, present, joint)
+        # Machines agreeing far more closely than sampling error allows share one vote. Their
+        # honest law needs the information's shape when it is used (complete-data chi2 would
+        # overstate the df of overlapping slots and merge honest machines): from round 1 on.
+        if joint is not None or not use_information:
+            feats = _vote_features(w[alive_idx], mu[alive_idx], cov[alive_idx], present[alive_idx], ref_w, ref_mu,
+                                   ref_cov, parts)
+            lam = (np.ones(feats.shape[1]) if joint is None else
+                   np.concatenate([np.clip(np.linalg.eigvals(joint[p]).real, 0.0, None) for p in parts]))
+            feats *= np.sqrt(n_base[alive_idx] / (1.0 if server else unit))[:, None]
+            labels = _vote_groups(feats, lam, level, exact)
+            cal.votes = _votes_of(labels, alive_idx, m)
         median_ref = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
-        ref_w, ref_mu, ref_cov = _moment_centre(w, mu, cov, passed, median_ref)
-    stats, passed, inflation = _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw,
-                                     floors, present, joint)
+        ref_w, ref_mu, ref_cov = _moment_centre(w, mu, cov, passed, cal.votes, median_ref)
+    stats, passed, inflation, unit, n_test = _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts,
+                                                   cut_raw, cal, present, joint)
     reference = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
+    calibrated_n = math.nan if server else 1.0 / unit
+    # Pool weights: server sizes as given; otherwise equal, and a claim below the calibrated
+    # size over the misspecification allowance only shrinks its machine's weight.
+    pool_weight = np.where(alive, n if server else np.fmin(1.0, n * unit * _EXCESS_CEILING), 0.0) * cal.votes
+    groups = [alive_idx[labels == g].tolist() for g in np.unique(labels) if np.sum(labels == g) > 1]
+    if groups:
+        notes.append(
+            "Machines " + "; ".join(", ".join(map(str, g)) for g in groups) + " agree far more closely than "
+            "sampling error allows (or are copies): each group counts as one vote and weighs one machine."
+        )
+    vote_mass = float(cal.votes.sum())
+    majority = math.floor(vote_mass / 2.0 + 1e-9) + 1
 
     # Components the alignment left out.
     for i in alive_idx:
@@ -703,7 +895,8 @@ def robust_dfmr(
                 laws[key] = (_weighted_chi2_isf(1.0 - _CALIBRATION_QUANTILE, lam),
                              _weighted_chi2_isf(alpha_machine, lam))
         vals = np.array([v / laws[keys[i]][0] for i, (v, _, _) in sums[p].items()])
-        s_rel = max(1.0, float(np.quantile(vals, _CALIBRATION_QUANTILE)))
+        u = cal.votes[np.fromiter(sums[p], dtype=np.intp)]
+        s_rel = min(max(1.0, float(_weighted_quantile(vals, u, _CALIBRATION_QUANTILE))), _EXCESS_CEILING)
         for i, (value, _, _) in sums[p].items():
             cut_i = s_rel * laws[keys[i]][1]
             if kept[i].any() and value > cut_i:
@@ -713,11 +906,12 @@ def robust_dfmr(
     relaxed = []
     total = sum(stats[p] for p in parts)
     for j in range(k):
-        if kept[:, j].sum() >= majority:
+        if cal.votes[kept[:, j]].sum() >= majority - 1e-9:
             continue
         rows = np.flatnonzero(present[:, j])
         order = rows[np.argsort(total[rows, j], kind="stable")]
-        restore = order[: min(majority, rows.size)]
+        reached = np.cumsum(cal.votes[order]) >= majority - 1e-9
+        restore = order if not reached.any() else order[: int(np.argmax(reached)) + 1]
         kept[restore, j] = True
         relaxed.append(j)
     if relaxed:
@@ -726,14 +920,17 @@ def robust_dfmr(
             "the least deviant majority was kept (the calibration may not hold, e.g. a wrong K)."
         )
 
-    mixture, red = _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads, majority, notes)
+    mixture, red = _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads,
+                              cal.votes, min(majority, vote_mass), notes)
     retained = np.flatnonzero(kept.any(axis=1))
     infl = {p: inflation[p] for p in parts}
     screening = Screening(
         decisions=tuple(decisions), reference=reference, alignment=alignment, kept=kept,
         statistics={p: stats[p] for p in parts}, degrees_of_freedom={p: dfs[p] for p in parts}, inflation=infl,
         cutoffs=cut_raw, machine_statistic=machine_stat, n_samples=np.where(alive, n, np.nan),
-        n_samples_known=n_known, level=float(level), relaxed_slots=tuple(relaxed), notes=tuple(notes),
+        n_samples_known=server, level=float(level), relaxed_slots=tuple(relaxed), notes=tuple(notes),
+        votes=np.where(alive, cal.votes, 0.0), vote_groups=tuple(tuple(g) for g in groups),
+        size_source=size_source, calibrated_n=calibrated_n, test_n=np.where(alive, n_test, np.nan),
     )
     return RobustAggregationResult(
         mixture=mixture, method="robust_dfmr", n_machines=m, retained=retained, center=centre,
@@ -743,8 +940,33 @@ def robust_dfmr(
     )
 
 
-def _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw, floors, present, joint):
-    """Inflation-corrected statistics, the pass mask (every part below its cut-off) and the factors.
+@dataclass
+class _Calibration:
+    """What scales the tests: the machines' votes, the quantile, the scale's bounds, the claimed sizes.
+
+    ``votes[i]`` is 1 / (size of machine i's group of near-identical estimates), 0 when dropped
+    in hygiene. ``floors`` (server sizes only) hold every factor at 1 or more; ``ceiling`` bounds
+    the machines' excess scatter over the sampling law. ``claims`` (no server sizes) are the
+    sizes the estimates record, NaN where none.
+    """
+
+    votes: np.ndarray
+    quantile: float
+    floors: dict[str, float] | None
+    ceiling: float
+    claims: np.ndarray | None
+
+
+def _votes_of(labels: np.ndarray, alive_idx: np.ndarray, m: int) -> np.ndarray:
+    """Per machine: 1 / the size of its group (``labels`` over the alive machines), 0 when not alive."""
+    votes = np.zeros(m)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    votes[alive_idx] = 1.0 / counts[inverse]
+    return votes
+
+
+def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw, cal, present, joint):
+    """Inflation-corrected statistics, the pass mask, the factors, the unit scale and the test sizes.
 
     The factor of a part is an array over slots: slots differ in how much they overlap the
     others, so a factor pooled over slots under-corrects the most overlapped slot. With the
@@ -752,20 +974,28 @@ def _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
     j's statistic is ``sum_l lambda_jl chi2_1`` (eigenvalues of slot j's block of ``A V``:
     unequal when the component errs more in the direction of its neighbour); the factor maps
     that law's tail at the test's level onto the chi2 cut-off, times the machines' excess
-    scatter over it (a lower quantile, at least 1). Without it, the factor is the larger of
-    the part's factor pooled over slots (steady) and the slot's own (a lower quantile of its m
-    statistics).
+    scatter over it (a vote-weighted quantile of the sum of the parts over its law: with server
+    sizes at least 1 and at most ``cal.ceiling``; without, it is the scale ``1 / n`` itself).
+    Without the information, the factor is the larger of the part's factor pooled over slots
+    (steady) and the slot's own (a lower quantile of its m statistics), at most ``cal.ceiling``
+    times the unit scale.
+
+    ``n_base`` are the sizes the statistics are computed with (the server's, or 1). A claimed
+    size tightens its machine's test: it is tested at ``max(1, claim / (ceiling x calibrated n))``
+    times the base (the claim over the largest misspecification allowance), never looser.
     """
-    raw = _raw_statistics(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov)
+    raw = _raw_statistics(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov)
     k = w.shape[1]
     stats, inflation = {}, {}
     passed = present.copy()
+    low = None if cal.floors is None else min(cal.floors.values())
     if joint is None:
         # The sum of the parts has many more df than a 1-df part, so its quantile is far steadier
         # with few machines; it is a floor under every part's own factor.
-        low = None if floors is None else min(floors.values())
-        pooled = _inflation(sum(raw[p] for p in parts), sum(dfs[p] for p in parts), low)
-    if joint is not None:
+        unit = _inflation(sum(raw[p] for p in parts), sum(dfs[p] for p in parts), low, cal.votes, cal.quantile)
+        if cal.floors is not None:
+            unit = min(unit, cal.ceiling)
+    else:
         lams = {}
         for p in parts:
             block = 1 if p == "weight" else dfs[p]
@@ -774,32 +1004,53 @@ def _test(w, mu, cov, logdet, n_test, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
                 # The binomial statistic of one slot: 1 / (w (1 - w)) where the form has 1 / w.
                 lams[p, j] = lam / (1.0 - ref_w[j]) if p == "weight" else lam
         # The machines' excess scatter over the information's law, from the sum of the parts
-        # (many more df than a 1-df part: a far steadier lower quantile with few machines).
-        lower = np.array([_weighted_chi2_isf(1.0 - _CALIBRATION_QUANTILE,
+        # (many more df than a 1-df part: a far steadier quantile with few machines).
+        lower = np.array([_weighted_chi2_isf(1.0 - cal.quantile,
                                              np.concatenate([lams[p, j] for p in parts])) for j in range(k)])
         ratio = sum(raw[p] for p in parts) / lower[None, :]
-        ratio = ratio[np.isfinite(ratio)]
-        excess = max(1.0, float(np.quantile(ratio, _CALIBRATION_QUANTILE))) if ratio.size else 1.0
+        ok = np.isfinite(ratio)
+        u = np.broadcast_to(cal.votes[:, None], ratio.shape)[ok]
+        unit = float(_weighted_quantile(ratio[ok], u, cal.quantile)) if ok.any() else 1.0
+        if not (np.isfinite(unit) and unit > 0):
+            unit = 1.0
+        if cal.floors is not None:
+            unit = min(max(unit, 1.0), cal.ceiling)
+    if cal.floors is None:
+        # The votes' median is a sample quantile: calibrate at its upper confidence bound (two
+        # asymptotic sd, sqrt(q (1 - q) / N) / (x_q f(x_q)) relative, N the votes times the slots,
+        # f the chi2 density of a slot's summed df), never tighter than the machines can tell.
+        df_sum = sum(dfs[p] for p in parts)
+        x_q = chi2.ppf(cal.quantile, df_sum)
+        n_values = max(float(cal.votes.sum()) * k, 1.0)
+        rel_sd = math.sqrt(cal.quantile * (1.0 - cal.quantile) / n_values) / (x_q * chi2.pdf(x_q, df_sum))
+        unit *= 1.0 + 2.0 * rel_sd
+    top = cal.ceiling * (1.0 if cal.floors is not None else unit)
     for p in parts:
         if joint is None:
-            part = max(_inflation(raw[p], dfs[p], None if floors is None else floors[p]), pooled)
+            floor_p = None if cal.floors is None else cal.floors[p]
+            part = max(_inflation(raw[p], dfs[p], floor_p, cal.votes, _CALIBRATION_QUANTILE), unit)
             # A slot's own lower quantile of m values is steady only with a few df; for the 1-df
             # weights an attacker holding a slot's upper half could move it several-fold.
             factor = np.full(k, part) if dfs[p] < _SLOT_FACTOR_MIN_DF else np.array(
-                [max(part, _inflation(raw[p][:, j], dfs[p], None)) for j in range(k)])
+                [max(part, _inflation(raw[p][:, j], dfs[p], None, cal.votes, _CALIBRATION_QUANTILE))
+                 for j in range(k)])
+            factor = np.minimum(factor, max(top, unit))
         else:
             alpha = float(chi2.sf(cut_raw[p], dfs[p]))
             tail = np.array([_weighted_chi2_isf(alpha, lams[p, j]) for j in range(k)])
-            factor = excess * tail / cut_raw[p]
+            factor = unit * tail / cut_raw[p]
         inflation[p] = factor
-        stats[p] = raw[p] / factor[None, :]
+    tighten = np.ones_like(n_base)
+    if cal.claims is not None:
+        tighten = np.fmax(1.0, cal.claims * unit / cal.ceiling)
+    for p in parts:
+        stats[p] = raw[p] * tighten[:, None] / inflation[p][None, :]
         passed &= ~(stats[p] > cut_raw[p])
-    return stats, passed, inflation
+    return stats, passed, inflation, unit, n_base * tighten
 
 
-def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads, majority, notes):
+def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads, votes, majority, notes):
     """MR of the kept components (slot weights unbiased by drops), or their slot-wise moment match."""
-    m = len(mixtures)
     d = mixtures[int(np.flatnonzero(kept.any(axis=1))[0])].dim
     comp_w, comp_mu, comp_cov, owner, slot_of = [], [], [], [], []
     for j in range(k):
@@ -835,8 +1086,8 @@ def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threa
     start = GaussianMixtureParams._from_core(mm_w, mm_mu, mm_cov)
     pooled = GaussianMixtureParams._from_core(comp_w, comp_mu, comp_cov)
     red = reduce(pooled, k, [start], tol=tol, max_iter=max_iter, n_threads=n_threads)
-    contributors = [np.unique(owner[red.assignment[:, c] > 0]).size for c in range(red.mixture.n_components)]
-    if red.mixture.n_components == start.n_components and min(contributors) >= min(majority, m):
+    contributors = [votes[np.unique(owner[red.assignment[:, c] > 0])].sum() for c in range(red.mixture.n_components)]
+    if red.mixture.n_components == start.n_components and min(contributors) >= majority - 1e-9:
         mixture = red.mixture
     else:
         notes.append(
@@ -858,7 +1109,9 @@ def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
     if scr is None:
         return []
     lines = ["", "Screening decisions".center(width).rstrip(), "=" * width]
-    size = "known" if scr.n_samples_known else "unknown (equal sizes assumed)"
+    size = {"server": "given by the server",
+            "claimed": f"only claimed by the estimates (untrusted), calibrated n {scr.calibrated_n:.4g}",
+            "unknown": f"unknown, calibrated n {scr.calibrated_n:.4g}"}[scr.size_source]
     cut = ", ".join(f"{p} {scr.cutoffs[p]:.4g} (df {scr.degrees_of_freedom[p]})" for p in scr.cutoffs)
     infl = ", ".join(f"{p} {np.min(v):.3g}" + ("" if np.ptp(v) == 0 else f"-{np.max(v):.3g}")
                      for p, v in scr.inflation.items())
@@ -878,8 +1131,8 @@ def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
         lines.append("(no machine or component dropped)")
     lines.append("=" * width)
     rules = (
-        "Rules: dimension (not the majority d), n_components (cost K_i^2/K^2 above the budget), duplicate "
-        "(copy of the machine in 'statistic'), unmatched (weight of a component no slot took), mean / "
+        "Rules: dimension (not the majority d), n_components (cost K_i^2/K^2 above the budget), "
+        "unmatched (weight of a component no slot took), mean / "
         "covariance / weight (chi2 statistic of the aligned component), machine mean / covariance / weight "
         "(the part over all its kept components)."
     )
