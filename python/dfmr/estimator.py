@@ -47,6 +47,7 @@ from .params import GaussianMixtureParams
 from .partition import split
 from .robust import robust_dfmr
 from .sources import InvalidDataError, dask_array_parts, dask_dataframe_parts, is_dask_collection
+from .spark import is_spark_dataframe
 
 __all__ = ["DistributedGaussianMixture", "NotFittedError"]
 
@@ -369,7 +370,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
 
     # ----------------------------------------------------------------------------------- fitting
 
-    def fit(self, X: ArrayLike, y: None = None) -> DistributedGaussianMixture:
+    def fit(self, X: ArrayLike, y: None = None, *, site_col: str | None = None) -> DistributedGaussianMixture:
         """Split the rows of ``X`` across ``n_machines`` machines and fit.
 
         The rows are shuffled (seeded by ``random_state``) and dealt out as evenly as possible
@@ -378,15 +379,22 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         ``backend="processes"`` that copy is a temporary file the workers map
         (:func:`dfmr.partition.split_to_file`), so the client holds only ``X``. A dask array is neither
         shuffled nor gathered: its row chunks are the machines, each fitted on a worker where
-        the chunk is computed (as :meth:`fit_partitions` on the same array).
+        the chunk is computed (as :meth:`fit_partitions` on the same array). A Spark DataFrame
+        (``backend="spark"``) is not gathered either: its sites, or its partitions, are the
+        machines, each fitted on the executor holding its rows (:mod:`dfmr.spark`).
 
         Parameters
         ----------
-        X : array_like of shape (n, d), or dask array
-            Finite observations; a 1-D array is one column (d = 1). A pandas DataFrame's column
-            names are kept in ``feature_names_in_``.
+        X : array_like of shape (n, d), dask array, or Spark DataFrame
+            Finite observations; a 1-D array is one column (d = 1). A pandas or Spark DataFrame's
+            column names are kept in ``feature_names_in_``.
         y : None
             Ignored; present for scikit-learn pipelines.
+        site_col : str, optional
+            For a Spark DataFrame: one machine per value of this column, machine ``i`` the
+            ``i``-th value in sorted order, the features all other columns; ``None`` makes each
+            partition a machine. The fit equals ``fit_partitions`` on the serial backend of
+            every site's rows in input order.
 
         Returns
         -------
@@ -402,6 +410,10 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
             If ``X`` is sparse (scikit-learn's convention).
         """
         n_jobs = self._validated_params()
+        if is_spark_dataframe(X):
+            return self._fit_spark(X, site_col, n_jobs)
+        if site_col is not None:
+            raise ValueError(f"site_col applies to a Spark DataFrame X only, not to {type(X).__name__}.")
         if is_dask_collection(X) and hasattr(X, "chunks"):
             n_chunks = len(X.chunks[0])
             if self.n_machines is not None and self.n_machines != n_chunks:
@@ -475,6 +487,24 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
                 machines.append((array, *array.shape))
         lazy = is_dask_collection(parts[0]) or callable(getattr(parts[0], "load", None))
         return self._fit(machines, None if lazy else parts[0], seeds, n_jobs)
+
+    def _fit_spark(self, X: Any, site_col: str | None, n_jobs: int) -> DistributedGaussianMixture:
+        """Fit a Spark DataFrame: its sites (or partitions) are the machines, fitted where their rows are."""
+        if self.backend != "spark":
+            raise ValueError(f"X is a Spark DataFrame, which is fitted with backend='spark', not {self.backend!r}.")
+        import pandas as pd
+
+        from .spark import spark_machines
+
+        machines, features = spark_machines(X, site_col)
+        if self.n_machines is not None and self.n_machines != len(machines):
+            what = f"values of {site_col!r}" if site_col is not None else "partitions"
+            raise ValueError(
+                f"X is a Spark DataFrame with {len(machines)} {what}, which are the machines, but n_machines = "
+                f"{self.n_machines}; pass n_machines=None (or {len(machines)})."
+            )
+        names = pd.DataFrame(columns=features)  # for feature_names_in_
+        return self._fit([(m, None, len(features)) for m in machines], names, _seed_sequence(self.random_state), n_jobs)
 
     @staticmethod
     def _dask_array_machines(X: Any) -> list[tuple[Any, int | None, int | None]]:
