@@ -376,10 +376,11 @@ def _vote_groups(features: np.ndarray, lam: np.ndarray, level: float, exact: np.
     ``sum_l lam_l chi2_{g-1}`` for honest machines (approximated by ``c chi2_{f (g-1)}`` with
     Satterthwaite's ``c``, ``f``); the largest group below half its lower quantile at ``level`` over
     the number of groups of that size (Bonferroni over every subset) is a candidate. A tight core
-    makes every group around it tight, so the candidate is cut before the first member that is
-    not itself tight: whose distance to the mean of the members before it is above the lower
-    ``_MEMBER_QUANTILE`` of its honest law, ``(1 + 1/(g-1)) c chi2_f``. The rest is merged, as is
-    every bit-identical copy. An honest machine merged by chance loses weight, not its place.
+    makes every group around it tight (and a core at the honest consensus is close to every
+    honest machine), so the candidate loses, one by one, its loosest member while any member's
+    distance to the mean of the others is above half the lower ``_MEMBER_QUANTILE`` of its
+    honest law, ``(1 + 1/(g-1)) c chi2_f``. The rest is merged, as is every bit-identical copy.
+    An honest machine merged by chance loses weight, not its place.
     """
     ma = features.shape[0]
     parent = exact.copy()
@@ -407,23 +408,30 @@ def _vote_groups(features: np.ndarray, lam: np.ndarray, level: float, exact: np.
         off = dist[~np.eye(ma, dtype=bool)].reshape(ma, ma - 1)
         shrink = min(1.0, float(np.median(np.median(off, axis=1))) / (2.0 * _weighted_chi2_isf(0.5, lam)))
         cut = _TIGHT * shrink * c * chi2.ppf(alpha, f * (sizes - 1))
-        member_cut = (1.0 + 1.0 / (sizes - 1)) * shrink * c * chi2.ppf(_MEMBER_QUANTILE, f)
+        member_law = _TIGHT * shrink * c * chi2.ppf(_MEMBER_QUANTILE, f)
         for a in range(ma):
             order = np.argsort(dist[a], kind="stable")[:g_max]
             sub = dist[np.ix_(order, order)]
-            to_previous = np.tril(sub, -1).sum(axis=1)  # each member's distances to the members before it
-            pairs = np.cumsum(to_previous)  # pairs[g - 1]: the sum over the pairs among the first g
-            within = pairs[1:] / sizes
-            # Squared distance of member g to the mean of the g - 1 before it.
-            added = to_previous[1:] / (sizes - 1) - pairs[:-1] / (sizes - 1) ** 2
-            hit = np.flatnonzero(within < cut)
-            loose = np.flatnonzero(added >= member_cut)
-            top = -1 if not hit.size else min(hit[-1], loose[0] - 1 if loose.size else hit[-1])
-            if top >= 0:
-                for b in order[1: top + 2]:
-                    ra, rb = root(int(order[0])), root(int(b))
-                    if ra != rb:
-                        parent[max(ra, rb)] = min(ra, rb)
+            pairs = np.cumsum(np.tril(sub, -1).sum(axis=1))  # pairs[g - 1]: the sum over the pairs among the first g
+            hit = np.flatnonzero(pairs[1:] / sizes < cut)
+            if not hit.size:
+                continue
+            group = list(range(hit[-1] + 2))
+            while len(group) >= 2:
+                g = len(group)
+                block = sub[np.ix_(group, group)]
+                rows = block.sum(axis=1)
+                # Each member's squared distance to the mean of the others.
+                loo = rows / (g - 1) - (block.sum() / 2.0 - rows) / (g - 1) ** 2
+                worst = int(np.argmax(loo))
+                if loo[worst] < (1.0 + 1.0 / (g - 1)) * member_law:
+                    break
+                del group[worst]
+            members = [int(order[j]) for j in group]
+            for b in members[1:] if len(members) >= 2 else ():
+                ra, rb = root(members[0]), root(b)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
     return np.array([root(a) for a in range(ma)], dtype=np.intp)
 
 
@@ -503,6 +511,12 @@ def _raw_statistics(
     return stats
 
 
+@functools.lru_cache(maxsize=256)
+def _chi2_ppf(q: float, df: int) -> float:
+    """chi2.ppf, memoised (scipy's per-call overhead was a third of the screening's time)."""
+    return float(chi2.ppf(q, df))
+
+
 def _inflation(stats: np.ndarray, df: int, floor: float | None, votes: np.ndarray, q: float) -> float:
     """Quantile ``q`` of the statistics (all machines and slots, weighted by votes) over chi2's, at least ``floor``.
 
@@ -513,7 +527,7 @@ def _inflation(stats: np.ndarray, df: int, floor: float | None, votes: np.ndarra
     ok = np.isfinite(stats)
     vals = stats[ok]
     u = np.broadcast_to(votes[:, None], stats.shape)[ok]
-    s = float(_weighted_quantile(vals, u, q) / chi2.ppf(q, df)) if vals.size else 1.0
+    s = float(_weighted_quantile(vals, u, q) / _chi2_ppf(q, df)) if vals.size else 1.0
     if not np.isfinite(s) or s <= 0:
         s = 1.0
     return s if floor is None else max(s, floor)
