@@ -17,6 +17,10 @@ RSS after the imports subtracted and as a multiple of the data size, peak RSS of
   in local mode on the same 2 cores (``local[2]``), on the same data written to Parquet beforehand; the
   timed part is reading the Parquet file, assembling the feature vectors and the fit. Its client is the
   Python driver, and the JVM is a child process.
+- ``spark-dfmr`` (not in the default list either): dfmr's Spark backend on the same Spark, the same
+  Parquet data with a ``site`` column (machine ``i``: rows ``i * N / m`` to ``(i + 1) * N / m``), fitted
+  by ``fit(df, site_col="site")`` with ``backend="spark"``; timed as ``spark``: reading the file and the
+  fit. The local fits run in Spark's Python workers (children of the JVM).
 
 Prints one line per configuration and asserts nothing. ``--quick`` for a smoke run at 20,000 x 10.
 Usage: ``python tests/benchmarks/bench_scale.py [--sizes 1e6:20 5e6:100] [--configs pool dask sklearn]``.
@@ -97,8 +101,8 @@ def run_one(config: str, n: int, m: int, seed: int) -> dict:
     out: dict = {"config": config, "n": n, "machines": m}
     if config == "sklearn":
         from sklearn.mixture import GaussianMixture
-    elif config == "spark":
-        return _run_spark(n, seed, truth, out)
+    elif config in ("spark", "spark-dfmr"):
+        return _run_spark(n, m, seed, truth, out, dfmr_backend=config == "spark-dfmr")
     else:
         import dask.array  # noqa: F401  (imports before the baseline, as for the others)
         import distributed  # noqa: F401
@@ -144,7 +148,7 @@ def run_one(config: str, n: int, m: int, seed: int) -> dict:
     return out
 
 
-def _run_spark(n: int, seed: int, truth, out: dict) -> dict:
+def _run_spark(n: int, m: int, seed: int, truth, out: dict, dfmr_backend: bool) -> dict:
     import tempfile
 
     import pandas as pd
@@ -158,8 +162,11 @@ def _run_spark(n: int, seed: int, truth, out: dict) -> dict:
     X = truth.sample(n, np.random.default_rng(seed))[0]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "data.parquet")
-        pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])]).to_parquet(path)
-        del X
+        frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
+        if dfmr_backend:
+            frame["site"] = np.arange(n) * m // n
+        frame.to_parquet(path)
+        del X, frame
         baseline = _rss_mb("VmRSS")
         with ChildPeaks() as children:
             spark = (SparkSession.builder.master(f"local[{N_WORKERS}]").config("spark.driver.memory", "8g")
@@ -167,15 +174,22 @@ def _run_spark(n: int, seed: int, truth, out: dict) -> dict:
             _reset_peak()
             t0 = time.perf_counter()
             df = spark.read.parquet(path)
-            features = VectorAssembler(inputCols=df.columns, outputCol="features").transform(df).select("features")
-            model = GaussianMixture(k=N_COMPONENTS, seed=seed).fit(features)
-            out["seconds"] = time.perf_counter() - t0
-            gaussians = model.gaussiansDF.collect()
-            weights = np.asarray(model.weights)
+            if dfmr_backend:
+                est = dfmr.DistributedGaussianMixture(
+                    N_COMPONENTS, backend="spark", client=spark, random_state=seed
+                ).fit(df, site_col="site")
+                out["seconds"] = time.perf_counter() - t0
+                mixture = est.mixture_
+            else:
+                features = VectorAssembler(inputCols=df.columns, outputCol="features").transform(df).select("features")
+                model = GaussianMixture(k=N_COMPONENTS, seed=seed).fit(features)
+                out["seconds"] = time.perf_counter() - t0
+                gaussians = model.gaussiansDF.collect()
+                mixture = dfmr.GaussianMixtureParams(
+                    np.asarray(model.weights), [np.asarray(g["mean"]) for g in gaussians],
+                    [g["cov"].toArray() for g in gaussians], normalize=True,
+                )
             spark.stop()
-    mixture = dfmr.GaussianMixtureParams(
-        weights, [np.asarray(g["mean"]) for g in gaussians], [g["cov"].toArray() for g in gaussians], normalize=True
-    )
     out["client_peak_mb"] = _rss_mb("VmHWM") - baseline
     out["children_peak_mb"] = sorted((rss / 2**20 for rss in children.peaks.values()), reverse=True)
     out["w1"] = float(metrics.w1_distance(mixture, truth))
@@ -186,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["1e6:20", "5e6:100"], help="N:machines pairs")
     parser.add_argument("--configs", nargs="+", default=["pool", "dask", "sklearn"],
-                        help="any of pool, dask, sklearn, spark (spark needs pyspark and Java)")
+                        help="any of pool, dask, sklearn, spark, spark-dfmr (the last two need pyspark and Java)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="one smoke run at 20,000 x 10 over 4 machines")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: config:n:m, run in this process
@@ -210,12 +224,12 @@ def main(argv: list[str] | None = None) -> int:
                 capture_output=True, text=True,
             )
             if proc.returncode != 0:
-                print(f"  {config:<8} failed:\n{proc.stderr[-2000:]}")
+                print(f"  {config:<10} failed:\n{proc.stderr[-2000:]}")
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             base = r["seconds"] if config == "sklearn" else base
             kids = ", ".join(f"{x:.0f}" for x in r["children_peak_mb"][:4]) or "none"
-            print(f"  {config:<8} {r['seconds']:8.1f} s   client peak above imports {r['client_peak_mb']:6.0f} MB "
+            print(f"  {config:<10} {r['seconds']:8.1f} s   client peak above imports {r['client_peak_mb']:6.0f} MB "
                   f"({r['client_peak_mb'] / data_mb:4.2f}x data)   child peaks [{kids}] MB   W1 {r['w1']:.4f}")
         if base is not None:
             print(f"  (sklearn global fit: {base:.1f} s)")
