@@ -419,6 +419,7 @@ def test_npz_sample_sizes_are_optional(tmp_path):
     assert load_mixtures(tmp_path / "one.npz").mixtures[0].n_samples == 5000
 
 
+@pytest.mark.smoke
 def test_benchmark_script_runs():
     import subprocess
     import sys
