@@ -28,11 +28,86 @@ def eigen_prefix() -> str:
     return run([sys.executable, "-m", "cmeel", "cmake"]).stdout.strip()
 
 
+def method_rows(lines: list[str]) -> dict[str, list[float]]:
+    """``{method: [machines, W1, loglik, ARI]}`` from the walk-through's table lines."""
+    return {line.split()[0]: [float(x) for x in line.split()[1:]] for line in lines}
+
+
+def check_python_walkthrough(out: str, where: Path) -> None:
+    """What the walk-through says: DFMR drops the attacked machines and matches the oracle; MR is ruined."""
+    assert "population: K = 5, d = 10; 100,000 points over 20 machines of 5,000" in out
+    lines = out.splitlines()
+    blocks = {}
+    for i, line in enumerate(lines):
+        head = re.fullmatch(r"(\w+) attack on machines \[([\d, ]+)\]; DFMR kept (\d+) machines, dropped \[([\d, ]*)\]",
+                            line)
+        if head:
+            attacked, dropped = ([int(x) for x in g.split(", ") if x] for g in (head[2], head[4]))
+            assert lines[i + 1].split() == ["method", "machines", "W1", "loglik", "ARI"]
+            blocks[head[1]] = attacked, int(head[3]), dropped, method_rows(lines[i + 2:i + 8])
+    assert list(blocks) == ["mean", "cov", "weight"]
+    for kind, (attacked, kept, dropped, rows) in blocks.items():
+        assert list(rows) == ["global", "DFMR", "MR", "COAT", "TKB", "oracle"]
+        assert len(attacked) == 4 and kept + len(dropped) == 20
+        assert [r[0] for r in rows.values()] == [20, kept, 20, 1, 20, 16]  # machines each method used
+        assert rows["global"] == blocks["mean"][3]["global"]  # the global fit sees no attack
+        if kind == "weight":  # a mild attack: no method suffers much
+            assert all(r[1] < 1.0 for r in rows.values())
+        else:  # DFMR keeps exactly the good machines, so it prints the oracle's numbers; MR is ruined
+            assert dropped == attacked and rows["DFMR"] == rows["oracle"]
+            assert rows["MR"][1] > 10 * rows["DFMR"][1]
+    # The report of the mean attack: the machines beyond the cut-off are the attacked ones.
+    attacked, kept, _, _ = blocks["mean"]
+    assert re.search(rf"^Machines retained:\s+{kept}\s", out, flags=re.MULTILINE)
+    cutoff = float(re.search(r"Cut-off kappa\*r:\s+(\S+)", out)[1])
+    table = re.findall(r"^(\d+)(?: \(centre\))?\s+(\S+)\s+\S+\s+(yes|no)$", out, flags=re.MULTILINE)
+    assert [int(m) for m, _, _ in table] == list(range(20))
+    assert all((flag == "yes") == (float(dist) <= cutoff) for _, dist, flag in table)
+    assert [int(m) for m, _, flag in table if flag == "no"] == attacked
+    figure = where / "dfmr_walkthrough.png"
+    assert f"figure written to {figure}" in out
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def check_dask_walkthrough(out: str, where: Path) -> None:
+    """The engines give the process pool's mixture; a broken site is reported and left out."""
+    files = ", ".join(f"site{i}.npy" for i in range(8))
+    assert f"8 per-site files in {where / 'sites'}: {files}" in out
+    assert sorted(p.name for p in (where / "sites").iterdir()) == [f"site{i}.npy" for i in range(8)]
+    assert float(re.search(r"process pool: 8 machines, W1 to the population (\S+)", out)[1]) < 0.1
+    assert "dask cluster: 8 machines, largest difference of the means from the pool: 0.0e+00" in out
+    assert "dask array with 8 row chunks: same mixture as the pool: True" in out
+    assert "with site 5 broken: failed machines {5: 'ValueError: the sample covariance of X is singular" in out
+    match = re.search(r"aggregated the other 7 \(machines \[0, 1, 2, 3, 4, 6, 7\]\); W1 to the population (\S+)", out)
+    assert match and float(match[1]) < 0.1
+    assert re.search(r"^Machines received:\s+7\s", out, flags=re.MULTILINE)
+    assert "machine 5: ValueError: the sample covariance" in out
+
+
+def check_real_data_digits(out: str, where: Path) -> None:
+    """The table has every method; DFMR, which drops the attacked machines, beats MR held out."""
+    assert out.startswith("load_digits: 1,797 images, 10 digits; PCA to 5 dimensions; 6 machines, 2 under the "
+                          "mean attack; K = 10; 2 random 70/30 splits")
+    rows = re.findall(r"^\| (\w+) \| (\S+) ± (\S+) \| (\S+) ± (\S+) \|$", out, flags=re.MULTILINE)
+    scores = {name: [float(x) for x in values] for name, *values in rows}
+    assert list(scores) == ["global", "DFMR", "MR", "TKB", "COAT", "oracle"]
+    assert all(-1 <= s[0] <= 1 and s[1] >= 0 and s[2] < 0 and s[3] >= 0 for s in scores.values())
+    assert scores["DFMR"][2] > scores["MR"][2] and scores["DFMR"][0] > scores["MR"][0]
+
+
+VIGNETTE_CHECKS = {
+    "python_walkthrough.py": check_python_walkthrough,
+    "dask_walkthrough.py": check_dask_walkthrough,
+    "real_data_digits.py": check_real_data_digits,
+}
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in VIGNETTES.glob("*.py")))
-def test_python_vignette_runs(script, tmp_path):
+def test_python_vignette_prints_what_it_says(script, tmp_path):
+    check = VIGNETTE_CHECKS[script]  # a new vignette needs its checks here
     env = {**os.environ, "MPLBACKEND": "Agg", "DFMR_VIGNETTE_OUT": str(tmp_path)}
     proc = run([sys.executable, str(VIGNETTES / script)], cwd=tmp_path, env=env, timeout=900)
-    assert proc.stdout.strip(), "the vignette printed nothing"
+    check(proc.stdout, tmp_path)
 
 
 def test_cpp_vignette_matches_numpy_reference(tmp_path):
