@@ -317,8 +317,8 @@ def test_missing_rpy2_and_missing_r_packages_raise_import_errors_naming_what_to_
 
 
 def test_r_vignette_renders(tmp_path):
-    """vignettes/r_walkthrough.Rmd runs end to end in a plain R session (its own stopifnot checks included)."""
-    rmd = ROOT / "vignettes" / "r_walkthrough.Rmd"
+    """The package vignette runs end to end in a plain R session (its own stopifnot checks included)."""
+    rmd = ROOT / "r_bridge" / "vignettes" / "r_walkthrough.Rmd"
     render = (f'rmarkdown::render("{rmd}", output_dir = "{tmp_path}", intermediates_dir = "{tmp_path}", '
               f'knit_root_dir = "{tmp_path}", quiet = TRUE)')
     env = {**os.environ, "RETICULATE_PYTHON": sys.executable}
@@ -326,6 +326,7 @@ def test_r_vignette_renders(tmp_path):
     assert proc.returncode == 0, proc.stderr
     html = (tmp_path / "r_walkthrough.html").read_text()
     assert "Retained 6 of 8 sites" in html and "Dropped: hospital_C, hospital_F" in html
+    assert "adj.p.value" in html and "97.5 %" in html and "Std. Error" in html
 
 
 def test_the_r_package_in_an_embedded_r_without_activate_says_to_activate():
@@ -338,3 +339,13 @@ def test_the_r_package_in_an_embedded_r_without_activate_says_to_activate():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "R is running inside Python (rpy2): call dfmr.r.activate() in Python" in proc.stdout
+
+
+def test_loading_the_r_package_does_not_start_python():
+    """Delayed import, as CRAN's reticulate-based packages do: Python starts at the first call that needs it."""
+    script = ('suppressPackageStartupMessages(library(dfmr)); cat(reticulate::py_available(), ""); '
+              'cat(dfmr_available(), reticulate::py_available())')
+    env = {**os.environ, "RETICULATE_PYTHON": sys.executable}
+    proc = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["FALSE", "TRUE", "TRUE"]

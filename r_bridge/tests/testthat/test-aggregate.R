@@ -1,3 +1,5 @@
+skip_if_not(dfmr_available(), "the dfmr Python package is not available")
+
 test_that("dfmr_aggregate filters a corrupted site and recovers the truth", {
   fits <- site_fits(corrupt = 3)
   res <- dfmr_aggregate(fits, G = 3, method = "dfmr")

@@ -1,3 +1,5 @@
+skip_if_not(dfmr_available(), "the dfmr Python package is not available")
+
 test_that("dfmr_fit on a 2-D matrix recovers the mixture, and predict, summary, logLik, BIC and plot work", {
   data <- draw(3000)
   fit <- dfmr_fit(data$x, G = 3, machines = 5, seed = 1)
