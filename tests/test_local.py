@@ -280,7 +280,8 @@ def test_random_state_is_the_third_positional_parameter() -> None:
     for function in (local.fit_local, local.fit_local_detailed):
         params = inspect.signature(function).parameters
         assert list(params)[:3] == ["X", "n_components", "random_state"]
-        assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in ("n_init", "max_iter", "tol"))
+        assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY
+                   for name in ("n_init", "max_iter", "tol", "covariance_type", "penalty"))
     X, _ = population().sample(1_000, np.random.default_rng(18))
     assert local.fit_local(X, 5, 3) == local.fit_local(X, 5, random_state=3)
 
@@ -414,6 +415,21 @@ def test_fused_pass_is_exact_on_badly_scaled_correlated_far_offset_data() -> Non
     assert abs(fit.penalized_loglik - recomputed) < 1e-3 * 1e-4 * local.n_parameters(3, d) / 2
 
 
+def test_default_is_the_full_model_with_the_penalty_of_design_md() -> None:
+    # covariance_type="full" (mclust's VVV) and penalty=1 (a_n = n^-1/2) are the defaults; another penalty
+    # multiplier c is the value of the penalised log-likelihood with a_n = c n^-1/2 (recomputed by scoring).
+    X, _ = population().sample(1_000, np.random.default_rng(25))
+    fit = local.fit_local_detailed(X, 3, random_state=4)
+    assert fit.covariance_type == "VVV"
+    for kwargs in ({"covariance_type": "full"}, {"covariance_type": "VVV"}, {"penalty": 1.0}):
+        assert local.fit_local(X, 3, random_state=4, **kwargs) == fit.mixture
+    doubled = local.fit_local_detailed(X, 3, random_state=4, penalty=2.0)
+    mix, S_x = doubled.mixture, local.sample_covariance(X)
+    recomputed = local.penalized_loglik(X, mix.weights, mix.means, mix.covariances, S_x, 2.0 * 1_000**-0.5)
+    np.testing.assert_allclose(doubled.penalized_loglik, recomputed, rtol=1e-10)
+    assert doubled.mixture != fit.mixture
+
+
 def test_fit_local_returns_the_detailed_fits_mixture() -> None:
     X, _ = population().sample(1_000, np.random.default_rng(8))
     assert local.fit_local(X, 5, random_state=3) == local.fit_local_detailed(X, 5, random_state=3).mixture
@@ -471,6 +487,11 @@ def test_fifty_dimensions() -> None:
         (np.random.default_rng(0).standard_normal((10, 2)), 2, {"max_iter": 0}, "max_iter"),
         (np.random.default_rng(0).standard_normal((10, 2)), 2, {"tol": -1.0}, "tol"),
         (np.random.default_rng(0).standard_normal((10, 2)), 2, {"tol": np.nan}, "tol"),
+        (np.random.default_rng(0).standard_normal((10, 2)), 2, {"penalty": -1.0}, "penalty"),
+        (np.random.default_rng(0).standard_normal((10, 2)), 2, {"penalty": np.inf}, "penalty"),
+        (np.random.default_rng(0).standard_normal((10, 2)), 2, {"penalty": True}, "penalty"),
+        (np.random.default_rng(0).standard_normal((10, 2)), 2, {"covariance_type": "ful"}, "covariance_type"),
+        (np.random.default_rng(0).standard_normal((10, 2)), 2, {"covariance_type": "V"}, "one-dimensional"),
     ],
 )
 def test_invalid_input_is_rejected_with_a_clear_message(X, n_components, kwargs, message) -> None:
