@@ -14,16 +14,13 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark import cloudpickle
+from pyspark.sql import SparkSession
 
-pyspark = pytest.importorskip("pyspark")
-
-from pyspark import cloudpickle  # noqa: E402
-from pyspark.sql import SparkSession  # noqa: E402
-
-from dfmr.estimator import DistributedGaussianMixture  # noqa: E402
-from dfmr.executor import AllMachinesFailedError, MachineTask, map_machines  # noqa: E402
-from dfmr.sources import InvalidDataError  # noqa: E402
-from dfmr.spark import spark_machines  # noqa: E402
+from dfmr.estimator import DistributedGaussianMixture
+from dfmr.executor import AllMachinesFailedError, MachineTask, map_machines
+from dfmr.sources import InvalidDataError
+from dfmr.spark import spark_machines
 
 K = 2
 SETTINGS = dict(n_init=2, random_state=3)
