@@ -3,6 +3,7 @@ converter, malformed R objects, and the R package's functions inside the embedde
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -349,3 +350,65 @@ def test_loading_the_r_package_does_not_start_python():
     proc = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["FALSE", "TRUE", "TRUE"]
+
+
+IPYTHON_SESSION = r'''
+from IPython.core.interactiveshell import InteractiveShell
+
+shell = InteractiveShell.instance()
+cells = [
+    "%load_ext rpy2.ipython",
+    """
+import json
+import numpy as np
+import dfmr, dfmr.r
+from rpy2.robjects import default_converter, numpy2ri
+conv = default_converter + numpy2ri.converter + dfmr.r.converter
+mix = dfmr.GaussianMixtureParams([0.3, 0.7], [[0.0, 0.0], [4.0, 1.0]], [np.eye(2), [[2.0, 0.5], [0.5, 1.0]]])
+X, _ = mix.sample(400, random_state=1)
+""",
+    """%%R -c conv -i mix,X -o density,mclust_fit,mclust_mean
+suppressPackageStartupMessages(library(mclust))
+density <- dens(data = X, modelName = mix$modelName, parameters = mix$parameters)
+mclust_fit <- Mclust(X, G = 2, modelNames = "VVV", verbose = FALSE)
+mclust_mean <- mclust_fit$parameters$mean
+""",
+    "dfmr.r.activate()",
+    """%%R -c conv -i X -o fit,ci
+fit <- dfmr_fit(X, G = 2, machines = 4, seed = 3)
+ci <- confint(fit, type = "information", scale = "natural")
+""",
+    """
+est = dfmr.DistributedGaussianMixture(2, n_machines=4, random_state=3, backend="threads").fit(X)
+est.infer(X, method="information")
+low, high = est.confidence_intervals(0.95)["means"]
+out = {
+    "density_error": float(np.max(np.abs(density - mix.pdf(X)) / mix.pdf(X))),
+    "mclust_fit": type(mclust_fit).__name__,
+    "mclust_means_error": float(np.max(np.abs(mclust_fit.means - np.asarray(mclust_mean).T))),
+    "fit": type(fit).__name__,
+    "fit_means_error": float(np.max(np.abs(fit.means - est.means_))),
+    "ci_means_error": float(np.max(np.abs(np.asarray(ci)[1:5] - np.column_stack([low.ravel(), high.ravel()])))),
+}
+print("RESULT", json.dumps(out))
+""",
+]
+for cell in cells:
+    result = shell.run_cell(cell)
+    if not result.success:
+        raise SystemExit(f"cell failed: {cell[:60]!r}: {result.error_before_exec or result.error_in_exec!r}")
+'''
+
+
+def test_r_magics_convert_dfmr_objects_both_ways_in_ipython():
+    """``%%R -c conv -i ... -o ...`` cells (rpy2's IPython magics) with dfmr.r.converter, in a real IPython
+    shell: dfmr mixtures go in as mclust parameter lists, mclust and dfmr fits come out as mixtures."""
+    proc = subprocess.run([sys.executable, "-c", IPYTHON_SESSION], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert line, proc.stdout + proc.stderr
+    out = json.loads(line[0][len("RESULT "):])
+    assert out["density_error"] < 1e-12  # mclust's density of the mixture sent in = dfmr's
+    assert out["mclust_fit"] == "GaussianMixtureParams" and out["mclust_means_error"] == 0.0
+    assert out["fit"] == "GaussianMixtureParams" and out["fit_means_error"] == 0.0
+    assert out["ci_means_error"] < 1e-10

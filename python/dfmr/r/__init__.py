@@ -13,6 +13,18 @@ Two directions, one implementation of the method (this Python package):
 * **R drives Python** (the R package, through reticulate): its functions call :mod:`dfmr.r.api`,
   which takes and returns plain data.
 
+In IPython or Jupyter, rpy2's ``%%R`` magics take the composed converter with ``-c``, so that
+``-i`` sends dfmr mixtures in mclust's layout and ``-o`` brings mclust and dfmr fits back as
+:class:`~dfmr.GaussianMixtureParams`::
+
+    %load_ext rpy2.ipython
+    conv = default_converter + numpy2ri.converter + dfmr.r.converter
+    dfmr.r.activate()  # for dfmr_fit(), confint(), ... in the cells
+
+    %%R -c conv -i X -o fit,ci
+    fit <- dfmr_fit(X, G = 2, machines = 4, seed = 3)   # fit: a GaussianMixtureParams in Python
+    ci <- confint(fit)                                  # ci: a NumPy array
+
 How the R package reaches Python when R is embedded here (measured with R 4.2.2, reticulate 1.28,
 rpy2 3.5.17, CPython 3.11): letting reticulate attach to the running interpreter aborts the process
 ("Fatal Python error: PyThreadState_Get: ... the GIL is released") at the first Python call, because
