@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +20,6 @@ import dfmr.r
 from dfmr import GaussianMixtureParams, InvalidMixtureError
 from dfmr.r._rpy2 import r_to_plain
 
-ROOT = Path(__file__).resolve().parents[1]
 MULTIVARIATE = ["EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV"]
 CASES = [(m, 2, "x3") for m in MULTIVARIATE] + [(m, 1, "x3") for m in ("XII", "XXI", "XXX")] + [
     ("E", 2, "x1"), ("V", 2, "x1"), ("X", 1, "x1")]
@@ -315,19 +313,6 @@ def test_missing_rpy2_and_missing_r_packages_raise_import_errors_naming_what_to_
     proc = subprocess.run([sys.executable, "-c", "import dfmr.r; dfmr.r.activate()"], capture_output=True, text=True,
                           env=env, timeout=300)
     assert "ImportError: the R package mclust is not installed" in proc.stderr, proc.stderr
-
-
-def test_r_vignette_renders(tmp_path):
-    """The package vignette runs end to end in a plain R session (its own stopifnot checks included)."""
-    rmd = ROOT / "r_bridge" / "vignettes" / "r_walkthrough.Rmd"
-    render = (f'rmarkdown::render("{rmd}", output_dir = "{tmp_path}", intermediates_dir = "{tmp_path}", '
-              f'knit_root_dir = "{tmp_path}", quiet = TRUE)')
-    env = {**os.environ, "RETICULATE_PYTHON": sys.executable}
-    proc = subprocess.run(["Rscript", "-e", render], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    html = (tmp_path / "r_walkthrough.html").read_text()
-    assert "Retained 6 of 8 sites" in html and "Dropped: hospital_C, hospital_F" in html
-    assert "adj.p.value" in html and "97.5 %" in html and "Std. Error" in html
 
 
 def test_the_r_package_in_an_embedded_r_without_activate_says_to_activate():
