@@ -824,7 +824,7 @@ def robust_dfmr(
         median_ref = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
         ref_w, ref_mu, ref_cov = _moment_centre(w, mu, cov, passed, cal.votes, median_ref)
     stats, passed, inflation, unit, n_test = _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts,
-                                                   cut_raw, cal, present, joint)
+                                                   cut_raw, cal, present, joint, fixed_unit=unit)
     reference = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
     calibrated_n = math.nan if server else 1.0 / unit
     # Pool weights: server sizes as given; otherwise equal, and a claim below the calibrated
@@ -979,7 +979,8 @@ def _votes_of(labels: np.ndarray, alive_idx: np.ndarray, m: int) -> np.ndarray:
     return votes
 
 
-def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw, cal, present, joint):
+def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_raw, cal, present, joint,
+          fixed_unit=None):
     """Inflation-corrected statistics, the pass mask, the factors, the unit scale and the test sizes.
 
     The factor of a part is an array over slots: slots differ in how much they overlap the
@@ -994,9 +995,16 @@ def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
     (steady) and the slot's own (a lower quantile of its m statistics), at most ``cal.ceiling``
     times the unit scale.
 
+    Without server sizes, when the machines carrying a claimed size hold a majority of the
+    votes, the vote median of the claims over ``ceiling`` bounds the calibrated size from below:
+    an honest majority's claims say how loose the tests may be at most.
+
     ``n_base`` are the sizes the statistics are computed with (the server's, or 1). A claimed
     size tightens its machine's test: it is tested at ``max(1, claim / (ceiling x calibrated n))``
     times the base (the claim over the largest misspecification allowance), never looser.
+    ``fixed_unit`` replaces the estimated scale: the final test against the mean of the passing
+    components uses the scale estimated against the vote median (high breakdown), so a scale
+    loosened by an attack cannot loosen itself further through the mean it let in.
     """
     raw = _raw_statistics(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov)
     k = w.shape[1]
@@ -1038,6 +1046,12 @@ def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
         n_values = max(float(cal.votes.sum()) * k, 1.0)
         rel_sd = math.sqrt(cal.quantile * (1.0 - cal.quantile) / n_values) / (x_q * chi2.pdf(x_q, df_sum))
         unit *= 1.0 + 2.0 * rel_sd
+        if cal.claims is not None:
+            has = np.isfinite(cal.claims) & (cal.votes > 0)
+            if cal.votes[has].sum() > 0.5 * cal.votes.sum():
+                unit = min(unit, cal.ceiling / float(_weighted_quantile(cal.claims[has], cal.votes[has], 0.5)))
+    if fixed_unit is not None:
+        unit = fixed_unit
     top = cal.ceiling * (1.0 if cal.floors is not None else unit)
     for p in parts:
         if joint is None:
