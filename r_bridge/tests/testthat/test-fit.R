@@ -35,22 +35,18 @@ test_that("dfmr_fit on a 2-D matrix recovers the mixture, and predict, summary, 
   expect_output(print(s), "screened DFMR")
   expect_output(print(fit), "Retained")
 
-  # What plot() drew, read from the device's display list: every points() / lines() call, as
-  # list(xy, type, pch, lty, col, ...). robust_dfmr computes no L2 distance matrix, so the default
-  # plot is the classification: the data coloured by class, then each component's ellipse and mean.
-  grDevices::pdf(NULL)
-  grDevices::dev.control("enable")
-  plot(fit)
-  drawn <- Filter(function(e) identical(e[[2]][[1]]$name, "C_plotXY"), grDevices::recordPlot()[[1]])
-  grDevices::dev.off()
-  drawn <- lapply(drawn, function(e) as.list(e[[2]])[-1])
-  expect_equal(cbind(drawn[[1]][[1]]$x, drawn[[1]][[1]]$y), data$x, tolerance = 0, ignore_attr = TRUE)
+  # What plot() drew (helper-plots.R): every points() / lines() call. robust_dfmr computes no L2
+  # distance matrix, so the default plot is the classification: the data coloured by class, then
+  # each component's ellipse and mean.
+  calls <- drawn(plot(fit))
+  xy_calls <- calls[names(calls) == "C_plotXY"]
+  expect_equal(cbind(xy_calls[[1]][[1]]$x, xy_calls[[1]][[1]]$y), data$x, tolerance = 0, ignore_attr = TRUE)
   comp <- sapply(1:3, function(k) log(p$pro[k]) + log_normal(data$x, p$mean[, k], p$variance$sigma[, , k]))
-  expect_identical(as.integer(drawn[[1]][[5]]), max.col(comp, ties.method = "first"))
-  centres <- Filter(function(a) identical(a[[2]], "p"), drawn[-1])
+  expect_identical(as.integer(xy_calls[[1]][[5]]), max.col(comp, ties.method = "first"))
+  centres <- Filter(function(a) identical(a[[2]], "p"), xy_calls[-1])
   expect_equal(sapply(centres, function(a) c(a[[1]]$x, a[[1]]$y)), p$mean, tolerance = 1e-12, ignore_attr = TRUE)
   for (k in 1:3) {  # component k's ellipse (drawn in colour k): the points at Mahalanobis distance 1
-    arcs <- Filter(function(a) identical(a[[2]], "l") && identical(a[[5]], k), drawn)
+    arcs <- Filter(function(a) identical(a[[2]], "l") && identical(a[[5]], k), xy_calls)
     xy <- do.call(rbind, lapply(arcs, function(a) cbind(a[[1]]$x, a[[1]]$y)))
     expect_gt(nrow(xy), 20)
     expect_equal(stats::mahalanobis(xy, p$mean[, k], p$variance$sigma[, , k]), rep(1, nrow(xy)), tolerance = 1e-10)

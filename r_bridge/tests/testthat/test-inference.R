@@ -90,11 +90,16 @@ test_that("site_tests() flags the corrupted site, with p.adjust's adjustments an
   expect_identical(which(holm$flagged), 2L)
   expect_identical(holm$retained, c(TRUE, FALSE, TRUE, TRUE, TRUE))
 
-  png_file <- tempfile(fileext = ".png")
-  grDevices::png(png_file)
-  plot(holm)
-  grDevices::dev.off()
-  expect_gt(file.size(png_file), 1000)
+  # The plot (helper-plots.R): a point per site at -log10 of its adjusted p-value (0 floored at the
+  # smallest double), a dot if retained, a cross if not, red if flagged; the dashed line at alpha.
+  calls <- drawn(plot(holm))
+  sites <- calls[names(calls) == "C_plotXY"]  # the sites' points, then the legend's
+  expect_equal(sites[[1]][[1]]$x, 1:5, ignore_attr = TRUE)
+  holm_p <- stats::p.adjust(stats::pchisq(holm$statistic, 17, lower.tail = FALSE), "holm")
+  expect_equal(sites[[1]][[1]]$y, -log10(pmax(holm_p, .Machine$double.xmin)), tolerance = 1e-10)
+  expect_identical(sites[[1]][[3]], c(19, 4, 19, 19, 19))
+  expect_identical(sites[[1]][[5]], c("black", "red", "black", "black", "black"))
+  expect_identical(calls[names(calls) == "C_abline"][[1]][[3]], -log10(0.05))
 
   expect_error(site_tests(dfmr_aggregate(lapply(fits, `[[`, "parameters"), G = 3)), "needs the sites' sizes")
   expect_error(vcov(dfmr_aggregate(fits, G = 3, method = "mr")),  # MR's default: the information
