@@ -258,6 +258,32 @@ def test_result_follows_statsmodels_conventions():
     assert shaped["covariances"][1].shape == (2, 1, 1)
 
 
+def test_link_scale_intervals_stay_in_range_and_are_symmetric_on_the_logit_and_log_scales():
+    parts, local = small_problem()
+    # few observations on the machines' information: wide intervals
+    r = inference.infer(dfmr.mr(local, 2), local, [x[:12] for x in parts], method="information")
+    level, q = 0.999, stats.norm.ppf(0.9995)
+    natural, link = r.conf_int(1 - level), r.conf_int(1 - level, scale="link")
+    est, se = r.params.to_numpy(), r.bse.to_numpy()
+    weights, variances = [0, 1], [4, 5]  # w1, w2, mu[1][1], mu[2][1], Sigma[1][1,1], Sigma[2][1,1]
+    for idx, to_link in ((weights, special.logit), (variances, np.log)):
+        eta = to_link(est[idx])
+        step = 1e-7 * est[idx]
+        slope = (to_link(est[idx] + step) - to_link(est[idx] - step)) / (2 * step)  # d link / d parameter
+        np.testing.assert_allclose(to_link(link["upper"].to_numpy()[idx]) - eta, q * se[idx] * slope, rtol=1e-6)
+        np.testing.assert_allclose(eta - to_link(link["lower"].to_numpy()[idx]), q * se[idx] * slope, rtol=1e-6)
+    assert np.all(link["lower"].to_numpy()[weights + variances] > 0) and np.all(link["upper"].to_numpy()[weights] < 1)
+    assert np.any(natural["lower"].to_numpy()[weights + variances] < 0)  # the case the link scale is for
+    np.testing.assert_array_equal(link.to_numpy()[2:4], natural.to_numpy()[2:4])  # means: unchanged
+    shaped = r.confidence_intervals(level, scale="link")
+    np.testing.assert_array_equal(shaped["weights"][0], link["lower"].to_numpy()[:2])
+    with pytest.raises(ValueError, match="scale must be one of 'natural', 'link'"):
+        r.conf_int(scale="log")
+    # one component: the weight is 1 with no spread, its interval the point
+    one = inference.infer(dfmr.mr(local, 1), local, method="jackknife")
+    assert one.conf_int(scale="link").loc["w1"].tolist() == [1.0, 1.0]
+
+
 def test_what_machines_send_is_checked():
     parts, local = small_problem()
     res = dfmr.mr(local, 2)
