@@ -252,6 +252,11 @@ def test_r_confint_equals_python_confidence_intervals(activated, data, G, machin
     np.testing.assert_allclose(np.asarray(ro.r("confint(fit)")), expected, rtol=1e-10,
                                atol=1e-10 * np.abs(expected).max())
     assert np.asarray(ro.r("fit$local[[1]]$pro")).size == G
+    tests = est.inference_.machine_tests  # the same site tests, and the summary's standard errors
+    np.testing.assert_allclose(np.asarray(ro.r("site_tests(fit)$statistic")), tests.statistic, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(ro.r("site_tests(fit)$adj.p.value")), tests.pvalues_adjusted, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(ro.r('summary(fit, se = TRUE)$coefficients[, "Std. Error"]')),
+                               np.delete(est.inference_.bse.to_numpy(), G - 1), rtol=1e-10)
 
     script = f'{R_SIMULATED}; suppressPackageStartupMessages(library(dfmr)); print(confint({call}), digits = 17)'
     env = {**os.environ, "RETICULATE_PYTHON": sys.executable}
