@@ -20,10 +20,11 @@ Every model answers the same questions:
   EVI, VVI, EEE, EEV, EVV, VVV, E, V); VEI, VEE and VEV alternate between the volumes and the shared
   shape (or shape and orientation), each step exact; EVE and VVE alternate between the shapes (and
   volumes) and a common orientation found by the two majorise-minimise steps of Browne & McNicholas
-  (2014), as mclust 6 does. The iterative ones start from ``start`` (the covariances before, so
-  that EM stays monotone: every inner step lowers the objective from there), else from mclust's
-  start (identity orientation and shape), and stop when the objective changes by less than
-  ``1e-12`` relative.
+  (2014), as mclust 6 does (but with the volumes in the orientation step, which mclust 6.0.0's VVE
+  leaves out). The iterative ones start from ``start`` (the covariances before, so that EM stays
+  monotone: every inner step lowers the objective from there) and then take at most 20 rounds (a
+  generalised EM step), else from identity shapes (VEI, VEE, VEV) or the eigenvectors of the pooled
+  covariance (EVE, VVE), to a relative change below ``1e-12``.
 * :meth:`~CovarianceModel.n_parameters`: free parameters as mclust's ``nMclustParams`` (covariance
   part as ``nVarParams``, plus ``K d`` means and ``K - 1`` weights), which are also scikit-learn's
   ``_n_parameters`` for its four types.
@@ -77,9 +78,14 @@ SKLEARN_TYPES = {"full": ("VVV", "V"), "tied": ("EEE", "E"), "diag": ("VVI", "V"
 _LAYOUT_OF_MODEL = {"VVV": "full", "EEE": "tied", "VVI": "diag", "VII": "spherical", "E": "tied", "V": "full"}
 
 # The iterative M-steps stop when the objective changes by less than this, relative to 1 + |objective|
-# (mclust's own inner criterion), or after _INNER_MAX_ITER steps.
+# (mclust's own inner criterion), or after _INNER_MAX_ITER rounds; from a start (the EM iterate before)
+# after at most _WARM_MAX_ITER rounds: EM needs only an M-step that does not lower its objective (a
+# generalised EM step, Dempster, Laird & Rubin 1977, which converges to the same fixed points), and the
+# orientation's MM steps converge slowly (hundreds of rounds per M-step to 1e-12 at K = 5, d = 10), so
+# the next E-step is worth more than the remaining rounds.
 _INNER_TOL = 1e-12
 _INNER_MAX_ITER = 1000
+_WARM_MAX_ITER = 20
 
 
 def _traces(W: np.ndarray) -> np.ndarray:
@@ -164,10 +170,11 @@ def _m_vvv(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray
 
 # ---- iterative forms (one mixture: scatter (K, d, d), counts (K,), start (K, d, d) or None) ----
 
-def _iterate(step: Callable[[], float]) -> None:
-    """Run ``step`` (one round of exact block updates, returning the objective) until it settles."""
+def _iterate(step: Callable[[], float], warm: bool) -> None:
+    """Run ``step`` (one round of block updates, each not raising the objective; returns the objective) until
+    it settles, at most ``_WARM_MAX_ITER`` rounds from a ``warm`` start, else ``_INNER_MAX_ITER``."""
     previous = math.inf
-    for _ in range(_INNER_MAX_ITER):
+    for _ in range(_WARM_MAX_ITER if warm else _INNER_MAX_ITER):
         value = step()
         if not math.isfinite(value) or abs(previous - value) <= _INNER_TOL * (1.0 + abs(value)):
             return
@@ -179,12 +186,14 @@ def _normalized(values: np.ndarray) -> np.ndarray:
     return values / _geometric_mean(values)[..., None]
 
 
-def _volumes_and_common_shape(values: np.ndarray, n: np.ndarray, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _volumes_and_common_shape(
+    values: np.ndarray, n: np.ndarray, shape: np.ndarray, warm: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Volumes ``lambda_k`` and one shape ``a`` (det 1) minimising ``sum_k [d n_k log lambda_k + sum_j v_kj /
     (lambda_k a_j)]``, the objective of VEI (``v_k`` the diagonal of W_k) and of VEV (its eigenvalues).
 
     Alternately, each exact: ``lambda_k = sum_j v_kj / a_j / (d n_k)``, then ``a = sum_k v_k / lambda_k``
-    scaled to det 1; from the shape ``shape``.
+    scaled to det 1; from the shape ``shape`` (``warm``: the EM iterate's, see :func:`_iterate`).
     """
     d = values.shape[-1]
     lam = np.empty_like(n)
@@ -195,7 +204,7 @@ def _volumes_and_common_shape(values: np.ndarray, n: np.ndarray, shape: np.ndarr
         shape = _normalized((values / lam[:, None]).sum(axis=0))
         return float(np.sum(d * n * np.log(lam) + (values / shape).sum(axis=1) / lam))
 
-    _iterate(step)
+    _iterate(step, warm)
     return lam, shape
 
 
@@ -203,7 +212,7 @@ def _m_vei(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray
     # Sigma_k = lambda_k B, B diagonal with det 1.
     diag = np.diagonal(W, axis1=-2, axis2=-1)
     B = np.ones(W.shape[-1]) if start is None else _normalized(np.diagonal(start[0]))
-    lam, B = _volumes_and_common_shape(diag, n, B)
+    lam, B = _volumes_and_common_shape(diag, n, B, start is not None)
     return _diag_matrices(lam[:, None] * B)
 
 
@@ -224,7 +233,7 @@ def _m_vee(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray
         C = 0.5 * (C + C.T)
         return float(np.sum(d * n * np.log(lam) + traces(C) / lam))
 
-    _iterate(step)
+    _iterate(step, start is not None)
     return lam[:, None, None] * C
 
 
@@ -233,7 +242,7 @@ def _m_vev(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray
     # for every k as A's, which leaves VEI's problem in the eigenvalues.
     omega, L = np.linalg.eigh(W)
     A = np.ones(W.shape[-1]) if start is None else _normalized(np.linalg.eigvalsh(start[0]))
-    lam, A = _volumes_and_common_shape(omega, n, A)
+    lam, A = _volumes_and_common_shape(omega, n, A, start is not None)
     return (L * (lam[:, None] * A)[:, None, :]) @ np.swapaxes(L, -1, -2)
 
 
@@ -251,14 +260,14 @@ def _shared_orientation(covariances: np.ndarray) -> np.ndarray:
     return vectors[:, ::-1]
 
 
-def _common_orientation_mm(W: np.ndarray, D: np.ndarray, inv_shapes: np.ndarray) -> np.ndarray:
+def _common_orientation_mm(W: np.ndarray, largest: np.ndarray, D: np.ndarray, inv_shapes: np.ndarray) -> np.ndarray:
     """Two majorise-minimise steps (Browne & McNicholas 2014) lowering ``sum_k tr(W_k D diag(inv_shapes_k) D^T)``.
 
     Both bound a concave part by its tangent and minimise the tangent over orthogonal matrices (the
-    polar factor of its gradient, by an SVD): first ``W_k - w_k I`` is negative semi-definite (``w_k`` the
-    largest eigenvalue of ``W_k``), then ``diag(inv_shapes_k) - b_k I`` (``b_k`` its largest entry).
+    polar factor of its gradient, by an SVD): first ``W_k - w_k I`` is negative semi-definite (``w_k =
+    largest[k]``, the largest eigenvalue of ``W_k``), then ``diag(inv_shapes_k) - b_k I`` (``b_k`` its
+    largest entry).
     """
-    largest = np.linalg.eigvalsh(W)[:, -1]
     F = np.einsum("kj,ij,kil->jl", inv_shapes, D, W) - np.einsum("k,kj,ij->ji", largest, inv_shapes, D)
     P, _, Rt = np.linalg.svd(F)
     D = (P @ Rt).T
@@ -275,15 +284,11 @@ def _common_orientation(
 
     Given D, ``Delta_k = diag(D^T W_k D) / n_k`` (VVE), or for EVE its shape scaled to det 1 times the one
     volume ``sum_k det(diag(D^T W_k D))^(1/d) / sum_k n_k``; given the Delta_k, D from
-    :func:`_common_orientation_mm`.
+    :func:`_common_orientation_mm`. From ``start``'s orientation and Delta_k (the EM iterate), else from the
+    eigenvectors of ``sum_k W_k / n_k`` (exact when the W_k share their eigenvectors) and the Delta_k for them.
     """
-    d = W.shape[-1]
-    if start is None:
-        D = np.eye(d)
-        deltas = np.ones((W.shape[0], d))
-    else:
-        D = _shared_orientation(start)
-        deltas = np.einsum("ij,kil,lj->kj", D, start, D)
+    largest = np.linalg.eigvalsh(W)[:, -1]
+    deltas = np.empty((W.shape[0], W.shape[-1]))
 
     def update_deltas() -> float:
         nonlocal deltas
@@ -297,10 +302,16 @@ def _common_orientation(
 
     def step() -> float:
         nonlocal D
-        D = _common_orientation_mm(W, D, 1.0 / deltas)
+        D = _common_orientation_mm(W, largest, D, 1.0 / deltas)
         return update_deltas()
 
-    _iterate(step)
+    if start is None:
+        D = np.linalg.eigh((W / n[:, None, None]).sum(axis=0))[1]
+        update_deltas()
+    else:
+        D = _shared_orientation(start)
+        deltas = np.einsum("ij,kil,lj->kj", D, start, D)
+    _iterate(step, start is not None)
     return (D * deltas[:, None, :]) @ D.T
 
 

@@ -328,8 +328,8 @@ def _from_moments(
     """The penalised M-step (:func:`m_step`) of ``n_runs`` runs from :meth:`_Design.moments`.
 
     The covariances are ``model``'s M-step on the augmented scatters ``W_k + 2 a_n S_x`` and counts
-    ``n_k + 2 a_n``, from ``start`` (the runs' covariances before, shape (S, K, d, d)) for the iterative
-    models. Returns shapes (S, K), (S, K, d), (S, K, d, d).
+    ``n_k + 2 a_n``, from ``start`` (the runs' covariances before, shape (S, K, d, d); by default the
+    unconstrained ones) for the iterative models. Returns shapes (S, K), (S, K, d), (S, K, d, d).
     """
     d = S_x.shape[0]
     nk, first = moments[:, 0], moments[:, 1 : 1 + d]
@@ -344,8 +344,13 @@ def _from_moments(
     # Without a penalty an empty component has 0 / 0 as covariance: its run is then degenerate
     # (_precision_factors), which is how such runs are recognised, so the warning says nothing more.
     with np.errstate(divide="ignore", invalid="ignore"):
-        covariances = model.m_step((scatter + 2.0 * a_n * S_x).reshape(n_runs, -1, d, d),
-                                   (nk + 2.0 * a_n).reshape(n_runs, -1), start)
+        augmented = (scatter + 2.0 * a_n * S_x).reshape(n_runs, -1, d, d)
+        counts = (nk + 2.0 * a_n).reshape(n_runs, -1)
+        if start is None and model.iterative:
+            # No iterate before (a start's first M-step): the iterative models start from the unconstrained
+            # covariances and take a few rounds, a step from there, instead of solving to the end.
+            start = augmented / counts[..., None, None]
+        covariances = model.m_step(augmented, counts, start)
     nk = nk.reshape(n_runs, -1)
     weights = (nk + _NK_FLOOR) / (nk.sum(axis=1, keepdims=True) + nk.shape[1] * _NK_FLOOR)
     return weights, means.reshape(n_runs, -1, d), covariances
