@@ -14,6 +14,12 @@ parameters to the complete-data objective, so EM remains a minorise-maximise sch
 ``Sigma_k >= 2 a_n S_x / (n_k + 2 a_n)`` no covariance can collapse, even on duplicated points
 or with empty components.
 
+Covariance models (``covariance_type``: scikit-learn's four types, mclust's fourteen; issue 21): the
+penalised complete-data objective of a component is that of the plain likelihood with the augmented
+scatter ``W_k + 2 a_n S_x`` and count ``n_k + 2 a_n``, so the M-step is the model's own constrained
+M-step (:meth:`dfmr.covariance.CovarianceModel.m_step`) on those; "full" (mclust's VVV) is the formula
+above. ``penalty`` multiplies ``a_n`` (0: the plain MLE, whose degenerate runs are dropped).
+
 The EM loop follows ``sklearn/mixture``: small module-level pieces (:func:`kmeans_plusplus`,
 :func:`estimate_log_gaussian_prob`, :func:`e_step`, :func:`m_step`, :func:`penalized_loglik`)
 that tests call alone, Cholesky factors of precisions and log-sum-exp throughout. Inside a fit
