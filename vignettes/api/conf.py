@@ -28,7 +28,10 @@ extensions = ["sphinx.ext.autodoc", "numpydoc"]
 root_doc = "index"
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+# scikit-learn generates set_<method>_request methods (metadata routing) for fit(..., site_col=...);
+# their docstrings link to scikit-learn's own glossary, which is not part of these pages.
+autodoc_default_options = {"members": True, "show-inheritance": True,
+                           "exclude-members": "set_fit_request, set_score_request, set_predict_request"}
 autodoc_typehints = "none"  # the numpydoc sections state the types
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
