@@ -81,10 +81,12 @@ from .sources import InvalidDataError, is_dask_collection, materialize
 __all__ = [
     "BACKENDS",
     "AllMachinesFailedError",
+    "Deadlines",
     "Engine",
     "MachineResults",
     "MachineTask",
     "MachineTimeout",
+    "check_timeout",
     "engine",
     "map_machines",
 ]
@@ -185,6 +187,7 @@ class Deadlines:
         return self.timeout is not None or self.end is not None
 
     def total_passed(self) -> bool:
+        """Whether the run's total deadline has passed."""
         return self.end is not None and time.monotonic() >= self.end
 
     def overdue(self, elapsed: float) -> bool:
@@ -196,9 +199,11 @@ class Deadlines:
         return self.TICK if self.active else None
 
     def per_machine(self, elapsed: float) -> MachineTimeout:
+        """The failure of a machine stopped after running ``elapsed`` seconds, past ``timeout``."""
         return MachineTimeout(f"it was still running after its timeout of {self.timeout:g} s ({elapsed:.1f} s)")
 
     def total(self) -> MachineTimeout:
+        """The failure of a machine unfinished at the total deadline."""
         return MachineTimeout(f"the run's total_timeout of {self.total_timeout:g} s passed before it finished")
 
 
