@@ -616,6 +616,8 @@ class DaskEngine(Engine):
 
     #: Seconds between two questions to the workers about how long their tasks have been running.
     POLL = 0.2
+    #: Seconds a worker's restart at a deadline may take before dask gives up on it.
+    RESTART_TIMEOUT = 60.0
 
     def __init__(self, workers: int, client: Any = None) -> None:
         self.workers = workers
@@ -633,13 +635,13 @@ class DaskEngine(Engine):
                 for position, task in enumerate(tasks):
                     futures[_submit_dask(client, func, task, f"{run}-{task.machine}")] = position
                 killed = self._round(client, dict(futures), out, deadlines)
-                if len(killed) == 1 and not isinstance(killed[0][1], _InputLost):
+                if len(killed) == 1 and not isinstance(killed[0][1], _InputLost) and not self.restarts:
                     out.failed(futures[killed[0][0]], killed[0][1])
                     return
                 # A worker's death condemns every task it was processing, and every chunk it was computing
-                # (KilledWorker once the scheduler's allowed-failures are used up). Run each condemned task
-                # again, alone and with its input recomputed, so that only a machine whose own task kills
-                # workers is lost.
+                # (KilledWorker once the scheduler's allowed-failures are used up); so does a restart at a
+                # deadline, here. Run each condemned task again, alone and with its input recomputed, so that
+                # only a machine whose own task kills workers is lost.
                 for position in sorted(futures[fut] for fut, _ in killed):
                     if position not in out.open:
                         continue
@@ -650,8 +652,9 @@ class DaskEngine(Engine):
                         out.failed(position, exc)
             finally:
                 client.cancel(list(futures))
-                for thread in self.restarts:
-                    thread.join()
+                if self.client is None:  # the cluster may be closed next: let the restarts finish first
+                    for thread in self.restarts:
+                        thread.join()
 
     def _round(
         self, client: Any, futures: dict[Any, int], out: _Collector, deadlines: Deadlines
@@ -709,10 +712,11 @@ class DaskEngine(Engine):
             client.cancel(list(stopped), force=True)
         if restart:
             # Python cannot stop the running task: its worker process is replaced by its nanny, in the
-            # background while the other machines go on (run() waits for it before it returns).
+            # background while the other machines go on (run() waits for it only when it closes the cluster).
             thread = threading.Thread(
-                target=client.restart_workers, args=(sorted(set(restart)),), kwargs={"raise_for_error": False},
-                name="dfmr-dask-restart", daemon=True,
+                target=client.restart_workers, args=(sorted(set(restart)),),
+                kwargs={"timeout": self.RESTART_TIMEOUT, "raise_for_error": False}, name="dfmr-dask-restart",
+                daemon=True,
             )
             thread.start()
             self.restarts.append(thread)
