@@ -374,29 +374,6 @@ def _run_in_threads(
                 out.failed(position, deadlines.per_machine(now - start))
 
 
-class SerialEngine(Engine):
-    """Every machine in turn, in the calling thread (with a deadline: in one helper thread, abandoned at it)."""
-
-    name = "serial"
-
-    def run(self, func: Callable[..., Any], tasks: Sequence[MachineTask], out: _Collector, deadlines: Deadlines,
-            desc: str) -> None:
-        controller = ThreadpoolController()
-        # One BLAS thread while the tasks run (dfmr._blas: per thread where the library allows it, else
-        # process-wide, restored afterwards).
-        with single_threaded_blas(controller):
-            if deadlines.active:
-                _run_in_threads(func, tasks, 1, controller, out, deadlines)
-                return
-            for position, task in enumerate(tasks):
-                try:
-                    value = _run_task(func, task.data, task.args, task.machine)
-                except Exception as exc:
-                    out.failed(position, exc)
-                else:
-                    out.done(position, value)
-
-
 class ThreadEngine(Engine):
     """A pool of ``workers`` threads of this process; a thread past its deadline is abandoned."""
 
@@ -405,9 +382,30 @@ class ThreadEngine(Engine):
     def run(self, func: Callable[..., Any], tasks: Sequence[MachineTask], out: _Collector, deadlines: Deadlines,
             desc: str) -> None:
         controller = ThreadpoolController()
-        # Entered here too so that a process-wide BLAS limit is set once for the whole run.
+        # One BLAS thread while the tasks run (dfmr._blas: per thread where the library allows it, else
+        # process-wide, restored afterwards); entered here too so that a process-wide limit is set once.
         with single_threaded_blas(controller):
             _run_in_threads(func, tasks, self.workers, controller, out, deadlines)
+
+
+class SerialEngine(Engine):
+    """Every machine in turn, in the calling thread (with a deadline: in one helper thread, abandoned at it)."""
+
+    name = "serial"
+
+    def run(self, func: Callable[..., Any], tasks: Sequence[MachineTask], out: _Collector, deadlines: Deadlines,
+            desc: str) -> None:
+        if deadlines.active:
+            ThreadEngine(1).run(func, tasks, out, deadlines, desc)
+            return
+        with single_threaded_blas(ThreadpoolController()):
+            for position, task in enumerate(tasks):
+                try:
+                    value = _run_task(func, task.data, task.args, task.machine)
+                except Exception as exc:
+                    out.failed(position, exc)
+                else:
+                    out.done(position, value)
 
 
 # ------------------------------------------------------------------------------------ process pool
