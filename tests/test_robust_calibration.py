@@ -145,3 +145,24 @@ def test_weighted_quantile_is_numpys_for_equal_weights_and_merges_copies():
     values = np.array([0.0, 1.0, 5.0, 5.0, 5.0, 6.0, 7.0])
     u = np.array([1, 1, 1 / 3, 1 / 3, 1 / 3, 1, 1])
     assert _weighted_quantile(values, u, 0.5) == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer", "digits"])
+def test_real_data_at_four_components_scores_within_a_tenth_of_a_nat_of_mr(name):
+    # Honest machines of real (misspecified) data split clusters differently, so MR from the
+    # slot-wise start can build a component of a minority of machines. The majority rule must
+    # then pick another MR optimum (restarts from the machines kept whole), not fall back to the
+    # slot-wise moment match, which scored 0.19-0.50 nat below dfmr.mr held out on these data.
+    from sklearn import datasets
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    X = getattr(datasets, f"load_{name}")().data
+    X = X[np.random.default_rng(0).permutation(len(X))]
+    X = PCA(4 if name == "iris" else 5, random_state=0).fit_transform(StandardScaler().fit_transform(X))
+    cut = int(0.75 * len(X))
+    fits = [dfmr.fit_local(p, 4, random_state=i) for i, p in enumerate(np.array_split(X[:cut], 10))]
+    res = dfmr.robust_dfmr(fits, 4)
+    assert not any("moment match" in note for note in res.screening.notes)
+    gap = np.mean(res.mixture.logpdf(X[cut:])) - np.mean(dfmr.mr(fits, 4).mixture.logpdf(X[cut:]))
+    assert gap >= -0.1

@@ -56,9 +56,11 @@ recorded with its rule and statistic (:class:`Decision`):
 
 The kept components are pooled (component ``(i, k)`` with weight ``v_i w_ik / sum_j v_j`` over
 the machines ``j`` that kept slot k, so a dropped component does not bias the slot's weight)
-and reduced by MR started from their slot-wise moment match; if an output component would
-draw its mass from fewer than a majority of machines, the slot-wise moment match is returned
-instead. With no attack every machine is kept and the result is MR over all machines.
+and reduced by MR started from their slot-wise moment match. If an output component would
+draw its mass from fewer than a majority of machines (on real data honest machines split
+clusters differently), MR is restarted from each machine kept whole and the best objective
+among the results that meet this majority rule is returned; only when none does, the slot-wise
+moment match. With no attack every machine is kept and the result is MR over all machines.
 
 Sample sizes: what the server knows is authoritative. Sizes given as ``n_samples`` set the
 tests (``n_i``) and the pool weights (``v_i = n_i``). Sizes the estimates record about
@@ -1079,6 +1081,12 @@ def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
     return stats, passed, inflation, unit, n_base * tighten
 
 
+def _aligned(mixture: GaussianMixtureParams, slots: np.ndarray) -> GaussianMixtureParams:
+    """The components of ``mixture`` aligned to the slots, in slot order, weights renormalised."""
+    w = mixture.weights[slots]
+    return GaussianMixtureParams._from_core(w / w.sum(), mixture.means[slots], mixture.covariances[slots])
+
+
 def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads, votes, majority, notes):
     """MR of the kept components (slot weights unbiased by drops), or their slot-wise moment match."""
     d = mixtures[int(np.flatnonzero(kept.any(axis=1))[0])].dim
@@ -1115,9 +1123,24 @@ def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threa
         mm_cov[s] = (np.einsum("n,nab->ab", p, comp_cov[sel]) + np.einsum("n,na,nb->ab", p, dev, dev)) / p.sum()
     start = GaussianMixtureParams._from_core(mm_w, mm_mu, mm_cov)
     pooled = GaussianMixtureParams._from_core(comp_w, comp_mu, comp_cov)
+
+    def supported(r) -> bool:
+        """Every output component draws mass from a majority of the votes."""
+        return r.mixture.n_components == start.n_components and all(
+            votes[np.unique(owner[r.assignment[:, c] > 0])].sum() >= majority - 1e-9
+            for c in range(r.mixture.n_components))
+
     red = reduce(pooled, k, [start], tol=tol, max_iter=max_iter, n_threads=n_threads)
-    contributors = [votes[np.unique(owner[red.assignment[:, c] > 0])].sum() for c in range(red.mixture.n_components)]
-    if red.mixture.n_components == start.n_components and min(contributors) >= majority - 1e-9:
+    if not supported(red):
+        # On real data honest machines split clusters differently, and MR from the slot-wise
+        # start may build a component of a minority: try every machine kept whole as a start
+        # (its aligned components, as dfmr.mr starts from the estimates) and keep the best
+        # objective among the optima that the majority rule accepts.
+        whole = np.flatnonzero(kept.all(axis=1))
+        runs = [reduce(pooled, k, [_aligned(mixtures[i], alignment[i])], tol=tol, max_iter=max_iter,
+                       n_threads=n_threads) for i in whole]
+        red = min((r for r in runs if supported(r)), key=lambda r: r.objective, default=None)
+    if red is not None:
         mixture = red.mixture
     else:
         notes.append(

@@ -278,9 +278,12 @@ def real_data(components, machines):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, short grids")
-    parser.add_argument("--only", choices=("issue13", "issue20"), help="run one part only")
+    parser.add_argument("--only", choices=("issue13", "issue20", "realdata"), help="run one part only")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)  # DFMR losing components under attack says so each time
+    if args.only == "realdata":
+        real_data((2,) if args.quick else (2, 3, 4), 10)
+        return
     loc, truth = simulate.local_estimates_fixture(), simulate.population()
     seeds = range(1) if args.quick else range(5)
     if args.only != "issue20":
