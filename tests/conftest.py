@@ -6,6 +6,9 @@ import functools
 import os
 import re
 import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,34 @@ from dfmr import GaussianMixtureParams  # noqa: E402
 # LD_LIBRARY_PATH, which every process-pool or Dask worker started later would inherit (dfmr.r
 # undoes it for its own import; a test module importing rpy2 directly bypasses that).
 _LD_LIBRARY_PATH = os.environ.get("LD_LIBRARY_PATH")
+
+
+# Machines that hang on purpose (the deadline tests) sleep until their test has ended, not for their
+# whole sleep: the serial and threads engines cannot stop a thread, and a thread abandoned at a
+# deadline sits inside single_threaded_blas, which would skew the BLAS settings that later tests see.
+# The flag is a file (named in the environment) so that worker processes see it too.
+_RELEASE_FILE = os.environ.setdefault("DFMR_TESTS_RELEASE_FILE",
+                                      os.path.join(tempfile.mkdtemp(prefix="dfmr-tests-"), "released"))
+
+
+def hang(seconds: float) -> None:
+    """Sleep ``seconds``, or until the test that started the sleep has ended (see ``release_hung_machines``)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not os.path.exists(os.environ["DFMR_TESTS_RELEASE_FILE"]):
+        time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def release_hung_machines():
+    """After each test, wake the machines it left hanging and wait for the abandoned machine threads."""
+    if os.path.exists(_RELEASE_FILE):
+        os.remove(_RELEASE_FILE)
+    yield
+    with open(_RELEASE_FILE, "w"):
+        pass
+    for thread in threading.enumerate():
+        if thread.name.startswith("dfmr-machine"):
+            thread.join(timeout=10.0)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

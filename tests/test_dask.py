@@ -20,6 +20,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import hang
 from distributed import Client, LocalCluster
 
 import dfmr.sources
@@ -54,14 +55,14 @@ class HangsWhenLoaded:
     """A machine source that never answers in time (a silent site): loading it sleeps far past any deadline."""
 
     def load(self) -> np.ndarray:
-        time.sleep(HANG)
+        hang(HANG)
         raise ConnectionError("the site answered far too late")
 
 
 def sleeps_on_machine(X: np.ndarray, machine: int, slow: tuple[int, ...]) -> tuple[int, float]:
     """The worker's pid and 2 * sum(X); the machines in ``slow`` first sleep far past any deadline."""
     if machine in slow:
-        time.sleep(HANG)
+        hang(HANG)
     return os.getpid(), 2.0 * float(X.sum())
 
 

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import hang
 
 from dfmr.cli import main
 from dfmr.executor import AllMachinesFailedError, MachineTask, map_machines
@@ -125,7 +126,7 @@ def sleeps_on_negative_scale(X: np.ndarray, scale: float, pid_file: str) -> np.n
     if scale < 0:
         with open(pid_file, "w") as fh:
             fh.write(str(os.getpid()))
-        time.sleep(SLEEP)
+        hang(SLEEP)
     return scale * X.sum(axis=0)
 
 
