@@ -49,6 +49,8 @@ from ..params import GaussianMixtureParams, InvalidMixtureError
 
 __all__ = ["MODEL_NAMES", "params_from_mclust", "params_to_mclust", "result_to_mclust"]
 
+# mclust's model names, spelt as mclust spells them: "X", "XII", "XXI" and "XXX" are its names for
+# a single component (univariate, spherical, diagonal and ellipsoidal), not unfinished-work markers.
 MODEL_NAMES = (
     "E", "V", "X",
     "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV",
