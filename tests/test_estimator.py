@@ -43,8 +43,8 @@ from dfmr.simulate import population
 
 Z_MAX = 8.0
 LEARNED = (
-    "mixture_", "weights_", "means_", "covariances_", "local_mixtures_", "aggregation_",
-    "n_features_in_", "n_machines_", "n_iter_", "converged_",
+    "mixture_", "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "local_mixtures_",
+    "aggregation_", "n_features_in_", "n_machines_", "n_iter_", "converged_",
 )
 
 
@@ -349,8 +349,8 @@ def test_get_params_set_params_round_trip():
     est = DistributedGaussianMixture(4, n_machines=7, aggregator="tkb", alpha=0.3)
     params = est.get_params()
     assert set(params) == {
-        "n_components", "n_machines", "aggregator", "threshold", "alpha", "backend", "client", "n_jobs",
-        "n_init", "max_iter", "tol", "progress", "timeout", "total_timeout", "random_state",
+        "n_components", "covariance_type", "n_machines", "aggregator", "threshold", "alpha", "backend", "client",
+        "n_jobs", "n_init", "max_iter", "tol", "progress", "timeout", "total_timeout", "random_state",
     }
     assert (params["n_components"], params["n_machines"], params["aggregator"], params["alpha"]) == (4, 7, "tkb", 0.3)
     other = DistributedGaussianMixture().set_params(**params)

@@ -24,6 +24,7 @@ import numpy as np
 from . import __version__
 from ._validation import check_int
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
+from .covariance import MODEL_NAMES, SKLEARN_TYPES, UNIVARIATE_MODEL_NAMES
 from .distances import pairwise_l2
 from .executor import BACKENDS, check_timeout
 from .filtering import center_index
@@ -40,6 +41,8 @@ __all__ = ["main"]
 
 _METHODS = ("robust_dfmr", "dfmr", "mr", "coat", "tkb")
 _ATTACKS = ("mean", "cov", "weight")
+_COVARIANCE_TYPES = (*SKLEARN_TYPES, *MODEL_NAMES, *UNIVARIATE_MODEL_NAMES)
+_COVARIANCE_HELP = "scikit-learn's full, tied, diag, spherical or an mclust model name (EII, ..., VVV; E, V in 1-D)"
 
 
 class UsageError(Exception):
@@ -124,6 +127,9 @@ def _build_parser() -> _Parser:
         "--threshold", type=_float_in(1.0, None), metavar="KAPPA", help="DFMR threshold kappa >= 1 (default: m**0.1)"
     )
     agg.add_argument("--alpha", type=_float_in(0.0, 1.0), help="TKB trimming level in [0, 1) (default: 0.5)")
+    agg.add_argument("--covariance-type", choices=_COVARIANCE_TYPES, metavar="MODEL",
+                     help=f"covariance model of the aggregate: {_COVARIANCE_HELP} (default: the model a strict "
+                     "majority of the estimates carry, else full)")
     agg.add_argument("--out", metavar="RESULT.json", help="write the result as JSON")
     agg.add_argument("--normalize", action="store_true", help="rescale weights whose sum is off by rounding")
     agg.set_defaults(run=_cmd_aggregate)
@@ -155,6 +161,8 @@ def _build_parser() -> _Parser:
         "--out", metavar="FILE.json", help="write the fitted mixture (one file) or the aggregation result (sites)"
     )
     fit.add_argument("--seed", type=int, default=0, help="seed of the k-means++ starts (default: 0)")
+    fit.add_argument("--covariance-type", choices=_COVARIANCE_TYPES, default="full", metavar="MODEL",
+                     help=f"covariance model of the local fits and the aggregate: {_COVARIANCE_HELP} (default: full)")
     sites = fit.add_argument_group("per-site files (DATA is a directory or a glob pattern)")
     sites.add_argument("--out-dir", metavar="DIR", help="write every site's local estimate as DIR/<site>.json")
     sites.add_argument("--method", choices=_METHODS, default="robust_dfmr",
@@ -293,16 +301,17 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
         raise UsageError(f"--threshold applies only to --method dfmr, not {method}; add '--method dfmr' or remove it.")
     if args.alpha is not None and method != "tkb":
         raise UsageError(f"--alpha applies only to --method tkb, not {method}; remove it.")
+    model = _model_option(method, args.covariance_type)
     loaded = _load(args)
     mixtures, k = loaded.mixtures, args.n_components
     if method == "dfmr":
-        result = dfmr(mixtures, k, threshold=args.threshold)
+        result = dfmr(mixtures, k, threshold=args.threshold, **model)
     elif method == "mr":
-        result = mr(mixtures, k)
+        result = mr(mixtures, k, **model)
     elif method == "tkb":
-        result = tkb(mixtures, k, alpha=0.5 if args.alpha is None else args.alpha)
+        result = tkb(mixtures, k, alpha=0.5 if args.alpha is None else args.alpha, **model)
     elif method == "robust_dfmr":
-        result = robust_dfmr(mixtures, k)
+        result = robust_dfmr(mixtures, k, **model)
     else:
         result = coat(mixtures)
 
@@ -317,6 +326,20 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
         save_result(result, args.out, names=loaded.names)
         print(f"dfmr: wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _model_option(method: str, covariance_type: str | None) -> dict[str, str]:
+    """The aggregator's ``covariance_type`` argument for ``--covariance-type`` (none when not given)."""
+    from .estimator import _MODEL_AWARE
+
+    if covariance_type is None:
+        return {}
+    if method == "coat":
+        raise UsageError("--covariance-type does not apply to --method coat, which returns one of the estimates.")
+    if method not in _MODEL_AWARE:
+        raise UsageError(f"--method {method} does not constrain its aggregate to a covariance model yet; "
+                         "remove --covariance-type.")
+    return {"covariance_type": covariance_type}
 
 
 def _cmd_distances(args: argparse.Namespace) -> int:
@@ -384,7 +407,8 @@ def _cmd_fit_sites(args: argparse.Namespace) -> int:
     names = [Path(f.path).name for f in files]
     with _dask_client(args.scheduler) as client:
         est = DistributedGaussianMixture(
-            args.n_components, aggregator=args.method, backend=args.backend, client=client, n_jobs=args.n_jobs,
+            args.n_components, covariance_type=args.covariance_type, aggregator=args.method, backend=args.backend,
+            client=client, n_jobs=args.n_jobs,
             progress=args.progress, timeout=args.timeout, total_timeout=args.total_timeout, random_state=args.seed,
         ).fit_partitions(files)
     for machine, reason in est.failed_machines_.items():
@@ -420,9 +444,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if site_options:
         raise UsageError(f"{', '.join(site_options)} apply only when DATA is a directory or glob of per-site files.")
     X = _read_data(args.data)
-    mixture = fit_local(X, args.n_components, random_state=args.seed)
+    try:
+        mixture = fit_local(X, args.n_components, random_state=args.seed, covariance_type=args.covariance_type)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     n, d = (X.shape[0], 1) if X.ndim == 1 else X.shape[:2]
-    print(f"Penalised MLE on {n} observations in d = {d} dimensions")
+    print(f"Penalised MLE on {n} observations in d = {d} dimensions, covariance model {mixture.covariance_type}")
     print(mixture_summary(mixture))
     if args.out:
         mixture.save(args.out)

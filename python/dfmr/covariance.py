@@ -56,7 +56,7 @@ the model only constrains them and describes them):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,7 @@ __all__ = [
     "UNIVARIATE_MODEL_NAMES",
     "CovarianceModel",
     "get_model",
+    "majority_covariance_type",
     "sklearn_layout",
 ]
 
@@ -673,3 +674,35 @@ def sklearn_layout(covariance_type: str) -> str:
     """
     get_model(covariance_type, 2 if covariance_type not in UNIVARIATE_MODEL_NAMES else 1)
     return covariance_type if covariance_type in SKLEARN_TYPES else _LAYOUT_OF_MODEL.get(covariance_type, "full")
+
+
+def majority_covariance_type(covariance_types: Sequence[str], dim: int) -> str:
+    """The covariance model an aggregate of estimates claiming ``covariance_types`` belongs to.
+
+    The model named by a strict majority of the claims, else full (VVV; V when ``dim`` = 1). A
+    claim is attacker-controlled, so a minority of machines cannot change the model of the
+    aggregate, and without a majority the aggregate keeps the one model that holds every estimate.
+
+    Parameters
+    ----------
+    covariance_types : sequence of str
+        The model each estimate claims (any name :func:`get_model` accepts; invalid names count as
+        claims for no model).
+    dim : int
+        Dimension d of the aggregate.
+
+    Returns
+    -------
+    str
+        mclust's name of the model for dimension ``dim``.
+    """
+    names = []
+    for claim in covariance_types:
+        try:
+            names.append(get_model(claim, dim).name)
+        except ValueError:
+            names.append(None)
+    for name in set(names) - {None}:
+        if 2 * names.count(name) > len(names):
+            return name
+    return get_model("full", dim).name

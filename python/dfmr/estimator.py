@@ -41,9 +41,10 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._validation import check_int
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
+from .covariance import MODEL_NAMES, SKLEARN_TYPES, UNIVARIATE_MODEL_NAMES, get_model, sklearn_layout
 from .executor import BACKENDS, MachineTask, check_timeout, engine, map_machines
 from .local import fit_local_detailed
-from .params import GaussianMixtureParams
+from .params import GaussianMixtureParams, precision_factor
 from .partition import split
 from .robust import robust_dfmr
 from .sources import InvalidDataError, dask_array_parts, dask_dataframe_parts, is_dask_collection
@@ -59,9 +60,37 @@ _LOCAL_DEFAULTS = {
     if name in ("n_init", "max_iter", "tol")
 }
 _LEARNED = (
-    "mixture_", "weights_", "means_", "covariances_", "local_mixtures_", "aggregation_",
+    "mixture_", "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "local_mixtures_",
+    "aggregation_",
     "n_features_in_", "n_machines_", "n_iter_", "converged_", "failed_machines_", "machine_indices_",
 )
+
+
+_COVARIANCE_TYPES = (*SKLEARN_TYPES, *MODEL_NAMES, *UNIVARIATE_MODEL_NAMES)
+# Aggregators that take the model of the aggregate (``covariance_type=``); COAT needs none.
+_MODEL_AWARE = frozenset(
+    name for name, func in (("dfmr", dfmr), ("mr", mr), ("tkb", tkb), ("robust_dfmr", robust_dfmr))
+    if "covariance_type" in inspect.signature(func).parameters
+)
+
+
+def _sklearn_covariances(
+    mixture: GaussianMixtureParams, model_name: str, layout: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``covariances_``, ``precisions_``, ``precisions_cholesky_`` of ``mixture`` in scikit-learn's ``layout``.
+
+    The layout is the one the estimator's ``covariance_type`` asks for when the aggregate belongs to
+    that model (``model_name``), else full: an aggregate outside the model (an aggregator that does not
+    constrain its reduction) is reported whole, never cut to a layout that would drop its entries.
+    """
+    if mixture.covariance_type != model_name:
+        layout = "full"
+    model = get_model(mixture.covariance_type, mixture.dim)
+    factors = precision_factor(mixture.cholesky_factors)
+    precisions = factors @ np.swapaxes(factors, -1, -2)
+    # In the diag and spherical layouts the precisions and their factors of diagonal (scalar) matrices
+    # are the diagonals (the scalar): to_sklearn takes exactly these parts of any (K, d, d) stack.
+    return tuple(model.to_sklearn(a, layout) for a in (mixture.covariances, precisions, factors))  # type: ignore[return-value]
 
 
 # What a local fit sends back: weights, means, covariances, EM iterations, converged, rows of the machine.
@@ -90,6 +119,7 @@ def _fit_machine(
     max_iter: int,
     tol: float,
     need: int,
+    covariance_type: str = "full",
 ) -> _MachineResult:
     """Local fit of machine ``index``, where its data ``X`` are: plain arrays back, so no pickling alters them.
 
@@ -103,16 +133,19 @@ def _fit_machine(
             f"it has {X.shape[0]} rows; a local fit needs at least n_components = {n_components} rows and "
             f"more than d = {X.shape[1]}. Use fewer machines."
         )
-    fit = fit_local_detailed(X, n_components, np.random.default_rng(seed), n_init=n_init, max_iter=max_iter, tol=tol)
+    fit = fit_local_detailed(X, n_components, np.random.default_rng(seed), n_init=n_init, max_iter=max_iter, tol=tol,
+                             covariance_type=covariance_type)
     mix = fit.mixture
     weights, means, covariances = np.array(mix.weights), np.array(mix.means), np.array(mix.covariances)
     return weights, means, covariances, int(fit.n_iter), bool(fit.converged), int(X.shape[0])
 
 
-def _rebuild(index: int, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> GaussianMixtureParams:
+def _rebuild(
+    index: int, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, covariance_type: str = "full"
+) -> GaussianMixtureParams:
     """Machine ``index``'s local estimate from the plain arrays a worker returned; a failure names the machine."""
     try:
-        return GaussianMixtureParams(weights, means, covariances)
+        return GaussianMixtureParams(weights, means, covariances, covariance_type=covariance_type)
     except ValueError as exc:
         raise type(exc)(f"machine {index}: its local estimate is not a valid mixture: {exc}") from exc
 
@@ -141,6 +174,15 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
     ----------
     n_components : int, default 1
         Number of mixture components K.
+    covariance_type : str, default "full"
+        The covariance model of the local fits and of the aggregate (:mod:`dfmr.covariance`):
+        scikit-learn's "full", "tied", "diag", "spherical" or an mclust model name (EII, VII, EEI,
+        VEI, EVI, VVI, EEE, VEE, EVE, VVE, EEV, VEV, EVV, VVV; E, V for one feature). It sets the
+        layout of ``covariances_``, ``precisions_`` and ``precisions_cholesky_`` as in
+        ``sklearn.mixture.GaussianMixture``: full (K, d, d) for "full" and the mclust models
+        without a smaller layout, tied (d, d) for "tied" and EEE, diag (K, d) for "diag" and
+        VVI, spherical (K,) for "spherical" and VII; and the free parameters :meth:`bic` and
+        :meth:`aic` count.
     n_machines : int or None, default None
         Number of machines :meth:`fit` splits the rows across; ``None`` means 10 for an
         in-memory ``X``. For a dask array ``X`` the row chunks are the machines and
@@ -208,8 +250,15 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         Its mixing proportions.
     means_ : ndarray of shape (K, d)
         Its component means.
-    covariances_ : ndarray of shape (K, d, d)
-        Its component covariances.
+    covariances_ : ndarray
+        Its component covariances in the layout of ``covariance_type``: (K, d, d), (d, d), (K, d)
+        or (K,) (``mixture_.covariances`` always holds the (K, d, d) stack).
+    precisions_ : ndarray
+        Inverses of the covariances, in the same layout.
+    precisions_cholesky_ : ndarray
+        Cholesky factors of the precisions in the same layout (scikit-learn's: upper triangular
+        ``U_k`` with ``U_k U_k^T = Sigma_k^-1`` in the full and tied layouts, ``1 / sqrt`` of
+        the variances in the diag and spherical ones).
     local_mixtures_ : list of GaussianMixtureParams
         The local estimate of every machine that did not fail, in machine order.
     aggregation_ : AggregationResult
@@ -247,6 +296,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         self,
         n_components: int = 1,
         *,
+        covariance_type: str = "full",
         n_machines: int | None = None,
         aggregator: str = "robust_dfmr",
         threshold: float | None = None,
@@ -263,6 +313,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         random_state: int | np.random.Generator | np.random.SeedSequence | None = None,
     ) -> None:
         self.n_components = n_components
+        self.covariance_type = covariance_type
         self.n_machines = n_machines
         self.aggregator = aggregator
         self.threshold = threshold
@@ -319,6 +370,10 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
     def _validated_params(self) -> int:
         """Check every hyper-parameter; returns the number of workers. Raises ValueError naming the parameter."""
         check_int(self.n_components, "n_components", 1)
+        if not (isinstance(self.covariance_type, str) and self.covariance_type in _COVARIANCE_TYPES):
+            raise ValueError(
+                f"covariance_type must be one of {', '.join(_COVARIANCE_TYPES)}; got {self.covariance_type!r}."
+            )
         if self.n_machines is not None:
             check_int(self.n_machines, "n_machines", 1)
         if self.aggregator not in AGGREGATORS:
@@ -536,6 +591,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
             [data for data, _, _ in machines], seeds.spawn(len(machines)), need, n_jobs
         )
         d = local[0].dim
+        model = get_model(self.covariance_type, d)
         for i in indices[~converged]:
             warnings.warn(
                 f"machine {i}: local EM did not converge within max_iter = {self.max_iter} iterations "
@@ -544,6 +600,14 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
                 stacklevel=3,
             )
         aggregation = self._aggregate(local, n_jobs, sizes)
+        if aggregation.mixture.covariance_type != model.name:
+            warnings.warn(
+                f"aggregator {self.aggregator!r} does not constrain its aggregate to the covariance model "
+                f"{model.name} yet: the aggregate is a {aggregation.mixture.covariance_type} mixture, and "
+                "covariances_, precisions_ and precisions_cholesky_ hold it in scikit-learn's full layout.",
+                UserWarning,
+                stacklevel=3,
+            )
 
         # Sets feature_names_in_ (or removes a previous fit's) the scikit-learn way; n_features_in_ is
         # set below, as 1-D input (one feature) has no number of features for scikit-learn.
@@ -555,7 +619,9 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         self.mixture_ = aggregation.mixture
         self.weights_ = aggregation.mixture.weights
         self.means_ = aggregation.mixture.means
-        self.covariances_ = aggregation.mixture.covariances
+        self.covariances_, self.precisions_, self.precisions_cholesky_ = _sklearn_covariances(
+            aggregation.mixture, model.name, sklearn_layout(self.covariance_type)
+        )
         self.n_features_in_ = d
         self.n_machines_ = len(local)
         self.n_iter_ = n_iter
@@ -570,7 +636,8 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         Returns the machine indices that succeeded, their estimates, row counts, EM iterations and
         convergence flags, and the failed machines with their reasons.
         """
-        settings = (int(self.n_components), int(self.n_init), int(self.max_iter), float(self.tol), need)
+        settings = (int(self.n_components), int(self.n_init), int(self.max_iter), float(self.tol), need,
+                    self.covariance_type)
         tasks = [MachineTask(i, data, (i, seed, *settings)) for i, (data, seed) in enumerate(zip(parts, seeds))]
         out = map_machines(
             _fit_machine, tasks, backend=self.backend, n_jobs=n_jobs, client=self.client,
@@ -578,10 +645,11 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         )
         indices = np.array(out.succeeded, dtype=np.intp)
         results = [out.results[i] for i in indices]
-        local = [_rebuild(i, *result[:3]) for i, result in zip(indices, results)]
-        dims = sorted({mix.dim for mix in local})
+        dims = sorted({result[1].shape[-1] for result in results})
         if len(dims) > 1:
             raise ValueError(f"the machines' data differ in the number of columns ({dims}); all must share one d.")
+        name = get_model(self.covariance_type, dims[0]).name if dims else None
+        local = [_rebuild(i, *result[:3], name) for i, result in zip(indices, results)]
         n_iter = np.array([result[3] for result in results], dtype=np.intp)
         converged = np.array([result[4] for result in results], dtype=bool)
         sizes = [int(result[5]) for result in results]
@@ -591,14 +659,18 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         self, local: list[GaussianMixtureParams], n_threads: int, sizes: list[int] | None = None
     ) -> AggregationResult:
         k = int(self.n_components)
-        methods: dict[str, Callable[[], AggregationResult]] = {
-            "dfmr": lambda: dfmr(local, k, self.threshold, n_threads=n_threads),
-            "mr": lambda: mr(local, k, n_threads=n_threads),
-            "coat": lambda: coat(local, n_threads=n_threads),
-            "tkb": lambda: tkb(local, k, float(self.alpha), n_threads=n_threads),
-            "robust_dfmr": lambda: robust_dfmr(local, k, n_samples=sizes, n_threads=n_threads),
+        methods: dict[str, Callable[..., AggregationResult]] = {
+            "dfmr": lambda **model: dfmr(local, k, self.threshold, n_threads=n_threads, **model),
+            "mr": lambda **model: mr(local, k, n_threads=n_threads, **model),
+            "coat": lambda **model: coat(local, n_threads=n_threads),
+            "tkb": lambda **model: tkb(local, k, float(self.alpha), n_threads=n_threads, **model),
+            "robust_dfmr": lambda **model: robust_dfmr(local, k, n_samples=sizes, n_threads=n_threads, **model),
         }
-        return methods[self.aggregator]()
+        # The aggregate belongs to the estimator's model when the aggregator constrains its reduction
+        # to it (COAT returns one of the estimates, which belong to it already).
+        name = get_model(self.covariance_type, local[0].dim).name
+        model = {"covariance_type": name} if self.aggregator in _MODEL_AWARE else {}
+        return methods[self.aggregator](**model)
 
     # -------------------------------------------------------------------------------- inference
 
@@ -684,11 +756,20 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         """
         return float(np.mean(self.score_samples(X)))
 
+    def _n_parameters(self) -> int:
+        """Free parameters of the fitted mixture in its covariance model: ``(K - 1) + K d`` plus the
+        model's covariance parameters (mclust's ``nMclustParams``, scikit-learn's ``_n_parameters``)."""
+        check_is_fitted(self)
+        mix = self.mixture_
+        return get_model(mix.covariance_type, mix.dim).n_parameters(mix.n_components, mix.dim)
+
     def bic(self, X: ArrayLike) -> float:
         """Bayesian information criterion on ``X`` (lower is better).
 
-        ``-2 log L + p log n`` with ``p = (K - 1) + K d + K d (d + 1) / 2`` free parameters of a
-        full-covariance mixture, K the number of components of ``mixture_``.
+        ``-2 log L + p log n`` with ``p`` the free parameters of ``mixture_`` in its covariance model
+        (:meth:`dfmr.covariance.CovarianceModel.n_parameters`: ``(K - 1) + K d`` plus, e.g.,
+        ``K d (d + 1) / 2`` for full, ``d (d + 1) / 2`` for tied, ``K d`` for diag, ``K`` for
+        spherical covariances), K the number of components of ``mixture_``.
 
         Parameters
         ----------
@@ -700,9 +781,22 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         float
         """
         loglik = self.score_samples(X)
-        k, d = self.mixture_.n_components, self.n_features_in_
-        n_params = (k - 1) + k * d + k * d * (d + 1) // 2
-        return float(-2.0 * loglik.sum() + n_params * math.log(loglik.shape[0]))
+        return float(-2.0 * loglik.sum() + self._n_parameters() * math.log(loglik.shape[0]))
+
+    def aic(self, X: ArrayLike) -> float:
+        """Akaike information criterion on ``X`` (lower is better): ``-2 log L + 2 p``, ``p`` as in :meth:`bic`.
+
+        Parameters
+        ----------
+        X : array_like of shape (n, d)
+            Observations.
+
+        Returns
+        -------
+        float
+        """
+        loglik = self.score_samples(X)
+        return float(-2.0 * loglik.sum() + 2.0 * self._n_parameters())
 
     def sample(
         self,

@@ -10,13 +10,19 @@ Accepted formats
 ----------------
 ``.json``
     One mixture in the format of :meth:`GaussianMixtureParams.save
-    <dfmr.params.GaussianMixtureParams.save>`.
+    <dfmr.params.GaussianMixtureParams.save>` (versioned: version 3 files name the covariance
+    model, older ones hold full-covariance mixtures).
 ``.npz``
     Arrays ``weights``, ``means``, ``covariances`` holding either one mixture (shapes (K,),
     (K, d), (K, d, d)) or m stacked mixtures (shapes (m, K), (m, K, d), (m, K, d, d), the layout
     of the shipped fixture), which are named ``file[0]``, ..., ``file[m-1]``. An optional array
     ``n_samples`` (shape () or (m,), positive integers) gives the sample sizes; files without it
-    load as before, with ``n_samples`` None.
+    load as before, with ``n_samples`` None. An optional string array ``covariance_type`` (shape
+    (), for every mixture of the file, or (m,)) names the covariance model (scikit-learn's or
+    mclust's name, :mod:`dfmr.covariance`); files without it hold full-covariance mixtures.
+
+A malformed model name, or covariances outside the model a file names, make the file (entry)
+invalid like any other malformed field, with a ``ValueError`` naming it.
 """
 
 from __future__ import annotations
@@ -133,7 +139,12 @@ def _read_npy(data: bytes, key: str) -> np.ndarray:
         shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
     else:
         raise InvalidMixtureError(f"{key}: unsupported .npy format version {version}.")
-    if dtype.kind not in "fiu":
+    if key == "covariance_type":
+        # Model names: unicode strings only (never objects, which would need unpickling).
+        if dtype.kind != "U":
+            raise InvalidMixtureError(f"{key}: expected a string (one model for the file) or one string per "
+                                      f"mixture, got dtype {dtype}.")
+    elif dtype.kind not in "fiu":
         raise InvalidMixtureError(f"{key}: dtype {dtype} is not a real number type.")
     announced = math.prod(shape) * dtype.itemsize
     if announced > len(data) - fh.tell():
@@ -159,12 +170,16 @@ def _read_npz(raw: bytes, max_bytes: int) -> dict[str, np.ndarray]:
             budget -= info.file_size
             with archive.open(info) as fh:
                 arrays[key] = _read_npy(fh.read(info.file_size), key)
-        if "n_samples" in members:  # optional (sample sizes, read by dfmr.robust_dfmr)
-            info = archive.getinfo(members["n_samples"])
+        # Optional: sample sizes (read by dfmr.robust_dfmr) and the covariance model.
+        for key in ("n_samples", "covariance_type"):
+            if key not in members:
+                continue
+            info = archive.getinfo(members[key])
             if info.file_size > budget:
-                raise InvalidMixtureError(f"n_samples: uncompressed arrays exceed the limit of {max_bytes} bytes.")
+                raise InvalidMixtureError(f"{key}: uncompressed arrays exceed the limit of {max_bytes} bytes.")
+            budget -= info.file_size
             with archive.open(info) as fh:
-                arrays["n_samples"] = _read_npy(fh.read(info.file_size), "n_samples")
+                arrays[key] = _read_npy(fh.read(info.file_size), key)
     return arrays
 
 
@@ -180,9 +195,22 @@ def _parse_npz(
         raise InvalidMixtureError(
             f"n_samples: expected one sample size per mixture, got dtype {sizes.dtype} and shape {sizes.shape}."
         )
+    models = arrays.get("covariance_type")
+    if models is not None and (models.dtype.kind != "U" or models.ndim > (0 if w.ndim <= 1 else 1)
+                               or (models.ndim == 1 and models.shape[0] != w.shape[0])):
+        raise InvalidMixtureError(
+            "covariance_type: expected a string (one model for the file) or one string per mixture, got dtype "
+            f"{models.dtype} and shape {models.shape}."
+        )
+
+    def model(i: int | None) -> str:
+        if models is None:
+            return "full"
+        return str(models.item() if models.ndim == 0 else models[i])
+
     if w.ndim <= 1:
         n = None if sizes is None else sizes.item()
-        return [("", GaussianMixtureParams(w, mu, cov, normalize=normalize, n_samples=n))]
+        return [("", GaussianMixtureParams(w, mu, cov, normalize=normalize, n_samples=n, covariance_type=model(None)))]
     if w.ndim != 2 or mu.ndim != 3 or cov.ndim != 4 or not (w.shape[0] == mu.shape[0] == cov.shape[0]):
         raise InvalidMixtureError(
             "expected one mixture (weights (K,), means (K, d), covariances (K, d, d)) or m stacked "
@@ -194,7 +222,8 @@ def _parse_npz(
     for i in range(w.shape[0]):
         try:
             n = None if sizes is None else sizes[i].item()
-            entries.append((f"[{i}]", GaussianMixtureParams(w[i], mu[i], cov[i], normalize=normalize, n_samples=n)))
+            entries.append((f"[{i}]", GaussianMixtureParams(w[i], mu[i], cov[i], normalize=normalize, n_samples=n,
+                                                            covariance_type=model(i))))
         except InvalidMixtureError as exc:
             entries.append((f"[{i}]", exc))
     return entries

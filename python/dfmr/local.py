@@ -895,7 +895,7 @@ def fit_local_detailed(
         )
 
     mixture = GaussianMixtureParams(final.weights, final.means + center, final.covariances, normalize=True,
-                                    n_samples=n)
+                                    n_samples=n, covariance_type=model.name)
     return LocalFit(
         mixture=mixture,
         penalized_loglik=final.penalized,

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._validation import check_int, reject_json_constant
+from .covariance import get_model
 
 __all__ = ["GaussianMixtureParams", "InvalidMixtureError", "LIMITS", "NumericLimits"]
 
@@ -381,6 +382,12 @@ class GaussianMixtureParams:
         Number of observations the estimate was fitted to (recorded by
         :func:`dfmr.fit_local`); ``None`` when unknown. It is metadata: equality compares
         the parameters only.
+    covariance_type : str, default "full"
+        The covariance model the mixture belongs to (:mod:`dfmr.covariance`): scikit-learn's name or
+        mclust's, stored as mclust's name for the dimension (:attr:`covariance_type`; "full" is VVV,
+        or V when d = 1). The covariances must belong to the model (up to a relative ``1e-6`` of
+        their largest entry: rounding in files). Coming from a machine it is a claim, which
+        aggregators follow only when a strict majority of the machines make it.
 
     Raises
     ------
@@ -393,7 +400,7 @@ class GaussianMixtureParams:
     Instances are immutable: the arrays are private read-only copies.
     """
 
-    __slots__ = ("_weights", "_means", "_covariances", "_chol", "_n_samples")
+    __slots__ = ("_weights", "_means", "_covariances", "_chol", "_n_samples", "_covariance_type")
 
     def __init__(
         self,
@@ -403,10 +410,14 @@ class GaussianMixtureParams:
         *,
         normalize: bool = False,
         n_samples: int | None = None,
+        covariance_type: str = "full",
     ) -> None:
         n = _check_n_samples(n_samples)
-        self._set(*_validate(weights, means, covariances, normalize))
+        w, mu, cov, chol = _validate(weights, means, covariances, normalize)
+        model = _check_model(covariance_type, cov)
+        self._set(w, mu, cov, chol)
         object.__setattr__(self, "_n_samples", n)
+        object.__setattr__(self, "_covariance_type", model)
 
     def _set(self, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray) -> None:
         if hasattr(self, "_weights"):  # calling __init__ again on an existing instance
@@ -416,19 +427,26 @@ class GaussianMixtureParams:
         for name, arr in zip(self.__slots__, (w, mu, cov, chol)):
             object.__setattr__(self, name, arr)
         object.__setattr__(self, "_n_samples", None)
+        object.__setattr__(self, "_covariance_type", get_model("full", mu.shape[1]).name)
 
     @classmethod
     def _wrap(
-        cls, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray, n_samples: int | None = None
+        cls, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray, n_samples: int | None = None,
+        covariance_type: str | None = None,
     ) -> GaussianMixtureParams:
-        """An instance holding private copies of already validated arrays (no checks)."""
+        """An instance holding private copies of already validated arrays (no checks); ``covariance_type``
+        an mclust name already checked against ``cov`` (None: full)."""
         self = object.__new__(cls)
         self._set(*(np.array(a, dtype=np.float64, copy=True) for a in (w, mu, cov, chol)))
         object.__setattr__(self, "_n_samples", n_samples)
+        if covariance_type is not None:
+            object.__setattr__(self, "_covariance_type", covariance_type)
         return self
 
     @classmethod
-    def _from_core(cls, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> GaussianMixtureParams:
+    def _from_core(
+        cls, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, covariance_type: str = "full"
+    ) -> GaussianMixtureParams:
         """Wrap a mixture computed by dfmr itself (a pool or a reduction of accepted inputs).
 
         Shapes, finiteness, weights and positive definiteness are still checked, but not the
@@ -436,10 +454,14 @@ class GaussianMixtureParams:
         components, and a moment-matched covariance that merges far-apart accepted components
         may legitimately exceed the scale and conditioning limits. (It never exceeds
         ``max_log_peak_density``: by concavity of log det, a moment-matched covariance is no more
-        concentrated than the most concentrated component it merges.)
+        concentrated than the most concentrated component it merges.) ``covariance_type`` is the model
+        the computation produced, checked like the constructor's.
         """
         self = object.__new__(cls)
-        self._set(*_validate(weights, means, covariances, normalize=True, check_limits=False))
+        w, mu, cov, chol = _validate(weights, means, covariances, normalize=True, check_limits=False)
+        model = _check_model(covariance_type, cov)
+        self._set(w, mu, cov, chol)
+        object.__setattr__(self, "_covariance_type", model)
         return self
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -450,7 +472,8 @@ class GaussianMixtureParams:
 
     def __reduce__(self) -> tuple[Any, tuple[np.ndarray, ...]]:
         # Unpickled (and deep-copied) instances get fresh read-only arrays, bit-for-bit equal.
-        return (_unpickle, (self._weights, self._means, self._covariances, self._chol, self._n_samples))
+        return (_unpickle, (self._weights, self._means, self._covariances, self._chol, self._n_samples,
+                            self._covariance_type))
 
     @property
     def weights(self) -> np.ndarray:
@@ -476,6 +499,11 @@ class GaussianMixtureParams:
     def n_samples(self) -> int | None:
         """Number of observations the estimate was fitted to, or None when unknown."""
         return self._n_samples
+
+    @property
+    def covariance_type(self) -> str:
+        """mclust's name of the covariance model the mixture belongs to ("VVV" for full, "V" when d = 1)."""
+        return self._covariance_type
 
     @property
     def n_components(self) -> int:
@@ -532,24 +560,30 @@ class GaussianMixtureParams:
         if idx.shape != (k,) or idx.dtype.kind not in "iu" or not np.array_equal(np.sort(idx), np.arange(k)):
             raise ValueError(f"order must be a permutation of range({k}), got {order!r}.")
         return type(self)._wrap(
-            self._weights[idx], self._means[idx], self._covariances[idx], self._chol[idx], self._n_samples
+            self._weights[idx], self._means[idx], self._covariances[idx], self._chol[idx], self._n_samples,
+            self._covariance_type,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python representation (lists of floats), the JSON schema of :meth:`save`.
 
-        Version 1 holds the parameters; version 2 adds ``n_samples`` and is written only when
-        the sample size is known, so files without it stay readable by older versions.
+        Version 1 holds the parameters; version 2 adds ``n_samples``; version 3 adds
+        ``covariance_type`` (mclust's name). Each is written only when needed (a known sample
+        size, a model other than full), so files without them stay readable by older versions,
+        and files without a model are read as full.
         """
+        full = self._covariance_type == get_model("full", self.dim).name
         out: dict[str, Any] = {
             "format": "dfmr.GaussianMixtureParams",
-            "version": 1 if self._n_samples is None else 2,
+            "version": 1 if self._n_samples is None and full else (2 if full else 3),
             "weights": self._weights.tolist(),
             "means": self._means.tolist(),
             "covariances": self._covariances.tolist(),
         }
         if self._n_samples is not None:
             out["n_samples"] = self._n_samples
+        if not full:
+            out["covariance_type"] = self._covariance_type
         return out
 
     @classmethod
@@ -564,11 +598,14 @@ class GaussianMixtureParams:
         if not (isinstance(fmt, str) and fmt == "dfmr.GaussianMixtureParams"):
             raise InvalidMixtureError(f"format: expected 'dfmr.GaussianMixtureParams', got {_short(fmt)}.")
         version = d.get("version", 1)
-        if not (type(version) is int and version in (1, 2)):
-            raise InvalidMixtureError(f"version: expected 1 or 2, got {_short(version)}.")
+        if not (type(version) is int and version in (1, 2, 3)):
+            raise InvalidMixtureError(f"version: expected 1, 2 or 3, got {_short(version)}.")
         if version == 1 and "n_samples" in d:
-            raise InvalidMixtureError("n_samples: only version 2 files carry a sample size.")
-        return cls(d["weights"], d["means"], d["covariances"], normalize=normalize, n_samples=d.get("n_samples"))
+            raise InvalidMixtureError("n_samples: only version 2 and 3 files carry a sample size.")
+        if version < 3 and "covariance_type" in d:
+            raise InvalidMixtureError("covariance_type: only version 3 files carry a covariance model.")
+        return cls(d["weights"], d["means"], d["covariances"], normalize=normalize, n_samples=d.get("n_samples"),
+                   covariance_type=d.get("covariance_type", "full"))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the parameters as JSON (floats round-trip exactly)."""
@@ -604,18 +641,48 @@ class GaussianMixtureParams:
             np.array_equal(self._weights, other._weights)
             and np.array_equal(self._means, other._means)
             and np.array_equal(self._covariances, other._covariances)
+            and self._covariance_type == other._covariance_type
         )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"GaussianMixtureParams(n_components={self.n_components}, dim={self.dim})"
+        return (f"GaussianMixtureParams(n_components={self.n_components}, dim={self.dim}, "
+                f"covariance_type={self._covariance_type!r})")
 
 
 def _unpickle(
-    w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray, n_samples: int | None = None
+    w: np.ndarray, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray, n_samples: int | None = None,
+    covariance_type: str | None = None,
 ) -> GaussianMixtureParams:
-    return GaussianMixtureParams._wrap(w, mu, cov, chol, n_samples)
+    # Pickles written before the model was kept (no sixth item) are full-covariance mixtures.
+    return GaussianMixtureParams._wrap(w, mu, cov, chol, n_samples, covariance_type)
+
+
+# Covariances claimed to belong to a model must, up to this fraction of their largest entry (the
+# rounding of values written with nine or more significant digits, like LIMITS.weight_atol).
+_MODEL_RTOL = 1e-6
+
+
+def _check_model(covariance_type: Any, cov: np.ndarray) -> str:
+    """mclust's name of ``covariance_type`` for validated covariances ``cov`` (K, d, d) that belong to it."""
+    d = cov.shape[-1]
+    try:
+        model = get_model(covariance_type, d)
+    except ValueError as exc:
+        raise InvalidMixtureError(f"covariance_type: {exc}") from None
+    if model.name == get_model("full", d).name:
+        return model.name
+    try:
+        inside = model.contains(cov, rtol=_MODEL_RTOL)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+        inside = False
+    if not inside:
+        raise InvalidMixtureError(
+            f"covariances: they do not belong to the covariance model {model.name} claimed by covariance_type "
+            f"= {_short(covariance_type)}."
+        )
+    return model.name
 
 
 def _check_n_samples(value: Any) -> int | None:

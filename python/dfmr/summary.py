@@ -252,6 +252,7 @@ def _header(
     right = [
         ("Dimension d", str(result.mixture.dim)),
         ("Components", _components_text(result)[0]),
+        ("Covariance model", result.mixture.covariance_type),
         ("Objective", _num(result.objective)),
         ("MM iterations", str(result.n_iter)),
         ("Converged", _yes_no(result.converged)),

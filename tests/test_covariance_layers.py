@@ -1,0 +1,185 @@
+"""The covariance model in every layer around the EM: the tag on GaussianMixtureParams, the aggregators'
+majority rule, the estimator's scikit-learn attributes and criteria, files and the CLI."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture
+from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
+
+import dfmr
+from dfmr.cli import main
+from dfmr.covariance import MODEL_NAMES, SKLEARN_TYPES, get_model, majority_covariance_type
+from dfmr.io import load_mixtures
+from dfmr.params import GaussianMixtureParams, InvalidMixtureError
+
+ROTATION = np.linalg.qr(np.arange(1.0, 10.0).reshape(3, 3) + np.eye(3) * 4)[0]
+
+
+def diag_mixture(**kwargs) -> GaussianMixtureParams:
+    return GaussianMixtureParams([0.3, 0.7], [[0.0, 0.0, 0.0], [5.0, 1.0, -2.0]],
+                                 np.stack([np.diag([1.0, 2.0, 0.5]), np.diag([0.3, 1.0, 4.0])]), **kwargs)
+
+
+def test_params_carry_their_model_through_permute_dict_save_pickle_and_equality(tmp_path) -> None:
+    mix = diag_mixture(covariance_type="diag", n_samples=500)
+    assert mix.covariance_type == "VVI"
+    assert mix.permute([1, 0]).covariance_type == "VVI"
+    assert pickle.loads(pickle.dumps(mix)).covariance_type == "VVI"
+    assert GaussianMixtureParams.from_dict(mix.to_dict()).covariance_type == "VVI"
+    mix.save(tmp_path / "m.json")
+    loaded = GaussianMixtureParams.load(tmp_path / "m.json")
+    assert loaded == mix and loaded.covariance_type == "VVI"
+    assert json.loads((tmp_path / "m.json").read_text())["version"] == 3
+    # Equality compares the model: the same numbers as a full-covariance mixture are another estimate.
+    assert diag_mixture() != mix and diag_mixture(covariance_type="VVI") == mix
+
+
+def test_params_default_to_full_and_store_mclusts_name_for_the_dimension() -> None:
+    assert diag_mixture().covariance_type == "VVV"
+    assert GaussianMixtureParams([1.0], [[0.0]], [[[2.0]]]).covariance_type == "V"
+    assert GaussianMixtureParams([1.0], [[0.0]], [[[2.0]]], covariance_type="tied").covariance_type == "E"
+    assert GaussianMixtureParams([1.0], [[0.0]], [[[2.0]]], covariance_type="VII").covariance_type == "V"
+
+
+def test_params_reject_unknown_models_and_covariances_outside_the_claimed_model() -> None:
+    with pytest.raises(InvalidMixtureError, match="covariance_type: covariance_type must be one of"):
+        diag_mixture(covariance_type="XYZ")
+    with pytest.raises(InvalidMixtureError, match="covariance_type"):
+        diag_mixture(covariance_type=3)
+    # Unequal volumes are not EVI; off-diagonal covariances are not VVI.
+    with pytest.raises(InvalidMixtureError, match="do not belong to the covariance model EVI"):
+        diag_mixture(covariance_type="EVI")
+    rotated = ROTATION @ np.diag([1.0, 2.0, 0.5]) @ ROTATION.T
+    with pytest.raises(InvalidMixtureError, match="VVI"):
+        GaussianMixtureParams([1.0], [[0.0, 0.0, 0.0]], [rotated], covariance_type="diag")
+    # A model whose members they are is accepted, whatever its name family.
+    assert GaussianMixtureParams([1.0], [[0.0, 0.0, 0.0]], [rotated], covariance_type="EEE").covariance_type == "EEE"
+
+
+def test_files_without_a_model_read_as_full_and_a_misplaced_model_field_is_an_error() -> None:
+    mix = diag_mixture()
+    d = mix.to_dict()
+    assert d["version"] == 1 and "covariance_type" not in d  # full mixtures keep the old format
+    assert GaussianMixtureParams.from_dict(d).covariance_type == "VVV"
+    with pytest.raises(InvalidMixtureError, match="only version 3"):
+        GaussianMixtureParams.from_dict({**d, "version": 2, "covariance_type": "VVI"})
+    with pytest.raises(InvalidMixtureError, match="expected 1, 2 or 3"):
+        GaussianMixtureParams.from_dict({**d, "version": 4})
+
+
+def test_fit_local_tags_the_estimate_with_its_model() -> None:
+    X = diag_mixture().sample(300, 0)[0]
+    assert dfmr.fit_local(X, 2, random_state=0, n_init=2, covariance_type="spherical").covariance_type == "VII"
+    assert dfmr.fit_local(X, 2, random_state=0, n_init=2, covariance_type="EEV").covariance_type == "EEV"
+    assert dfmr.fit_local(X[:, 0], 2, random_state=0, n_init=2, covariance_type="diag").covariance_type == "V"
+
+
+def test_majority_rule_needs_a_strict_majority_so_a_minority_cannot_change_the_model() -> None:
+    assert majority_covariance_type(["VII"] * 6 + ["VVV"] * 4, 3) == "VII"
+    assert majority_covariance_type(["diag"] * 3 + ["VVI"] * 3 + ["EEE"] * 5, 3) == "VVI"  # names resolved first
+    assert majority_covariance_type(["VII"] * 5 + ["EII"] * 5, 3) == "VVV"  # a tie is no majority
+    assert majority_covariance_type(["VII"] * 4 + ["EII"] * 3 + ["EEE"] * 3, 3) == "VVV"  # a plurality is not
+    assert majority_covariance_type(["VII"] * 3 + ["bogus"] * 4, 3) == "VVV"  # invalid claims still count
+    assert majority_covariance_type(["spherical", "tied", "diag"], 1) == "V"
+    assert majority_covariance_type([], 2) == "VVV"
+
+
+def fitted_estimator(covariance_type: str, X: np.ndarray) -> dfmr.DistributedGaussianMixture:
+    # COAT returns one machine's estimate, which belongs to the model whichever aggregator is model-aware.
+    return dfmr.DistributedGaussianMixture(2, covariance_type=covariance_type, aggregator="coat", n_machines=2,
+                                           backend="serial", n_init=1, max_iter=50, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", [*SKLEARN_TYPES, "VVV", "EEE", "VVI", "VII"])
+def test_estimator_attributes_and_criteria_are_sklearns_for_the_same_parameters(covariance_type: str) -> None:
+    X = diag_mixture().sample(400, 1)[0]
+    est = fitted_estimator(covariance_type, X)
+    assert est.covariance_type == covariance_type  # stored as given
+    layout = {"VVV": "full", "EEE": "tied", "VVI": "diag", "VII": "spherical"}.get(covariance_type, covariance_type)
+    assert est.mixture_.covariance_type == get_model(layout, 3).name
+    gm = GaussianMixture(2, covariance_type=layout)
+    gm.weights_, gm.means_, gm.covariances_ = est.weights_, est.means_, est.covariances_
+    gm.precisions_cholesky_ = _compute_precision_cholesky(est.covariances_, layout)
+    u = gm.precisions_cholesky_
+    gm.precisions_ = {"full": lambda: u @ np.swapaxes(u, 1, 2), "tied": lambda: u @ u.T}.get(layout, lambda: u**2)()
+    for name in ("covariances_", "precisions_", "precisions_cholesky_"):
+        assert getattr(est, name).shape == getattr(gm, name).shape == {
+            "full": (2, 3, 3), "tied": (3, 3), "diag": (2, 3), "spherical": (2,)}[layout]
+        np.testing.assert_allclose(getattr(est, name), getattr(gm, name), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est.score_samples(X), gm.score_samples(X), rtol=1e-12)
+    assert est.bic(X) == pytest.approx(gm.bic(X), rel=1e-12)
+    assert est.aic(X) == pytest.approx(gm.aic(X), rel=1e-12)
+
+
+def test_other_mclust_models_use_the_full_layout_and_count_their_own_parameters() -> None:
+    X = (diag_mixture().sample(400, 2)[0]) @ ROTATION.T
+    est = fitted_estimator("EEV", X)
+    assert est.mixture_.covariance_type == "EEV" and est.covariances_.shape == (2, 3, 3)
+    loglik = est.score_samples(X).sum()
+    # mclust's nVarParams of EEV at d = 3, G = 2: 1 volume + 2 shape + 2 x 3 orientation parameters.
+    assert est.bic(X) == pytest.approx(-2 * loglik + (1 + 6 + 1 + 2 + 6) * np.log(400), rel=1e-12)
+
+
+def test_estimator_rejects_an_unknown_covariance_type_at_fit() -> None:
+    est = dfmr.DistributedGaussianMixture(2, covariance_type="diagonal")
+    assert est.covariance_type == "diagonal"
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        est.fit(np.zeros((40, 2)))
+    assert set(MODEL_NAMES) < set(dfmr.estimator._COVARIANCE_TYPES)
+
+
+def test_npz_files_name_their_model_and_a_malformed_model_name_is_a_value_error_naming_the_file(tmp_path) -> None:
+    mix = diag_mixture()
+    arrays = {"weights": np.stack([mix.weights] * 3), "means": np.stack([mix.means] * 3),
+              "covariances": np.stack([mix.covariances] * 3)}
+    np.savez(tmp_path / "a.npz", **arrays, covariance_type=np.array(["diag", "VVI", "full"]))
+    np.savez(tmp_path / "b.npz", **arrays)  # no model: full
+    np.savez(tmp_path / "c.npz", **arrays, covariance_type=np.array("VII"))  # not spherical: invalid
+    loaded = load_mixtures([tmp_path / "a.npz", tmp_path / "b.npz"])
+    assert [m.covariance_type for m in loaded.mixtures] == ["VVI", "VVI", "VVV", "VVV", "VVV", "VVV"]
+    with pytest.raises(ValueError, match=r"c\.npz\[0\]: covariances: they do not belong to the covariance model VII"):
+        load_mixtures(tmp_path / "c.npz", on_error="raise")
+    np.savez(tmp_path / "d.npz", **arrays, covariance_type=np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"d\.npz: covariance_type: expected a string"):
+        load_mixtures(tmp_path / "d.npz", on_error="raise")
+    (tmp_path / "e.json").write_text(json.dumps({**mix.to_dict(), "version": 3, "covariance_type": "VVX"}))
+    with pytest.raises(ValueError, match=r"e\.json: covariance_type: covariance_type must be one of"):
+        load_mixtures(tmp_path / "e.json", on_error="raise")
+    with pytest.raises(ValueError, match=r"e\.json: covariance_type"):
+        GaussianMixtureParams.load(tmp_path / "e.json")
+
+
+def test_cli_fit_takes_the_covariance_type_and_writes_it(capsys, tmp_path) -> None:
+    X = diag_mixture().sample(300, 3)[0]
+    np.save(tmp_path / "x.npy", X)
+    code = main(["fit", str(tmp_path / "x.npy"), "-k", "2", "--covariance-type", "tied", "--out",
+                 str(tmp_path / "local.json")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "covariance model EEE" in out
+    saved = GaussianMixtureParams.load(tmp_path / "local.json")
+    assert saved == dfmr.fit_local(X, 2, random_state=0, covariance_type="tied")
+    assert saved.covariance_type == "EEE"
+    assert main(["fit", str(tmp_path / "x.npy"), "-k", "2", "--covariance-type", "tie"]) == 2
+    assert "--covariance-type" in capsys.readouterr().err
+
+
+def test_cli_fit_of_sites_gives_their_model_to_the_estimator(capsys, tmp_path) -> None:
+    for i in range(2):
+        np.save(tmp_path / f"site{i}.npy", diag_mixture().sample(200, 10 + i)[0])
+    code = main(["fit", str(tmp_path), "-k", "2", "--covariance-type", "VII", "--method", "coat", "--backend",
+                 "serial", "--out-dir", str(tmp_path / "local")])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert {GaussianMixtureParams.load(p).covariance_type for p in (tmp_path / "local").iterdir()} == {"VII"}
+
+
+def test_cli_aggregate_covariance_type_does_not_apply_to_coat(capsys, tmp_path) -> None:
+    diag_mixture(covariance_type="diag").save(tmp_path / "m.json")
+    assert main(["aggregate", str(tmp_path / "m.json"), "--method", "coat", "--covariance-type", "diag"]) == 2
+    assert "does not apply to --method coat" in capsys.readouterr().err
