@@ -169,16 +169,20 @@ PYBIND11_MODULE(_core, m) {
     return Eigen::MatrixXd(dfmr::kl_cost(pooled.build_one(), mixture.build_one()));
   });
 
-  m.def("default_starts", [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets,
-                             int n_components) {
-    const Packed p = view(w, mu, cov, offsets);
-    std::vector<dfmr::Mixture> starts;
-    {
-      py::gil_scoped_release release;
-      starts = dfmr::default_starts(p.build(), n_components);
-    }
-    return pack(starts);
-  });
+  m.def(
+      "default_starts",
+      [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets, int n_components,
+         const std::vector<double>& n_samples) {
+        const Packed p = view(w, mu, cov, offsets);
+        std::vector<dfmr::Mixture> starts;
+        {
+          py::gil_scoped_release release;
+          starts = dfmr::default_starts(p.build(), n_components, n_samples);
+        }
+        return pack(starts);
+      },
+      py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"), py::arg("n_components"),
+      py::arg("n_samples") = std::vector<double>{});
 
   m.def(
       "reduce",
@@ -202,19 +206,34 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "reduce_mixtures",
       [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets, int n_components, int max_iter,
-         double tol, double trim, int n_threads, bool share_trajectories) {
+         double tol, double trim, int n_threads, bool share_trajectories, const std::vector<double>& n_samples) {
         const Packed p = view(w, mu, cov, offsets);
         std::optional<dfmr::ReduceResult> r;
         {
           py::gil_scoped_release release;
           r = dfmr::reduce_mixtures(p.build(), n_components,
-                                    options(max_iter, tol, trim, n_threads, share_trajectories));
+                                    options(max_iter, tol, trim, n_threads, share_trajectories), n_samples);
         }
         return result_dict(*r);
       },
       py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"), py::arg("n_components"),
       py::arg("max_iter") = 100, py::arg("tol") = 1e-5, py::arg("trim") = 0.0, py::arg("n_threads") = 0,
-      py::arg("share_trajectories") = true);
+      py::arg("share_trajectories") = true, py::arg("n_samples") = std::vector<double>{});
+
+  m.def(
+      "pool",
+      [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets,
+         const std::vector<double>& n_samples) {
+        const Packed p = view(w, mu, cov, offsets);
+        std::optional<dfmr::Mixture> pooled;
+        {
+          py::gil_scoped_release release;
+          pooled = dfmr::pool(p.build(), n_samples);
+        }
+        return pack({*pooled});
+      },
+      py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"),
+      py::arg("n_samples") = std::vector<double>{});
 
   m.def("center_index", [](const Eigen::MatrixXd& D) { return dfmr::center_index(D); }, py::arg("D"));
 
@@ -227,7 +246,8 @@ PYBIND11_MODULE(_core, m) {
       "aggregate",
       [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets, const std::string& method,
          int n_components, double threshold, double alpha, int max_iter, double tol, int n_starts,
-         const std::string& center, int n_center_sample, std::uint64_t seed, int n_threads) {
+         const std::string& center, int n_center_sample, std::uint64_t seed, int n_threads,
+         const std::vector<double>& n_samples) {
         const Packed p = view(w, mu, cov, offsets);
         dfmr::AggregateOptions opt;
         opt.threshold = threshold;
@@ -239,6 +259,7 @@ PYBIND11_MODULE(_core, m) {
         opt.n_center_sample = n_center_sample;
         opt.seed = seed;
         opt.n_threads = n_threads;
+        opt.n_samples = n_samples;
         const dfmr::Method how = dfmr::parse_method(method);
         std::optional<dfmr::AggregateResult> r;
         {
@@ -250,7 +271,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"), py::arg("method"),
       py::arg("n_components"), py::arg("threshold") = 0.0, py::arg("alpha") = 0.5, py::arg("max_iter") = 100,
       py::arg("tol") = 1e-5, py::arg("n_starts") = 0, py::arg("center") = "exact", py::arg("n_center_sample") = 50,
-      py::arg("seed") = 0, py::arg("n_threads") = 0);
+      py::arg("seed") = 0, py::arg("n_threads") = 0, py::arg("n_samples") = std::vector<double>{});
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

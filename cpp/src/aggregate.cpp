@@ -130,6 +130,7 @@ AggregateResult aggregate(const std::vector<Mixture>& mixtures, Method method, i
   require(opt.n_center_sample >= 1, "n_center_sample must be >= 1");
   require(opt.n_threads >= 0, "n_threads must be >= 0 (0: all hardware threads)");
   require(method != Method::tkb || (opt.alpha >= 0.0 && opt.alpha < 1.0), "alpha must lie in [0, 1)");
+  check_sample_sizes(opt.n_samples, m);
   if (method == Method::dfmr) resolve_threshold(opt.threshold, m);  // validate before the O(m^2) work
 
   std::optional<FilterDecision> filter;
@@ -181,10 +182,14 @@ AggregateResult aggregate(const std::vector<Mixture>& mixtures, Method method, i
     starts = evenly_spaced(start_machines(mixtures, kept, n_components, 0), opt.n_starts);
   }
   std::vector<Mixture> kept_mixtures, start_mixtures;
+  std::vector<double> kept_sizes;
   kept_mixtures.reserve(kept.size());
-  for (std::size_t i : kept) kept_mixtures.push_back(mixtures[i]);
+  for (std::size_t i : kept) {
+    kept_mixtures.push_back(mixtures[i]);
+    if (!opt.n_samples.empty()) kept_sizes.push_back(opt.n_samples[i]);
+  }
   if (starts.empty()) {
-    start_mixtures = default_starts(kept_mixtures, n_components);  // the seeded start
+    start_mixtures = default_starts(kept_mixtures, n_components, kept_sizes);  // the seeded start
   } else {
     start_mixtures.reserve(starts.size());
     for (std::size_t i : starts) start_mixtures.push_back(mixtures[i]);
@@ -194,7 +199,7 @@ AggregateResult aggregate(const std::vector<Mixture>& mixtures, Method method, i
   ropt.tol = opt.tol;
   ropt.trim = method == Method::tkb ? opt.alpha : 0.0;
   ropt.n_threads = opt.n_threads;
-  ReduceResult red = reduce(pool(kept_mixtures), start_mixtures, n_components, ropt);
+  ReduceResult red = reduce(pool(kept_mixtures, kept_sizes), start_mixtures, n_components, ropt);
   Mixture mixture = red.mixture;
   const double objective = red.objective;
   const int n_iter = red.n_iter;

@@ -1,5 +1,6 @@
 #include "dfmr/mixture.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -106,8 +107,25 @@ double Mixture::log_pdf(const Eigen::VectorXd& x) const {
   return top + std::log(s);
 }
 
-Mixture pool(const std::vector<Mixture>& mixtures) {
+void check_sample_sizes(const std::vector<double>& n_samples, std::size_t m) {
+  if (n_samples.empty()) return;
+  if (n_samples.size() != m)
+    throw std::invalid_argument("dfmr: n_samples must hold one sample size per machine (" + std::to_string(m) +
+                                "), got " + std::to_string(n_samples.size()));
+  for (std::size_t i = 0; i < m; ++i)
+    if (!(std::isfinite(n_samples[i]) && n_samples[i] >= 1.0))
+      throw std::invalid_argument("dfmr: n_samples[" + std::to_string(i) + "] must be a finite sample size >= 1");
+}
+
+Mixture pool(const std::vector<Mixture>& mixtures, const std::vector<double>& n_samples) {
   if (mixtures.empty()) throw std::invalid_argument("dfmr::pool: no mixtures");
+  check_sample_sizes(n_samples, mixtures.size());
+  // Equal sizes are no sizes: the same 1/m scale, bit for bit.
+  const bool sized = !n_samples.empty() && std::any_of(n_samples.begin(), n_samples.end(),
+                                                       [&](double n) { return n != n_samples.front(); });
+  double total_size = 0.0;
+  if (sized)
+    for (double n : n_samples) total_size += n;
   const std::size_t d = mixtures.front().dim();
   std::size_t N = 0;
   for (const auto& f : mixtures) {
@@ -121,10 +139,12 @@ Mixture pool(const std::vector<Mixture>& mixtures) {
   out.cov_.reserve(N * d * d);
   out.chol_.reserve(N * d * d);
   out.log_det_.resize(static_cast<Eigen::Index>(N));
-  const double scale = 1.0 / static_cast<double>(mixtures.size());
+  const double equal = 1.0 / static_cast<double>(mixtures.size());
   Eigen::Index n = 0;
-  for (const auto& f : mixtures) {
+  for (std::size_t i = 0; i < mixtures.size(); ++i) {
+    const Mixture& f = mixtures[i];
     const auto K = static_cast<Eigen::Index>(f.n_components());
+    const double scale = sized ? n_samples[i] / total_size : equal;
     out.weights_.segment(n, K) = f.weights_ * scale;
     out.means_.middleRows(n, K) = f.means_;
     out.log_det_.segment(n, K) = f.log_det_;

@@ -685,13 +685,15 @@ ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, i
                       static_cast<int>(n_cut)};
 }
 
-std::vector<Mixture> default_starts(const std::vector<Mixture>& mixtures, int n_components) {
+std::vector<Mixture> default_starts(const std::vector<Mixture>& mixtures, int n_components,
+                                    const std::vector<double>& n_samples) {
   if (n_components < 1) throw std::invalid_argument("dfmr::default_starts: n_components must be >= 1");
+  check_sample_sizes(n_samples, mixtures.size());
   std::vector<Mixture> starts;
   for (const auto& f : mixtures)
     if (f.n_components() == static_cast<std::size_t>(n_components)) starts.push_back(f);
   if (!starts.empty()) return starts;
-  const Mixture pooled = pool(mixtures);
+  const Mixture pooled = pool(mixtures, n_samples);
   const std::size_t N = pooled.n_components(), d = pooled.dim();
   const std::size_t K = std::min<std::size_t>(static_cast<std::size_t>(n_components), N);
   std::vector<std::size_t> chosen;
@@ -725,8 +727,9 @@ std::vector<Mixture> default_starts(const std::vector<Mixture>& mixtures, int n_
   return starts;
 }
 
-ReduceResult reduce_mixtures(const std::vector<Mixture>& mixtures, int n_components, const ReduceOptions& options) {
-  return reduce(pool(mixtures), default_starts(mixtures, n_components), n_components, options);
+ReduceResult reduce_mixtures(const std::vector<Mixture>& mixtures, int n_components, const ReduceOptions& options,
+                             const std::vector<double>& n_samples) {
+  return reduce(pool(mixtures, n_samples), default_starts(mixtures, n_components, n_samples), n_components, options);
 }
 
 }  // namespace dfmr

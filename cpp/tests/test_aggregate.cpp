@@ -249,3 +249,64 @@ TEST(Aggregate, InvalidInputThrows) {
   EXPECT_THROW(dfmr::parse_method("median"), std::invalid_argument);
   EXPECT_THROW(dfmr::parse_center_rule("fast"), std::invalid_argument);
 }
+
+// ------------------------------------------------------------------------ sample sizes
+
+// The pool of sized sites, entry by entry: w_ik n_i / sum_j n_j, components in machine order.
+TEST(Pool, SizesWeightEachSiteByItsShareOfTheData) {
+  const auto local = estimates(11, 4, 0);
+  const std::vector<double> n{200.0, 50.0, 1000.0, 750.0};
+  const dfmr::Mixture pooled = dfmr::pool(local, n);
+  ASSERT_EQ(pooled.n_components(), 12u);
+  for (std::size_t i = 0, t = 0; i < 4; ++i)
+    for (std::size_t k = 0; k < 3; ++k, ++t) {
+      EXPECT_NEAR(pooled.weights()[static_cast<Eigen::Index>(t)], local[i].weights()[static_cast<Eigen::Index>(k)] * n[i] / 2000.0, 1e-15);
+      EXPECT_EQ(pooled.means().row(static_cast<Eigen::Index>(t)), local[i].means().row(static_cast<Eigen::Index>(k)));
+    }
+  // Equal sizes are no sizes, bit for bit.
+  const dfmr::Mixture equal = dfmr::pool(local, {7.0, 7.0, 7.0, 7.0}), plain = dfmr::pool(local);
+  EXPECT_EQ(equal.weights(), plain.weights());
+  EXPECT_THROW(dfmr::pool(local, {1.0, 2.0, 3.0}), std::invalid_argument);
+  EXPECT_THROW(dfmr::pool(local, {1.0, 2.0, 0.5, 4.0}), std::invalid_argument);
+  EXPECT_THROW(dfmr::pool(local, {1.0, 2.0, NAN, 4.0}), std::invalid_argument);
+  EXPECT_THROW(dfmr::pool(local, {1.0, 2.0, INFINITY, 4.0}), std::invalid_argument);
+}
+
+// A site of size 2n weighs as two identical sites of size n: MR over {a (2n), b, c (n)} is MR
+// over {a, a, b, c} with equal sizes (the same pool up to the order of the sums).
+TEST(Aggregate, SiteOfDoubleSizeWeighsAsTwoCopies) {
+  const auto local = estimates(12, 3, 0);
+  dfmr::AggregateOptions opt;
+  opt.n_samples = {2.0, 1.0, 1.0};
+  const dfmr::AggregateResult sized = dfmr::aggregate(local, dfmr::Method::mr, 3, opt);
+  const dfmr::AggregateResult copies = dfmr::aggregate({local[0], local[0], local[1], local[2]}, dfmr::Method::mr, 3);
+  EXPECT_NEAR(sized.objective, copies.objective, 1e-12 * std::abs(copies.objective));
+  ASSERT_EQ(sized.mixture.n_components(), copies.mixture.n_components());
+  EXPECT_TRUE(sized.mixture.weights().isApprox(copies.mixture.weights(), 1e-12));
+  EXPECT_TRUE(sized.mixture.means().isApprox(copies.mixture.means(), 1e-12));
+  for (std::size_t k = 0; k < 3; ++k) EXPECT_TRUE(sized.mixture.covariance(k).isApprox(copies.mixture.covariance(k), 1e-12));
+}
+
+// DFMR pools only the retained machines, renormalising their sizes; the attacked machines' sizes
+// (huge here) do not enter. Equal sizes give the unweighted result bit for bit.
+TEST(Aggregate, SizesOfRetainedMachinesOnlyAndEqualSizesAreNoSizes) {
+  const auto local = estimates(13, 9, 2);
+  dfmr::AggregateOptions opt;
+  opt.n_samples = {1e9, 1e9, 100, 300, 200, 400, 100, 500, 300};
+  const dfmr::AggregateResult sized = dfmr::aggregate(local, dfmr::Method::dfmr, 3, opt);
+  ASSERT_EQ(sized.retained, (std::vector<std::size_t>{2, 3, 4, 5, 6, 7, 8}));
+  std::vector<dfmr::Mixture> kept(local.begin() + 2, local.end());
+  dfmr::ReduceOptions ropt;
+  const dfmr::ReduceResult direct = dfmr::reduce_mixtures(kept, 3, ropt, {100, 300, 200, 400, 100, 500, 300});
+  EXPECT_EQ(sized.objective, direct.objective);
+  EXPECT_EQ(sized.mixture.means(), direct.mixture.means());
+
+  opt.n_samples.assign(9, 250.0);
+  const dfmr::AggregateResult equal = dfmr::aggregate(local, dfmr::Method::dfmr, 3, opt);
+  const dfmr::AggregateResult plain = dfmr::aggregate(local, dfmr::Method::dfmr, 3);
+  EXPECT_EQ(equal.objective, plain.objective);
+  EXPECT_EQ(equal.mixture.weights(), plain.mixture.weights());
+  EXPECT_EQ(equal.mixture.means(), plain.mixture.means());
+  opt.n_samples.assign(8, 250.0);
+  EXPECT_THROW(dfmr::aggregate(local, dfmr::Method::mr, 3, opt), std::invalid_argument);
+}

@@ -206,6 +206,49 @@ static void test_sampled_centre_with_full_sample_is_exact(void) {
   dfmr_result_free(exact);
 }
 
+/* Sizes: MR to one component is the moment match of the pool, whose weights are w_ik n_i / sum_j n_j:
+ * computed here by hand. No sizes and equal sizes give dfmr_aggregate's result bit for bit; invalid
+ * sizes are refused. */
+static void test_sizes_weight_the_pool(void) {
+  double n[M];
+  for (int i = 0; i < M; ++i) n[i] = 100.0 * (i + 1);
+  double total = 0.0, mean = 0.0, var = 0.0;
+  for (int i = 0; i < M; ++i) total += n[i];
+  for (int t = 0; t < N; ++t) mean += weights[t] * n[t / K] / total * means[t];
+  for (int t = 0; t < N; ++t) var += weights[t] * n[t / K] / total * (covs[t] + (means[t] - mean) * (means[t] - mean));
+  dfmr_result* res = NULL;
+  CHECK(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, n, DFMR_METHOD_MR, 1, NULL, &res) == DFMR_OK);
+  double w, mu, v;
+  dfmr_result_mixture(res, &w, &mu, &v);
+  CHECK(fabs(mu - mean) <= 1e-12 * (1.0 + fabs(mean)) && fabs(v - var) <= 1e-12 * var);
+  dfmr_result_free(res);
+
+  /* Equal sizes and NULL are dfmr_aggregate (K = 2, with DFMR's filter). */
+  double equal[M], w2[2][K], mu2[2][K], v2[2][K];
+  for (int i = 0; i < M; ++i) equal[i] = 37.0;
+  dfmr_result *plain = NULL, *same = NULL, *none = NULL;
+  CHECK(dfmr_aggregate(M, 1, offsets, weights, means, covs, DFMR_METHOD_DFMR, K, NULL, &plain) == DFMR_OK);
+  CHECK(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, equal, DFMR_METHOD_DFMR, K, NULL, &same) == DFMR_OK);
+  CHECK(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, NULL, DFMR_METHOD_DFMR, K, NULL, &none) == DFMR_OK);
+  dfmr_result_mixture(plain, w2[0], mu2[0], v2[0]);
+  dfmr_result_mixture(same, w2[1], mu2[1], v2[1]);
+  CHECK(memcmp(w2[0], w2[1], sizeof w2[0]) == 0 && memcmp(mu2[0], mu2[1], sizeof mu2[0]) == 0 &&
+        memcmp(v2[0], v2[1], sizeof v2[0]) == 0);
+  CHECK(dfmr_result_objective(plain) == dfmr_result_objective(same));
+  CHECK(dfmr_result_objective(plain) == dfmr_result_objective(none));
+  dfmr_result_free(plain);
+  dfmr_result_free(same);
+  dfmr_result_free(none);
+
+  n[3] = 0.5;
+  expect_error(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, n, DFMR_METHOD_MR, K, NULL, &res),
+               DFMR_INVALID_ARGUMENT, "n_samples[3]");
+  n[3] = NAN;
+  expect_error(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, n, DFMR_METHOD_MR, K, NULL, &res),
+               DFMR_INVALID_ARGUMENT, "n_samples[3]");
+  CHECK(res == NULL);
+}
+
 int main(void) {
   static double D[M * M];
   make_input();
@@ -214,6 +257,7 @@ int main(void) {
   test_mr_and_coat();
   test_error_paths();
   test_sampled_centre_with_full_sample_is_exact();
+  test_sizes_weight_the_pool();
   if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
   else printf("C API: all checks passed\n");
   return failures ? 1 : 0;

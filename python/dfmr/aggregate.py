@@ -13,6 +13,7 @@ from ._validation import check_int
 from .filtering import FilterDecision, _check_threshold, _decision
 from .params import GaussianMixtureParams
 from .reduction import ReductionResult, _check_k, _options, _result
+from .sizes import PoolSizes, pool_sizes
 
 __all__ = ["AggregationResult", "dfmr", "mr", "coat", "tkb"]
 
@@ -54,6 +55,15 @@ class AggregationResult:
     start_machines : ndarray of int or None
         Machine index of every reduction start, in start order (``reduction.start_index``
         indexes it); empty when no estimate had K components and the start was seeded.
+    n_samples : ndarray of shape (m,) or None
+        The sites' sizes that weighted the pool (retained machine i's components by
+        ``w_ik n_i / sum_{j retained} n_j``), after capping claims; None for equal weights.
+    size_source : {"server", "claimed", "equal"} or None
+        Where the sizes came from: the caller (authoritative), the estimates' own claims
+        (untrusted: a missing claim counts as the median claim, each is capped at 5x it), or
+        nowhere (equal weights). None when the aggregator does not record it.
+    sizes : PoolSizes or None
+        The size decision in full: capped and unclaimed machines, the median claim.
     """
 
     mixture: GaussianMixtureParams
@@ -71,6 +81,9 @@ class AggregationResult:
     alpha: float | None = None
     center_rule: str | None = None
     start_machines: np.ndarray | None = field(default=None, repr=False)
+    n_samples: np.ndarray | None = field(default=None, repr=False)
+    size_source: str | None = None
+    sizes: PoolSizes | None = field(default=None, repr=False)
 
     @property
     def distance_to_center(self) -> np.ndarray | None:
@@ -136,9 +149,11 @@ def _aggregate(
     center: str = "exact",
     n_center_sample: int = 50,
     random_state: int | np.random.Generator | None = None,
+    n_samples: Sequence[float] | np.ndarray | None = None,
 ) -> AggregationResult:
     """One call of the compiled core's ``dfmr::aggregate``, converted to an :class:`AggregationResult`."""
     mixtures = as_mixture_list(mixtures)
+    sizes = pool_sizes(mixtures, n_samples)
     if method != "coat":
         _check_k(n_components)
     trim = float(alpha) if method == "tkb" else 0.0
@@ -146,6 +161,7 @@ def _aggregate(
     out = _core.aggregate(
         *pack(mixtures), method, int(n_components), threshold=_check_threshold(threshold), alpha=float(alpha),
         max_iter=max_iter, tol=tol, n_starts=_check_n_starts(n_starts), n_threads=threads,
+        n_samples=[] if sizes.n_samples is None else sizes.n_samples,
         **_center_options(center, n_center_sample, random_state),
     )
     exponent = int(out["exponent"])
@@ -176,6 +192,9 @@ def _aggregate(
         alpha=float(alpha) if method == "tkb" else None,
         center_rule=center if decision is not None else None,
         start_machines=None if red is None else np.asarray(out["start_machines"], dtype=np.intp),
+        n_samples=sizes.n_samples,
+        size_source=sizes.source,
+        sizes=sizes,
     )
 
 
@@ -191,6 +210,7 @@ def dfmr(
     center: str = "exact",
     n_center_sample: int = 50,
     random_state: int | np.random.Generator | None = None,
+    n_samples: Sequence[float] | np.ndarray | None = None,
 ) -> AggregationResult:
     """Distance-filtered mixture reduction (Zhang, Tan & Chen 2026).
 
@@ -228,6 +248,14 @@ def dfmr(
         Size of the random subset of the sampled rule.
     random_state : int, numpy Generator or None
         Draws the subset of the sampled rule.
+    n_samples : array_like of shape (m,), optional
+        The sites' sample sizes, known to the server (authoritative): retained machine i's
+        components enter the pool with weight ``w_ik n_i / sum_{j retained} n_j``. ``None``
+        reads the sizes the estimates claim (:attr:`GaussianMixtureParams.n_samples`) without
+        trusting them: a missing claim counts as the median claim and every claim is capped at
+        5x the median claim; with no claims at all, equal weights (the paper's ``w_ik / |R|``).
+        Equal sizes give exactly the unweighted result. The result records the sizes used
+        (``n_samples``) and their source (``size_source``).
 
     Returns
     -------
@@ -236,6 +264,7 @@ def dfmr(
     return _aggregate(
         "dfmr", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads, n_starts=n_starts,
         threshold=threshold, center=center, n_center_sample=n_center_sample, random_state=random_state,
+        n_samples=n_samples,
     )
 
 
@@ -247,14 +276,37 @@ def mr(
     max_iter: int = 100,
     n_threads: int | None = None,
     n_starts: int | None = None,
+    n_samples: Sequence[float] | np.ndarray | None = None,
 ) -> AggregationResult:
     """Mixture reduction of all local estimates (Zhang & Chen 2022), no filtering.
 
     ``n_starts=None`` (default) starts from every estimate with K components; an integer runs
     that many, spread evenly over the machine indices (MR computes no distances to rank them).
+    ``n_samples``: the sites' sizes weighting the pool, as in :func:`dfmr`.
+
+    Parameters
+    ----------
+    mixtures : sequence of GaussianMixtureParams
+        The m local estimates.
+    n_components : int
+        K, the number of components of the aggregate.
+    tol, max_iter, n_threads, n_starts
+        As in :func:`dfmr`.
+    n_samples : array_like of shape (m,), optional
+        The sites' sample sizes, known to the server (authoritative): retained machine i's
+        components enter the pool with weight ``w_ik n_i / sum_{j retained} n_j``. ``None``
+        reads the sizes the estimates claim (:attr:`GaussianMixtureParams.n_samples`) without
+        trusting them: a missing claim counts as the median claim and every claim is capped at
+        5x the median claim; with no claims at all, equal weights (the paper's ``w_ik / |R|``).
+        Equal sizes give exactly the unweighted result. The result records the sizes used
+        (``n_samples``) and their source (``size_source``).
+
+    Returns
+    -------
+    AggregationResult
     """
     return _aggregate("mr", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads,
-                      n_starts=n_starts)
+                      n_starts=n_starts, n_samples=n_samples)
 
 
 def tkb(
@@ -266,15 +318,17 @@ def tkb(
     max_iter: int = 100,
     n_threads: int | None = None,
     n_starts: int | None = None,
+    n_samples: Sequence[float] | np.ndarray | None = None,
 ) -> AggregationResult:
     """Trimmed k-barycenter: MR transporting only the cheapest ``1 - alpha`` of the pooled mass.
 
-    ``n_starts`` as in :func:`mr`.
+    ``n_starts`` as in :func:`mr`; ``n_samples`` (the sites' sizes weighting the pool) as in
+    :func:`dfmr`: the trimmed mass is ``alpha`` of the size-weighted pool.
     """
     if not (0.0 <= alpha < 1.0):
         raise ValueError(f"alpha must lie in [0, 1), got {alpha!r}.")
     return _aggregate("tkb", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads,
-                      n_starts=n_starts, alpha=alpha)
+                      n_starts=n_starts, alpha=alpha, n_samples=n_samples)
 
 
 def coat(
@@ -284,10 +338,12 @@ def coat(
     center: str = "exact",
     n_center_sample: int = 50,
     random_state: int | np.random.Generator | None = None,
+    n_samples: Sequence[float] | np.ndarray | None = None,
 ) -> AggregationResult:
     """The centre machine's own estimate: the local mixture with the smallest median L2 distance.
 
-    ``center``, ``n_center_sample`` and ``random_state`` as in :func:`dfmr`.
+    ``center``, ``n_center_sample`` and ``random_state`` as in :func:`dfmr`. ``n_samples`` is
+    validated and recorded as in :func:`dfmr` but changes nothing: COAT pools nothing.
     """
     return _aggregate("coat", mixtures, 0, n_threads=n_threads, center=center, n_center_sample=n_center_sample,
-                      random_state=random_state)
+                      random_state=random_state, n_samples=n_samples)

@@ -16,6 +16,7 @@ import numpy as np
 from ._native import _core, as_mixture_list, pack, resolve_threads, unpack
 from ._validation import check_int
 from .params import GaussianMixtureParams
+from .sizes import check_sizes
 
 __all__ = ["ReductionResult", "pool", "kl_cost", "default_starts", "reduce", "reduce_mixtures"]
 
@@ -62,11 +63,28 @@ class ReductionResult:
     n_starts_cut: int = 0
 
 
-def pool(mixtures: Sequence[GaussianMixtureParams]) -> GaussianMixtureParams:
-    """The pooled mixture ``(1/m) sum_i f_i``: all components, weights ``w_ik / m``."""
+def pool(
+    mixtures: Sequence[GaussianMixtureParams], n_samples: Sequence[float] | np.ndarray | None = None
+) -> GaussianMixtureParams:
+    """The pooled mixture: all components, weights ``w_ik / m``, or ``w_ik n_i / sum_j n_j`` with sizes.
+
+    Parameters
+    ----------
+    mixtures : sequence of GaussianMixtureParams
+        The m mixtures to pool.
+    n_samples : array_like of shape (m,), optional
+        The sites' sample sizes (finite, >= 1), taken as given: the pool is then the mixture of
+        all the sites' data. ``None`` (or equal sizes, bit for bit) gives ``(1/m) sum_i f_i``.
+        Sizes the estimates merely claim are not read here; :func:`dfmr.mr` and the other
+        aggregators decide which sizes to trust (:mod:`dfmr.sizes`).
+
+    Returns
+    -------
+    GaussianMixtureParams
+    """
     mixtures = as_mixture_list(mixtures)
-    w, mu, cov, _ = pack(mixtures)
-    return GaussianMixtureParams._from_core(w / len(mixtures), mu, cov)
+    w, mu, cov, _ = _core.pool(*pack(mixtures), n_samples=_sizes(n_samples, len(mixtures)))
+    return GaussianMixtureParams._from_core(w, mu, cov)
 
 
 def kl_cost(pooled: GaussianMixtureParams, mixture: GaussianMixtureParams) -> np.ndarray:
@@ -79,16 +97,22 @@ def kl_cost(pooled: GaussianMixtureParams, mixture: GaussianMixtureParams) -> np
     )
 
 
-def default_starts(mixtures: Sequence[GaussianMixtureParams], n_components: int) -> list[GaussianMixtureParams]:
+def default_starts(
+    mixtures: Sequence[GaussianMixtureParams],
+    n_components: int,
+    n_samples: Sequence[float] | np.ndarray | None = None,
+) -> list[GaussianMixtureParams]:
     """Every mixture with exactly ``n_components`` components is a start.
 
-    If none has, one start is seeded from the pool: its heaviest component, then
-    repeatedly the pooled component with the largest weighted KL cost to those chosen (fewer
-    than ``n_components`` seeds when every remaining component coincides with a chosen one).
+    If none has, one start is seeded from the pool (``pool(mixtures, n_samples)``): its
+    heaviest component, then repeatedly the pooled component with the largest weighted KL cost
+    to those chosen (fewer than ``n_components`` seeds when every remaining component coincides
+    with a chosen one).
     """
     mixtures = as_mixture_list(mixtures)
     _check_k(n_components)
-    return unpack(*_core.default_starts(*pack(mixtures), int(n_components)))
+    return unpack(*_core.default_starts(*pack(mixtures), int(n_components),
+                                        n_samples=_sizes(n_samples, len(mixtures))))
 
 
 def reduce(
@@ -151,16 +175,19 @@ def reduce_mixtures(
     max_iter: int = 100,
     n_threads: int | None = None,
     share_trajectories: bool = True,
+    n_samples: Sequence[float] | np.ndarray | None = None,
 ) -> ReductionResult:
-    """``reduce(pool(mixtures), n_components, default_starts(mixtures, n_components), ...)`` in one call.
+    """``reduce(pool(mixtures, n_samples), n_components, default_starts(...), ...)`` in one call.
 
     Plain MR (``trim = 0``) or the trimmed k-barycenter of the local estimates; parameters as
-    in :func:`reduce`.
+    in :func:`reduce`, ``n_samples`` (the sites' sizes, taken as given; None: equal) as in
+    :func:`pool`.
     """
     mixtures = as_mixture_list(mixtures)
     _check_k(n_components)
     options = _options(trim, tol, max_iter, n_threads)
-    return _result(_core.reduce_mixtures(*pack(mixtures), int(n_components), *options, bool(share_trajectories)))
+    return _result(_core.reduce_mixtures(*pack(mixtures), int(n_components), *options, bool(share_trajectories),
+                                         n_samples=_sizes(n_samples, len(mixtures))))
 
 
 def _options(trim: float, tol: float, max_iter: int, n_threads: int | None) -> tuple[int, float, float, int]:
@@ -185,6 +212,11 @@ def _result(out: dict) -> ReductionResult:
         start_n_iter=np.asarray(out["start_n_iter"], dtype=np.intp),
         n_starts_cut=int(out["n_starts_cut"]),
     )
+
+
+def _sizes(n_samples: Sequence[float] | np.ndarray | None, m: int) -> np.ndarray:
+    """Sizes for the core: validated, or empty for equal weights."""
+    return np.zeros(0) if n_samples is None else check_sizes(n_samples, m)
 
 
 def _check_k(n_components: int) -> None:

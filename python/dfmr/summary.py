@@ -249,6 +249,8 @@ def _header(
         ("Radius r", _num(None if decision is None else decision.radius)),
         ("Cut-off kappa*r", _num(None if decision is None else decision.cutoff)),
     ]
+    if result.size_source is not None:
+        left.append(("Site sizes", _SIZE_SOURCES[result.size_source]))
     right = [
         ("Dimension d", str(result.mixture.dim)),
         ("Components", _components_text(result)[0]),
@@ -439,8 +441,33 @@ def inference_summary(
     return _report(tables, _inference_notes(inference, covariances))
 
 
+_SIZE_SOURCES = {"server": "given (server)", "claimed": "claimed (capped)", "equal": "equal"}
+
+
+def _size_notes(result: AggregationResult) -> list[str]:
+    """How the pool was weighted: by which sizes, and which claims were capped or missing."""
+    sizes = result.sizes
+    if result.size_source is None or result.method == "coat":
+        return []
+    if result.size_source == "equal":
+        return ["Pool weights w_ik / |R|: no sample sizes were given by the server or claimed by the estimates."]
+    if result.size_source == "server":
+        return ["Pool weights w_ik n_i / sum_R n_j with the sample sizes given by the server (authoritative)."]
+    notes = [
+        f"Pool weights w_ik n_i / sum_R n_j with the sample sizes the estimates claim (untrusted): a missing "
+        f"claim counts as the median claim ({_num(sizes.median_claim)}), every claim is capped at "
+        f"{_num(sizes.cap)} (5x the median claim). Pass n_samples= for sizes the server knows."
+    ]
+    if sizes.capped.size:
+        notes.append(f"Claims capped ({sizes.capped.size}): machines {', '.join(str(int(i)) for i in sizes.capped)}.")
+    if sizes.unclaimed.size:
+        notes.append(f"No size claimed ({sizes.unclaimed.size}, counted at the median claim): machines "
+                     f"{', '.join(str(int(i)) for i in sizes.unclaimed)}.")
+    return notes
+
+
 def _notes(result: AggregationResult) -> list[str]:
-    notes = []
+    notes = _size_notes(result)
     excluded = np.flatnonzero(~result.kept)
     if result.method == "dfmr" and result.filter is not None:
         notes.append(

@@ -44,6 +44,11 @@ struct AggregateOptions {
   int n_center_sample = 50;   // |S| of the sampled centre rule (capped at m)
   std::uint64_t seed = 0;     // random subset of the sampled centre rule
   int n_threads = 0;          // 0: all hardware threads
+  // The sites' sample sizes, one per machine (finite, >= 1), known to the caller: the retained
+  // machines R are pooled with weights w_ik n_i / sum_{j in R} n_j (see pool()). Empty: equal
+  // sizes, w_ik / |R|. COAT ignores them. The caller decides whether to trust them: a size an
+  // estimate claims about itself is attacker-controlled.
+  std::vector<double> n_samples;
 };
 
 // Centre and filter decision on a distance matrix (or on its scaled version: the rules only

@@ -44,7 +44,7 @@ class Mixture {
   double log_pdf(const Eigen::VectorXd& x) const;
 
  private:
-  friend Mixture pool(const std::vector<Mixture>& mixtures);
+  friend Mixture pool(const std::vector<Mixture>& mixtures, const std::vector<double>& n_samples);
   Mixture() = default;  // for pool(), which assembles already validated and factorised components
   void finish();
 
@@ -56,10 +56,17 @@ class Mixture {
   Eigen::VectorXd log_det_;
 };
 
-// Concatenate mixtures into one mixture with every weight divided by the number of
-// mixtures: the pooled mixture (1/m) sum_i f_i that mixture reduction reduces. The components'
-// Cholesky factors and log-determinants are taken over from the mixtures (they are exactly what
-// a new factorisation of the same matrices would give), not recomputed.
-Mixture pool(const std::vector<Mixture>& mixtures);
+// Concatenate mixtures into one mixture: the pooled mixture that mixture reduction reduces.
+// Without sizes (n_samples empty), or with m equal ones, every weight is divided by the number of
+// mixtures: (1/m) sum_i f_i. With the sizes n_i of the m sites (one per mixture, finite, >= 1;
+// std::invalid_argument otherwise), component k of mixture i has weight w_ik n_i / sum_j n_j:
+// the pool is the mixture of all the sites' data, a site of size 2n weighing as two sites of
+// size n. Equal sizes take the 1/m path, so that they give exactly the unweighted pool. The
+// components' Cholesky factors and log-determinants are taken over from the mixtures (they are
+// exactly what a new factorisation of the same matrices would give), not recomputed.
+Mixture pool(const std::vector<Mixture>& mixtures, const std::vector<double>& n_samples = {});
+
+// Throws std::invalid_argument unless n_samples is empty or holds m finite sizes >= 1.
+void check_sample_sizes(const std::vector<double>& n_samples, std::size_t m);
 
 }  // namespace dfmr

@@ -52,13 +52,16 @@ ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, i
                     const ReduceOptions& options = {});
 
 // Default starts for reducing `mixtures` to K components: every mixture with exactly K
-// components. If there is none, one start seeded from the pool: its heaviest component,
-// then repeatedly the pooled component farthest (weighted KL cost) from those chosen, stopping
-// early (fewer than K seeds) when every remaining component coincides with a chosen one.
-std::vector<Mixture> default_starts(const std::vector<Mixture>& mixtures, int n_components);
+// components. If there is none, one start seeded from the pool (pool(mixtures, n_samples)): its
+// heaviest component, then repeatedly the pooled component farthest (weighted KL cost) from those
+// chosen, stopping early (fewer than K seeds) when every remaining component coincides with a
+// chosen one.
+std::vector<Mixture> default_starts(const std::vector<Mixture>& mixtures, int n_components,
+                                    const std::vector<double>& n_samples = {});
 
-// pool(mixtures) reduced from default_starts(mixtures, K): plain MR (trim = 0) or TKB.
+// pool(mixtures, n_samples) reduced from default_starts(mixtures, K, n_samples): plain MR
+// (trim = 0) or TKB. n_samples: the sites' sizes, one per mixture (empty: equal; see pool()).
 ReduceResult reduce_mixtures(const std::vector<Mixture>& mixtures, int n_components,
-                             const ReduceOptions& options = {});
+                             const ReduceOptions& options = {}, const std::vector<double>& n_samples = {});
 
 }  // namespace dfmr
