@@ -91,11 +91,17 @@ def test_every_mclust_model_converts_exactly_and_round_trips(model, G, data):
     np.testing.assert_allclose(again.covariances, mix.covariances, rtol=1e-12, atol=1e-12 * np.abs(cov).max())
     np.testing.assert_array_equal(again.means, mix.means)
 
+    # The model is kept: to_r writes the fit's own model, with Mclust's fields in Mclust's order
+    # (its single-component names X, XII, XXI, XXX are read as the model they equal).
+    assert mix.covariance_type == {"X": "V", "XII": "VII", "XXI": "VVI", "XXX": "VVV"}.get(model, model)
+    assert item(back, "modelName")[0] == model
+    assert list(item(item(back, "parameters"), "variance").names) == \
+        list(item(item(fit, "parameters"), "variance").names)
+    assert item(back, "df")[0] == item(fit, "df")[0]
+    # mclust's density reads the model's own fields (sigmasq, scale, shape, orientation, cholsigma):
+    # on ours it equals dfmr's density and mclust's on the fit itself.
     X, _ = mix.sample(100, random_state=1)
-    model_back = item(back, "modelName")[0]
-    assert model_back == ("V" if mix.dim == 1 else "VVV")
-    np.testing.assert_allclose(r_dens(X, model_back, item(back, "parameters")), mix.pdf(X), rtol=1e-10, atol=0)
-    # mclust's density under the fit's own model agrees too: the expansion is the model's covariances
+    np.testing.assert_allclose(r_dens(X, model, item(back, "parameters")), mix.pdf(X), rtol=1e-10, atol=0)
     np.testing.assert_allclose(r_dens(X, model, item(fit, "parameters")), mix.pdf(X), rtol=1e-10, atol=0)
 
 
@@ -128,11 +134,13 @@ def test_converter_turns_r_fits_and_lists_into_params_and_back():
     with localconverter(default_converter + numpy2ri.converter):
         without = ro.r("list(mean = 1, sd = 2)")
     assert type(other) is type(without) and list(other.keys()) == list(without.keys())  # untouched by dfmr.r
+    # the EEV fit goes back as EEV: mclust's decomp2sigma rebuilds the covariances from its fields
+    assert ro.r("mix$modelName")[0] == "EEV" and one.covariance_type == "EEV"
     assert list(ro.r("dim(mix$parameters$variance$sigma)")) == [3, 3, 2]
-    assert list(ro.r("dim(mix$parameters$variance$cholsigma)")) == [3, 3, 2]
+    assert list(ro.r("dim(mix$parameters$variance$orientation)")) == [3, 3, 2]
     np.testing.assert_allclose(np.asarray(ro.r("mix$parameters$mean")), one.means.T, rtol=0, atol=0)
     np.testing.assert_allclose(
-        np.asarray(ro.r("apply(mix$parameters$variance$cholsigma, 3, crossprod)")).reshape(3, 3, 2, order="F"),
+        np.asarray(ro.r("with(mix$parameters$variance, decomp2sigma(d, G, scale, shape, orientation))")),
         np.moveaxis(one.covariances, 0, 2), rtol=1e-12)
     expected = dfmr.dfmr([one, *many], 2)
     assert list(ro.r("class(res)")) == ["dfmr"]

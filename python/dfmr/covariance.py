@@ -69,6 +69,7 @@ __all__ = [
     "CovarianceModel",
     "get_model",
     "majority_covariance_type",
+    "mclust_model",
     "sklearn_layout",
 ]
 
@@ -543,34 +544,60 @@ class CovarianceModel:
                              f"possible: {', '.join(self.sklearn_layouts)}.")
         return layout
 
+    def mclust_name(self, n_components: int) -> str:
+        """The name mclust gives this model with ``n_components`` components: its own, or for one
+        component mclust's single-component name (X, XII, XXI or XXX), as ``Mclust()`` reports it."""
+        if n_components != 1:
+            return self.name
+        if self.univariate:
+            return "X"
+        return "XII" if self.shape == "I" else "XXI" if self.orientation == "I" else "XXX"
+
     def to_mclust(self, covariances: np.ndarray) -> dict[str, Any]:
         """mclust's ``$parameters$variance`` list of this model for covariances (K, d, d) of the model.
 
-        Arrays in R's layout (``sigma`` d x d x G, ``shape`` d x G, ``orientation`` d x d (x G));
-        ``scale`` and ``sigmasq`` are scalars for an equal volume, else length G. ``cholSigma`` and
-        ``cholsigma`` are upper factors (``R^T R = Sigma``, R's ``chol``). The fields are those of
-        mclust 6 for the model: E ``sigmasq``; V ``sigmasq``, ``scale``; EII ``Sigma``, ``sigmasq``,
-        ``scale``; VII ``sigmasq``, ``scale``; EEI ``Sigma``, ``scale``, ``shape``; EEE ``Sigma``,
-        ``cholSigma``; VVV ``cholsigma``; the others ``scale``, ``shape`` (unless I) and
-        ``orientation`` (unless I).
+        The fields, their order and their shapes are those of ``Mclust()``'s result for the model
+        (mclust 6; for VVI those of ``me()``, without the copy of ``scale`` as ``sigmasq`` that some
+        ``Mclust()`` paths add), so that mclust's model-specific functions (``dens``, ``cdens``, ``estep``,
+        ``predict``) read them. Arrays in R's layout (``sigma`` d x d x G, ``shape`` d x G,
+        ``orientation`` d x d (x G)); ``scale`` and ``sigmasq`` are scalars for an equal volume, else
+        length G. ``cholSigma`` and ``cholsigma`` are upper factors (``R^T R = Sigma``, R's ``chol``).
+        By model: E ``sigmasq``; V ``sigmasq``, ``scale``; EII ``sigma``, ``Sigma``, ``sigmasq``,
+        ``scale``; VII ``sigma``, ``sigmasq``, ``scale``; EEI ``sigma``,
+        ``Sigma``, ``scale``, ``shape``; EEE ``sigma``, ``Sigma``, ``cholSigma``; VVV ``sigma``,
+        ``cholsigma``; the others ``sigma``, ``scale``, ``shape`` and ``orientation`` (unless I). One
+        component (:meth:`mclust_name`): X ``sigmasq``; XII ``sigmasq``, ``Sigma``, ``sigma``,
+        ``scale``; XXI ``Sigma``, ``sigma``, ``scale``, ``shape``; XXX ``Sigma``, ``cholSigma``,
+        ``cholsigma``, ``sigma``.
         """
         cov = self._check_covariances(covariances)
         K, d = cov.shape[0], cov.shape[1]
         scale, shape, orientation = self._decompose(cov)
-        volume = scale[0] if self.volume == "E" else scale.copy()
+        name = self.mclust_name(K)
+        volume = scale[0] if self.volume == "E" or K == 1 else scale.copy()
+        out: dict[str, Any] = {"modelName": name, "d": d, "G": K}
         if self.univariate:
-            out: dict[str, Any] = {"modelName": self.name, "d": 1, "G": K, "sigmasq": volume}
-            if self.volume == "V":
+            out["sigmasq"] = volume
+            if name == "V":
                 out["scale"] = scale.copy()
             return out
-        out = {"modelName": self.name, "d": d, "G": K, "sigma": np.ascontiguousarray(np.moveaxis(cov, 0, 2))}
-        if self.name in ("EII", "EEI", "EEE"):
-            out["Sigma"] = cov[0].copy()
-        if self.name == "EEE":
-            out["cholSigma"] = np.linalg.cholesky(cov[0]).T
+        sigma = np.ascontiguousarray(np.moveaxis(cov, 0, 2))
+        upper = np.swapaxes(np.linalg.cholesky(cov), 1, 2)
+        if name == "XII":
+            return out | {"sigmasq": volume, "Sigma": cov[0].copy(), "sigma": sigma, "scale": volume}
+        if name == "XXI":
+            return out | {"Sigma": cov[0].copy(), "sigma": sigma, "scale": volume, "shape": shape[0].copy()}
+        if name == "XXX":
+            return out | {"Sigma": cov[0].copy(), "cholSigma": upper[0].copy(), "cholsigma": upper[0].copy(),
+                          "sigma": sigma}
+        out["sigma"] = sigma
+        if name == "VVV":
+            out["cholsigma"] = np.ascontiguousarray(np.moveaxis(upper, 0, 2))
             return out
-        if self.name == "VVV":
-            out["cholsigma"] = np.ascontiguousarray(np.moveaxis(np.swapaxes(np.linalg.cholesky(cov), 1, 2), 0, 2))
+        if name in ("EII", "EEI", "EEE"):
+            out["Sigma"] = cov[0].copy()
+        if name == "EEE":
+            out["cholSigma"] = upper[0].copy()
             return out
         if self.shape == "I":
             out["sigmasq"] = volume
@@ -583,40 +610,143 @@ class CovarianceModel:
             out["orientation"] = np.ascontiguousarray(np.moveaxis(orientation, 0, 2))
         return out
 
-    def from_mclust(self, variance: Mapping[str, Any], rtol: float = 1e-8) -> np.ndarray:
-        """Covariances (K, d, d) from mclust's ``$parameters$variance`` of this model.
+    def from_mclust(self, variance: Mapping[str, Any], n_components: int | None = None, dim: int | None = None,
+                    rtol: float = 1e-8) -> np.ndarray:
+        """Covariances (K, d, d) from mclust's ``$parameters$variance`` of this model (:meth:`to_mclust`).
 
-        Read from ``sigma`` (d x d x G), or ``sigmasq`` in one dimension, and checked to belong to the
-        model (:meth:`contains` with ``rtol``). Objects without ``sigma`` are read by
-        :func:`dfmr.r.mclust.params_from_mclust`, which rebuilds covariances from every model's fields.
+        Read from the model's own fields, those mclust's density functions use: ``sigmasq`` (E, V, X,
+        EII, VII, XII), ``cholSigma`` or ``Sigma`` (EEE, XXX), ``cholsigma`` or ``sigma`` (VVV), else
+        ``scale``, ``shape`` and ``orientation`` (mclust's ``decomp2sigma``); a field shared by the
+        components may be given once (a scalar ``scale``, a length-d ``shape``, a d x d
+        ``orientation``). When ``sigma`` is there too it must agree with them (to ``rtol`` of the
+        largest entry), so that an edited object whose fields contradict each other is refused
+        rather than read one way or the other; the covariances must be positive definite and belong
+        to the model.
+
+        Parameters
+        ----------
+        variance : mapping
+            mclust's list; ``modelName`` (optional) must be this model's name, or its
+            single-component name (:meth:`mclust_name`) when there is one component.
+        n_components, dim : int, optional
+            K and d when known from the means and weights (checked against ``variance$G`` and
+            ``variance$d``); otherwise read from those fields (or from ``sigma``).
+        rtol : float
 
         Raises
         ------
         ValueError
-            If ``modelName`` is another model, a field is missing or malformed, or the covariances do
-            not belong to the model.
+            If ``modelName`` is another model, a field is missing, malformed or not finite, the
+            fields disagree, or the covariances do not belong to the model.
         """
+        K, d = _mclust_dims(variance, n_components, dim)
         model = variance.get("modelName")
-        if model is not None and str(np.asarray(model).reshape(-1)[0]) != self.name:
-            raise ValueError(f"variance$modelName is {model!r}, not {self.name}.")
-        if self.univariate:
-            if variance.get("sigmasq") is None:
-                raise ValueError("variance$sigmasq is missing.")
-            sigmasq = np.asarray(variance["sigmasq"], dtype=np.float64).reshape(-1)
-            G = int(np.asarray(variance.get("G", sigmasq.size)).reshape(-1)[0])
-            cov = np.broadcast_to(sigmasq, (G,)).reshape(G, 1, 1).copy()
+        if model is not None and str(np.asarray(model).reshape(-1)[0]) not in (self.name, self.mclust_name(K)):
+            raise ValueError(f"variance$modelName is {model!r}, not {self.mclust_name(K)}.")
+        self._check_dim(d)
+        fields = _McLustFields(variance, K, d)
+        name = self.mclust_name(K)
+        if name in ("E", "V", "X", "EII", "VII", "XII"):
+            cov = fields.per_component("sigmasq")[:, None, None] * np.eye(d)
+        elif name in ("EEE", "XXX"):
+            cov = _from_cholesky(fields.stack("cholSigma")) if "cholSigma" in fields else fields.stack("Sigma")
+        elif name == "VVV":
+            cov = _from_cholesky(fields.stack("cholsigma")) if "cholsigma" in fields else fields.stack("sigma")
         else:
-            if variance.get("sigma") is None:
-                raise ValueError("variance$sigma is missing.")
-            sigma = np.asarray(variance["sigma"], dtype=np.float64)
-            if sigma.ndim != 3:
-                raise ValueError(f"variance$sigma must be a d x d x G array, got shape {sigma.shape}.")
-            cov = np.ascontiguousarray(np.moveaxis(sigma, 2, 0))
-        if not np.all(np.isfinite(cov)):
-            raise ValueError("variance holds NA, NaN or infinite values.")
+            scale, shape = fields.per_component("scale"), fields.shape_matrix()
+            if self.orientation == "I" or name == "XXI":
+                cov = _diag_matrices(scale[:, None] * shape.T)
+            else:
+                orient = fields.stack("orientation")
+                cov = np.einsum("kij,jk,klj->kil", orient, scale * shape, orient)
+        if "sigma" in fields and d > 1:
+            sigma = fields.stack("sigma")
+            if np.max(np.abs(sigma - cov)) > rtol * max(np.max(np.abs(cov)), np.finfo(np.float64).tiny):
+                raise ValueError(f"variance$sigma contradicts the {name} model's own fields.")
+        smallest = np.linalg.eigvalsh(0.5 * (cov + np.swapaxes(cov, 1, 2)))[:, 0]
+        if np.any(smallest <= 0):  # the model's decomposition (and membership) needs positive definite matrices
+            j = int(np.argmax(smallest <= 0))
+            raise ValueError(f"covariances: matrix {j} is not positive definite (smallest eigenvalue "
+                             f"{smallest[j]:.3g}).")
         if not self.contains(cov, rtol):
             raise ValueError(f"the covariances in variance do not belong to the {self.name} model.")
         return cov
+
+
+def _mclust_dims(variance: Mapping[str, Any], n_components: int | None, dim: int | None) -> tuple[int, int]:
+    """K and d of an mclust variance list: the caller's, checked against ``G`` and ``d`` when present."""
+    known = {"G": n_components, "d": dim}
+    for key in ("G", "d"):
+        if variance.get(key) is None:
+            continue
+        value = np.asarray(variance[key]).reshape(-1)
+        if value.size != 1 or value.dtype.kind not in "iuf" or not np.isfinite(value[0]) or value[0] < 1 or \
+                value[0] != int(value[0]):
+            raise ValueError(f"variance${key}: expected a positive integer, got {variance[key]!r}.")
+        if known[key] is not None and int(value[0]) != known[key]:
+            raise ValueError(f"variance${key} = {int(value[0])} but the means and weights give {key} = {known[key]}.")
+        known[key] = int(value[0])
+    if (known["G"] is None or known["d"] is None) and variance.get("sigma") is not None:
+        sigma = np.asarray(variance["sigma"])
+        known["d"] = known["d"] or sigma.shape[0]
+        known["G"] = known["G"] or (sigma.shape[2] if sigma.ndim == 3 else 1)
+    if known["G"] is None or known["d"] is None:
+        raise ValueError("variance: G and d are missing (and there is no sigma to read them from).")
+    return known["G"], known["d"]
+
+
+class _McLustFields:
+    """The numeric fields of an mclust variance list, checked and shaped for K components in d dimensions."""
+
+    def __init__(self, variance: Mapping[str, Any], K: int, d: int) -> None:
+        self._variance, self._K, self._d = variance, K, d
+
+    def __contains__(self, name: str) -> bool:
+        return self._variance.get(name) is not None
+
+    def get(self, name: str) -> np.ndarray:
+        if name not in self:
+            raise ValueError(f"variance${name} is missing (needed by its covariance model).")
+        try:
+            arr = np.asarray(self._variance[name], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"variance${name}: not numeric ({exc}).") from None
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"variance${name} contains NA, NaN or infinity.")
+        return arr
+
+    def per_component(self, name: str) -> np.ndarray:
+        """A scalar (equal across components) or K values, as a length-K vector."""
+        flat = self.get(name).reshape(-1)
+        if flat.size not in (1, self._K):
+            raise ValueError(f"variance${name}: expected 1 or G = {self._K} values, got {flat.size}.")
+        return np.broadcast_to(flat, (self._K,)).copy()
+
+    def shape_matrix(self) -> np.ndarray:
+        """``shape`` as a d x K matrix (a length-d vector is shared by all components)."""
+        arr, d, K = self.get("shape"), self._d, self._K
+        if arr.size == d:
+            return np.repeat(arr.reshape(d, 1), K, axis=1)
+        if arr.shape != (d, K):
+            raise ValueError(f"variance$shape: expected d = {d} values or a d x G matrix, got shape {arr.shape}.")
+        return arr
+
+    def stack(self, name: str) -> np.ndarray:
+        """A d x d x K array (or one d x d matrix, shared) as a K x d x d stack."""
+        arr, d, K = self.get(name), self._d, self._K
+        if arr.shape == (d, d, K):
+            return np.ascontiguousarray(np.moveaxis(arr, 2, 0))
+        if arr.shape == (d, d) or (d == 1 and arr.size == 1):
+            return np.repeat(arr.reshape(1, d, d), K, axis=0)
+        if d == 1 and arr.size == K:
+            return arr.reshape(K, 1, 1)
+        raise ValueError(f"variance${name}: expected a {d} x {d} x {K} array, got shape {arr.shape}.")
+
+
+def _from_cholesky(upper: np.ndarray) -> np.ndarray:
+    """``R^T R`` for a stack of upper-triangular factors (R's ``chol`` convention)."""
+    upper = np.triu(upper)
+    return np.einsum("kji,kjl->kil", upper, upper)
 
 
 _REGISTRY = {name: CovarianceModel(name, *_M_STEPS[name]) for name in MODEL_NAMES + UNIVARIATE_MODEL_NAMES}
@@ -661,6 +791,32 @@ def get_model(covariance_type: str, dim: int) -> CovarianceModel:
         raise ValueError(f"covariance model {covariance_type} is for one-dimensional data, got d = {dim}; "
                          "use EII or VII (or 'spherical') instead.")
     return _REGISTRY[covariance_type]
+
+
+# mclust's names for one component, which Mclust() reports whatever model was asked for when G = 1
+# (univariate, spherical, diagonal, ellipsoidal), and the model each is read as.
+_SINGLE_COMPONENT = {"X": "V", "XII": "VII", "XXI": "VVI", "XXX": "VVV"}
+
+
+def mclust_model(model_name: str, dim: int) -> CovarianceModel:
+    """The model behind an mclust ``modelName`` (of a fitted object) for ``dim``-dimensional data.
+
+    Like :func:`get_model` for mclust's fourteen names and E, V, and also for mclust's
+    single-component names X, XII, XXI and XXX (read as V, VII, VVI and VVV, which they equal when
+    there is one component).
+
+    Raises
+    ------
+    ValueError
+        For a name that is not mclust's, or one for the other dimension.
+    """
+    if not isinstance(model_name, str) or model_name not in _REGISTRY and model_name not in _SINGLE_COMPONENT:
+        raise ValueError(f"{model_name!r} is not an mclust covariance model name.")
+    model = _REGISTRY[_SINGLE_COMPONENT.get(model_name, model_name)]
+    if model.univariate != (dim == 1):
+        raise ValueError(f"mclust model {model_name} is for {'d = 1' if model.univariate else 'd >= 2'}, "
+                         f"got d = {dim}.")
+    return model
 
 
 def sklearn_layout(covariance_type: str) -> str:

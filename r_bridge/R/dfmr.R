@@ -52,7 +52,8 @@
     named <- nzchar(names(fits))
     labels[named] <- sprintf("%s ('%s')", labels[named], names(fits)[named])
   }
-  # The number of rows behind each fit (mclust's $n) calibrates robust_dfmr's tests; NA if unknown.
+  # The number of rows behind each fit (mclust's $n): the server's sizes, which weight the sites in the
+  # pool and calibrate robust_dfmr's tests; NA if unknown.
   sizes <- vapply(fits, function(fit) {
     n <- if (is.list(fit)) fit$n else NULL
     if (is.numeric(n) && length(n) == 1L && is.finite(n)) as.numeric(n) else NA_real_
@@ -62,20 +63,19 @@
        sizes = unname(sizes))
 }
 
-# mclust's parameter list from what Python returns (reticulate gives 1-d arrays, rpy2 vectors).
+# mclust's parameter list from what Python returns: the variance list of the model, with the fields
+# Mclust() gives that model, in its order (dfmr.covariance writes them); reticulate and rpy2 give the
+# same objects (arrays travel with their dimensions), so only the storage modes are set here.
 .mclust_parameters <- function(p) {
-  d <- as.integer(p$variance$d)
-  G <- as.integer(p$variance$G)
-  pro <- as.numeric(p$pro)
-  if (d == 1L) {
-    sigmasq <- as.numeric(p$variance$sigmasq)
-    variance <- list(modelName = "V", d = 1L, G = G, sigmasq = sigmasq, scale = sigmasq)
-    return(list(pro = pro, mean = as.numeric(p$mean), variance = variance))
-  }
-  variance <- list(modelName = "VVV", d = d, G = G,
-                   sigma = array(as.numeric(p$variance$sigma), c(d, d, G)),
-                   cholsigma = array(as.numeric(p$variance$cholsigma), c(d, d, G)))
-  list(pro = pro, mean = matrix(as.numeric(p$mean), d, G), variance = variance)
+  variance <- lapply(p$variance, function(field) {
+    if (is.numeric(field)) storage.mode(field) <- "double"
+    field
+  })
+  variance$modelName <- as.character(variance$modelName)
+  variance$d <- as.integer(variance$d)
+  variance$G <- as.integer(variance$G)
+  mean <- if (variance$d == 1L) as.numeric(p$mean) else matrix(as.numeric(p$mean), variance$d, variance$G)
+  list(pro = as.numeric(p$pro), mean = mean, variance = variance)
 }
 
 .optional <- function(value, as = as.numeric) {
@@ -108,14 +108,21 @@
   if (!is.null(data) && ncol(data) > 1L && !is.null(colnames(data))) {
     rownames(parameters$mean) <- colnames(data)
   }
+  site_weights <- NULL
+  if (!is.null(raw$site_weights)) {  # site_weights = "free": each site's own proportions, sites x G
+    site_weights <- matrix(as.numeric(raw$site_weights), m, as.integer(raw$G),
+                           dimnames = list(sites, seq_len(as.integer(raw$G))))
+  }
   structure(list(
     call = call,
     data = data,
-    modelName = parameters$variance$modelName,
+    modelName = as.character(raw$modelName),
     n = if (is.null(data)) NA_integer_ else nrow(data),
     d = as.integer(raw$d),
     G = as.integer(raw$G),
+    df = as.numeric(raw$df),
     parameters = parameters,
+    site_weights = site_weights,
     method = as.character(raw$method),
     sites = sites,
     retained = as.integer(as.vector(raw$retained)),
@@ -138,7 +145,23 @@
   ), class = "dfmr")
 }
 
-dfmr_fit <- function(x, G, machines = 10, method = NULL, threshold = NULL, seed = NULL, ...) {
+# One mclust model name (or one of scikit-learn's four); NULL leaves the choice to Python.
+.model_name <- function(modelNames) {
+  if (is.null(modelNames)) {
+    return(NULL)
+  }
+  if (!is.character(modelNames) || length(modelNames) != 1L || is.na(modelNames)) {
+    stop("modelNames: give one covariance model, an mclust name such as \"EEE\" or \"VVV\".", call. = FALSE)
+  }
+  modelNames
+}
+
+.site_weights <- function(site_weights) {
+  if (is.null(site_weights)) NULL else match.arg(site_weights, c("shared", "free"))
+}
+
+dfmr_fit <- function(x, G, machines = 10, method = NULL, threshold = NULL, seed = NULL, modelNames = NULL,
+                     site_weights = NULL, ...) {
   call <- match.call()
   x <- .data_matrix(x)
   method <- .match_method(method)
@@ -155,16 +178,19 @@ dfmr_fit <- function(x, G, machines = 10, method = NULL, threshold = NULL, seed 
     machines <- nlevels(site)
   }
   raw <- .python("fit", x = x, G = G, machines = machines, method = method, threshold = threshold,
-                 seed = seed, machine = machine, names = if (is.null(sites)) NULL else as.list(sites), ...)
+                 seed = seed, machine = machine, names = if (is.null(sites)) NULL else as.list(sites),
+                 modelNames = .model_name(modelNames), site_weights = .site_weights(site_weights), ...)
   .new_dfmr(raw, call, data = x, sites = sites)
 }
 
-dfmr_aggregate <- function(fits, G, method = NULL, threshold = NULL, data = NULL, ...) {
+dfmr_aggregate <- function(fits, G, method = NULL, threshold = NULL, data = NULL, modelNames = NULL,
+                           site_weights = NULL, ...) {
   call <- match.call()
   method <- .match_method(method)
   sites <- .sites(fits)
   raw <- .python("aggregate", sites = sites$parameters, G = G, method = method, threshold = threshold,
-                 names = sites$names, sizes = as.list(sites$sizes), ...)
+                 names = sites$names, sizes = as.list(sites$sizes), modelNames = .model_name(modelNames),
+                 site_weights = .site_weights(site_weights), ...)
   .new_dfmr(raw, call, data = if (is.null(data)) NULL else .data_matrix(data),
             sites = if (is.null(names(fits))) NULL else names(fits))
 }

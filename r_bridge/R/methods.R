@@ -69,6 +69,7 @@ summary.dfmr <- function(object, data = NULL, se = FALSE, type = NULL, ...) {
     out$screening <- decisions
     out$n_samples_known <- object$screening$n_samples_known
   }
+  out$site_weights <- object$site_weights
   if (!is.null(data)) {
     ll <- logLik(object, data = data)
     out$loglik <- as.numeric(ll)
@@ -116,6 +117,10 @@ print.summary.dfmr <- function(x, digits = getOption("digits") - 3L, ...) {
   }
   cat("\nMixing probabilities:\n")
   print(stats::setNames(x$pro, seq_along(x$pro)), digits = digits)
+  if (!is.null(x$site_weights)) {
+    cat("\nSites' own mixing probabilities (site_weights = \"free\"):\n")
+    print(x$site_weights, digits = digits)
+  }
   cat("\nMeans:\n")
   print(x$mean, digits = digits)
   cat("\nVariances:\n")
@@ -137,11 +142,15 @@ print.summary.dfmr <- function(x, digits = getOption("digits") - 3L, ...) {
   invisible(x)
 }
 
+# As mclust's predict.Mclust: component log-densities from mclust::cdens (which reads the model's own
+# variance fields, for every model and for mclust's single-component names), plus log proportions.
 predict.dfmr <- function(object, newdata, ...) {
   data <- .data_for(object, if (missing(newdata)) NULL else newdata, "predict")
-  # mclust::estep() looks its model function up in the caller's frame; call that function directly.
-  estep <- getExportedValue("mclust", paste0("estep", object$modelName))
-  z <- estep(data = data, parameters = object$parameters)$z
+  logz <- mclust::cdens(data = data, modelName = object$modelName, parameters = object$parameters, logarithm = TRUE)
+  logz <- sweep(cbind(logz), 2L, log(object$parameters$pro / sum(object$parameters$pro)), "+")
+  top <- apply(logz, 1L, max)
+  z <- exp(logz - (top + log(rowSums(exp(logz - top)))))
+  colnames(z) <- seq_len(object$G)
   list(classification = max.col(z, ties.method = "first"), z = z)
 }
 
@@ -149,8 +158,7 @@ logLik.dfmr <- function(object, data = NULL, ...) {
   data <- .data_for(object, data, "logLik")
   logdens <- mclust::dens(data = data, modelName = object$modelName, parameters = object$parameters,
                           logarithm = TRUE)
-  structure(sum(logdens), df = mclust::nMclustParams(object$modelName, object$d, object$G),
-            nobs = nrow(data), class = "logLik")
+  structure(sum(logdens), df = object$df, nobs = nrow(data), class = "logLik")
 }
 
 # mclust's sign convention: 2 log L - df log n (larger is better), as mclust::bic.

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..aggregate import AggregationResult
+from ..covariance import get_model
 from ..params import GaussianMixtureParams, InvalidMixtureError
 from . import api
 from .mclust import params_from_mclust, params_to_mclust, result_to_mclust
@@ -164,7 +165,8 @@ def from_r(obj: Any) -> GaussianMixtureParams | list[GaussianMixtureParams]:
     Parameters
     ----------
     obj : rpy2 object
-        An ``Mclust`` or ``densityMclust`` fit (any covariance model), a ``"dfmr"`` result, a list
+        An ``Mclust`` or ``densityMclust`` fit (any covariance model, which the result keeps as its
+        ``covariance_type``), a ``"dfmr"`` result, a list
         ``list(pro, mean, variance = list(sigma))`` in mclust's layout, or an R list of those.
 
     Returns
@@ -207,15 +209,18 @@ def from_r(obj: Any) -> GaussianMixtureParams | list[GaussianMixtureParams]:
 def to_r(x: Any) -> Any:
     """dfmr objects as R objects in mclust's layout.
 
-    A :class:`~dfmr.GaussianMixtureParams` becomes ``list(modelName, d, G, parameters = list(pro, mean,
-    variance))`` (``"VVV"`` with ``sigma`` and ``cholsigma``; ``"V"`` with ``sigmasq`` when d = 1), an
+    A :class:`~dfmr.GaussianMixtureParams` becomes ``list(modelName, d, G, df, parameters = list(pro, mean,
+    variance))`` in the layout of its covariance model (``covariance_type``), as ``Mclust()`` writes that
+    model (:meth:`dfmr.covariance.CovarianceModel.to_mclust`; ``df`` is mclust's ``nMclustParams``), an
     :class:`~dfmr.AggregationResult` the object of class ``"dfmr"`` that the R package returns (its
     ``$parameters``, ``$retained``, ``$center``, ``$distances``, ``$cutoff``, ``$method``, ...), and a
     list or tuple of them an R list.
     """
     if isinstance(x, GaussianMixtureParams):
-        return plain_to_r({"modelName": "VVV" if x.dim > 1 else "V", "d": x.dim, "G": x.n_components,
-                           "parameters": params_to_mclust(x)})
+        parameters = params_to_mclust(x)
+        df = get_model(x.covariance_type, x.dim).n_parameters(x.n_components, x.dim)
+        return plain_to_r({"modelName": parameters["variance"]["modelName"], "d": x.dim, "G": x.n_components,
+                           "df": df, "parameters": parameters})
     if isinstance(x, AggregationResult):
         out = plain_to_r(result_to_mclust(x))
         out.do_slot_assign("class", ri.StrSexpVector(["dfmr"]))

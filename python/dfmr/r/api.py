@@ -76,6 +76,20 @@ def _integer(value: Any, name: str) -> int | None:
     return int(arr[0])
 
 
+def _model_settings(modelNames: Any, site_weights: Any) -> dict[str, Any]:
+    """The estimator's ``covariance_type`` and ``site_weights`` from R's ``modelNames`` and ``site_weights``;
+    an argument R leaves NULL is not passed (the estimator's default)."""
+    settings: dict[str, Any] = {}
+    if modelNames is not None:
+        names = _as_names(modelNames)
+        if len(names) != 1:
+            raise ValueError(f"modelNames must be one mclust model name here, got {len(names)}: {', '.join(names)}.")
+        settings["covariance_type"] = names[0]
+    if site_weights is not None:
+        settings["site_weights"] = str(np.asarray(site_weights).reshape(-1)[0])
+    return settings
+
+
 def _estimator(G: Any, method: Any, threshold: Any, **settings: Any) -> DistributedGaussianMixture:
     method = defaults()["method"] if method is None else str(method)
     kappa = None if threshold is None else float(np.asarray(threshold).reshape(-1)[0])
@@ -84,15 +98,29 @@ def _estimator(G: Any, method: Any, threshold: Any, **settings: Any) -> Distribu
     )
 
 
+def _settings(est: DistributedGaussianMixture, model: dict[str, Any]) -> dict[str, Any]:
+    """What inference needs to rerun the aggregation: its own settings and the model settings R gave."""
+    return {"threshold": est.threshold, "alpha": float(est.alpha), **model}
+
+
 def aggregate(sites: Sequence[Any], G: Any, method: Any = None, threshold: Any = None, alpha: Any = 0.5,
-              names: Any = None, sizes: Any = None) -> dict[str, Any]:
+              names: Any = None, sizes: Any = None, modelNames: Any = None,
+              site_weights: Any = None) -> dict[str, Any]:
     """Aggregate one mclust ``parameters`` list per site; the fields of the R ``"dfmr"`` object.
 
-    ``sizes`` are the sites' row counts (mclust's ``$n``; NA/None where unknown). They calibrate
-    ``robust_dfmr``'s tests when every site has one; otherwise equal sizes are assumed (and said).
+    ``sizes`` are the sites' row counts (mclust's ``$n``; NA/None where unknown): when every site
+    has one they are the server's sizes, authoritative (``n_samples=`` of the aggregators);
+    otherwise none are passed and equal sizes are assumed (and said). The sites may have fitted
+    different covariance models; the aggregate is of ``modelNames`` (one mclust name), by default
+    the sites' model when they share one, else VVV (V when d = 1). ``site_weights`` ("shared" or
+    "free") as in :class:`~dfmr.DistributedGaussianMixture`.
     """
     local = site_mixtures(sites, names)
-    est = _estimator(G, method, threshold, alpha=float(alpha))
+    if modelNames is None:
+        models = {m.covariance_type for m in local}
+        modelNames = models.pop() if len(models) == 1 else "full"
+    model = _model_settings(modelNames, site_weights)
+    est = _estimator(G, method, threshold, alpha=float(alpha), **model)
     n_jobs = est._validated_params()
     known = None
     if sizes is not None:
@@ -101,7 +129,7 @@ def aggregate(sites: Sequence[Any], G: Any, method: Any = None, threshold: Any =
             known = [int(v) for v in values]
     out = _with_local(result_to_mclust(est._aggregate(local, n_jobs, known)), local)
     out["sizes"] = known
-    out["settings"] = {"threshold": est.threshold, "alpha": float(est.alpha)}
+    out["settings"] = _settings(est, model)
     return out
 
 
@@ -119,15 +147,19 @@ def _site_error(exc: ValueError, names: list[str] | None) -> ValueError:
 
 
 def fit(x: Any, G: Any, machines: Any = 10, method: Any = None, threshold: Any = None, seed: Any = None,
-        machine: Any = None, names: Any = None, **settings: Any) -> dict[str, Any]:
+        machine: Any = None, names: Any = None, modelNames: Any = None, site_weights: Any = None,
+        **settings: Any) -> dict[str, Any]:
     """Fit from raw data: rows dealt to ``machines`` sites, or grouped by ``machine`` (integer codes 1..m).
 
-    ``names`` labels the sites in error messages. ``settings`` go to :class:`~dfmr.DistributedGaussianMixture`
-    (``alpha``, ``n_init``, ``max_iter``, ``tol``, ``n_jobs``); whole numbers sent by R as doubles are passed as
-    integers.
+    ``names`` labels the sites in error messages. ``modelNames`` (one mclust model name, or one of
+    scikit-learn's four) is the estimator's ``covariance_type`` and ``site_weights`` its
+    ``site_weights``; None leaves the estimator's default. ``settings`` go to
+    :class:`~dfmr.DistributedGaussianMixture` (``alpha``, ``n_init``, ``max_iter``, ``tol``, ``n_jobs``); whole
+    numbers sent by R as doubles are passed as integers.
     """
     try:
-        return _fit(x, G, machines, method, threshold, seed, machine, **settings)
+        return _fit(x, G, machines, method, threshold, seed, machine, _model_settings(modelNames, site_weights),
+                    **settings)
     except ValueError as exc:
         reworded = _site_error(exc, _as_names(names))
         if reworded is exc:
@@ -136,7 +168,7 @@ def fit(x: Any, G: Any, machines: Any = 10, method: Any = None, threshold: Any =
 
 
 def _fit(x: Any, G: Any, machines: Any, method: Any, threshold: Any, seed: Any, machine: Any,
-         **settings: Any) -> dict[str, Any]:
+         model: dict[str, Any], **settings: Any) -> dict[str, Any]:
     for key in ("n_init", "max_iter", "n_jobs"):
         if key in settings:
             settings[key] = _integer(settings[key], key)
@@ -146,7 +178,7 @@ def _fit(x: Any, G: Any, machines: Any, method: Any, threshold: Any, seed: Any, 
         # so the object can say which rows each site had (inference needs them).
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     est = _estimator(G, method, threshold, n_machines=_integer(machines, "machines"), random_state=seed,
-                     **settings)
+                     **model, **settings)
     data = np.asarray(x, dtype=np.float64)
     if machine is None:
         est.fit(x)
@@ -162,7 +194,7 @@ def _fit(x: Any, G: Any, machines: Any, method: Any, threshold: Any, seed: Any, 
     out = _with_local(result_to_mclust(est.aggregation_), est.local_mixtures_)
     out["machine"] = codes
     out["sizes"] = np.bincount(codes)[1:]
-    out["settings"] = {"threshold": est.threshold, "alpha": float(est.alpha)}
+    out["settings"] = _settings(est, model)
     return out
 
 
@@ -234,7 +266,8 @@ def inference(local: Sequence[Any], G: Any, method: Any, parameters: Any, settin
         raise ValueError(f"adjust must be one of p.adjust's methods ({', '.join(P_ADJUST)}), got {adjust!r}.")
     settings = settings or {}
     local = site_mixtures(local)
-    est = _estimator(G, method, settings.get("threshold"), alpha=float(settings.get("alpha", 0.5)))
+    model = {k: settings[k] for k in ("covariance_type", "site_weights") if k in settings}
+    est = _estimator(G, method, settings.get("threshold"), alpha=float(settings.get("alpha", 0.5)), **model)
     known = _optional_sizes(sizes)
     result = est._aggregate(local, 1, known)
     stored = params_from_mclust(parameters, "parameters: ")

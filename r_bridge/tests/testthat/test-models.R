@@ -1,0 +1,82 @@
+skip_if_not(dfmr_available(), "the dfmr Python package is not available")
+
+# Three sites of the same two-cluster population (2-D: mclust's classification plot is the 2-D one).
+model_sites <- lapply(1:3, function(i) {
+  set.seed(40 + i)
+  rbind(matrix(stats::rnorm(300), ncol = 2), sweep(matrix(stats::rnorm(300), ncol = 2) %*% diag(c(1, 2)), 2, 4, "+"))
+})
+
+# The ellipses a plot drew (helper-plots.R): the coordinates of every lines() call.
+ellipses <- function(calls) {
+  xy <- Filter(function(a) identical(a[[2]], "l"), calls[names(calls) == "C_plotXY"])
+  lapply(xy, function(a) cbind(a[[1]]$x, a[[1]]$y))
+}
+
+test_that("a result of each covariance model is that model's Mclust object to dens, estep, predict, summary and plot", {
+  # COAT returns the centre site's own estimate: after the trip through Python and back, the result
+  # must be that site's Mclust fit to mclust's functions, which read the model's own variance fields
+  # (sigmasq, scale, shape, orientation, cholsigma, ...). One component gives mclust's XII/XXI/XXX.
+  cases <- list(c("EII", 2), c("VEI", 2), c("EVI", 2), c("EEE", 2), c("EVE", 2), c("VEV", 2), c("VVV", 2),
+                c("VII", 1), c("EEI", 1), c("EEV", 1))
+  for (case in cases) {
+    G <- as.integer(case[2])
+    fits <- lapply(model_sites, mclust::Mclust, G = G, modelNames = case[1], verbose = FALSE)
+    res <- dfmr_aggregate(fits, G = G, method = "coat")
+    ref <- fits[[res$center]]
+    x <- ref$data
+    label <- paste(case, collapse = " G = ")
+    expect_identical(res$modelName, ref$modelName, label = label)
+    expect_identical(res$df, ref$df, label = label)
+    expect_identical(names(res$parameters$variance), names(ref$parameters$variance), label = label)
+    expect_equal(res$parameters$variance$sigma, ref$parameters$variance$sigma, tolerance = 1e-12,
+                 ignore_attr = TRUE, label = label)
+    expect_equal(mclust::dens(data = x, modelName = res$modelName, parameters = res$parameters),
+                 mclust::dens(data = x, modelName = ref$modelName, parameters = ref$parameters),
+                 tolerance = 1e-12, label = label)
+    if (G > 1L) {  # mclust has no estep for its single-component models
+      expect_equal(mclust::estep(data = x, modelName = res$modelName, parameters = res$parameters)$z,
+                   mclust::estep(data = x, modelName = ref$modelName, parameters = ref$parameters)$z,
+                   tolerance = 1e-12, label = label)
+    }
+    ours <- predict(res, x)
+    theirs <- predict(ref, x)
+    expect_identical(ours$classification, theirs$classification, label = label)
+    expect_equal(ours$z, theirs$z, tolerance = 1e-12, label = label)
+    # mclust's logLik and bic of the site's fit at its parameters (its stored loglik is EM's last E-step's)
+    unfitted <- ref
+    unfitted$loglik <- NULL
+    ll <- logLik(unfitted)
+    s <- summary(res, data = x)
+    expect_equal(c(s$loglik, s$df, s$bic),
+                 c(ll, attr(ll, "df"), mclust::bic(ref$modelName, ll, ref$n, ref$d, ref$G)), tolerance = 1e-12,
+                 ignore_attr = TRUE, label = label)
+    expect_equal(ellipses(drawn(plot(res, what = "classification", data = x))),
+                 ellipses(drawn(plot(ref, what = "classification"))), tolerance = 1e-12, label = label)
+  }
+})
+
+test_that("univariate fits keep mclust's E and V models", {
+  for (model in c("E", "V")) {
+    fits <- lapply(model_sites, function(x) mclust::Mclust(x[, 2], G = 2, modelNames = model, verbose = FALSE))
+    res <- dfmr_aggregate(fits, G = 2, method = "coat")
+    ref <- fits[[res$center]]
+    expect_identical(res$modelName, model)
+    expect_identical(res$parameters$variance[c("modelName", "sigmasq")], ref$parameters$variance[c("modelName", "sigmasq")],
+                     ignore_attr = TRUE)
+    expect_equal(predict(res, ref$data)$z, predict(ref)$z, tolerance = 1e-12, ignore_attr = TRUE)
+  }
+})
+
+test_that("dfmr_fit(modelNames =) fits every site in that model", {
+  x <- do.call(rbind, model_sites)
+  fit <- dfmr_fit(x, G = 2, machines = 3, modelNames = "EEE", method = "coat", seed = 1)
+  expect_identical(fit$modelName, "EEE")
+  expect_identical(vapply(fit$local, function(p) p$variance$modelName, ""), rep("EEE", 3))
+  # EEE: one covariance for both components, written as mclust writes it
+  expect_equal(fit$parameters$variance$sigma[, , 1], fit$parameters$variance$sigma[, , 2], tolerance = 1e-12)
+  expect_equal(fit$parameters$variance$Sigma, fit$parameters$variance$sigma[, , 1], tolerance = 1e-12)
+  expect_equal(crossprod(fit$parameters$variance$cholSigma), fit$parameters$variance$Sigma, tolerance = 1e-12)
+  expect_identical(fit$df, mclust::nMclustParams("EEE", 2, 2))
+  expect_error(dfmr_fit(x, G = 2, modelNames = c("EEE", "VVV")), "one covariance model")
+  expect_error(dfmr_fit(x, G = 2, modelNames = "ABC"), "covariance_type must be one of")
+})
