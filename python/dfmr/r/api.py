@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..covariance import majority_covariance_type
 from ..distances import pairwise_l2
 from ..estimator import AGGREGATORS, DistributedGaussianMixture
 from ..params import GaussianMixtureParams
@@ -112,13 +113,13 @@ def aggregate(sites: Sequence[Any], G: Any, method: Any = None, threshold: Any =
     has one they are the server's sizes, authoritative (``n_samples=`` of the aggregators);
     otherwise none are passed and equal sizes are assumed (and said). The sites may have fitted
     different covariance models; the aggregate is of ``modelNames`` (one mclust name), by default
-    the sites' model when they share one, else VVV (V when d = 1). ``site_weights`` ("shared" or
+    the model of a strict majority of the sites, else VVV (V when d = 1;
+    :func:`dfmr.covariance.majority_covariance_type`: a site's model is its own claim). ``site_weights`` ("shared" or
     "free") as in :class:`~dfmr.DistributedGaussianMixture`.
     """
     local = site_mixtures(sites, names)
     if modelNames is None:
-        models = {m.covariance_type for m in local}
-        modelNames = models.pop() if len(models) == 1 else "full"
+        modelNames = majority_covariance_type([m.covariance_type for m in local], local[0].dim)
     model = _model_settings(modelNames, site_weights)
     est = _estimator(G, method, threshold, alpha=float(alpha), **model)
     n_jobs = est._validated_params()
