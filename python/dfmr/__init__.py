@@ -15,6 +15,7 @@ from . import (
     metrics,
     partition,
     reduction,
+    selection,
     simulate,
     sources,
     summary,
@@ -25,13 +26,14 @@ from .estimator import DistributedGaussianMixture, NotFittedError
 from .local import fit_local
 from .params import LIMITS, GaussianMixtureParams, InvalidMixtureError
 from .robust import robust_dfmr
+from .selection import criterion_table
 
 __all__ = [
     "GaussianMixtureParams", "InvalidMixtureError", "LIMITS",
     "pairwise_l2", "l2_distance",
     "dfmr", "mr", "coat", "tkb", "AggregationResult", "fit_local", "robust_dfmr",
-    "DistributedGaussianMixture", "NotFittedError",
+    "DistributedGaussianMixture", "NotFittedError", "criterion_table",
     "filtering", "partition", "reduction", "simulate", "metrics", "io", "summary", "information",
-    "executor", "sources", "covariance",
+    "executor", "sources", "covariance", "selection",
 ]
 __version__ = _metadata.version("dfmr")  # single source: pyproject.toml

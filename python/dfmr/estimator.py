@@ -47,6 +47,8 @@ from .local import fit_local_detailed
 from .params import GaussianMixtureParams, precision_factor
 from .partition import split
 from .robust import robust_dfmr
+from .selection import candidate_grid, fit_grid, is_grid
+from .selection import validate as validate_selection
 from .sources import InvalidDataError, dask_array_parts, dask_dataframe_parts, is_dask_collection
 from .spark import is_spark_dataframe
 
@@ -63,6 +65,7 @@ _LEARNED = (
     "mixture_", "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "local_mixtures_",
     "aggregation_",
     "n_features_in_", "n_machines_", "n_iter_", "converged_", "failed_machines_", "machine_indices_",
+    "n_components_", "covariance_type_",
 )
 
 
@@ -294,9 +297,11 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_components: int = 1,
+        n_components: int | Sequence[int] = 1,
         *,
-        covariance_type: str = "full",
+        covariance_type: str | Sequence[str] = "full",
+        criterion: str = "bic",
+        selection: str = "two_rounds",
         n_machines: int | None = None,
         aggregator: str = "robust_dfmr",
         threshold: float | None = None,
@@ -314,6 +319,8 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
+        self.criterion = criterion
+        self.selection = selection
         self.n_machines = n_machines
         self.aggregator = aggregator
         self.threshold = threshold
@@ -369,8 +376,8 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
 
     def _validated_params(self) -> int:
         """Check every hyper-parameter; returns the number of workers. Raises ValueError naming the parameter."""
-        check_int(self.n_components, "n_components", 1)
-        if not (isinstance(self.covariance_type, str) and self.covariance_type in _COVARIANCE_TYPES):
+        validate_selection(self.n_components, self.covariance_type, self.criterion, self.selection)
+        if not is_grid(self.n_components, self.covariance_type) and self.covariance_type not in _COVARIANCE_TYPES:
             raise ValueError(
                 f"covariance_type must be one of {', '.join(_COVARIANCE_TYPES)}; got {self.covariance_type!r}."
             )
@@ -579,19 +586,29 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         dims = sorted({cols for _, _, cols in machines if cols is not None})
         if len(dims) > 1:
             raise ValueError(f"the machines' data differ in the number of columns ({dims}); all must share one d.")
-        need = max(int(self.n_components), dims[0] + 1) if dims else int(self.n_components)
+        largest = max(c.n_components for c in candidate_grid(self.n_components, self.covariance_type))
+        need = max(largest, dims[0] + 1) if dims else largest
         for i, (_, rows, _) in enumerate(machines):
             if rows is not None and rows < need:
                 raise ValueError(
                     f"machine {i} has {rows} rows; a local fit needs at least n_components = "
-                    f"{self.n_components} rows and more than d = {dims[0]}. Use fewer machines."
+                    f"{largest} rows and more than d = {dims[0]}. Use fewer machines."
                 )
+        if is_grid(self.n_components, self.covariance_type):
+            # A grid of K or of covariance models: dfmr.selection fits, aggregates and chooses.
+            chosen = fit_grid(self, [data for data, _, _ in machines], seeds.spawn(len(machines)), n_jobs,
+                              dims[0] if dims else None)
+            best = chosen.candidates[chosen.best]
+            self._store(names_from, chosen.indices, chosen.local, chosen.n_iter, chosen.converged, chosen.failed,
+                        chosen.aggregations[chosen.best], best.covariance_type)
+            self.n_components_, self.covariance_type_ = best.n_components, best.covariance_type
+            self.criterion_table_ = chosen.table
+            return self
 
         indices, local, sizes, n_iter, converged, failed = self._fit_local_all(
             [data for data, _, _ in machines], seeds.spawn(len(machines)), need, n_jobs
         )
-        d = local[0].dim
-        model = get_model(self.covariance_type, d)
+        model = get_model(self.covariance_type, local[0].dim)
         for i in indices[~converged]:
             warnings.warn(
                 f"machine {i}: local EM did not converge within max_iter = {self.max_iter} iterations "
@@ -608,7 +625,17 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
+        self._store(names_from, indices, local, n_iter, converged, failed, aggregation, self.covariance_type)
+        self.n_components_, self.covariance_type_ = int(self.n_components), self.covariance_type
+        return self
 
+    def _store(
+        self, names_from: Any, indices: np.ndarray, local: list[GaussianMixtureParams], n_iter: np.ndarray,
+        converged: np.ndarray, failed: dict[int, str], aggregation: AggregationResult, covariance_type: str,
+    ) -> None:
+        """Set the learned attributes of a fit (of the chosen candidate, for a grid)."""
+        d = local[0].dim
+        self.__dict__.pop("criterion_table_", None)
         # Sets feature_names_in_ (or removes a previous fit's) the scikit-learn way; n_features_in_ is
         # set below, as 1-D input (one feature) has no number of features for scikit-learn.
         validate_data(self, names_from, reset=True, skip_check_array=True)
@@ -620,13 +647,12 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         self.weights_ = aggregation.mixture.weights
         self.means_ = aggregation.mixture.means
         self.covariances_, self.precisions_, self.precisions_cholesky_ = _sklearn_covariances(
-            aggregation.mixture, model.name, sklearn_layout(self.covariance_type)
+            aggregation.mixture, get_model(covariance_type, d).name, sklearn_layout(covariance_type)
         )
         self.n_features_in_ = d
         self.n_machines_ = len(local)
         self.n_iter_ = n_iter
         self.converged_ = converged
-        return self
 
     def _fit_local_all(
         self, parts: list[Any], seeds: list[np.random.SeedSequence], need: int, n_jobs: int
@@ -656,9 +682,12 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         return indices, local, sizes, n_iter, converged, out.failures
 
     def _aggregate(
-        self, local: list[GaussianMixtureParams], n_threads: int, sizes: list[int] | None = None
+        self, local: list[GaussianMixtureParams], n_threads: int, sizes: list[int] | None = None,
+        n_components: int | None = None, covariance_type: str | None = None,
     ) -> AggregationResult:
-        k = int(self.n_components)
+        """Aggregate ``local`` with the estimator's aggregator, at ``n_components`` under ``covariance_type``
+        (the estimator's by default; a grid passes each candidate's)."""
+        k = int(self.n_components if n_components is None else n_components)
         methods: dict[str, Callable[..., AggregationResult]] = {
             "dfmr": lambda **model: dfmr(local, k, self.threshold, n_threads=n_threads, **model),
             "mr": lambda **model: mr(local, k, n_threads=n_threads, **model),
@@ -668,7 +697,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         }
         # The aggregate belongs to the estimator's model when the aggregator constrains its reduction
         # to it (COAT returns one of the estimates, which belong to it already).
-        name = get_model(self.covariance_type, local[0].dim).name
+        name = get_model(covariance_type or self.covariance_type, local[0].dim).name
         model = {"covariance_type": name} if self.aggregator in _MODEL_AWARE else {}
         return methods[self.aggregator](**model)
 

@@ -19,12 +19,14 @@ from .aggregate import AggregationResult
 from .params import GaussianMixtureParams
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from .inference import MachineTests, MixtureInferenceResult
 
-__all__ = ["plot_distance_matrix", "plot_center_distances", "plot_machine_pvalues", "plot_ellipses"]
+__all__ = ["plot_distance_matrix", "plot_center_distances", "plot_machine_pvalues", "plot_ellipses",
+           "plot_criterion_table"]
 
 _KEPT, _DROPPED, _CENTRE = "tab:blue", "tab:red", "black"
 
@@ -233,3 +235,43 @@ def plot_ellipses(
     )
     ax.set_aspect("equal", adjustable="datalim")
     return fig
+
+
+def plot_criterion_table(table: pd.DataFrame, criterion: str | None = None, ax: Axes | None = None) -> Figure:
+    """A criterion against K, one line per covariance model, the chosen candidate circled (mclust's BIC plot,
+    with scikit-learn's sign: lower is better).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A :func:`dfmr.criterion_table` (or an estimator's ``criterion_table_``).
+    criterion : {"bic", "icl"}, optional
+        The column to draw; the table's own criterion by default.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .selection import best_index
+
+    column = criterion or table.attrs.get("criterion", "bic")
+    if column not in ("bic", "icl"):
+        raise ValueError(f"criterion must be 'bic' or 'icl', got {column!r}.")
+    fig, ax = _axes(ax)
+    for name, rows in table.groupby("covariance_type", sort=False):
+        ax.plot(rows["n_components"], rows[column], marker="o", ms=3, lw=1, label=str(name))
+    best = table.iloc[best_index(table, column)]
+    ax.plot([best["n_components"]], [best[column]], "o", ms=12, mfc="none", mec="black",
+            label=f"chosen: K = {best['n_components']}, {best['covariance_type']}")
+    flagged = table["flagged_sites"].iloc[0]
+    ax.set_title(f"{column.upper()} over {table['n_machines_kept'].iloc[0]} sites"
+                 + (f" ({len(flagged)} flagged: {_indices(flagged)})" if flagged else ""), fontsize=9)
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel(f"{column.upper()} (lower is better)")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def _indices(idx: Sequence[int]) -> str:
+    return ", ".join(map(str, idx))

@@ -1,0 +1,169 @@
+"""Model selection across sites (dfmr.selection): criterion_table, flagging, the estimator's grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture
+
+import dfmr
+import dfmr.plots
+from dfmr import selection
+from dfmr.covariance import MODEL_NAMES, get_model
+
+M_SITES, N_SITE = 8, 300
+
+
+@pytest.fixture(scope="module")
+def population() -> dfmr.GaussianMixtureParams:
+    means = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    covs = np.array([np.eye(2), [[1.0, 0.5], [0.5, 1.5]], [[2.0, 0.0], [0.0, 0.5]]])
+    return dfmr.GaussianMixtureParams([0.3, 0.3, 0.4], means, covs)
+
+
+@pytest.fixture(scope="module")
+def sites(population: dfmr.GaussianMixtureParams) -> list[np.ndarray]:
+    X, _ = population.sample(M_SITES * N_SITE, random_state=3)
+    return np.split(X, M_SITES)
+
+
+@pytest.fixture(scope="module")
+def sklearn_candidates(sites: list[np.ndarray]) -> list[GaussianMixture]:
+    """Independent candidates: scikit-learn's fits on the pooled data (any parameters would do)."""
+    pooled = np.vstack(sites)
+    return [GaussianMixture(k, covariance_type=t, random_state=0).fit(pooled)
+            for t in ("full", "diag", "tied", "spherical") for k in (1, 2, 3, 4)]
+
+
+def _as_params(gm: GaussianMixture) -> dfmr.GaussianMixtureParams:
+    model = get_model(gm.covariance_type, gm.means_.shape[1])
+    full = model.from_sklearn(gm.covariances_, gm.n_components, 2, layout=gm.covariance_type)
+    return dfmr.GaussianMixtureParams(gm.weights_, gm.means_, full)
+
+
+def _round_two(sites: list[np.ndarray], mixtures: list[dfmr.GaussianMixtureParams]) -> tuple[np.ndarray, np.ndarray]:
+    values = [selection.site_values(X, mixtures) for X in sites]
+    return np.array([v[0] for v in values]), np.array([v[1] for v in values])
+
+
+def test_two_round_bic_and_icl_equal_sklearn_on_the_pooled_data(sites, sklearn_candidates):
+    pooled = np.vstack(sites)
+    mixtures = [_as_params(gm) for gm in sklearn_candidates]
+    ll, ent = _round_two(sites, mixtures)
+    pairs = [(gm.n_components, gm.covariance_type) for gm in sklearn_candidates]
+    table = dfmr.criterion_table(pairs, ll, [N_SITE] * M_SITES, site_entropy=ent, n_features=2)
+    assert list(table.columns) == ["n_components", "covariance_type", "log_likelihood", "n_parameters", "bic",
+                                   "icl", "n_machines_kept", "flagged_sites"]
+    expected_bic = np.array([gm.bic(pooled) for gm in sklearn_candidates])
+    np.testing.assert_allclose(table["bic"], expected_bic, rtol=1e-10)
+    np.testing.assert_allclose(table["log_likelihood"], [gm.score(pooled) * len(pooled) for gm in sklearn_candidates],
+                               rtol=1e-10)
+    np.testing.assert_array_equal(table["n_parameters"], [gm._n_parameters() for gm in sklearn_candidates])
+    # ICL as mclust's icl(): BIC plus twice the classification entropy sum_x -log max_k z_k(x).
+    entropy = np.array([-np.log(gm.predict_proba(pooled).max(axis=1)).sum() for gm in sklearn_candidates])
+    np.testing.assert_allclose(table["icl"], expected_bic + 2 * entropy, rtol=1e-8)
+    assert (table["n_machines_kept"] == M_SITES).all() and table["flagged_sites"].iloc[0] == ()
+    assert table.attrs["best"] == int(np.argmin(expected_bic))
+    # The fitted mixtures as candidates read K from the mixtures (untagged ones are "full").
+    same = dfmr.criterion_table(mixtures[:4], ll[:, :4], [N_SITE] * M_SITES)
+    np.testing.assert_allclose(same["bic"], expected_bic[:4], rtol=1e-10)
+
+
+def test_lying_and_corrupted_sites_are_flagged_and_honest_ones_are_not(sites, sklearn_candidates, population):
+    mixtures = [_as_params(gm) for gm in sklearn_candidates[:4]]
+    ll, ent = _round_two(sites, mixtures)
+    sizes = [N_SITE] * M_SITES
+    assert not selection.flag_sites(ll, sizes, ent).any()
+    lied = ll.copy()
+    lied[1, 3] += 40.0            # a better fit of K = 4 than its data give (the level is plausible)
+    lied[4] = np.nan              # nothing usable
+    lied[6] = ll[6] + 5 * N_SITE  # every candidate 5 nats per point better
+    corrupted = sites[2] + 4.0    # a site whose data are shifted, honestly evaluated
+    lied[2] = selection.site_values(corrupted, mixtures)[0]
+    np.testing.assert_array_equal(np.flatnonzero(selection.flag_sites(lied, sizes)), [1, 2, 4, 6])
+    table = dfmr.criterion_table(mixtures, lied, sizes)
+    kept = np.setdiff1d(np.arange(M_SITES), [1, 2, 4, 6])
+    np.testing.assert_allclose(table["log_likelihood"], ll[kept].sum(axis=0), rtol=1e-12)
+    assert table["flagged_sites"].iloc[0] == (1, 2, 4, 6) and (table["n_machines_kept"] == 4).all()
+    with pytest.raises(ValueError, match="shape"):
+        dfmr.criterion_table(mixtures, ll[:, :3], sizes)
+    with pytest.raises(ValueError, match="n_samples"):
+        dfmr.criterion_table(mixtures, ll, [N_SITE] * (M_SITES - 1))
+    with pytest.raises(ValueError, match="icl"):
+        dfmr.criterion_table(mixtures, ll, sizes, criterion="icl")
+
+
+def test_a_minority_cannot_flip_the_choice(sites, sklearn_candidates):
+    mixtures = [_as_params(gm) for gm in sklearn_candidates[:4]]  # full, K = 1..4; K = 3 is the truth
+    ll, _ = _round_two(sites, mixtures)
+    sizes = [N_SITE] * M_SITES
+    honest = dfmr.criterion_table(mixtures, ll, sizes)
+    assert honest["n_components"].iloc[honest.attrs["best"]] == 3
+    for target in (1, 3):  # push K = 2 (smaller) or K = 4 (larger)
+        lied = ll.copy()
+        lied[:3, target] = ll[:3, 2] + 200.0  # three of eight sites claim the target beats K = 3 by far
+        naive = dfmr.criterion_table(mixtures, lied, sizes, flagged=np.zeros(M_SITES, dtype=bool))
+        assert naive["n_components"].iloc[naive.attrs["best"]] == target + 1  # the lie would flip an exact sum
+        robust = dfmr.criterion_table(mixtures, lied, sizes)
+        assert robust["n_components"].iloc[robust.attrs["best"]] == 3
+        assert robust["flagged_sites"].iloc[0] == (0, 1, 2)
+
+
+def test_candidate_grid_spells_names_as_given_and_all_is_mclusts_fourteen():
+    grid = selection.candidate_grid(range(1, 4), ("full", "EEE"))
+    assert [(c.n_components, c.covariance_type) for c in grid] == [
+        (1, "full"), (2, "full"), (3, "full"), (1, "EEE"), (2, "EEE"), (3, "EEE")]
+    assert [c.covariance_type for c in selection.candidate_grid(2, "all", 3)] == list(MODEL_NAMES)
+    assert [c.covariance_type for c in selection.candidate_grid(2, "all", 1)] == ["E", "V"]
+    # In one dimension "full", "diag" and "spherical" are all V: fitted once, under the first spelling.
+    assert [c.covariance_type for c in selection.candidate_grid(2, ("diag", "full", "tied"), 1)] == ["diag", "tied"]
+    for bad in ([], [0, 1], [2, 2], "3", 2.5):
+        with pytest.raises(ValueError, match="n_components"):
+            selection.candidate_grid(bad, "full")
+    with pytest.raises(ValueError, match="covariance_type"):
+        selection.candidate_grid(2, ("full", "nope"))
+
+
+def _grid_estimator(**kwargs) -> dfmr.DistributedGaussianMixture:
+    return dfmr.DistributedGaussianMixture(n_machines=4, backend="serial", n_init=2, random_state=0, **kwargs)
+
+
+def test_estimator_grid_chooses_and_its_loglik_is_the_centralised_one(sites):
+    X = np.vstack(sites[:4])
+    est = _grid_estimator(n_components=range(1, 5), covariance_type=("full", "spherical")).fit(X)
+    table = est.criterion_table_
+    assert len(table) == 8 and est.n_components_ == 3 and est.covariance_type_ == "full"
+    assert est.mixture_.n_components == 3 and est.mixture_ is est.aggregation_.mixture
+    # Two rounds: the kept sites' log-likelihoods sum to the pooled one at the chosen parameters.
+    chosen = table.iloc[table.attrs["best"]]
+    assert table["flagged_sites"].iloc[0] == ()
+    np.testing.assert_allclose(chosen["log_likelihood"], est.mixture_.logpdf(X).sum(), rtol=1e-10)
+    np.testing.assert_allclose(chosen["bic"], est.bic(X), rtol=1e-10)
+    # Spherical candidates are aggregated within their model.
+    spherical = est.criterion_table_.query("covariance_type == 'spherical'")
+    assert spherical["n_parameters"].tolist() == [get_model("VII", 2).n_parameters(k, 2) for k in range(1, 5)]
+    fig = dfmr.plots.plot_criterion_table(table)
+    assert len(fig.axes[0].lines) == 3
+
+
+def test_an_int_and_full_behave_as_before_and_a_one_candidate_grid_matches(sites):
+    X = np.vstack(sites[:4])
+    plain = _grid_estimator(n_components=3).fit(X)
+    assert "criterion_table_" not in plain.__dict__ and plain.n_components_ == 3 and plain.covariance_type_ == "full"
+    single = _grid_estimator(n_components=[3]).fit(X)
+    assert single.criterion_table_.shape == (1, 8)
+    np.testing.assert_array_equal(single.means_, plain.means_)
+    np.testing.assert_array_equal(single.covariances_, plain.covariances_)
+
+
+def test_one_round_chooses_as_two_rounds_and_estimates_the_loglik(sites):
+    X = np.vstack(sites[:4])
+    two = _grid_estimator(n_components=range(2, 5)).fit(X)
+    one = _grid_estimator(n_components=range(2, 5), selection="one_round").fit(X)
+    assert one.n_components_ == two.n_components_ == 3
+    np.testing.assert_allclose(one.criterion_table_["log_likelihood"][1], two.criterion_table_["log_likelihood"][1],
+                               rtol=2e-3)
+    with pytest.raises(ValueError, match="selection"):
+        _grid_estimator(n_components=range(2, 5), selection="three_rounds").fit(X)
+    with pytest.raises(ValueError, match="criterion"):
+        _grid_estimator(n_components=range(2, 5), criterion="aic").fit(X)
