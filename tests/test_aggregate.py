@@ -213,12 +213,15 @@ def test_inputs_are_checked():
 
 
 def test_flat_high_dimensional_machines_are_still_filtered():
-    # Wide components in d = 400: every density is so flat that the L2 distances underflow
+    # Wide components in d = 100: every density is so flat that the L2 distances underflow
     # in absolute terms (all exactly 0 as doubles). The filter works on the scaled matrix.
+    # (d = 100 with covariances 3e12 I and means in units of 1e5: per coordinate, the same geometry
+    # in standard deviations as d = 400 with 300 I and unit means, at 1/64 of the cost of d^3.)
     rng = np.random.default_rng(12)
-    d = 400
-    honest = [GaussianMixtureParams([1.0], 0.5 * rng.standard_normal((1, d)), [300.0 * np.eye(d)]) for _ in range(5)]
-    byzantine = GaussianMixtureParams([1.0], 50.0 + 0.5 * rng.standard_normal((1, d)), [300.0 * np.eye(d)])
+    d, c = 100, 1e5
+    honest = [GaussianMixtureParams([1.0], 0.5 * c * rng.standard_normal((1, d)), [3e12 * np.eye(d)])
+              for _ in range(5)]
+    byzantine = GaussianMixtureParams([1.0], c * (50.0 + 0.5 * rng.standard_normal((1, d))), [3e12 * np.eye(d)])
     mixtures = [*honest, byzantine]
     assert np.all(dfmr.pairwise_l2(mixtures) == 0.0)
     res = dfmr.dfmr(mixtures, 1)
@@ -226,8 +229,9 @@ def test_flat_high_dimensional_machines_are_still_filtered():
     # The same configuration shrunk tenfold has representable distances: same decision.
     small = [GaussianMixtureParams(f.weights, f.means / 10, f.covariances / 100) for f in mixtures]
     assert np.all(dfmr.pairwise_l2(small)[~np.eye(6, dtype=bool)] > 0)
-    np.testing.assert_array_equal(dfmr.dfmr(small, 1).retained, res.retained)
-    assert dfmr.dfmr(small, 1).center == res.center
+    res_small = dfmr.dfmr(small, 1)
+    np.testing.assert_array_equal(res_small.retained, res.retained)
+    assert res_small.center == res.center
 
 
 def test_scaled_distances_are_exact_where_representable(shipped_estimates):
