@@ -183,3 +183,62 @@ def test_cli_aggregate_covariance_type_does_not_apply_to_coat(capsys, tmp_path) 
     diag_mixture(covariance_type="diag").save(tmp_path / "m.json")
     assert main(["aggregate", str(tmp_path / "m.json"), "--method", "coat", "--covariance-type", "diag"]) == 2
     assert "does not apply to --method coat" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ robust_dfmr in the model's parametrisation
+
+def model_population(name: str) -> GaussianMixtureParams:
+    """Three components in d = 3 whose covariances belong to mclust model ``name`` (volumes 1, 1.6, 0.7 or
+    equal; shapes and rotations varying, shared or the identity as the letters say)."""
+    from scipy.stats import special_ortho_group
+
+    volume = [1.0, 1.6, 0.7] if name[0] == "V" else [1.0] * 3
+    shapes = np.array([[2.0, 1.0, 0.5], [0.7, 1.5, 1.0], [1.2, 0.6, 1.4]])
+    shapes = shapes if name[1] == "V" else (shapes[[0, 0, 0]] if name[1] == "E" else np.ones((3, 3)))
+    shapes = shapes / np.exp(np.log(shapes).mean(axis=1, keepdims=True))
+    rotations = special_ortho_group.rvs(3, size=3, random_state=2)
+    rotations = rotations if name[2] == "V" else (rotations[[0, 0, 0]] if name[2] == "E" else np.stack([np.eye(3)] * 3))
+    covariances = np.einsum("kij,kj,klj->kil", rotations, np.multiply(volume, shapes.T).T, rotations)
+    means = [[0.0, 0.0, 0.0], [6.0, 0.0, 1.0], [0.0, 6.0, -1.0]]
+    return GaussianMixtureParams([0.2, 0.3, 0.5], means, covariances, covariance_type=name)
+
+
+def model_fits(name: str, m: int = 10, n: int = 1000) -> list[GaussianMixtureParams]:
+    truth = model_population(name)
+    return [dfmr.fit_local(truth.sample(n, 100 + i)[0], 3, random_state=i, n_init=2, covariance_type=name)
+            for i in range(m)]
+
+
+@pytest.mark.parametrize(("name", "covariance_df"), [("EEE", None), ("VVI", 3), ("VII", 1)])
+def test_robust_dfmr_tests_the_models_parameters_and_drops_the_papers_mean_and_cov_attackers(name, covariance_df):
+    # VVV (full) is the model of tests/test_robust.py's attack suite. The weight attack, whose detection
+    # depends on the sites' sizes, is measured per model (the paper's rates, m = 20) by
+    # tests/benchmarks/bench_covariance_models.py --only attacks.
+    from dfmr import metrics, simulate
+
+    truth, loc = model_population(name), model_fits(name)
+    clean = dfmr.robust_dfmr(loc, 3)
+    assert clean.screening.dropped_machines().size == 0
+    assert clean.screening.degrees_of_freedom.get("covariance") == covariance_df
+    for kind in ("mean", "cov"):
+        attacked, bad = simulate.attack(loc, 0.3, kind=kind, random_state=0)  # the attackers' tags: full
+        res = dfmr.robust_dfmr(attacked, 3)
+        assert res.screening.degrees_of_freedom.get("covariance") == covariance_df  # a minority's tag changes nothing
+        assert set(bad.tolist()) <= set(res.screening.dropped_machines().tolist()), kind
+        oracle = dfmr.mr([loc[i] for i in range(len(loc)) if i not in bad], 3)
+        assert metrics.w1_distance(res.mixture, truth) <= 1.10 * metrics.w1_distance(oracle.mixture, truth), kind
+        if name == "EEE" and kind == "cov":
+            # Shared covariance parameters are tested once per machine, not per slot.
+            assert {x.rule for x in res.screening.decisions} == {"machine covariance"}
+
+
+def test_robust_dfmr_reads_an_estimate_outside_the_majoritys_model_as_its_projection() -> None:
+    # A full covariance of the same volume but stretched 3:1 is a spherical one to a VII screening: it
+    # passes the 1-df volume test, and enters the pool projected, so it cannot stretch the aggregate.
+    loc = model_fits("VII", m=5, n=1000)
+    stretched = np.diag([np.sqrt(3.0), 1.0, 1.0 / np.sqrt(3.0)])
+    hostile = GaussianMixtureParams(loc[0].weights, loc[0].means, stretched @ loc[0].covariances @ stretched)
+    res = dfmr.robust_dfmr([hostile, *loc[1:]], 3)
+    assert res.screening.dropped_machines().size == 0
+    pooled = dfmr.robust_dfmr(loc, 3)
+    np.testing.assert_allclose(res.mixture.covariances, pooled.mixture.covariances, rtol=1e-6)

@@ -386,6 +386,37 @@ class CovarianceModel:
         return (count[self.volume] + count[self.shape] * (dim - 1)
                 + count[self.orientation] * dim * (dim - 1) // 2)
 
+    def covariance_df(self, dim: int) -> tuple[int, int]:
+        """Free covariance parameters ``(own, shared)``: those of one component alone (its V letters) and
+        those shared by all components (its E letters), so that ``n_covariance_parameters(K, d) = K own +
+        shared``. The screening tests of :func:`dfmr.robust_dfmr` test ``own`` per component and ``shared``
+        once per machine (e.g. VII (1, 0), VVI (d, 0), EEE (0, d (d + 1) / 2), VEV (1 + d (d - 1) / 2, d - 1)).
+        """
+        self._check_dim(dim)
+        sizes = (1, dim - 1, dim * (dim - 1) // 2)
+        letters = (self.volume, self.shape, self.orientation)
+        return (sum(n for letter, n in zip(letters, sizes) if letter == "V"),
+                sum(n for letter, n in zip(letters, sizes) if letter == "E"))
+
+    def combine(self, varying: np.ndarray, shared: np.ndarray) -> np.ndarray:
+        """Covariances (K, d, d) of the model with the per-component parts (V letters) of ``varying`` and
+        the shared parts (E letters) of ``shared``, both (K, d, d) stacks decomposed as :meth:`project` does.
+
+        Screening uses it to test the two kinds of parameter separately: ``combine(machine, reference)``
+        differs from the reference only in the machine's per-component parts, ``combine(reference,
+        machine)`` only in its shared parts. Shape and orientation from different stacks are paired in
+        the decomposition's order (decreasing shape along each orientation).
+        """
+        cov_v, cov_s = self._check_covariances(varying), self._check_covariances(shared)
+        if cov_v.shape != cov_s.shape:
+            raise ValueError(f"varying and shared must have the same shape, got {cov_v.shape} and {cov_s.shape}.")
+        parts_v, parts_s = self._decompose(cov_v), self._decompose(cov_s)
+        scale, shape, orientation = (
+            own if letter == "V" else other
+            for letter, own, other in zip((self.volume, self.shape or "V", self.orientation or "V"), parts_v, parts_s)
+        )
+        return np.einsum("kij,kj,klj->kil", orientation, scale[:, None] * shape, orientation)
+
     def n_parameters(self, n_components: int, dim: int) -> int:
         """Free parameters of a K-component mixture with this model (mclust's ``nMclustParams``).
 

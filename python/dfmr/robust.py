@@ -92,6 +92,7 @@ from scipy.stats import chi2
 
 from ._validation import check_int
 from .aggregate import AggregationResult
+from .covariance import CovarianceModel, get_model, majority_covariance_type
 from .distances import pairwise_l2_scaled
 from .filtering import center_index
 from .params import GaussianMixtureParams
@@ -818,13 +819,25 @@ def robust_dfmr(
     # tested at one size calibrated from the votes (claims only tighten, see _test).
     n_base = np.where(alive, n if server else 1.0, np.nan)
 
+    # The covariance model a strict majority of the estimates claim (else full): every estimate is
+    # read in it (one outside it, as its projection: it can move the aggregate only through the
+    # model's parameters, which the tests see); its per-component covariance parameters are tested
+    # per slot, its shared ones once per machine.
+    model = get_model(majority_covariance_type([mixtures[i].covariance_type for i in alive_idx], d), d)
+    constrained = model.name != get_model("full", d).name
+    if constrained:
+        mixtures = [_in_model(f, model) if alive[i] else f for i, f in enumerate(mixtures)]
     reference, centre, distances = _initial_reference(mixtures, alive_idx, k, n_threads)
-    dfs = {"mean": d, "covariance": d * (d + 1) // 2, "weight": 1 if k > 1 else 0}
+    own_df, shared_df = model.covariance_df(d)
+    dfs = {"mean": d, "covariance": own_df, "weight": 1 if k > 1 else 0}
     parts = [p for p in PARTS if dfs[p] > 0]
     m_alive = alive_idx.size
     n_tests = len(parts) * m_alive * k
     cut_raw = {p: float(chi2.isf(level / n_tests, dfs[p])) for p in parts}
-    use_information = (k - 1) + k * d + k * d * (d + 1) // 2 <= _INFORMATION_MAX_PARAMS
+    # The information matrix is in the full model's parametrisation: constrained models use the
+    # machines' own scatter (the empirical factors).
+    shared_alpha = level / (m_alive * (len(parts) + 1))
+    use_information = not constrained and (k - 1) + k * d + k * d * (d + 1) // 2 <= _INFORMATION_MAX_PARAMS
     joint: dict[str, np.ndarray] | None = None
     exact = _exact_copies(mixtures, alive_idx)
     labels = exact
@@ -847,23 +860,35 @@ def robust_dfmr(
         present = ~np.isnan(w)
         # Median centre, then the mean of the components that pass against it.
         ref_w, ref_mu, ref_cov = _median_centre(w, mu, cov, present, cal.votes, ref)
-        stats, passed, inflation, unit, n_test = _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs,
-                                                       parts, cut_raw, cal, present, joint)
+        test_ref_cov, test_cov, test_logdet = _model_view(model, constrained, ref_cov, cov, logdet, present)
+        stats, passed, inflation, unit, n_test = _test(w, mu, test_cov, test_logdet, n_base, ref_w, ref_mu,
+                                                       test_ref_cov, dfs, parts, cut_raw, cal, present, joint)
         # Machines agreeing far more closely than sampling error allows share one vote. Their
         # honest law needs the information's shape when it is used (complete-data chi2 would
         # overstate the df of overlapping slots and merge honest machines): from round 1 on.
         if joint is not None or not use_information:
-            feats = _vote_features(w[alive_idx], mu[alive_idx], cov[alive_idx], present[alive_idx], ref_w, ref_mu,
-                                   ref_cov, parts)
-            lam = (np.ones(feats.shape[1]) if joint is None else
+            feats = _vote_features(w[alive_idx], mu[alive_idx], test_cov[alive_idx], present[alive_idx], ref_w,
+                                   ref_mu, test_ref_cov, parts)
+            # Without the information every df of a part is one unit eigenvalue of its law (a
+            # constrained model's covariance features span only its per-component df).
+            lam = (np.ones(k * sum(dfs[p] for p in parts)) if joint is None else
                    np.concatenate([np.clip(np.linalg.eigvals(joint[p]).real, 0.0, None) for p in parts]))
             feats *= np.sqrt(n_base[alive_idx] / (1.0 if server else unit))[:, None]
             labels = _vote_groups(feats, lam, level, exact)
             cal.votes = _votes_of(labels, alive_idx, m)
+        if shared_df > 0:
+            # The per-slot tests do not see the shared parameters: machines whose shared parameters
+            # fail against the median centre stay out of the mean centre.
+            shared, cut_shared = _shared_test(model, mixtures, alignment, present, n_test / (1.0 if server else unit),
+                                              ref_w, test_ref_cov, cal.votes, shared_alpha, shared_df)
+            for i, value in shared.items():
+                if value > cut_shared:
+                    passed[i] = False
         median_ref = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
         ref_w, ref_mu, ref_cov = _moment_centre(w, mu, cov, passed, cal.votes, median_ref)
-    stats, passed, inflation, unit, n_test = _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts,
-                                                   cut_raw, cal, present, joint, fixed_unit=unit)
+    test_ref_cov, test_cov, test_logdet = _model_view(model, constrained, ref_cov, cov, logdet, present)
+    stats, passed, inflation, unit, n_test = _test(w, mu, test_cov, test_logdet, n_base, ref_w, ref_mu, test_ref_cov,
+                                                   dfs, parts, cut_raw, cal, present, joint, fixed_unit=unit)
     reference = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
     calibrated_n = math.nan if server else 1.0 / unit
     # Pool weights: server sizes as given; otherwise equal, and a claim below the calibrated
@@ -927,8 +952,17 @@ def robust_dfmr(
     for i in alive_idx:
         if any(int(i) in sums[p] for p in parts):
             machine_stat[i] = sum(sums[p][int(i)][0] for p in parts if int(i) in sums[p])
-    n_machine_tests = len(parts)
+    # In the units of the other tests: without server sizes the statistics at n = 1 over the calibrated scale.
+    n_machine_tests = len(parts) + (1 if shared_df > 0 else 0)
     alpha_machine = level / (m_alive * n_machine_tests)
+    if shared_df > 0:
+        shared, cut_shared = _shared_test(model, mixtures, alignment, kept, n_test / (1.0 if server else unit),
+                                          ref_w, test_ref_cov, cal.votes, alpha_machine, shared_df)
+        for i, value in shared.items():
+            machine_stat[i] = np.nansum([machine_stat[i], value])
+            if kept[i].any() and value > cut_shared:
+                kept[i] = False
+                decisions.append(Decision(i, None, None, "machine covariance", value, cut_shared))
     for p in parts:
         if not sums[p]:
             continue
@@ -1121,6 +1155,75 @@ def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
         stats[p] = raw[p] * tighten[:, None] / inflation[p][None, :]
         passed &= ~(stats[p] > cut_raw[p])
     return stats, passed, inflation, unit, n_base * tighten
+
+
+def _in_model(mixture: GaussianMixtureParams, model: CovarianceModel) -> GaussianMixtureParams:
+    """``mixture`` if it claims ``model``, else the mixture with its covariances projected onto the model."""
+    if mixture.covariance_type == model.name:
+        return mixture
+    return GaussianMixtureParams._from_core(mixture.weights, mixture.means, model.project(mixture.covariances),
+                                            covariance_type=model.name)
+
+
+def _model_view(
+    model: CovarianceModel, constrained: bool, ref_cov: np.ndarray, cov: np.ndarray, logdet: np.ndarray,
+    present: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reference and aligned covariances the per-slot tests compare, with their log-dets.
+
+    Full model: as they are. A constrained model: the reference projected onto the model, and
+    every machine's components with their own per-component parts and the reference's shared
+    parts (:meth:`~dfmr.covariance.CovarianceModel.combine`), so that the per-slot covariance
+    statistic sees only the per-component parameters (its df ``covariance_df(d)[0]``).
+    """
+    if not constrained:
+        return ref_cov, cov, logdet
+    ref = model.project(ref_cov)
+    out, out_logdet = cov.copy(), logdet.copy()
+    for i in np.flatnonzero(present.any(axis=1)):
+        slots = np.flatnonzero(present[i])
+        out[i, slots] = model.combine(cov[i, slots], ref[slots])
+        out_logdet[i, slots] = np.linalg.slogdet(out[i, slots])[1]
+    return ref, out, out_logdet
+
+
+def _shared_test(
+    model: CovarianceModel, mixtures: list[GaussianMixtureParams], alignment: np.ndarray, use: np.ndarray,
+    n_test: np.ndarray, ref_w: np.ndarray, ref_cov: np.ndarray, votes: np.ndarray, alpha: float, df: int,
+) -> tuple[dict[int, float], float]:
+    """The shared covariance statistics (:func:`_shared_statistics`) of the machines with a component in
+    ``use``, and their cut-off: the chi2 quantile at ``alpha`` with their df, widened by the machines' own
+    scatter over the law (a vote-weighted lower quantile, within [1, ceiling]) as the other machine-level tests.
+    """
+    shared = _shared_statistics(model, mixtures, alignment, use, n_test, ref_w, ref_cov)
+    if not shared:
+        return shared, math.inf
+    vals = np.array([v / _chi2_ppf(_CALIBRATION_QUANTILE, df) for v in shared.values()])
+    u = votes[np.fromiter(shared, dtype=np.intp)]
+    s_rel = min(max(1.0, float(_weighted_quantile(vals, u, _CALIBRATION_QUANTILE))), _EXCESS_CEILING)
+    return shared, s_rel * float(chi2.isf(alpha, df))
+
+
+def _shared_statistics(
+    model: CovarianceModel, mixtures: list[GaussianMixtureParams], alignment: np.ndarray, kept: np.ndarray,
+    n_test: np.ndarray, ref_w: np.ndarray, ref_cov: np.ndarray,
+) -> dict[int, float]:
+    """Per machine with kept components: the likelihood-ratio statistic of its shared covariance parameters.
+
+    ``sum_k n_i w_k [tr(S_k^-1 C_ik) - d - log det(S_k^-1 C_ik)]`` over its aligned slots, ``C`` the
+    reference's covariances with the machine's shared parts (:meth:`~dfmr.covariance.CovarianceModel.combine`),
+    ``S`` the reference projected onto the model (``ref_cov``): chi2 with ``covariance_df(d)[1]`` df.
+    """
+    d = ref_cov.shape[-1]
+    out: dict[int, float] = {}
+    for i in np.flatnonzero(kept.any(axis=1)):
+        slots = np.flatnonzero(alignment[i] >= 0)
+        own = mixtures[i].covariances[alignment[i, slots]]
+        C = model.combine(ref_cov[slots], own)
+        ratio = np.linalg.solve(ref_cov[slots], C)
+        dev = np.trace(ratio, axis1=1, axis2=2) - d - np.linalg.slogdet(ratio)[1]
+        out[int(i)] = float(n_test[i] * np.sum(ref_w[slots] * np.maximum(dev, 0.0)))
+    return out
 
 
 def _aligned(mixture: GaussianMixtureParams, slots: np.ndarray) -> GaussianMixtureParams:
