@@ -30,6 +30,7 @@ from .executor import BACKENDS, check_timeout
 from .filtering import center_index
 from .io import LoadedMixtures, load_mixtures, save_result
 from .robust import robust_dfmr
+from .selection import is_grid, local_choice
 from .summary import mixture_summary, text_table
 
 if TYPE_CHECKING:
@@ -69,6 +70,34 @@ def _positive_float(text: str) -> float:
         return check_timeout(float(text), "value")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}") from None
+
+
+def _components_arg(text: str) -> int | list[int]:
+    """``-k``: one K, an inclusive range ``A:B`` (mclust's ``G = A:B``) or a comma-separated list."""
+    try:
+        if ":" in text:
+            low, high = (int(part) for part in text.split(":"))
+            values = list(range(low, high + 1))
+        else:
+            values = [int(part) for part in text.split(",")]
+        if not values or min(values) < 1 or len(set(values)) != len(values):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer K, a range such as 1:9 or a list such as 2,3,5; got {text!r}") from None
+    return values[0] if len(values) == 1 and ":" not in text and "," not in text else values
+
+
+def _models_arg(text: str) -> str | list[str]:
+    """``--covariance-type``: one model, a comma-separated list of models, or "all" (mclust's fourteen)."""
+    from .selection import candidate_grid
+
+    value: str | list[str] = text if "," not in text else text.split(",")
+    try:
+        candidate_grid(1, value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def _float_in(low: float, high: float | None, closed_high: bool = False) -> Callable[[str], float]:
@@ -119,8 +148,13 @@ def _build_parser() -> _Parser:
     )
     agg.add_argument("paths", nargs="+", metavar="PATH", help="local estimate files or directories")
     agg.add_argument(
-        "-k", "--n-components", type=_positive_int, help="number of components K (required except for coat)"
+        "-k", "--n-components", type=_components_arg,
+        help="number of components K (required except for coat, and when the estimates hold several K: each K "
+        "is then aggregated separately; a range 1:9 or a list 2,3,5 keeps those K)"
     )
+    agg.add_argument("--out-dir", metavar="DIR",
+                     help="with several K or models: write each candidate's aggregate as DIR/K<k>_<model>.json, "
+                     "to send back to the sites (the second round of model selection)")
     agg.add_argument("--method", choices=_METHODS, default="robust_dfmr",
                      help="aggregation method (default: robust_dfmr; dfmr is the paper's method)")
     agg.add_argument(
@@ -156,13 +190,17 @@ def _build_parser() -> _Parser:
         "data", metavar="DATA", help="a .npy file or a comma-separated .csv file (one header line allowed), "
         "or a directory or quoted glob pattern of per-site files",
     )
-    fit.add_argument("-k", "--n-components", type=_positive_int, required=True, help="number of components K")
+    fit.add_argument("-k", "--n-components", type=_components_arg, required=True,
+                     help="number of components K, or a grid to choose from by BIC: a range 1:9 or a list 2,3,5")
     fit.add_argument(
         "--out", metavar="FILE.json", help="write the fitted mixture (one file) or the aggregation result (sites)"
     )
     fit.add_argument("--seed", type=int, default=0, help="seed of the k-means++ starts (default: 0)")
-    fit.add_argument("--covariance-type", choices=_COVARIANCE_TYPES, default="full", metavar="MODEL",
-                     help=f"covariance model of the local fits and the aggregate: {_COVARIANCE_HELP} (default: full)")
+    fit.add_argument("--covariance-type", type=_models_arg, default="full", metavar="MODEL",
+                     help=f"covariance model of the local fits and the aggregate: {_COVARIANCE_HELP} (default: "
+                     "full); a comma-separated list or 'all' (mclust's fourteen) to choose from by BIC")
+    fit.add_argument("--criterion", choices=("bic", "icl"), default="bic",
+                     help="criterion that chooses among a grid (default: bic; lower is better)")
     sites = fit.add_argument_group("per-site files (DATA is a directory or a glob pattern)")
     sites.add_argument("--out-dir", metavar="DIR", help="write every site's local estimate as DIR/<site>.json")
     sites.add_argument("--method", choices=_METHODS, default="robust_dfmr",
@@ -295,8 +333,6 @@ def _load(args: argparse.Namespace) -> LoadedMixtures:
 
 def _cmd_aggregate(args: argparse.Namespace) -> int:
     method = args.method
-    if method != "coat" and args.n_components is None:
-        raise UsageError(f"-k/--n-components is required for --method {method}; e.g. add '-k 5'.")
     if args.threshold is not None and method != "dfmr":
         raise UsageError(f"--threshold applies only to --method dfmr, not {method}; add '--method dfmr' or remove it.")
     if args.alpha is not None and method != "tkb":
@@ -304,6 +340,15 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     model = _model_option(method, args.covariance_type)
     loaded = _load(args)
     mixtures, k = loaded.mixtures, args.n_components
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i, mix in enumerate(mixtures):
+        groups.setdefault((mix.n_components, mix.covariance_type), []).append(i)
+    if len(groups) > 1 or isinstance(k, list):
+        return _aggregate_candidates(args, loaded, groups, model)
+    if args.out_dir:
+        raise UsageError("--out-dir applies when the estimates hold several K or models; use --out.")
+    if method != "coat" and k is None:
+        raise UsageError(f"-k/--n-components is required for --method {method}; e.g. add '-k 5'.")
     if method == "dfmr":
         result = dfmr(mixtures, k, threshold=args.threshold, **model)
     elif method == "mr":
@@ -340,6 +385,39 @@ def _model_option(method: str, covariance_type: str | None) -> dict[str, str]:
         raise UsageError(f"--method {method} does not constrain its aggregate to a covariance model yet; "
                          "remove --covariance-type.")
     return {"covariance_type": covariance_type}
+
+
+def _aggregate_candidates(
+    args: argparse.Namespace, loaded: LoadedMixtures, groups: dict[tuple[int, str], list[int]], model: dict[str, str],
+) -> int:
+    """``dfmr aggregate`` over estimates of several candidates (K, model): each is aggregated on its own."""
+    method, wanted = args.method, args.n_components
+    if method == "coat" or args.threshold is not None or args.alpha is not None:
+        raise UsageError("several candidates are aggregated with --method dfmr, mr or robust_dfmr, without "
+                         "--threshold or --alpha.")
+    if isinstance(wanted, int):
+        wanted = [wanted]
+    if wanted is not None:
+        missing = sorted(set(wanted) - {K for K, _ in groups})
+        if missing:
+            raise UsageError(f"no estimates with K = {', '.join(map(str, missing))} among the inputs.")
+        groups = {key: idx for key, idx in groups.items() if key[0] in wanted}
+    skipped = f" (skipped {len(loaded.skipped)} invalid)" if loaded.skipped else ""
+    print(f"Read {len(loaded.mixtures)} local estimates of {len(groups)} candidates{skipped}")
+    aggregate = {"dfmr": dfmr, "mr": mr, "robust_dfmr": robust_dfmr}[method]
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    rows = []
+    for (K, name), idx in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
+        result = aggregate([loaded.mixtures[i] for i in idx], K, **model)
+        rows.append([str(K), name, str(len(idx)), str(int(result.kept.sum())), str(result.mixture.n_components)])
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            result.mixture.save(out_dir / f"K{K}_{name}.json")
+    print("\n".join(text_table(["K", "model", "estimates", "kept", "aggregate K"], rows, "rlrrr", 60)))
+    if out_dir is not None:
+        print(f"dfmr: wrote {len(rows)} candidate aggregates to {out_dir}; every site returns its log-likelihood "
+              "of each (dfmr.selection.site_values) and dfmr.criterion_table chooses", file=sys.stderr)
+    return 0
 
 
 def _cmd_distances(args: argparse.Namespace) -> int:
@@ -407,7 +485,8 @@ def _cmd_fit_sites(args: argparse.Namespace) -> int:
     names = [Path(f.path).name for f in files]
     with _dask_client(args.scheduler) as client:
         est = DistributedGaussianMixture(
-            args.n_components, covariance_type=args.covariance_type, aggregator=args.method, backend=args.backend,
+            args.n_components, covariance_type=args.covariance_type, criterion=args.criterion, aggregator=args.method,
+            backend=args.backend,
             client=client, n_jobs=args.n_jobs,
             progress=args.progress, timeout=args.timeout, total_timeout=args.total_timeout, random_state=args.seed,
         ).fit_partitions(files)
@@ -416,8 +495,10 @@ def _cmd_fit_sites(args: argparse.Namespace) -> int:
     kept = est.aggregation_.kept
     status = dict.fromkeys(est.failed_machines_, "failed")
     status.update((int(m), "yes" if kept[j] else "no") for j, m in enumerate(est.machine_indices_))
-    print(f"Fitted {est.n_machines_} of {len(files)} sites (K = {args.n_components}, d = {est.n_features_in_}, "
-          f"backend {args.backend})")
+    print(f"Fitted {est.n_machines_} of {len(files)} sites (K = {est.n_components_}, covariance model "
+          f"{est.covariance_type_}, d = {est.n_features_in_}, backend {args.backend})")
+    if "criterion_table_" in est.__dict__:
+        _print_criterion_table(est.criterion_table_)
     rows = [[str(i), name, status[i]] for i, name in enumerate(names)]
     print("\n".join(text_table(["site", "file", "kept"], rows, "rlr", 60)))
     print()
@@ -434,6 +515,18 @@ def _cmd_fit_sites(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_criterion_table(table: Any) -> None:
+    """The candidates' criteria, the chosen one marked (lower is better)."""
+    best = table.attrs["best"]
+    rows = [[str(r.n_components), r.covariance_type, f"{r.log_likelihood:.6g}", str(r.n_parameters), f"{r.bic:.6g}",
+             f"{r.icl:.6g}", "<-" if i == best else ""] for i, r in enumerate(table.itertuples())]
+    print(f"Model selection by {table.attrs['criterion'].upper()} over {table['n_machines_kept'].iloc[0]} site(s)"
+          + (f", flagged: {', '.join(map(str, table['flagged_sites'].iloc[0]))}" if table["flagged_sites"].iloc[0]
+             else ""))
+    print("\n".join(text_table(["K", "model", "log-lik", "params", "BIC", "ICL", "chosen"], rows, "rlrrrrl", 90)))
+    print()
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from .local import fit_local
 
@@ -445,7 +538,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError(f"{', '.join(site_options)} apply only when DATA is a directory or glob of per-site files.")
     X = _read_data(args.data)
     try:
-        mixture = fit_local(X, args.n_components, random_state=args.seed, covariance_type=args.covariance_type)
+        if is_grid(args.n_components, args.covariance_type):
+            table, mixtures = local_choice(X, args.n_components, args.covariance_type, args.criterion,
+                                           random_state=args.seed)
+            _print_criterion_table(table)
+            mixture = mixtures[table.attrs["best"]]
+        else:
+            mixture = fit_local(X, args.n_components, random_state=args.seed, covariance_type=args.covariance_type)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     n, d = (X.shape[0], 1) if X.ndim == 1 else X.shape[:2]

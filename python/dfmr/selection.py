@@ -85,6 +85,7 @@ __all__ = [
     "fit_grid_local",
     "flag_sites",
     "is_grid",
+    "local_choice",
     "one_round_loglik",
     "validate",
     "project_to_model",
@@ -658,3 +659,23 @@ def validate(n_components: Any, covariance_type: Any, criterion: Any, selection:
         raise ValueError(f"criterion must be one of {', '.join(map(repr, CRITERIA))}, got {criterion!r}.")
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {', '.join(map(repr, SELECTIONS))}, got {selection!r}.")
+
+
+def local_choice(
+    X: ArrayLike, n_components: Any, covariance_type: Any = "full", criterion: str = "bic",
+    random_state: int | np.random.Generator | None = None, **local_kwargs: Any,
+) -> tuple[pd.DataFrame, list[GaussianMixtureParams]]:
+    """One machine's own choice (as mclust's ``Mclust`` on its data, with dfmr's penalised local fits):
+    every candidate of the grid fitted to ``X`` (:func:`fit_grid_local`), its BIC and ICL on ``X``.
+
+    Returns the :func:`criterion_table` (one site, nothing flagged) and the fitted mixtures in grid order.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    X = X[:, None] if X.ndim == 1 else X
+    candidates = candidate_grid(n_components, covariance_type, X.shape[1])
+    fits = fit_grid_local(X, candidates, random_state, **local_kwargs)
+    mixtures = [f.mixture for f in fits]
+    loglik, entropy = site_values(X, mixtures)
+    table = criterion_table([(c.n_components, c.covariance_type) for c in candidates], loglik[None], [X.shape[0]],
+                            criterion, site_entropy=entropy[None], n_features=X.shape[1])
+    return table, mixtures

@@ -1,0 +1,186 @@
+"""Choosing (K, covariance model) across sites against centralised mclustBIC (issue 22).
+
+Each replicate draws a population (K0 components; K0 = 1 a single Gaussian, else dfmr.mixsim with
+the given MaxOmega; its average pairwise overlap is printed), m sites of n points, and runs the two
+rounds by hand with dfmr.selection (what DistributedGaussianMixture does with a grid, but with the
+attacked sites' messages replaced):
+
+1. every site fits the whole grid (fit_grid_local, the estimator's defaults);
+2. the server aggregates each candidate with robust_dfmr (sizes known) and constrains it to its model;
+3. every site returns its log-likelihood and entropy of every aggregate (site_values);
+4. criterion_table (two rounds), and one_round_loglik + criterion_table (one round).
+
+Reference: mclust's Mclust(x, G, modelNames) (mclustBIC's best) on the pooled clean data, via Rscript.
+With --byzantine, floor(0.2 m) sites are Byzantine in both rounds, the attack rotating over
+replicates: round 1 the paper's mean / cov / weight attacks, a spurious far component added to every
+fit ("add"), or corrupted site data (every point shifted by 5 standard deviations, "data"); round 2 a
+lie that cancels the BIC penalty so that the largest K wins ("penalty"), or values from another
+site's candidate ("shuffle").
+
+Prints one line per replicate and the agreement rates; also the largest relative gap between the
+two-round log-likelihood (summed over unflagged sites) and the pooled log-likelihood at the same
+parameters, and the number of replicates where one site alone picks a smaller K than mclust.
+
+    PYTHONPATH=python OMP_NUM_THREADS=1 python tests/benchmarks/bench_model_selection.py --reps 12
+    PYTHONPATH=python OMP_NUM_THREADS=1 python tests/benchmarks/bench_model_selection.py --reps 12 --byzantine
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import math
+import os
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+import dfmr
+from dfmr import selection
+from dfmr.covariance import get_model
+from dfmr.mixsim import overlap_matrix
+
+SK_TO_MCLUST = {"full": "VVV", "diag": "VVI", "tied": "EEE", "spherical": "VII"}
+ROUND1 = ("mean", "cov", "weight", "add", "data")
+ROUND2 = ("penalty", "shuffle")
+# robust_dfmr constrains its reduction to a model once the core takes covariance_type=; until then the
+# aggregate is constrained afterwards (selection.project_to_model), as the estimator's grid does.
+MODEL_AWARE = "covariance_type" in inspect.signature(dfmr.robust_dfmr).parameters
+
+
+def population(K0: int, d: int, omega: float, rng: np.random.Generator) -> dfmr.GaussianMixtureParams:
+    if K0 == 1:
+        A = rng.standard_normal((d, d))
+        return dfmr.GaussianMixtureParams([1.0], rng.uniform(size=(1, d)), [A @ A.T / d + 0.1 * np.eye(d)])
+    return dfmr.mixsim.mixsim(K0, d, omega, rng)
+
+
+def mclust_choice(X: np.ndarray, ks: list[int], models: list[str]) -> tuple[int, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "x.csv")
+        np.savetxt(path, X, delimiter=",")
+        names = ",".join(f'"{m}"' for m in models) if X.shape[1] > 1 else '"E","V"'
+        script = (f'suppressMessages(library(mclust)); x <- as.matrix(read.csv("{path}", header = FALSE)); '
+                  f"b <- mclustBIC(x, G = c({','.join(map(str, ks))}), modelNames = c({names}), verbose = FALSE); "
+                  "s <- summary(b, x); cat(s$G, s$modelName)")
+        out = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True, check=True).stdout.split()
+    return int(out[0]), out[1]
+
+
+def add_component(mix: dfmr.GaussianMixtureParams, rng: np.random.Generator) -> dfmr.GaussianMixtureParams:
+    """A spurious component far from the data (weight 0.2) replacing the lightest one (K is kept)."""
+    k = int(np.argmin(mix.weights))
+    means, covs, w = mix.means.copy(), mix.covariances.copy(), mix.weights.copy()
+    means[k] = mix.means.mean(axis=0) + 20 * np.sqrt(np.diag(mix.covariances.mean(axis=0))) * rng.choice([-1, 1])
+    w[k] = 0.2
+    return dfmr.GaussianMixtureParams(w / w.sum(), means, covs, covariance_type=mix.covariance_type)
+
+
+def run(args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(args.seed)
+    ks = list(range(1, args.kmax + 1))
+    grid = selection.candidate_grid(ks, args.models)
+    n_bad = int(math.floor(0.2 * args.sites)) if args.byzantine else 0
+    agree2 = agree1 = agree_k0 = k0_found = smaller = 0
+    worst_gap, flagged_honest, caught = 0.0, 0, 0
+    print(f"grid K = 1..{args.kmax} x {args.models}; m = {args.sites}, n = {args.n} per site; "
+          f"Byzantine sites: {n_bad}")
+    for r in range(args.reps):
+        t0 = time.time()
+        K0, d = args.k0[r % len(args.k0)], args.dims[(r // len(args.k0)) % len(args.dims)]
+        omega = args.omegas[r % len(args.omegas)]
+        pop = population(K0, d, omega, rng)
+        avg = float(np.mean(overlap_matrix(pop)[np.triu_indices(K0, 1)])) if K0 > 1 else 0.0
+        X, _ = pop.sample(args.sites * args.n, rng)
+        sites = np.split(X, args.sites)
+        bad = np.sort(rng.choice(args.sites, n_bad, replace=False)) if n_bad else np.array([], int)
+        attack1, attack2 = ROUND1[r % len(ROUND1)], ROUND2[r % len(ROUND2)]
+        data = [s + 5 * s.std(axis=0) if (i in bad and attack1 == "data") else s for i, s in enumerate(sites)]
+        fits = [selection.fit_grid_local(s, grid, rng.integers(2**32), n_init=args.n_init) for s in data]
+        local = [[f.mixture for f in site] for site in fits]
+        own = np.array([[f.loglik for f in site] for site in fits])
+        for i in bad:
+            for j in range(len(grid)):
+                mix = local[i][j]
+                if attack1 == "add":
+                    local[i][j] = add_component(mix, rng)
+                elif attack1 in ("mean", "cov", "weight"):
+                    attacked, _ = dfmr.simulate.attack([mix, mix], 0.5, attack1, random_state=rng)
+                    local[i][j] = attacked[0] if attacked[0] is not mix else attacked[1]
+        sizes = [args.n] * args.sites
+        aggregates = []
+        for j, c in enumerate(grid):
+            model = {"covariance_type": get_model(c.covariance_type, d).name} if MODEL_AWARE else {}
+            res = dfmr.robust_dfmr([local[i][j] for i in range(args.sites)], c.n_components, n_samples=sizes, **model)
+            aggregates.append(selection.project_to_model(res.mixture, c.covariance_type))
+        values = [selection.site_values(s, aggregates) for s in data]
+        ll = np.array([v[0] for v in values])
+        ent = np.array([v[1] for v in values])
+        if n_bad and attack2 == "penalty":
+            p = np.array([c.n_parameters(d) for c in grid])
+            ll[bad] += 1.5 * p * math.log(args.sites * args.n) / (2 * n_bad)
+        elif n_bad:
+            ll[bad] = ll[np.roll(bad, 1)][:, rng.permutation(len(grid))]
+        pairs = [(c.n_components, c.covariance_type) for c in grid]
+        table = dfmr.criterion_table(pairs, ll, sizes, site_entropy=ent, n_features=d)
+        best = grid[table.attrs["best"]]
+        honest = np.setdiff1d(np.arange(args.sites), bad)
+        flags = set(table["flagged_sites"].iloc[0])
+        flagged_honest += len(flags & set(honest.tolist()))
+        caught += len(flags & set(bad.tolist()))
+        if not n_bad:  # with liars kept, their (false) values are in the sum by design
+            kept = np.setdiff1d(np.arange(args.sites), sorted(flags))
+            pooled = np.vstack([data[i] for i in kept])
+            exact = np.array([a.logpdf(pooled).sum() for a in aggregates])
+            worst_gap = max(worst_gap, float(np.max(np.abs(table["log_likelihood"] - exact) / np.abs(exact))))
+        flagged1 = selection.flag_sites(own, sizes)
+        approx, ent1 = selection.one_round_loglik(aggregates, local, own, sizes, random_state=r)
+        table1 = dfmr.criterion_table(pairs, approx, sizes, site_entropy=ent1, n_features=d, flagged=flagged1)
+        best1 = grid[table1.attrs["best"]]
+        G, model = mclust_choice(X, ks, [SK_TO_MCLUST.get(m, m) for m in args.models])
+        ours = (best.n_components, get_model(best.covariance_type, d).name)
+        ref = (G, model if d > 1 else model)
+        agree2 += ours == ref
+        agree1 += (best1.n_components, best1.covariance_type) == (best.n_components, best.covariance_type)
+        if G == K0:
+            k0_found += 1
+            agree_k0 += best.n_components == K0
+        # Does one site alone (its own fits, its own BIC) choose a smaller K than the pooled data?
+        site_bic = -2 * own + np.array([c.n_parameters(d) for c in grid]) * math.log(args.n)
+        site_k = [grid[int(np.argmin(row))].n_components for row in site_bic[honest]]
+        smaller += min(site_k) < G
+        print(f"rep {r:2d} K0={K0} d={d:2d} MaxOmega={omega:.3f} avg overlap={avg:.4f} | mclust {G} {model} | "
+              f"two rounds {ours[0]} {ours[1]} | one round {best1.n_components} "
+              f"{get_model(best1.covariance_type, d).name} | smallest site K {min(site_k)} | "
+              + (f"attack {attack1}/{attack2} bad {bad.tolist()} flagged {sorted(flags)} | " if n_bad else
+                 f"flagged {sorted(flags)} | ")
+              + f"{time.time() - t0:.0f} s", flush=True)
+    R = args.reps
+    print(f"\ntwo rounds = mclustBIC's (K, model): {agree2}/{R} = {agree2 / R:.1%}")
+    print(f"two rounds K = K0 where mclustBIC finds K0: {agree_k0}/{k0_found}")
+    print(f"one round = two rounds: {agree1}/{R} = {agree1 / R:.1%}")
+    print(f"replicates where one site alone picks a smaller K than mclust: {smaller}/{R}")
+    print(f"largest relative gap, two-round log-likelihood vs pooled at the same parameters: {worst_gap:.2e}")
+    print(f"honest sites flagged: {flagged_honest}; Byzantine sites flagged: {caught}/{n_bad * R}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=12)
+    parser.add_argument("--sites", type=int, default=16)
+    parser.add_argument("--n", type=int, default=1000, help="points per site")
+    parser.add_argument("--kmax", type=int, default=6)
+    parser.add_argument("--n-init", type=int, default=16, help="starts of each local fit (the estimator's default: 16)")
+    parser.add_argument("--models", nargs="+", default=["full", "diag"])
+    parser.add_argument("--k0", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
+    parser.add_argument("--dims", type=int, nargs="+", default=[2, 5])
+    parser.add_argument("--omegas", type=float, nargs="+", default=[0.001, 0.01, 0.05], help="MixSim MaxOmega")
+    parser.add_argument("--byzantine", action="store_true", help="20%% Byzantine sites in both rounds")
+    parser.add_argument("--seed", type=int, default=0)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
