@@ -14,6 +14,7 @@ from .filtering import FilterDecision, _check_threshold, _decision
 from .params import GaussianMixtureParams
 from .reduction import ReductionResult, _check_k, _options, _result
 from .sizes import PoolSizes, pool_sizes
+from .support import enforce
 
 __all__ = ["AggregationResult", "dfmr", "mr", "coat", "tkb"]
 
@@ -64,6 +65,10 @@ class AggregationResult:
         nowhere (equal weights). None when the aggregator does not record it.
     sizes : PoolSizes or None
         The size decision in full: capped and unclaimed machines, the median claim.
+    support : ndarray of bool, shape (m, mixture.n_components), or None
+        ``support[i, c]``: machine i's pooled components are sent (mostly) to output component
+        c (:mod:`dfmr.support`); every output component is supported by at least half of the
+        votes. None for COAT.
     """
 
     mixture: GaussianMixtureParams
@@ -84,6 +89,7 @@ class AggregationResult:
     n_samples: np.ndarray | None = field(default=None, repr=False)
     size_source: str | None = None
     sizes: PoolSizes | None = field(default=None, repr=False)
+    support: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def distance_to_center(self) -> np.ndarray | None:
@@ -176,6 +182,13 @@ def _aggregate(
             stacklevel=3,
         )
     retained = np.asarray(out["retained"], dtype=np.intp)
+    support, n_iter, converged = None, int(out["n_iter"]), bool(out["converged"])
+    if red is not None:
+        # Sites with fewer clusters: every output component needs half of the sites (dfmr.support).
+        checked, support = enforce(red, mixtures, retained, sizes.n_samples, n_components, trim=trim, tol=tol,
+                                   max_iter=max_iter, n_threads=threads)
+        if checked is not red:
+            red, n_iter, converged = checked, checked.n_iter, checked.converged
     return AggregationResult(
         mixture=mixtures[decision.center] if method == "coat" else red.mixture,
         method=method,
@@ -184,8 +197,8 @@ def _aggregate(
         center=None if decision is None else decision.center,
         distances=distances,
         objective=None if red is None else red.objective,
-        n_iter=int(out["n_iter"]),
-        converged=bool(out["converged"]),
+        n_iter=n_iter,
+        converged=converged,
         filter=decision if method == "dfmr" else None,
         reduction=red,
         n_components_requested=None if method == "coat" else int(n_components),
@@ -195,6 +208,7 @@ def _aggregate(
         n_samples=sizes.n_samples,
         size_source=sizes.source,
         sizes=sizes,
+        support=support,
     )
 
 

@@ -43,7 +43,7 @@ from ._validation import check_int
 from .aggregate import AggregationResult, coat, dfmr, mr, tkb
 from .covariance import MODEL_NAMES, SKLEARN_TYPES, UNIVARIATE_MODEL_NAMES, get_model, sklearn_layout
 from .executor import BACKENDS, MachineTask, check_timeout, engine, map_machines
-from .local import fit_local_detailed
+from .local import fit_local_detailed, n_parameters
 from .params import GaussianMixtureParams, precision_factor
 from .partition import split
 from .robust import robust_dfmr
@@ -66,6 +66,7 @@ _LEARNED = (
     "aggregation_",
     "n_features_in_", "n_machines_", "n_iter_", "converged_", "failed_machines_", "machine_indices_",
     "n_components_", "covariance_type_",
+    "local_n_components_",
 )
 
 
@@ -74,6 +75,11 @@ _COVARIANCE_TYPES = (*SKLEARN_TYPES, *MODEL_NAMES, *UNIVARIATE_MODEL_NAMES)
 _MODEL_AWARE = frozenset(
     name for name, func in (("dfmr", dfmr), ("mr", mr), ("tkb", tkb), ("robust_dfmr", robust_dfmr))
     if "covariance_type" in inspect.signature(func).parameters
+)
+# Aggregators that pool the sites by the sizes the server knows (``n_samples=``).
+_SIZE_AWARE = frozenset(
+    name for name, func in (("dfmr", dfmr), ("mr", mr), ("coat", coat), ("tkb", tkb), ("robust_dfmr", robust_dfmr))
+    if "n_samples" in inspect.signature(func).parameters
 )
 
 
@@ -123,21 +129,27 @@ def _fit_machine(
     tol: float,
     need: int,
     covariance_type: str = "full",
+    by_bic: bool = False,
 ) -> _MachineResult:
     """Local fit of machine ``index``, where its data ``X`` are: plain arrays back, so no pickling alters them.
 
     Returns the weights, means and covariances, then the EM iterations and convergence flag of
     the returned run, and the machine's number of rows. ``need`` rows are checked here too, for
     data whose size the client did not know (files, partitions): too few is invalid data, which
-    stops the fit.
+    stops the fit. ``by_bic``: the site chooses its own number of components, the K_i in
+    1..``n_components`` of the smallest BIC (``-2 log L + p log n``), as a site that sees only
+    some of the clusters should.
     """
     if X.shape[0] < need:
         raise InvalidDataError(
             f"it has {X.shape[0]} rows; a local fit needs at least n_components = {n_components} rows and "
             f"more than d = {X.shape[1]}. Use fewer machines."
         )
-    fit = fit_local_detailed(X, n_components, np.random.default_rng(seed), n_init=n_init, max_iter=max_iter, tol=tol,
-                             covariance_type=covariance_type)
+    rng = np.random.default_rng(seed)
+    fits = [fit_local_detailed(X, k, rng, n_init=n_init, max_iter=max_iter, tol=tol, covariance_type=covariance_type)
+            for k in (range(1, n_components + 1) if by_bic else (n_components,))]
+    fit = min(fits, key=lambda f: -2.0 * float(np.sum(f.mixture.logpdf(X)))
+              + n_parameters(f.mixture.n_components, X.shape[1], covariance_type) * np.log(X.shape[0]))
     mix = fit.mixture
     weights, means, covariances = np.array(mix.weights), np.array(mix.means), np.array(mix.covariances)
     return weights, means, covariances, int(fit.n_iter), bool(fit.converged), int(X.shape[0])
@@ -279,6 +291,9 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         worker process that died), with the reason; they are treated as missing. Unlike a
         Byzantine machine, which sends an estimate that the aggregator may exclude, a failed
         machine sends none. Empty when every machine succeeded.
+    local_n_components_ : ndarray of int, shape (n_machines_,)
+        Components of every machine's local estimate: ``n_components``, or the sites' own
+        numbers (``fit_partitions(..., local_n_components=...)``, chosen by BIC with "bic").
     n_iter_ : ndarray of int, shape (n_machines_,)
         EM iterations of every machine's returned local run.
     converged_ : ndarray of bool, shape (n_machines_,)
@@ -497,7 +512,9 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         with engine(self.backend, n_jobs, self.client).place(arr, n_machines, np.random.default_rng(seeds)) as parts:
             return self._fit([(part, *_known_shape(part)) for part in parts], X, seeds, n_jobs)
 
-    def fit_partitions(self, parts: Any) -> DistributedGaussianMixture:
+    def fit_partitions(
+        self, parts: Any, *, local_n_components: Sequence[int] | str | None = None
+    ) -> DistributedGaussianMixture:
         """Fit from data already split across machines: one array, source or chunk per machine.
 
         Parameters
@@ -513,6 +530,13 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
             the rest (NaN, infinity) where the data are read, which stops the fit. Float64
             arrays are not copied here. The column names of a dask dataframe, or of a first
             part that is a pandas DataFrame, are kept in ``feature_names_in_``.
+        local_n_components : None, sequence of int, or "bic"
+            How many components each site fits: ``None``, ``n_components`` everywhere; a
+            sequence, site ``i`` fits ``local_n_components[i]`` (1..``n_components``); ``"bic"``,
+            each site chooses its own K_i <= ``n_components`` by BIC. Sites that see only some of
+            the clusters fit fewer; every output component is supported by at least half of the
+            sites (:mod:`dfmr.support`, ``aggregation_.support``), so a cluster that only a
+            minority reports is never output. The sites' numbers are in ``local_n_components_``.
 
         Returns
         -------
@@ -529,10 +553,12 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         n_jobs = self._validated_params()
         seeds = _seed_sequence(self.random_state)
         if is_dask_collection(parts) and hasattr(parts, "chunks"):
-            return self._fit(self._dask_array_machines(parts), None, seeds, n_jobs)
+            machines = self._dask_array_machines(parts)
+            return self._fit(machines, None, seeds, n_jobs, self._local_k(local_n_components, len(machines)))
         if is_dask_collection(parts) and hasattr(parts, "npartitions"):
             machines = [(part, None, len(parts.columns)) for part in dask_dataframe_parts(parts)]
-            return self._fit(machines, parts._meta, seeds, n_jobs)  # _meta: the empty pandas frame of its columns
+            # _meta: the empty pandas frame of its columns
+            return self._fit(machines, parts._meta, seeds, n_jobs, self._local_k(local_n_components, len(machines)))
         if isinstance(parts, np.ndarray) or not isinstance(parts, Sequence):
             raise ValueError(
                 "parts must be a list or tuple with one array per machine, a dask array or a dask dataframe, "
@@ -548,7 +574,29 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
                 array = self._as_matrix(part, f"parts[{i}]")
                 machines.append((array, *array.shape))
         lazy = is_dask_collection(parts[0]) or callable(getattr(parts[0], "load", None))
-        return self._fit(machines, None if lazy else parts[0], seeds, n_jobs)
+        return self._fit(machines, None if lazy else parts[0], seeds, n_jobs,
+                         self._local_k(local_n_components, len(machines)))
+
+    def _local_k(self, local_n_components: Sequence[int] | str | None, m: int) -> list[int] | str | None:
+        """``local_n_components`` checked against K and the number of machines."""
+        if local_n_components is None:
+            return None
+        if is_grid(self.n_components, self.covariance_type):
+            raise ValueError("local_n_components needs one n_components, not a grid of them or of covariance models.")
+        if isinstance(local_n_components, str) and local_n_components == "bic":
+            return local_n_components
+        k = int(self.n_components)
+        if isinstance(local_n_components, str) or not isinstance(local_n_components, (Sequence, np.ndarray)):
+            raise ValueError(
+                f"local_n_components must be None, 'bic' or one int per machine, got {local_n_components!r}."
+            )
+        out = [check_int(x, f"local_n_components[{i}]", 1) for i, x in enumerate(local_n_components)]
+        if len(out) != m or max(out) > k:
+            raise ValueError(
+                f"local_n_components must hold one int in 1..n_components = {k} per machine ({m}), "
+                f"got {list(local_n_components)!r}."
+            )
+        return out
 
     def _fit_spark(self, X: Any, site_col: str | None, n_jobs: int) -> DistributedGaussianMixture:
         """Fit a Spark DataFrame: its sites (or partitions) are the machines, fitted where their rows are."""
@@ -576,9 +624,11 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
 
     def _fit(
         self, machines: list[tuple[Any, int | None, int | None]], names_from: Any, seeds: np.random.SeedSequence,
-        n_jobs: int,
+        n_jobs: int, local_k: list[int] | str | None = None,
     ) -> DistributedGaussianMixture:
         """Fit on ``machines`` (data, rows, columns; None where unknown until read); keep ``names_from``'s names.
+
+        ``local_k``: the components of each machine's fit (None: K; "bic": chosen by each site).
 
         What the client knows is checked first; the local fits run where the data are; the
         machines that fail at run time are left out of the aggregation.
@@ -606,7 +656,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
             return self
 
         indices, local, sizes, n_iter, converged, failed = self._fit_local_all(
-            [data for data, _, _ in machines], seeds.spawn(len(machines)), need, n_jobs
+            [data for data, _, _ in machines], seeds.spawn(len(machines)), need, n_jobs, local_k
         )
         model = get_model(self.covariance_type, local[0].dim)
         for i in indices[~converged]:
@@ -653,18 +703,22 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         self.n_machines_ = len(local)
         self.n_iter_ = n_iter
         self.converged_ = converged
+        self.local_n_components_ = np.array([f.n_components for f in local], dtype=np.intp)
 
     def _fit_local_all(
-        self, parts: list[Any], seeds: list[np.random.SeedSequence], need: int, n_jobs: int
+        self, parts: list[Any], seeds: list[np.random.SeedSequence], need: int, n_jobs: int,
+        local_k: list[int] | str | None = None,
     ) -> tuple[np.ndarray, list[GaussianMixtureParams], list[int], np.ndarray, np.ndarray, dict[int, str]]:
         """Local fits through :func:`dfmr.executor.map_machines`.
 
         Returns the machine indices that succeeded, their estimates, row counts, EM iterations and
         convergence flags, and the failed machines with their reasons.
         """
-        settings = (int(self.n_components), int(self.n_init), int(self.max_iter), float(self.tol), need,
-                    self.covariance_type)
-        tasks = [MachineTask(i, data, (i, seed, *settings)) for i, (data, seed) in enumerate(zip(parts, seeds))]
+        settings = (int(self.n_init), int(self.max_iter), float(self.tol), need, self.covariance_type,
+                    local_k == "bic")
+        ks = local_k if isinstance(local_k, list) else [int(self.n_components)] * len(parts)
+        tasks = [MachineTask(i, data, (i, seed, k_i, *settings))
+                 for i, (data, seed, k_i) in enumerate(zip(parts, seeds, ks))]
         out = map_machines(
             _fit_machine, tasks, backend=self.backend, n_jobs=n_jobs, client=self.client,
             progress=bool(self.progress), desc="local fits", timeout=self.timeout, total_timeout=self.total_timeout,
@@ -691,14 +745,17 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         methods: dict[str, Callable[..., AggregationResult]] = {
             "dfmr": lambda **model: dfmr(local, k, self.threshold, n_threads=n_threads, **model),
             "mr": lambda **model: mr(local, k, n_threads=n_threads, **model),
-            "coat": lambda **model: coat(local, n_threads=n_threads),
+            "coat": lambda covariance_type=None, **sizes: coat(local, n_threads=n_threads, **sizes),
             "tkb": lambda **model: tkb(local, k, float(self.alpha), n_threads=n_threads, **model),
-            "robust_dfmr": lambda **model: robust_dfmr(local, k, n_samples=sizes, n_threads=n_threads, **model),
+            "robust_dfmr": lambda **model: robust_dfmr(local, k, n_threads=n_threads, **model),
         }
         # The aggregate belongs to the estimator's model when the aggregator constrains its reduction
         # to it (COAT returns one of the estimates, which belong to it already).
         name = get_model(covariance_type or self.covariance_type, local[0].dim).name
         model = {"covariance_type": name} if self.aggregator in _MODEL_AWARE else {}
+        # The server's own split (or the sites it was given) is authoritative: pool by size.
+        if sizes is not None and self.aggregator in _SIZE_AWARE:
+            model["n_samples"] = sizes
         return methods[self.aggregator](**model)
 
     # -------------------------------------------------------------------------------- inference
@@ -979,8 +1036,8 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
             n_samples = None
         self.inference_ = _infer(
             self.aggregation_, self.local_mixtures_, method=method, machine_infos=infos, n_samples=n_samples,
-            kind=kind, aggregate=lambda mixes: self._aggregate(mixes, 1, None), multitest_method=multitest_method,
-            alpha=alpha,
+            kind=kind, aggregate=lambda mixes, n_samples=None: self._aggregate(mixes, 1, n_samples),
+            multitest_method=multitest_method, alpha=alpha,
         )
         return self.inference_
 

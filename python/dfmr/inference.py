@@ -23,10 +23,14 @@ Two ways to get the covariance of the aggregate's parameters (named as in
     The machine-level jackknife: the whole aggregator (filter included) is rerun on each of the
     m leave-one-machine-out sets of local estimates, each result is aligned to the aggregate,
     and ``V = (m - 1) / m sum_i (theta_(i) - mean)(theta_(i) - mean)^T``; intervals use Student's
-    t with ``m - 1`` degrees of freedom. It needs no data, only the local estimates, and accounts
-    for what the aggregator really does. *Valid* for DFMR (with or without Byzantine machines
-    that the filter removes: measured coverage 0.94-0.97) and for MR; it needs enough machines
-    (m >= 10 or so), and is the default for every aggregator except ``"mr"``. Its width varies
+    t with ``m - 1`` degrees of freedom. When the aggregator pooled the machines by unequal
+    sizes ``n_i`` (the server's, or capped claims), the delete-a-group jackknife for unequal
+    groups (Busing, Meijer & van der Leeden 1999) replaces it: pseudo-values
+    ``h_i theta - (h_i - 1) theta_(i)``, ``h_i = N / n_i``, each leave-one-out aggregate pooled
+    with the remaining sizes (equal sizes give the formula above). It needs no data, only the
+    local estimates, and accounts for what the aggregator really does. *Valid* for DFMR (with or
+    without Byzantine machines that the filter removes: measured coverage 0.94-0.97) and for MR;
+    it needs enough machines (m >= 10 or so), and is the default for every aggregator except ``"mr"``. Its width varies
     between data sets more than the information's (leaving one machine out can change what the
     filter keeps); its median width is 1.1-1.25x the ideal normal interval's.
 
@@ -52,6 +56,7 @@ freedom; the p-values are adjusted for the m tests by
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -431,44 +436,88 @@ def _rerun(result: AggregationResult, n_components: int) -> Callable[[list[Gauss
     from .filtering import default_threshold
 
     method = result.method
+    # ``n_samples``: the leave-one-out sizes when the aggregate was pooled by size (else the
+    # estimates' claims, as the aggregator read them).
     if method == "dfmr":
         # The default kappa = m ** 0.1 depends on m: a leave-one-out set gets its own default.
         fixed = result.filter.threshold != default_threshold(result.n_machines)
         threshold = result.filter.threshold if fixed else None
-        return lambda mixes: aggregate.dfmr(mixes, n_components, threshold, n_threads=1)
+        return lambda mixes, n_samples=None: aggregate.dfmr(mixes, n_components, threshold, n_threads=1,
+                                                            n_samples=n_samples)
     if method == "mr":
-        return lambda mixes: aggregate.mr(mixes, n_components, n_threads=1)
+        return lambda mixes, n_samples=None: aggregate.mr(mixes, n_components, n_threads=1, n_samples=n_samples)
     if method == "tkb":
-        return lambda mixes: aggregate.tkb(mixes, n_components, result.alpha, n_threads=1)
+        return lambda mixes, n_samples=None: aggregate.tkb(mixes, n_components, result.alpha, n_threads=1,
+                                                           n_samples=n_samples)
     if method == "coat":
-        return lambda mixes: aggregate.coat(mixes, n_threads=1)
+        return lambda mixes, n_samples=None: aggregate.coat(mixes, n_threads=1, n_samples=n_samples)
     raise ValueError(f"no known way to rerun aggregator {method!r}: pass aggregate=.")
+
+
+def _pooled_sizes(result: AggregationResult) -> np.ndarray | None:
+    """The sizes the aggregator pooled the machines with (the server's, or capped claims), or None."""
+    if result.n_samples is None:
+        return None
+    sizes = np.asarray(result.n_samples, dtype=np.float64)
+    return None if np.ptp(sizes[sizes > 0]) == 0 else sizes
+
+
+def _takes_sizes(aggregate: Callable[..., Any]) -> bool:
+    try:
+        return "n_samples" in inspect.signature(aggregate).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _jackknife(
     mixtures: list[GaussianMixtureParams],
     reference: GaussianMixtureParams,
-    aggregate: Callable[[list[GaussianMixtureParams]], Any],
+    aggregate: Callable[..., Any],
+    sizes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, np.ndarray]:
-    """Jackknife covariance of the free parameters, number of replicates used, failed replicates."""
-    replicates, failed = [], []
-    for i in range(len(mixtures)):
+    """Jackknife covariance of the free parameters, number of replicates used, failed replicates.
+
+    Equal sizes (``sizes=None``): the delete-one-machine jackknife,
+    ``V = (r - 1) / r sum_i (theta_(i) - mean)(theta_(i) - mean)'``. Unequal sizes ``n_i`` (the
+    weights the aggregator pooled the machines with): the delete-a-group jackknife for unequal
+    groups (Busing, Meijer & van der Leeden 1999). With ``h_i = N / n_i`` the pseudo-values
+    ``p_i = h_i theta - (h_i - 1) theta_(i)`` have the size-weighted mean
+    ``theta_J = sum n_i p_i / sum n_i`` and ``V = (1 / r) sum_i (p_i - theta_J)(p_i - theta_J)' / (h_i - 1)``;
+    equal sizes give the formula above. Leaving out a site of 200 points then counts for a
+    site of 200, not as much as leaving out one of 20,000 (the equal-size formula made the
+    intervals of such federations 1.7-1.9x too wide). ``aggregate`` receives the leave-one-out
+    sizes as ``n_samples=`` when it takes that argument.
+    """
+    m = len(mixtures)
+    sized = sizes is not None and _takes_sizes(aggregate)
+    replicates, used, failed = [], [], []
+    for i in range(m):
+        rest = mixtures[:i] + mixtures[i + 1:]
         with warnings.catch_warnings():
             # A leave-one-out reduction that drops a component is reported as a failed replicate.
             warnings.simplefilter("ignore", RuntimeWarning)
-            out = aggregate(mixtures[:i] + mixtures[i + 1:])
+            out = aggregate(rest, n_samples=np.delete(sizes, i)) if sized else aggregate(rest)
         mix = out.mixture if isinstance(out, AggregationResult) else out
         aligned = info.align_to(mix, reference)
         if aligned is None:
             failed.append(i)
         else:
             replicates.append(info.to_vector(aligned))
+            used.append(i)
     r = len(replicates)
     if r < 2:
         raise ValueError(f"the jackknife needs at least 2 usable leave-one-out aggregates, got {r}.")
     theta = np.asarray(replicates)
-    centred = theta - theta.mean(axis=0)
-    return (r - 1) / r * centred.T @ centred, r, np.asarray(failed, dtype=np.intp)
+    if sizes is None:
+        centred = theta - theta.mean(axis=0)
+        return (r - 1) / r * centred.T @ centred, r, np.asarray(failed, dtype=np.intp)
+    n = np.asarray(sizes, dtype=np.float64)[used]
+    weighed = n > 0  # a machine dropped before pooling (size 0) has no influence to measure
+    n, theta = n[weighed], theta[weighed]
+    h = float(np.sum(sizes)) / n
+    pseudo = h[:, None] * info.to_vector(reference)[None, :] - (h - 1.0)[:, None] * theta
+    centred = pseudo - (n @ pseudo) / n.sum()
+    return (centred / (h - 1.0)[:, None]).T @ centred / n.size, r, np.asarray(failed, dtype=np.intp)
 
 
 def _bootstrap(
@@ -661,7 +710,7 @@ def infer(
         df_resid = np.inf
     else:
         run = aggregate if aggregate is not None else _rerun(result, ref.n_components)
-        cov_free, used, failed = _jackknife(mixtures, ref, run)
+        cov_free, used, failed = _jackknife(mixtures, ref, run, _pooled_sizes(result))
         df_resid = used - 1
 
     tests = None

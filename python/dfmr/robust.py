@@ -56,11 +56,18 @@ recorded with its rule and statistic (:class:`Decision`):
 
 The kept components are pooled (component ``(i, k)`` with weight ``v_i w_ik / sum_j v_j`` over
 the machines ``j`` that kept slot k, so a dropped component does not bias the slot's weight)
-and reduced by MR started from their slot-wise moment match. If an output component would
-draw its mass from fewer than a majority of machines (on real data honest machines split
-clusters differently), MR is restarted from each machine kept whole and the best objective
-among the results that meet this majority rule is returned; only when none does, the slot-wise
-moment match. With no attack every machine is kept and the result is MR over all machines.
+and reduced by MR started from their slot-wise moment match and from each machine kept whole
+(the best objective). Every output component must be supported by at least half of the votes
+(:mod:`dfmr.support`: a machine supports the component its pooled components are sent to): if
+the best optimum breaks this rule (on real data honest machines split clusters differently),
+the best objective among the runs that meet it is returned; only when none does, the slot-wise
+moment match. ``result.support`` says which machine supports which output component. With no
+attack every machine is kept and the result is MR over all machines.
+
+Sites that see only some of the clusters fit fewer components (``K_i < K``). When the machines
+with K components hold fewer than half of the votes, the reference is not their COAT centre
+but the MR of every machine whose output components are all supported: a cluster that only a
+minority reports (attackers adding one of their own) never becomes a slot.
 
 Sample sizes: what the server knows is authoritative. Sizes given as ``n_samples`` set the
 tests (``n_i``) and the pool weights (``v_i = n_i``). Sizes the estimates record about
@@ -96,7 +103,10 @@ from .covariance import CovarianceModel, get_model, majority_covariance_type
 from .distances import pairwise_l2_scaled
 from .filtering import center_index
 from .params import GaussianMixtureParams
-from .reduction import kl_cost, reduce, reduce_mixtures
+from .reduction import default_starts, kl_cost, reduce
+from .sizes import CLAIM_CAP
+from .support import SUPPORT_FRACTION, reduce_supported, support_matrix
+from .support import supported as support_rule
 
 __all__ = ["Decision", "Screening", "RobustAggregationResult", "robust_dfmr", "screening_summary_lines"]
 
@@ -109,10 +119,6 @@ _UNSIZED_QUANTILE = 0.5
 # The sampling law is a ceiling: honest scatter over the information's (or chi2's) law may
 # exceed 1 by misspecification (the sandwich variance) and overlap, but not by more than this.
 _EXCESS_CEILING = 4.0
-# A claimed size weighs the pool up to this many times the vote median of the claims: a liar
-# gains at most this factor over a median machine, and a site larger than the cap loses only
-# the excess (issue 24 measured 1.29x the true-size pool on sites of 200 .. 20,000 points).
-_CLAIM_CAP = 5.0
 _MAX_VOTE_GROUP = 64  # the largest group of near-identical estimates searched around each machine
 _MEMBER_QUANTILE = 0.01  # a member of a merged group lies this far inside its honest law
 _TIGHT = 0.5  # "far more closely": a merged group's scatter is below half its honest lower quantile
@@ -309,7 +315,7 @@ def _claimed_pool_sizes(claims: np.ndarray, votes: np.ndarray, unit: float) -> t
     """Pool sizes from claimed sizes (untrusted), and the cap applied (NaN when none was).
 
     When the machines that claim a size hold a majority of the votes, the vote median of the
-    claims is between honest claims, and each claim weighs up to :data:`_CLAIM_CAP` times it
+    claims is between honest claims, and each claim weighs up to :data:`CLAIM_CAP` times it
     (a machine without a claim weighs as the median). Otherwise every machine weighs 1 (the
     calibrated size) and a claim below the calibrated size over the misspecification allowance
     only shrinks its weight (``min(1, allowance x claim / calibrated n)``).
@@ -318,7 +324,7 @@ def _claimed_pool_sizes(claims: np.ndarray, votes: np.ndarray, unit: float) -> t
     if votes[has].sum() <= 0.5 * votes.sum():
         return np.fmin(1.0, claims * unit * _EXCESS_CEILING), math.nan
     median = float(_weighted_quantile(claims[has], votes[has], 0.5))
-    cap = _CLAIM_CAP * median
+    cap = CLAIM_CAP * median
     return np.where(np.isfinite(claims), np.fmin(claims, cap), median), cap
 
 
@@ -703,7 +709,7 @@ def _information_inflation(
 
 def _moment_centre(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, use: np.ndarray, votes: np.ndarray,
                    fallback: GaussianMixtureParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per slot: vote-weighted mean weight, mean and covariance over the machines in ``use``."""
+    """Per slot: ``votes``-weighted mean weight, mean and covariance over the machines in ``use``."""
     k = w.shape[1]
     ref_w, ref_mu, ref_cov = fallback.weights.copy(), fallback.means.copy(), fallback.covariances.copy()
     for j in range(k):
@@ -737,15 +743,27 @@ def _median_centre(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, present: np.n
     return (ref_w / total if total > 0 else fallback.weights.copy()), ref_mu, ref_cov
 
 
-def _initial_reference(mixtures: list[GaussianMixtureParams], alive_idx: np.ndarray, k: int,
+def _initial_reference(mixtures: list[GaussianMixtureParams], alive_idx: np.ndarray, k: int, votes: np.ndarray,
                        n_threads: int | None) -> tuple[GaussianMixtureParams, int | None, np.ndarray | None]:
-    """The COAT centre among the machines with exactly K components (L2 distances), or MR of all."""
+    """The COAT centre among the machines with exactly K components (L2 distances), when they
+    hold half of the votes; else MR of all whose every component half of the votes support.
+
+    Sites that see only some of the clusters fit fewer components; then the machines with K
+    components may be a minority (attackers adding a cluster of their own), whose centre must
+    not be the reference: the supported MR of every machine is (:mod:`dfmr.support`).
+    """
     full = [int(i) for i in alive_idx if mixtures[i].n_components == k]
-    if len(full) >= 1:
+    if full and votes[full].sum() >= SUPPORT_FRACTION * votes[alive_idx].sum() - 1e-9:
         scaled, exponent = pairwise_l2_scaled([mixtures[i] for i in full], n_threads=n_threads)
         c = full[center_index(scaled)]
         return mixtures[c], c, np.ldexp(scaled, exponent)
-    red = reduce_mixtures([mixtures[i] for i in alive_idx], k, n_threads=n_threads)
+    alive = [mixtures[i] for i in alive_idx]
+    share = np.repeat(votes[alive_idx] / votes[alive_idx].sum(), [f.n_components for f in alive])
+    pooled = GaussianMixtureParams._from_core(share * np.concatenate([f.weights for f in alive]),
+                                              np.concatenate([f.means for f in alive]),
+                                              np.concatenate([f.covariances for f in alive]))
+    owner = np.repeat(alive_idx, [f.n_components for f in alive])
+    red, _ = reduce_supported(pooled, owner, votes, k, default_starts(alive, k), n_threads=n_threads)
     return red.mixture, None, None
 
 
@@ -827,7 +845,8 @@ def robust_dfmr(
     constrained = model.name != get_model("full", d).name
     if constrained:
         mixtures = [_in_model(f, model) if alive[i] else f for i, f in enumerate(mixtures)]
-    reference, centre, distances = _initial_reference(mixtures, alive_idx, k, n_threads)
+    reference, centre, distances = _initial_reference(mixtures, alive_idx, k, _votes_of(
+        _exact_copies(mixtures, alive_idx), alive_idx, m), n_threads)
     own_df, shared_df = model.covariance_df(d)
     dfs = {"mean": d, "covariance": own_df, "weight": 1 if k > 1 else 0}
     parts = [p for p in PARTS if dfs[p] > 0]
@@ -845,6 +864,7 @@ def robust_dfmr(
                        else _UNSIZED_QUANTILE, floors={p: 1.0 for p in parts} if server else None,
                        ceiling=_EXCESS_CEILING, claims=None if server else n)
 
+    size_weight = np.where(alive, n, 0.0) if server else np.ones(m)
     alignment = np.full((m, k), -1, dtype=np.intp)
     ref_w, ref_mu, ref_cov = reference.weights, reference.means, reference.covariances
     for round_ in range(_ALIGNMENT_ROUNDS):
@@ -885,7 +905,10 @@ def robust_dfmr(
                 if value > cut_shared:
                     passed[i] = False
         median_ref = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
-        ref_w, ref_mu, ref_cov = _moment_centre(w, mu, cov, passed, cal.votes, median_ref)
+        # With server sizes the mean is size-weighted: a vote-weighted mean errs like its small
+        # sites, and a site of 20,000 tested at its own size against it would fail for the
+        # centre's error, not its own. Equal sizes: the vote-weighted mean.
+        ref_w, ref_mu, ref_cov = _moment_centre(w, mu, cov, passed, cal.votes * size_weight, median_ref)
     test_ref_cov, test_cov, test_logdet = _model_view(model, constrained, ref_cov, cov, logdet, present)
     stats, passed, inflation, unit, n_test = _test(w, mu, test_cov, test_logdet, n_base, ref_w, ref_mu, test_ref_cov,
                                                    dfs, parts, cut_raw, cal, present, joint, fixed_unit=unit)
@@ -897,7 +920,7 @@ def robust_dfmr(
     pool_weight = np.where(alive, pool_size, 0.0) * cal.votes
     if math.isfinite(claim_cap):
         notes.append(
-            f"The claimed sizes weigh the pool, each capped at {_CLAIM_CAP:g}x the median claim "
+            f"The claimed sizes weigh the pool, each capped at {CLAIM_CAP:g}x the median claim "
             f"({claim_cap:.4g}); a machine without a claim weighs as the median claim."
         )
     groups = [alive_idx[labels == g].tolist() for g in np.unique(labels) if np.sum(labels == g) > 1]
@@ -1013,8 +1036,8 @@ def robust_dfmr(
             "the least deviant majority was kept (the calibration may not hold, e.g. a wrong K)."
         )
 
-    mixture, red = _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads,
-                              cal.votes, min(majority, vote_mass), notes)
+    mixture, red, support = _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads,
+                                       cal.votes, vote_mass, notes)
     retained = np.flatnonzero(kept.any(axis=1))
     infl = {p: inflation[p] for p in parts}
     screening = Screening(
@@ -1030,7 +1053,8 @@ def robust_dfmr(
         mixture=mixture, method="robust_dfmr", n_machines=m, retained=retained, center=centre,
         distances=None, objective=None if red is None else red.objective,
         n_iter=0 if red is None else red.n_iter, converged=True if red is None else red.converged,
-        reduction=red, n_components_requested=k, screening=screening,
+        reduction=red, n_components_requested=k, screening=screening, support=support,
+        n_samples=np.where(alive, pool_size, 0.0) if server or math.isfinite(claim_cap) else None,
     )
 
 
@@ -1232,7 +1256,7 @@ def _aligned(mixture: GaussianMixtureParams, slots: np.ndarray) -> GaussianMixtu
     return GaussianMixtureParams._from_core(w / w.sum(), mixture.means[slots], mixture.covariances[slots])
 
 
-def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads, votes, majority, notes):
+def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads, votes, total_votes, notes):
     """MR of the kept components (slot weights unbiased by drops), or their slot-wise moment match."""
     d = mixtures[int(np.flatnonzero(kept.any(axis=1))[0])].dim
     comp_w, comp_mu, comp_cov, owner, slot_of = [], [], [], [], []
@@ -1269,11 +1293,12 @@ def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threa
     start = GaussianMixtureParams._from_core(mm_w, mm_mu, mm_cov)
     pooled = GaussianMixtureParams._from_core(comp_w, comp_mu, comp_cov)
 
+    m = kept.shape[0]
+
     def supported(r) -> bool:
-        """Every output component draws mass from a majority of the votes."""
-        return r.mixture.n_components == start.n_components and all(
-            votes[np.unique(owner[r.assignment[:, c] > 0])].sum() >= majority - 1e-9
-            for c in range(r.mixture.n_components))
+        """Every output component draws mass from half of the votes (:mod:`dfmr.support`)."""
+        return r.mixture.n_components == start.n_components and bool(
+            support_rule(support_matrix(owner, r.assignment, m), votes, total_votes).all())
 
     # MR from the slot-wise start and from every machine kept whole (its aligned components, as
     # dfmr.mr starts from the estimates): the best objective. A slot-wise start alone can stop at
@@ -1291,16 +1316,17 @@ def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threa
         mixture = red.mixture
     else:
         notes.append(
-            "The reduction would have built a component from fewer than a majority of machines; "
+            "The reduction would have built a component from fewer than half of the machines' votes; "
             "the slot-wise moment match of the kept components is returned instead."
         )
         mixture, red = start, None
+    support = kept[:, slots] if red is None else support_matrix(owner, red.assignment, m)
     if mixture.n_components < k:
         warnings.warn(
             f"the aggregate has {mixture.n_components} components, fewer than the {k} requested.",
             RuntimeWarning, stacklevel=3,
         )
-    return mixture, red
+    return mixture, red, support
 
 
 def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
@@ -1312,7 +1338,7 @@ def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
     size = {"server": "given by the server",
             "claimed": f"only claimed by the estimates (untrusted), calibrated n {scr.calibrated_n:.4g}" + (
                 "" if not math.isfinite(scr.claim_cap) else
-                f"; pool weights from the claims capped at {_CLAIM_CAP:g}x the median claim ({scr.claim_cap:.4g})"),
+                f"; pool weights from the claims capped at {CLAIM_CAP:g}x the median claim ({scr.claim_cap:.4g})"),
             "unknown": f"unknown, calibrated n {scr.calibrated_n:.4g}"}[scr.size_source]
     cut = ", ".join(f"{p} {scr.cutoffs[p]:.4g} (df {scr.degrees_of_freedom[p]})" for p in scr.cutoffs)
     infl = ", ".join(f"{p} {np.min(v):.3g}" + ("" if np.ptp(v) == 0 else f"-{np.max(v):.3g}")

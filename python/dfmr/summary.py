@@ -21,6 +21,7 @@ import numpy as np
 
 from .params import GaussianMixtureParams
 from .robust import screening_summary_lines
+from .support import support_note
 
 if TYPE_CHECKING:
     from statsmodels.iolib.summary import Summary
@@ -390,6 +391,9 @@ def aggregation_summary(
     mixture, mixture_note = _mixture_table(result.mixture)
     tables.append(mixture)
     notes = _notes(result)
+    support = support_note(result.support)
+    if support is not None:
+        notes.append(support)
     if inference is not None:
         tables.append(_params_table(inference, alpha, covariances))
         notes += _inference_notes(inference, covariances)
