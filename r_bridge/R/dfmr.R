@@ -95,6 +95,24 @@
        n_samples_known = as.logical(s$n_samples_known))
 }
 
+# The test of equal mixing proportions across sites (dfmr.sites.homogeneity_test): overall and per site
+# (NA for the sites not tested).
+.homogeneity <- function(h, sites) {
+  if (is.null(h)) {
+    return(NULL)
+  }
+  na <- function(v) {
+    v <- as.numeric(v)
+    v[is.nan(v)] <- NA
+    v
+  }
+  list(statistic = as.numeric(h$statistic), df = as.integer(h$df), p.value = as.numeric(h$p_value),
+       design_effect = as.numeric(h$design_effect), adjust = as.character(h$adjust),
+       sites = data.frame(site = sites, statistic = na(h$site_statistic), df = as.integer(h$site_df),
+                          p.value = na(h$site_p_value), adj.p.value = na(h$site_p_adjusted),
+                          stringsAsFactors = FALSE))
+}
+
 .new_dfmr <- function(raw, call, data = NULL, sites = NULL) {
   m <- as.integer(raw$n_machines)
   distances <- if (is.null(raw$distances)) NULL else matrix(as.numeric(raw$distances), m, m)
@@ -112,6 +130,7 @@
   if (!is.null(raw$site_weights)) {  # site_weights = "free": each site's own proportions, sites x G
     site_weights <- matrix(as.numeric(raw$site_weights), m, as.integer(raw$G),
                            dimnames = list(sites, seq_len(as.integer(raw$G))))
+    site_weights[is.nan(site_weights)] <- NA  # the sites not kept
   }
   structure(list(
     call = call,
@@ -123,6 +142,7 @@
     df = as.numeric(raw$df),
     parameters = parameters,
     site_weights = site_weights,
+    site_homogeneity = .homogeneity(raw$site_homogeneity, sites),
     method = as.character(raw$method),
     sites = sites,
     retained = as.integer(as.vector(raw$retained)),

@@ -70,6 +70,7 @@ summary.dfmr <- function(object, data = NULL, se = FALSE, type = NULL, ...) {
     out$n_samples_known <- object$screening$n_samples_known
   }
   out$site_weights <- object$site_weights
+  out$site_homogeneity <- object$site_homogeneity
   if (!is.null(data)) {
     ll <- logLik(object, data = data)
     out$loglik <- as.numeric(ll)
@@ -118,8 +119,16 @@ print.summary.dfmr <- function(x, digits = getOption("digits") - 3L, ...) {
   cat("\nMixing probabilities:\n")
   print(stats::setNames(x$pro, seq_along(x$pro)), digits = digits)
   if (!is.null(x$site_weights)) {
-    cat("\nSites' own mixing probabilities (site_weights = \"free\"):\n")
+    cat("\nSites' own mixing probabilities (site_weights = \"free\"; NA: site not kept):\n")
     print(x$site_weights, digits = digits)
+  }
+  h <- x$site_homogeneity
+  if (!is.null(h)) {
+    cat(sprintf("\nEqual proportions across sites: G = %s, df = %d, p-value = %s (design effect %s)\n",
+                format(h$statistic, digits = digits), h$df, format.pval(h$p.value, digits = digits),
+                format(h$design_effect, digits = digits)))
+    cat("Per site (", h$adjust, "-adjusted):\n", sep = "")
+    print(h$sites, digits = digits, row.names = FALSE)
   }
   cat("\nMeans:\n")
   print(x$mean, digits = digits)

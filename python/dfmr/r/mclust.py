@@ -138,7 +138,8 @@ def result_to_mclust(result: AggregationResult) -> dict[str, Any]:
     names it), ``df`` (free parameters, mclust's ``nMclustParams``), ``G``, ``d``, ``method``, ``n_machines``,
     ``retained``, ``center``, ``distances`` (m x m), ``radius``, ``threshold``, ``cutoff``,
     ``objective``, ``n_iter``, ``converged``, ``alpha``, ``screening`` (robust_dfmr's decisions) and
-    ``site_weights`` (m x G, the sites' own proportions under ``site_weights="free"``);
+    ``site_weights`` (m x G, the sites' own proportions under ``site_weights="free"``) and
+    ``site_homogeneity`` (the test of equal proportions across sites);
     fields a method does not compute are None.
     """
     mix = result.mixture
@@ -165,6 +166,7 @@ def result_to_mclust(result: AggregationResult) -> dict[str, Any]:
         "alpha": None if result.alpha is None else float(result.alpha),
         "screening": _screening_to_mclust(getattr(result, "screening", None)),
         "site_weights": _site_weights(result),
+        "site_homogeneity": _homogeneity_to_mclust(getattr(result, "site_homogeneity", None)),
     }
 
 
@@ -173,6 +175,20 @@ def _site_weights(result: AggregationResult) -> np.ndarray | None:
     None under the shared model."""
     weights = getattr(result, "site_weights", None)
     return None if weights is None else np.array(weights, dtype=np.float64)
+
+
+def _homogeneity_to_mclust(test: Any) -> dict[str, Any] | None:
+    """The test of equal proportions across sites (:class:`dfmr.sites.SiteHomogeneity`): overall
+    statistic, df and p-value, and per site (NaN for sites not tested); None when there is none."""
+    if test is None:
+        return None
+    return {
+        "statistic": float(test.statistic), "df": int(test.df), "p_value": float(test.pvalue),
+        "design_effect": float(test.design_effect), "adjust": str(test.adjust), "size_source": str(test.size_source),
+        "site_statistic": np.asarray(test.site_statistic, dtype=np.float64), "site_df": int(test.site_df),
+        "site_p_value": np.asarray(test.site_pvalue, dtype=np.float64),
+        "site_p_adjusted": np.asarray(test.site_pvalue_adjusted, dtype=np.float64),
+    }
 
 
 def _screening_to_mclust(screening: Any) -> dict[str, Any] | None:
