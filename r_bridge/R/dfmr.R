@@ -165,7 +165,7 @@
   ), class = "dfmr")
 }
 
-# One mclust model name (or one of scikit-learn's four); NULL leaves the choice to Python.
+# One mclust model name (or one of scikit-learn's four) for an aggregate; NULL leaves the choice to Python.
 .model_name <- function(modelNames) {
   if (is.null(modelNames)) {
     return(NULL)
@@ -180,11 +180,40 @@
   if (is.null(site_weights)) NULL else match.arg(site_weights, c("shared", "free"))
 }
 
-dfmr_fit <- function(x, G, machines = 10, method = NULL, threshold = NULL, seed = NULL, modelNames = NULL,
+# mclust's default grid of models: all fourteen (E and V in one dimension), as Mclust().
+.default_models <- function(d) {
+  if (d == 1L) c("E", "V") else mclust::mclust.options("emModelNames")
+}
+
+# The candidates' BIC as mclust's "mclustBIC" object (G x models, mclust's sign: 2 log L - df log n,
+# larger is better; NA where a candidate could not be fitted), so that mclust's summary() and plot()
+# methods read it.
+.mclust_bic <- function(criterion, G, modelNames, n, d) {
+  bic <- matrix(NA_real_, length(G), length(modelNames), dimnames = list(G, modelNames))
+  at <- cbind(match(as.integer(unlist(criterion$n_components)), G),
+              match(as.character(unlist(criterion$covariance_type)), modelNames))
+  bic[at] <- -as.numeric(unlist(criterion$bic))
+  bic[is.nan(bic)] <- NA
+  structure(bic, G = G, modelNames = modelNames, control = mclust::emControl(),
+            initialization = list(hcPairs = NULL, subset = NULL, noise = NULL), warn = FALSE, n = n, d = d,
+            oneD = d == 1L, criterion = "BIC", returnCodes = ifelse(is.na(bic), -1, 0), class = "mclustBIC")
+}
+
+dfmr_fit <- function(x, G = 1:9, machines = 10, method = NULL, threshold = NULL, seed = NULL, modelNames = NULL,
                      site_weights = NULL, ...) {
   call <- match.call()
   x <- .data_matrix(x)
   method <- .match_method(method)
+  if (!is.numeric(G) || length(G) == 0L || anyNA(G) || any(G < 1) || any(G != round(G))) {
+    stop("G: give one or more whole numbers of components, e.g. G = 3 or G = 1:9.", call. = FALSE)
+  }
+  G <- sort(unique(as.integer(G)))
+  if (is.null(modelNames) && length(G) > 1L) {
+    modelNames <- .default_models(ncol(x))
+  }
+  if (!is.null(modelNames) && (!is.character(modelNames) || anyNA(modelNames) || length(modelNames) == 0L)) {
+    stop("modelNames: give covariance model names, such as \"EEE\" or c(\"EII\", \"VVV\").", call. = FALSE)
+  }
   machine <- NULL
   sites <- NULL
   if (length(machines) > 1L) {
@@ -199,8 +228,14 @@ dfmr_fit <- function(x, G, machines = 10, method = NULL, threshold = NULL, seed 
   }
   raw <- .python("fit", x = x, G = G, machines = machines, method = method, threshold = threshold,
                  seed = seed, machine = machine, names = if (is.null(sites)) NULL else as.list(sites),
-                 modelNames = .model_name(modelNames), site_weights = .site_weights(site_weights), ...)
-  .new_dfmr(raw, call, data = x, sites = sites)
+                 modelNames = if (is.null(modelNames)) NULL else as.list(unique(modelNames)),
+                 site_weights = .site_weights(site_weights), ...)
+  fit <- .new_dfmr(raw, call, data = x, sites = sites)
+  if (!is.null(raw$criterion)) {
+    fit$BIC <- .mclust_bic(raw$criterion, G, if (is.null(modelNames)) fit$modelName else unique(modelNames),
+                           nrow(x), ncol(x))
+  }
+  fit
 }
 
 dfmr_aggregate <- function(fits, G, method = NULL, threshold = NULL, data = NULL, modelNames = NULL,

@@ -70,6 +70,7 @@ summary.dfmr <- function(object, data = NULL, se = FALSE, type = NULL, ...) {
     out$n_samples_known <- object$screening$n_samples_known
   }
   out$site_weights <- object$site_weights
+  out$BIC <- if (is.null(object$BIC)) NULL else summary(object$BIC)  # mclust's best three
   out$site_homogeneity <- object$site_homogeneity
   if (!is.null(data)) {
     ll <- logLik(object, data = data)
@@ -107,6 +108,10 @@ print.summary.dfmr <- function(x, digits = getOption("digits") - 3L, ...) {
     cat("\n")
     print(data.frame(`log-likelihood` = x$loglik, n = x$n, df = x$df, BIC = x$bic, check.names = FALSE),
           digits = digits, row.names = "")
+  }
+  if (!is.null(x$BIC)) {
+    cat("\nBest BIC values of the candidates (mclust's sign: larger is better):\n")
+    print(x$BIC, digits = digits)
   }
   cat("\nSites:\n")
   print(x$table, digits = digits, row.names = FALSE)
@@ -155,7 +160,9 @@ print.summary.dfmr <- function(x, digits = getOption("digits") - 3L, ...) {
 # variance fields, for every model and for mclust's single-component names), plus log proportions.
 predict.dfmr <- function(object, newdata, ...) {
   data <- .data_for(object, if (missing(newdata)) NULL else newdata, "predict")
-  logz <- mclust::cdens(data = data, modelName = object$modelName, parameters = object$parameters, logarithm = TRUE)
+  # mclust::cdens() looks its model function up in the caller's frame; call that function directly.
+  cdens <- getExportedValue("mclust", paste0("cdens", object$modelName))
+  logz <- cdens(data = data, parameters = object$parameters, logarithm = TRUE)
   logz <- sweep(cbind(logz), 2L, log(object$parameters$pro / sum(object$parameters$pro)), "+")
   top <- apply(logz, 1L, max)
   z <- exp(logz - (top + log(rowSums(exp(logz - top)))))
@@ -180,7 +187,14 @@ plot.dfmr <- function(x, what = NULL, data = NULL, ...) {
   if (is.null(what)) {
     what <- if (!is.null(x$center) && !is.null(x$distances)) "distances" else "classification"
   }
-  what <- match.arg(what, c("distances", "classification"))
+  what <- match.arg(what, c("distances", "classification", "BIC"))
+  if (what == "BIC") {
+    if (is.null(x$BIC)) {
+      stop("plot(what = \"BIC\"): this fit chose no model; give dfmr_fit() several G or modelNames.", call. = FALSE)
+    }
+    plot(x$BIC, ...)  # mclust's plot of an mclustBIC object
+    return(invisible(x))
+  }
   if (what == "distances") {
     if (is.null(x$center) || is.null(x$distances)) {
       stop("plot(what = \"distances\"): method '", x$method, "' computes no L2 distances to a centre; ",

@@ -77,25 +77,34 @@ def _integer(value: Any, name: str) -> int | None:
     return int(arr[0])
 
 
-def _model_settings(modelNames: Any, site_weights: Any) -> dict[str, Any]:
+def _model_settings(modelNames: Any, site_weights: Any, grid: bool = False) -> dict[str, Any]:
     """The estimator's ``covariance_type`` and ``site_weights`` from R's ``modelNames`` and ``site_weights``;
-    an argument R leaves NULL is not passed (the estimator's default)."""
+    an argument R leaves NULL is not passed (the estimator's default). With ``grid``, several model
+    names are a grid to choose from (a list), one name stays a string."""
     settings: dict[str, Any] = {}
     if modelNames is not None:
         names = _as_names(modelNames)
-        if len(names) != 1:
+        if len(names) != 1 and not grid:
             raise ValueError(f"modelNames must be one mclust model name here, got {len(names)}: {', '.join(names)}.")
-        settings["covariance_type"] = names[0]
+        settings["covariance_type"] = names[0] if len(names) == 1 else names
     if site_weights is not None:
         settings["site_weights"] = str(np.asarray(site_weights).reshape(-1)[0])
     return settings
 
 
-def _estimator(G: Any, method: Any, threshold: Any, **settings: Any) -> DistributedGaussianMixture:
+def _components(G: Any, grid: bool = False) -> int | list[int]:
+    """R's ``G``: one whole number, or with ``grid`` several (a grid of K to choose from)."""
+    values = np.asarray(G).reshape(-1)
+    if grid and values.size > 1:
+        return [int(_integer(v, "G")) for v in values]  # type: ignore[arg-type]
+    return int(_integer(G, "G"))  # type: ignore[arg-type]
+
+
+def _estimator(G: Any, method: Any, threshold: Any, grid: bool = False, **settings: Any) -> DistributedGaussianMixture:
     method = defaults()["method"] if method is None else str(method)
     kappa = None if threshold is None else float(np.asarray(threshold).reshape(-1)[0])
     return DistributedGaussianMixture(
-        n_components=_integer(G, "G"), aggregator=method, threshold=kappa, backend=_R_BACKEND, **settings
+        n_components=_components(G, grid), aggregator=method, threshold=kappa, backend=_R_BACKEND, **settings
     )
 
 
@@ -152,15 +161,17 @@ def fit(x: Any, G: Any, machines: Any = 10, method: Any = None, threshold: Any =
         **settings: Any) -> dict[str, Any]:
     """Fit from raw data: rows dealt to ``machines`` sites, or grouped by ``machine`` (integer codes 1..m).
 
-    ``names`` labels the sites in error messages. ``modelNames`` (one mclust model name, or one of
-    scikit-learn's four) is the estimator's ``covariance_type`` and ``site_weights`` its
-    ``site_weights``; None leaves the estimator's default. ``settings`` go to
+    ``names`` labels the sites in error messages. ``modelNames`` (mclust model names, or
+    scikit-learn's) is the estimator's ``covariance_type`` and ``site_weights`` its ``site_weights``;
+    None leaves the estimator's default. Several ``G`` or ``modelNames`` are a grid: the estimator
+    fits every candidate and keeps the best by its criterion; ``criterion`` is then its
+    ``criterion_table_`` as columns (None for one candidate). ``settings`` go to
     :class:`~dfmr.DistributedGaussianMixture` (``alpha``, ``n_init``, ``max_iter``, ``tol``, ``n_jobs``); whole
     numbers sent by R as doubles are passed as integers.
     """
     try:
-        return _fit(x, G, machines, method, threshold, seed, machine, _model_settings(modelNames, site_weights),
-                    **settings)
+        return _fit(x, G, machines, method, threshold, seed, machine,
+                    _model_settings(modelNames, site_weights, grid=True), **settings)
     except ValueError as exc:
         reworded = _site_error(exc, _as_names(names))
         if reworded is exc:
@@ -178,7 +189,7 @@ def _fit(x: Any, G: Any, machines: Any, method: Any, threshold: Any, seed: Any, 
         # A seed drawn here (fresh randomness all the same) makes the row -> site deal reproducible,
         # so the object can say which rows each site had (inference needs them).
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-    est = _estimator(G, method, threshold, n_machines=_integer(machines, "machines"), random_state=seed,
+    est = _estimator(G, method, threshold, grid=True, n_machines=_integer(machines, "machines"), random_state=seed,
                      **model, **settings)
     data = np.asarray(x, dtype=np.float64)
     if machine is None:
@@ -195,7 +206,19 @@ def _fit(x: Any, G: Any, machines: Any, method: Any, threshold: Any, seed: Any, 
     out = _with_local(result_to_mclust(est.aggregation_), est.local_mixtures_)
     out["machine"] = codes
     out["sizes"] = np.bincount(codes)[1:]
-    out["settings"] = _settings(est, model)
+    # inference reruns the chosen candidate's aggregation
+    out["settings"] = _settings(est, {**model, "covariance_type": est.covariance_type_})
+    out["criterion"] = _criterion(getattr(est, "criterion_table_", None))
+    return out
+
+
+def _criterion(table: Any) -> dict[str, Any] | None:
+    """The estimator's ``criterion_table_`` (a grid was fitted) as columns; None after a single candidate."""
+    if table is None:
+        return None
+    columns = ("n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "icl", "n_machines_kept")
+    out: dict[str, Any] = {c: table[c].tolist() for c in columns}
+    out["covariance_type"] = [str(v) for v in out["covariance_type"]]
     return out
 
 

@@ -77,6 +77,28 @@ test_that("dfmr_fit(modelNames =) fits every site in that model", {
   expect_equal(fit$parameters$variance$Sigma, fit$parameters$variance$sigma[, , 1], tolerance = 1e-12)
   expect_equal(crossprod(fit$parameters$variance$cholSigma), fit$parameters$variance$Sigma, tolerance = 1e-12)
   expect_identical(fit$df, mclust::nMclustParams("EEE", 2, 2))
-  expect_error(dfmr_fit(x, G = 2, modelNames = c("EEE", "VVV")), "one covariance model")
-  expect_error(dfmr_fit(x, G = 2, modelNames = "ABC"), "covariance_type must be one of")
+  expect_error(dfmr_fit(x, G = 2, modelNames = "ABC"), "covariance_type")
+  expect_error(dfmr_aggregate(fit$local, G = 2, modelNames = c("EEE", "VVV")), "one covariance model")
+})
+
+test_that("dfmr_fit over a grid of G and models chooses as mclustBIC on the pooled data, with an mclustBIC object", {
+  x <- do.call(rbind, model_sites)
+  fit <- dfmr_fit(x, G = 1:3, modelNames = c("EII", "VVI"), machines = 5, seed = 1)
+  ref <- mclust::mclustBIC(x, G = 1:3, modelNames = c("EII", "VVI"), verbose = FALSE)
+  best <- names(summary(ref))[1]  # "model,G"
+  expect_identical(paste(fit$modelName, fit$G, sep = ","), best)
+  expect_s3_class(fit$BIC, "mclustBIC")
+  expect_identical(dimnames(fit$BIC), dimnames(ref)[1:2])
+  expect_identical(names(summary(fit$BIC))[1], best)
+  # mclust's sign, and each candidate's value is the pooled log-likelihood of the distributed estimate:
+  # at most mclust's (its maximum on the same data), and close to it
+  expect_true(all(fit$BIC <= ref + 1e-6 * abs(ref)))
+  expect_lt(max(abs(fit$BIC - ref) / abs(ref)), 2e-3)
+  expect_equal(fit$BIC[as.character(fit$G), fit$modelName], BIC(fit), tolerance = 1e-8)
+  s <- capture.output(print(summary(fit)))
+  expect_true(any(grepl("Best BIC values", s)))
+  calls <- drawn(plot(fit, what = "BIC"))  # mclust's BIC plot: one line per model
+  lines <- Filter(function(a) identical(a[[2]], "b") || identical(a[[2]], "l"), calls[names(calls) == "C_plotXY"])
+  expect_gte(length(lines), 2L)
+  expect_error(plot(dfmr_fit(x, G = 2, machines = 3, seed = 1), what = "BIC"), "chose no model")
 })
