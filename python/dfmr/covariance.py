@@ -680,7 +680,9 @@ class CovarianceModel:
         if name in ("E", "V", "X", "EII", "VII", "XII"):
             cov = fields.per_component("sigmasq")[:, None, None] * np.eye(d)
         elif name in ("EEE", "XXX"):
-            cov = _from_cholesky(fields.stack("cholSigma")) if "cholSigma" in fields else fields.stack("Sigma")
+            # a plain list(sigma) of one component is read as XXX: from sigma when Sigma is not there
+            cov = (_from_cholesky(fields.stack("cholSigma")) if "cholSigma" in fields
+                   else fields.stack("sigma" if model is None and "Sigma" not in fields else "Sigma"))
         elif name == "VVV":
             cov = _from_cholesky(fields.stack("cholsigma")) if "cholsigma" in fields else fields.stack("sigma")
         else:

@@ -83,7 +83,7 @@ test_that("dfmr_fit(modelNames =) fits every site in that model", {
 
 test_that("dfmr_fit over a grid of G and models chooses as mclustBIC on the pooled data, with an mclustBIC object", {
   x <- do.call(rbind, model_sites)
-  fit <- dfmr_fit(x, G = 1:3, modelNames = c("EII", "VVI"), machines = 5, seed = 1)
+  fit <- dfmr_fit(x, G = 1:3, modelNames = c("EII", "VVI"), machines = 4, seed = 1)
   ref <- mclust::mclustBIC(x, G = 1:3, modelNames = c("EII", "VVI"), verbose = FALSE)
   best <- names(summary(ref))[1]  # "model,G"
   expect_identical(paste(fit$modelName, fit$G, sep = ","), best)
