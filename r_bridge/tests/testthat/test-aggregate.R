@@ -89,3 +89,23 @@ test_that("a robust_dfmr aggregate carries its screening decisions and summary()
   # the other methods have none
   expect_null(dfmr_aggregate(fits, G = 3, method = "dfmr")$screening)
 })
+
+test_that("the sites' Mclust sizes weight the pool: a site of twice the rows counts as two copies of it", {
+  # mclust's $n is the server's size of each site (authoritative): MR pools site i's components with
+  # weight w_ik n_i / sum_j n_j, so doubling a site's n is the same as listing that site twice.
+  fits <- honest_fits[1:3]
+  doubled <- fits
+  doubled[[2]]$n <- 2 * fits[[2]]$n
+  res <- dfmr_aggregate(doubled, G = 3, method = "mr")
+  twice <- dfmr_aggregate(fits[c(1, 2, 2, 3)], G = 3, method = "mr")
+  expect_identical(res$sizes, c(800L, 1600L, 800L))
+  a <- match_components(res$parameters$mean, truth$mean)
+  b <- match_components(twice$parameters$mean, truth$mean)
+  expect_equal(res$parameters$pro[a], twice$parameters$pro[b], tolerance = 1e-8)
+  expect_equal(res$parameters$mean[, a], twice$parameters$mean[, b], tolerance = 1e-8)
+  expect_equal(res$parameters$variance$sigma[, , a], twice$parameters$variance$sigma[, , b], tolerance = 1e-8)
+  # and it differs from the unweighted aggregate (the test can fail)
+  plain <- dfmr_aggregate(lapply(doubled, function(f) f$parameters), G = 3, method = "mr")
+  expect_gt(max(abs(plain$parameters$mean[, match_components(plain$parameters$mean, truth$mean)] -
+                    res$parameters$mean[, a])), 1e-4)
+})
