@@ -134,8 +134,10 @@ py::dict aggregate_dict(const dfmr::AggregateResult& r) {
   return out;
 }
 
-dfmr::ReduceOptions options(int max_iter, double tol, double trim, int n_threads, bool share_trajectories) {
+dfmr::ReduceOptions options(int max_iter, double tol, double trim, int n_threads, bool share_trajectories,
+                            const std::string& covariance_type, std::size_t dim) {
   dfmr::ReduceOptions opt;
+  opt.model = dfmr::parse_covariance_model(covariance_type, dim);
   opt.share_trajectories = share_trajectories;
   opt.max_iter = max_iter;
   opt.tol = tol;
@@ -188,37 +190,40 @@ PYBIND11_MODULE(_core, m) {
       "reduce",
       [](const Array& pw, const Array& pmu, const Array& pcov, const Array& sw, const Array& smu, const Array& scov,
          const IndexArray& soffsets, int n_components, int max_iter, double tol, double trim, int n_threads,
-         bool share_trajectories) {
+         bool share_trajectories, const std::string& covariance_type) {
         const Packed pooled = view(pw, pmu, pcov), starts = view(sw, smu, scov, soffsets);
+        const dfmr::ReduceOptions opt =
+            options(max_iter, tol, trim, n_threads, share_trajectories, covariance_type, pooled.d);
         std::optional<dfmr::ReduceResult> r;
         {
           py::gil_scoped_release release;
-          r = dfmr::reduce(pooled.build_one(), starts.build(), n_components,
-                           options(max_iter, tol, trim, n_threads, share_trajectories));
+          r = dfmr::reduce(pooled.build_one(), starts.build(), n_components, opt);
         }
         return result_dict(*r);
       },
       py::arg("pooled_weights"), py::arg("pooled_means"), py::arg("pooled_covariances"), py::arg("start_weights"),
       py::arg("start_means"), py::arg("start_covariances"), py::arg("start_offsets"), py::arg("n_components"),
       py::arg("max_iter") = 100, py::arg("tol") = 1e-5, py::arg("trim") = 0.0, py::arg("n_threads") = 0,
-      py::arg("share_trajectories") = true);
+      py::arg("share_trajectories") = true, py::arg("covariance_type") = "full");
 
   m.def(
       "reduce_mixtures",
       [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets, int n_components, int max_iter,
-         double tol, double trim, int n_threads, bool share_trajectories, const std::vector<double>& n_samples) {
+         double tol, double trim, int n_threads, bool share_trajectories, const std::vector<double>& n_samples,
+         const std::string& covariance_type) {
         const Packed p = view(w, mu, cov, offsets);
+        const dfmr::ReduceOptions opt = options(max_iter, tol, trim, n_threads, share_trajectories, covariance_type, p.d);
         std::optional<dfmr::ReduceResult> r;
         {
           py::gil_scoped_release release;
-          r = dfmr::reduce_mixtures(p.build(), n_components,
-                                    options(max_iter, tol, trim, n_threads, share_trajectories), n_samples);
+          r = dfmr::reduce_mixtures(p.build(), n_components, opt, n_samples);
         }
         return result_dict(*r);
       },
       py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"), py::arg("n_components"),
       py::arg("max_iter") = 100, py::arg("tol") = 1e-5, py::arg("trim") = 0.0, py::arg("n_threads") = 0,
-      py::arg("share_trajectories") = true, py::arg("n_samples") = std::vector<double>{});
+      py::arg("share_trajectories") = true, py::arg("n_samples") = std::vector<double>{},
+      py::arg("covariance_type") = "full");
 
   m.def(
       "pool",
@@ -235,6 +240,43 @@ PYBIND11_MODULE(_core, m) {
       py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"),
       py::arg("n_samples") = std::vector<double>{});
 
+  // Constrained M-steps of B independent mixtures: scatter (B, K, d, d), counts (B, K), start
+  // (B, K, d, d) or None; returns (B, K, d, d).
+  m.def(
+      "m_step",
+      [](const std::string& model, const Array& scatter, const Array& counts, const std::optional<Array>& start) {
+        if (scatter.ndim() != 4 || counts.ndim() != 2 || scatter.shape(2) != scatter.shape(3) ||
+            counts.shape(0) != scatter.shape(0) || counts.shape(1) != scatter.shape(1))
+          throw std::invalid_argument("m_step: expected scatter (B, K, d, d) and counts (B, K)");
+        const auto B = static_cast<std::size_t>(scatter.shape(0)), K = static_cast<std::size_t>(scatter.shape(1));
+        const auto d = static_cast<Eigen::Index>(scatter.shape(2));
+        if (start && (start->ndim() != 4 || start->shape(0) != scatter.shape(0) || start->shape(1) != scatter.shape(1) ||
+                      start->shape(2) != d || start->shape(3) != d))
+          throw std::invalid_argument("m_step: start must have the shape of scatter");
+        const dfmr::CovarianceModel how = dfmr::parse_covariance_model(model, static_cast<std::size_t>(d));
+        Array out({scatter.shape(0), scatter.shape(1), scatter.shape(2), scatter.shape(3)});
+        const double *W = scatter.data(), *n = counts.data(), *S = start ? start->data() : nullptr;
+        double* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          const std::size_t dd = static_cast<std::size_t>(d * d);
+          using RowMap = Eigen::Map<const dfmr::RowMatrix>;
+          for (std::size_t b = 0; b < B; ++b) {
+            std::vector<Eigen::MatrixXd> w, s;
+            for (std::size_t k = 0; k < K; ++k) {
+              w.emplace_back(RowMap(W + (b * K + k) * dd, d, d));
+              if (S) s.emplace_back(RowMap(S + (b * K + k) * dd, d, d));
+            }
+            const Eigen::VectorXd c = Eigen::Map<const Eigen::VectorXd>(n + b * K, static_cast<Eigen::Index>(K));
+            const std::vector<Eigen::MatrixXd> r = dfmr::constrained_m_step(how, w, c, s);
+            for (std::size_t k = 0; k < K; ++k)
+              Eigen::Map<dfmr::RowMatrix>(o + (b * K + k) * dd, d, d) = r[k];
+          }
+        }
+        return out;
+      },
+      py::arg("model"), py::arg("scatter"), py::arg("counts"), py::arg("start") = py::none());
+
   m.def("center_index", [](const Eigen::MatrixXd& D) { return dfmr::center_index(D); }, py::arg("D"));
 
   m.def(
@@ -247,9 +289,10 @@ PYBIND11_MODULE(_core, m) {
       [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets, const std::string& method,
          int n_components, double threshold, double alpha, int max_iter, double tol, int n_starts,
          const std::string& center, int n_center_sample, std::uint64_t seed, int n_threads,
-         const std::vector<double>& n_samples) {
+         const std::vector<double>& n_samples, const std::string& covariance_type) {
         const Packed p = view(w, mu, cov, offsets);
         dfmr::AggregateOptions opt;
+        opt.model = dfmr::parse_covariance_model(covariance_type, p.d);
         opt.threshold = threshold;
         opt.alpha = alpha;
         opt.max_iter = max_iter;
@@ -271,7 +314,8 @@ PYBIND11_MODULE(_core, m) {
       py::arg("weights"), py::arg("means"), py::arg("covariances"), py::arg("offsets"), py::arg("method"),
       py::arg("n_components"), py::arg("threshold") = 0.0, py::arg("alpha") = 0.5, py::arg("max_iter") = 100,
       py::arg("tol") = 1e-5, py::arg("n_starts") = 0, py::arg("center") = "exact", py::arg("n_center_sample") = 50,
-      py::arg("seed") = 0, py::arg("n_threads") = 0, py::arg("n_samples") = std::vector<double>{});
+      py::arg("seed") = 0, py::arg("n_threads") = 0, py::arg("n_samples") = std::vector<double>{},
+      py::arg("covariance_type") = "full");
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

@@ -131,6 +131,7 @@ AggregateResult aggregate(const std::vector<Mixture>& mixtures, Method method, i
   require(opt.n_threads >= 0, "n_threads must be >= 0 (0: all hardware threads)");
   require(method != Method::tkb || (opt.alpha >= 0.0 && opt.alpha < 1.0), "alpha must lie in [0, 1)");
   check_sample_sizes(opt.n_samples, m);
+  if (method != Method::coat) covariance_model_for_dim(opt.model, mixtures.front().dim());  // E, V need d = 1
   if (method == Method::dfmr) resolve_threshold(opt.threshold, m);  // validate before the O(m^2) work
 
   std::optional<FilterDecision> filter;
@@ -199,6 +200,7 @@ AggregateResult aggregate(const std::vector<Mixture>& mixtures, Method method, i
   ropt.tol = opt.tol;
   ropt.trim = method == Method::tkb ? opt.alpha : 0.0;
   ropt.n_threads = opt.n_threads;
+  ropt.model = opt.model;
   ReduceResult red = reduce(pool(kept_mixtures, kept_sizes), start_mixtures, n_components, ropt);
   Mixture mixture = red.mixture;
   const double objective = red.objective;

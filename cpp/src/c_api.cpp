@@ -95,12 +95,13 @@ int dfmr_pairwise_l2(size_t m, size_t d, const int64_t* offsets, const double* w
 int dfmr_aggregate(size_t m, size_t d, const int64_t* offsets, const double* weights, const double* means,
                    const double* covariances, int method, int n_components, const dfmr_options* options,
                    dfmr_result** result) {
-  return dfmr_aggregate_ex(m, d, offsets, weights, means, covariances, nullptr, method, n_components, options, result);
+  return dfmr_aggregate_ex(m, d, offsets, weights, means, covariances, nullptr, nullptr, method, n_components, options,
+                           result);
 }
 
 int dfmr_aggregate_ex(size_t m, size_t d, const int64_t* offsets, const double* weights, const double* means,
-                      const double* covariances, const double* n_samples, int method, int n_components,
-                      const dfmr_options* options, dfmr_result** result) {
+                      const double* covariances, const double* n_samples, const char* covariance_model, int method,
+                      int n_components, const dfmr_options* options, dfmr_result** result) {
   return guarded([&] {
     if (!result) throw std::invalid_argument("dfmr: NULL result pointer");
     *result = nullptr;
@@ -121,6 +122,7 @@ int dfmr_aggregate_ex(size_t m, size_t d, const int64_t* offsets, const double* 
     o.seed = c.seed;
     o.n_threads = c.n_threads;
     if (n_samples) o.n_samples.assign(n_samples, n_samples + m);
+    if (covariance_model) o.model = dfmr::parse_covariance_model(covariance_model, d == 0 ? 1 : d);
     if (!(o.max_iter >= 0)) throw std::invalid_argument("dfmr: max_iter must be >= 0");
     if (!(o.tol >= 0.0)) throw std::invalid_argument("dfmr: tol must be >= 0");
     static constexpr dfmr::Method methods[] = {dfmr::Method::dfmr, dfmr::Method::mr, dfmr::Method::coat, dfmr::Method::tkb};

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "dfmr/covariance.hpp"
 #include "kernels.hpp"
 #include "parallel.hpp"
 
@@ -120,10 +121,60 @@ Reduced make_reduced(std::size_t K, std::size_t d, std::vector<double> mean, std
   return G;
 }
 
-Reduced from_mixture(const Mixture& f) {
+bool unconstrained(CovarianceModel model) { return model == CovarianceModel::VVV || model == CovarianceModel::V; }
+
+// The constrained update of the covariances of a covariance model other than full (VVV).
+//
+// With the plan pi fixed, the transport cost is, for reduced components N(m_k, V_k),
+//   sum_nk pi_nk KL(N(mu_n, S_n) || N(m_k, V_k))
+//     = 1/2 sum_k [ tr(V_k^-1 W_k) + n_k log det V_k ] + (terms free of m_k, V_k)
+//       + 1/2 sum_k n_k (mbar_k - m_k)^T V_k^-1 (mbar_k - m_k),
+// with n_k = sum_n pi_nk, mbar_k = sum_n pi_nk mu_n / n_k and W_k = sum_n pi_nk (S_n + (mu_n - mbar_k)
+// (mu_n - mbar_k)^T) = n_k Vbar_k (Vbar_k the moment match). Whatever the V_k, the last term is
+// smallest (zero) at m_k = mbar_k; the rest is the Gaussian M-step objective of the scatters W_k and
+// counts n_k, so the model's M-step on (W_k, n_k) minimises the cost over the model exactly (the
+// closed forms), or lowers it from the previous V_k (the iterative ones, started there). Models
+// with a shared part (an E letter) couple the components: the update is joint over k.
+//
+// `cov` holds the K moment-matched Vbar_k (row-major d x d each), replaced by the model's V_k;
+// `mass` the n_k. `order` lists the components in the order the M-step sees them: a coupled
+// M-step sums over components, and ordering them by their first pooled member makes the result
+// independent of the components' labels bit for bit (which the shared trajectories rely on).
+// `start`: the previous covariances (K x d x d) of an iterative model, or empty.
+void constrain(CovarianceModel model, std::size_t d, const std::vector<double>& mass,
+               const std::vector<std::size_t>& order, std::vector<double>& cov, const std::vector<double>& start) {
+  const std::size_t K = mass.size();
+  const auto D = static_cast<Eigen::Index>(d);
+  const bool coupled = covariance_model_is_coupled(model);
+  std::vector<Eigen::MatrixXd> W, S;
+  Eigen::VectorXd n(static_cast<Eigen::Index>(K));
+  for (std::size_t t = 0; t < K; ++t) {
+    const std::size_t k = order[t];
+    // A model of separate components needs only Vbar_k (W_k / n_k): no products with tiny masses.
+    const double scale = coupled ? mass[k] : 1.0;
+    W.emplace_back(scale * Eigen::Map<const RowMatrix>(cov.data() + k * d * d, D, D));
+    n[static_cast<Eigen::Index>(t)] = scale;
+    if (!start.empty()) S.emplace_back(Eigen::Map<const RowMatrix>(start.data() + k * d * d, D, D));
+  }
+  const std::vector<Eigen::MatrixXd> V = constrained_m_step(model, W, n, S);
+  for (std::size_t t = 0; t < K; ++t) {
+    if (!V[t].allFinite()) throw std::runtime_error("dfmr::reduce: the constrained covariance update failed");
+    Eigen::Map<RowMatrix>(cov.data() + order[t] * d * d, D, D) = V[t];
+  }
+}
+
+// A start as a reduced mixture. Under a covariance model other than full the start's covariances
+// are first brought into the model by its M-step on themselves (W_k = Sigma_k, n_k = 1), so that
+// the objective is computed, from the first step on, for mixtures of the model.
+Reduced from_mixture(const Mixture& f, CovarianceModel model = CovarianceModel::VVV) {
   const std::size_t K = f.n_components(), d = f.dim();
-  return make_reduced(K, d, std::vector<double>(f.means().data(), f.means().data() + K * d),
-                      std::vector<double>(f.covariance_data(), f.covariance_data() + K * d * d));
+  std::vector<double> cov(f.covariance_data(), f.covariance_data() + K * d * d);
+  if (!unconstrained(model)) {
+    std::vector<std::size_t> order(K);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    constrain(model, d, std::vector<double>(K, 1.0), order, cov, {});
+  }
+  return make_reduced(K, d, std::vector<double>(f.means().data(), f.means().data() + K * d), std::move(cov));
 }
 
 // C (N x K, row-major): KL(N(mu_n, S_n) || G_k)
@@ -267,6 +318,36 @@ double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double tri
   return objective;
 }
 
+// The constrained part of update() (see constrain()): the kept components' masses, their order by
+// first pooled member, and the previous covariances of an iterative model as its start.
+void constrain_update(const Pool& pool, const std::vector<double>& pi, const std::vector<std::uint32_t>& group,
+                      std::size_t K, CovarianceModel model, const Reduced& previous, const double* mass,
+                      std::vector<double>& cov) {
+  const std::size_t N = pool.N, d = pool.d;
+  std::vector<std::size_t> first(K, N), index(K, K);  // first member; position among the kept
+  for (std::size_t n = 0; n < N; ++n) {
+    const std::uint32_t g = group[n];
+    if (g == kNoGroup) continue;
+    for (std::size_t k = g == kSplitGroup ? 0 : g; k < (g == kSplitGroup ? K : g + 1); ++k)
+      if (pi[n * K + k] > 0.0 && first[k] == N) first[k] = n;
+  }
+  std::vector<double> masses, start;
+  for (std::size_t k = 0; k < K; ++k) {
+    if (!(mass[k] > 0.0)) continue;
+    index[k] = masses.size();
+    masses.push_back(mass[k]);
+    if (covariance_model_is_iterative(model))
+      start.insert(start.end(), previous.cov.begin() + static_cast<std::ptrdiff_t>(k * d * d),
+                   previous.cov.begin() + static_cast<std::ptrdiff_t>((k + 1) * d * d));
+  }
+  std::vector<std::size_t> by_first;
+  for (std::size_t k = 0; k < K; ++k)
+    if (index[k] < K) by_first.push_back(k);
+  std::sort(by_first.begin(), by_first.end(), [&](std::size_t a, std::size_t b) { return first[a] < first[b]; });
+  for (std::size_t& k : by_first) k = index[k];
+  constrain(model, d, masses, by_first, cov, start);
+}
+
 // Scratch space of update(), kept by each start across its iterations.
 struct UpdateScratch {
   std::vector<double> sums;   // K masses, K means, K packed covariances, one difference
@@ -287,7 +368,7 @@ DFMR_ALWAYS_INLINE inline void add_outer(double* __restrict S, const double* __r
 // triangles), so that the pool is streamed once per sweep rather than gathered group by group.
 DFMR_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
 Reduced update(const Pool& pool, const std::vector<double>& pi, const std::vector<std::uint32_t>& groups, std::size_t K,
-               UpdateScratch& scratch) {
+               UpdateScratch& scratch, CovarianceModel model, const Reduced& previous) {
   const std::size_t N = pool.N, d = pool.d, q = pool.q;
   const double* mu = pool.mixture.means().data();
   scratch.sums.assign(K * (1 + d + q) + d, 0.0);
@@ -357,6 +438,7 @@ Reduced update(const Pool& pool, const std::vector<double>& pi, const std::vecto
       for (std::size_t j = 0; j <= i; ++j, ++c) cov[at + i * d + j] = cov[at + j * d + i] = S[c];
     ++kept;
   }
+  if (!unconstrained(model)) constrain_update(pool, pi, groups, K, model, previous, mass, cov);
   return make_reduced(kept, d, std::move(mean), std::move(cov));
 }
 
@@ -512,7 +594,7 @@ void take_pending_step(const Pool& pool, const ReduceOptions& opt, Run& r) {
   RowMatrix C;
   AssignScratch assigned;
   UpdateScratch scratch;
-  r.G = update(pool, r.pi, r.group, r.G.K, scratch);
+  r.G = update(pool, r.pi, r.group, r.G.K, scratch, opt.model, r.G);
   cost(pool, r.G, C);
   if (assign(pool.mixture, C, r.G.K, opt.trim, r.pi, r.group, assigned) != r.objective)
     throw std::logic_error("dfmr::reduce: a fixed point did not reproduce its objective");
@@ -525,7 +607,7 @@ void take_pending_step(const Pool& pool, const ReduceOptions& opt, Run& r) {
 std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t s, const ReduceOptions& opt,
                              Trajectories* shared, Outcome& cut) {
   Run r;
-  r.G = from_mixture(start);
+  r.G = from_mixture(start, opt.model);
   RowMatrix C;
   AssignScratch assigned;
   UpdateScratch scratch;
@@ -549,7 +631,7 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
       std::swap(state, previous);
       known_before = known;
     }
-    r.G = update(pool, r.pi, r.group, r.G.K, scratch);
+    r.G = update(pool, r.pi, r.group, r.G.K, scratch, opt.model, r.G);
     cost(pool, r.G, C);
     const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, r.group, assigned);
     r.trace.push_back(next);
@@ -604,8 +686,14 @@ Eigen::MatrixXd kl_cost(const Mixture& pooled, const Mixture& mixture) {
 }
 
 ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, int n_components,
-                    const ReduceOptions& options) {
-  check_options(options);
+                    const ReduceOptions& requested) {
+  check_options(requested);
+  // The model for the pool's dimension (E or V in one dimension). An iterative model's update starts
+  // from the previous covariances, so it is not a function of the transport plan alone: its starts
+  // share no trajectories.
+  ReduceOptions options = requested;
+  options.model = covariance_model_for_dim(requested.model, pooled.dim());
+  if (covariance_model_is_iterative(options.model)) options.share_trajectories = false;
   if (n_components < 1) throw std::invalid_argument("dfmr::reduce: n_components must be >= 1");
   if (starts.empty()) throw std::invalid_argument("dfmr::reduce: no starts");
   for (std::size_t s = 0; s < starts.size(); ++s) {

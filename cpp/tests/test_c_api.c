@@ -217,7 +217,7 @@ static void test_sizes_weight_the_pool(void) {
   for (int t = 0; t < N; ++t) mean += weights[t] * n[t / K] / total * means[t];
   for (int t = 0; t < N; ++t) var += weights[t] * n[t / K] / total * (covs[t] + (means[t] - mean) * (means[t] - mean));
   dfmr_result* res = NULL;
-  CHECK(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, n, DFMR_METHOD_MR, 1, NULL, &res) == DFMR_OK);
+  CHECK(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, n, NULL, DFMR_METHOD_MR, 1, NULL, &res) == DFMR_OK);
   double w, mu, v;
   dfmr_result_mixture(res, &w, &mu, &v);
   CHECK(fabs(mu - mean) <= 1e-12 * (1.0 + fabs(mean)) && fabs(v - var) <= 1e-12 * var);
@@ -228,8 +228,8 @@ static void test_sizes_weight_the_pool(void) {
   for (int i = 0; i < M; ++i) equal[i] = 37.0;
   dfmr_result *plain = NULL, *same = NULL, *none = NULL;
   CHECK(dfmr_aggregate(M, 1, offsets, weights, means, covs, DFMR_METHOD_DFMR, K, NULL, &plain) == DFMR_OK);
-  CHECK(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, equal, DFMR_METHOD_DFMR, K, NULL, &same) == DFMR_OK);
-  CHECK(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, NULL, DFMR_METHOD_DFMR, K, NULL, &none) == DFMR_OK);
+  CHECK(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, equal, NULL, DFMR_METHOD_DFMR, K, NULL, &same) == DFMR_OK);
+  CHECK(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, NULL, NULL, DFMR_METHOD_DFMR, K, NULL, &none) == DFMR_OK);
   dfmr_result_mixture(plain, w2[0], mu2[0], v2[0]);
   dfmr_result_mixture(same, w2[1], mu2[1], v2[1]);
   CHECK(memcmp(w2[0], w2[1], sizeof w2[0]) == 0 && memcmp(mu2[0], mu2[1], sizeof mu2[0]) == 0 &&
@@ -241,11 +241,39 @@ static void test_sizes_weight_the_pool(void) {
   dfmr_result_free(none);
 
   n[3] = 0.5;
-  expect_error(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, n, DFMR_METHOD_MR, K, NULL, &res),
+  expect_error(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, n, NULL, DFMR_METHOD_MR, K, NULL, &res),
                DFMR_INVALID_ARGUMENT, "n_samples[3]");
   n[3] = NAN;
-  expect_error(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, n, DFMR_METHOD_MR, K, NULL, &res),
+  expect_error(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, n, NULL, DFMR_METHOD_MR, K, NULL, &res),
                DFMR_INVALID_ARGUMENT, "n_samples[3]");
+  CHECK(res == NULL);
+}
+
+/* The covariance model by name: "tied" is E in one dimension (one variance for every component, the
+ * pooled within-component variance of MR's moment match); NULL and "full" are dfmr_aggregate. On the
+ * eight unattacked machines, where both models pair the components near -2 and near +2 alike. */
+static void test_covariance_model_by_name(void) {
+  dfmr_result *tied = NULL, *full = NULL, *plain = NULL;
+  const size_t m = 8;
+  CHECK(dfmr_aggregate_ex(m, 1, offsets, weights, means, covs, NULL, "tied", DFMR_METHOD_MR, K, NULL, &tied) == DFMR_OK);
+  CHECK(dfmr_aggregate_ex(m, 1, offsets, weights, means, covs, NULL, "full", DFMR_METHOD_MR, K, NULL, &full) == DFMR_OK);
+  CHECK(dfmr_aggregate(m, 1, offsets, weights, means, covs, DFMR_METHOD_MR, K, NULL, &plain) == DFMR_OK);
+  double w[2][K], mu[2][K], v[3][K];
+  dfmr_result_mixture(tied, w[0], mu[0], v[0]);
+  dfmr_result_mixture(full, w[1], mu[1], v[1]);
+  dfmr_result_mixture(plain, NULL, NULL, v[2]);
+  CHECK(v[0][0] == v[0][1]);
+  CHECK(fabs(mu[0][0] - mu[1][0]) <= 1e-12 && fabs(mu[0][1] - mu[1][1]) <= 1e-12);
+  /* E's variance is the mass-weighted mean of the full model's matched variances. */
+  CHECK(fabs(v[0][0] - (w[1][0] * v[1][0] + w[1][1] * v[1][1])) <= 1e-12 * v[0][0]);
+  CHECK(memcmp(v[1], v[2], sizeof v[1]) == 0 && dfmr_result_objective(full) == dfmr_result_objective(plain));
+  CHECK(dfmr_result_objective(tied) >= dfmr_result_objective(full));
+  dfmr_result_free(tied);
+  dfmr_result_free(full);
+  dfmr_result_free(plain);
+  dfmr_result* res = NULL;
+  expect_error(dfmr_aggregate_ex(M, 1, offsets, weights, means, covs, NULL, "banana", DFMR_METHOD_MR, K, NULL, &res),
+               DFMR_INVALID_ARGUMENT, "covariance model");
   CHECK(res == NULL);
 }
 
@@ -258,6 +286,7 @@ int main(void) {
   test_error_paths();
   test_sampled_centre_with_full_sample_is_exact();
   test_sizes_weight_the_pool();
+  test_covariance_model_by_name();
   if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
   else printf("C API: all checks passed\n");
   return failures ? 1 : 0;

@@ -12,7 +12,7 @@ from ._native import _core, as_mixture_list, pack
 from ._validation import check_int
 from .filtering import FilterDecision, _check_threshold, _decision
 from .params import GaussianMixtureParams
-from .reduction import ReductionResult, _check_k, _options, _result
+from .reduction import ReductionResult, _check_k, _options, _result, model_name
 from .sizes import PoolSizes, pool_sizes
 from .support import enforce
 
@@ -156,10 +156,12 @@ def _aggregate(
     n_center_sample: int = 50,
     random_state: int | np.random.Generator | None = None,
     n_samples: Sequence[float] | np.ndarray | None = None,
+    covariance_type: str | None = None,
 ) -> AggregationResult:
     """One call of the compiled core's ``dfmr::aggregate``, converted to an :class:`AggregationResult`."""
     mixtures = as_mixture_list(mixtures)
     sizes = pool_sizes(mixtures, n_samples)
+    model = model_name(covariance_type, mixtures[0].dim)
     if method != "coat":
         _check_k(n_components)
     trim = float(alpha) if method == "tkb" else 0.0
@@ -167,13 +169,13 @@ def _aggregate(
     out = _core.aggregate(
         *pack(mixtures), method, int(n_components), threshold=_check_threshold(threshold), alpha=float(alpha),
         max_iter=max_iter, tol=tol, n_starts=_check_n_starts(n_starts), n_threads=threads,
-        n_samples=[] if sizes.n_samples is None else sizes.n_samples,
+        n_samples=[] if sizes.n_samples is None else sizes.n_samples, covariance_type=model,
         **_center_options(center, n_center_sample, random_state),
     )
     exponent = int(out["exponent"])
     decision = None if out["filter"] is None else _decision(out["filter"]).rescaled(exponent)
     distances = None if out["distances"] is None else np.ldexp(np.asarray(out["distances"]), exponent)
-    red = None if out["reduction"] is None else _result(out["reduction"])
+    red = None if out["reduction"] is None else _result(out["reduction"], model)
     if red is not None and red.mixture.n_components < n_components:
         warnings.warn(
             f"the reduced mixture has {red.mixture.n_components} components, fewer than the "
@@ -225,6 +227,7 @@ def dfmr(
     n_center_sample: int = 50,
     random_state: int | np.random.Generator | None = None,
     n_samples: Sequence[float] | np.ndarray | None = None,
+    covariance_type: str | None = None,
 ) -> AggregationResult:
     """Distance-filtered mixture reduction (Zhang, Tan & Chen 2026).
 
@@ -270,6 +273,12 @@ def dfmr(
         5x the median claim; with no claims at all, equal weights (the paper's ``w_ik / |R|``).
         Equal sizes give exactly the unweighted result. The result records the sizes used
         (``n_samples``) and their source (``size_source``).
+    covariance_type : str, optional
+        Covariance model of the aggregate's components: scikit-learn's "full", "tied", "diag",
+        "spherical" or an mclust model name (:func:`dfmr.covariance.get_model`); None is "full".
+        The reduction's MM update applies the model's constrained M-step to the matched moments,
+        so the aggregate belongs to the model (``mixture.covariance_type``); distances and the
+        filter do not depend on it.
 
     Returns
     -------
@@ -278,7 +287,7 @@ def dfmr(
     return _aggregate(
         "dfmr", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads, n_starts=n_starts,
         threshold=threshold, center=center, n_center_sample=n_center_sample, random_state=random_state,
-        n_samples=n_samples,
+        n_samples=n_samples, covariance_type=covariance_type,
     )
 
 
@@ -291,12 +300,14 @@ def mr(
     n_threads: int | None = None,
     n_starts: int | None = None,
     n_samples: Sequence[float] | np.ndarray | None = None,
+    covariance_type: str | None = None,
 ) -> AggregationResult:
     """Mixture reduction of all local estimates (Zhang & Chen 2022), no filtering.
 
     ``n_starts=None`` (default) starts from every estimate with K components; an integer runs
     that many, spread evenly over the machine indices (MR computes no distances to rank them).
-    ``n_samples``: the sites' sizes weighting the pool, as in :func:`dfmr`.
+    ``n_samples`` (the sites' sizes weighting the pool) and ``covariance_type`` (the model of the
+    aggregate) as in :func:`dfmr`.
 
     Parameters
     ----------
@@ -314,13 +325,19 @@ def mr(
         5x the median claim; with no claims at all, equal weights (the paper's ``w_ik / |R|``).
         Equal sizes give exactly the unweighted result. The result records the sizes used
         (``n_samples``) and their source (``size_source``).
+    covariance_type : str, optional
+        Covariance model of the aggregate's components: scikit-learn's "full", "tied", "diag",
+        "spherical" or an mclust model name (:func:`dfmr.covariance.get_model`); None is "full".
+        The reduction's MM update applies the model's constrained M-step to the matched moments,
+        so the aggregate belongs to the model (``mixture.covariance_type``); distances and the
+        filter do not depend on it.
 
     Returns
     -------
     AggregationResult
     """
     return _aggregate("mr", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads,
-                      n_starts=n_starts, n_samples=n_samples)
+                      n_starts=n_starts, n_samples=n_samples, covariance_type=covariance_type)
 
 
 def tkb(
@@ -333,16 +350,18 @@ def tkb(
     n_threads: int | None = None,
     n_starts: int | None = None,
     n_samples: Sequence[float] | np.ndarray | None = None,
+    covariance_type: str | None = None,
 ) -> AggregationResult:
     """Trimmed k-barycenter: MR transporting only the cheapest ``1 - alpha`` of the pooled mass.
 
     ``n_starts`` as in :func:`mr`; ``n_samples`` (the sites' sizes weighting the pool) as in
-    :func:`dfmr`: the trimmed mass is ``alpha`` of the size-weighted pool.
+    :func:`dfmr`: the trimmed mass is ``alpha`` of the size-weighted pool; ``covariance_type``
+    (the model of the aggregate) as in :func:`dfmr`.
     """
     if not (0.0 <= alpha < 1.0):
         raise ValueError(f"alpha must lie in [0, 1), got {alpha!r}.")
     return _aggregate("tkb", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads,
-                      n_starts=n_starts, alpha=alpha, n_samples=n_samples)
+                      n_starts=n_starts, alpha=alpha, n_samples=n_samples, covariance_type=covariance_type)
 
 
 def coat(

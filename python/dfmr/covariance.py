@@ -24,7 +24,9 @@ Every model answers the same questions:
   leaves out). The iterative ones start from ``start`` (the covariances before, so that EM stays
   monotone: every inner step lowers the objective from there) and then take at most 20 rounds (a
   generalised EM step), else from identity shapes (VEI, VEE, VEV) or the eigenvectors of the pooled
-  covariance (EVE, VVE), to a relative change below ``1e-12``.
+  covariance (EVE, VVE), to a relative change below ``1e-12``. The M-step is computed by the
+  compiled core (``dfmr::constrained_m_step``, cpp/src/covariance.cpp), the one implementation that
+  local EM and the reduction's MM update share.
 * :meth:`~CovarianceModel.n_parameters`: free parameters as mclust's ``nMclustParams`` (covariance
   part as ``nVarParams``, plus ``K d`` means and ``K - 1`` weights), which are also scikit-learn's
   ``_n_parameters`` for its four types.
@@ -43,9 +45,8 @@ the model only constrains them and describes them):
   penalty-augmented scatters and counts and the covariances before to ``model.m_step``;
   ``model.n_parameters(K, d)`` sets the convergence scale.
 * aggregation: each MM iteration's moment-matched scatter ``sum_n pi_nk (Sigma_n + (mu_n - mu_k)
-  (mu_n - mu_k)^T)`` with counts ``sum_n pi_nk`` is the same M-step problem, so the C++ core is to
-  implement ``m_step`` for the model named by ``model.name`` (this module stays the reference its
-  tests compare with).
+  (mu_n - mu_k)^T)`` with counts ``sum_n pi_nk`` is the same M-step problem: the C++ core applies
+  the same constrained M-step there.
 * inference and screening: ``model.n_covariance_parameters(K, d)`` degrees of freedom; the model's
   free parametrisation is ``to_mclust``'s fields (log volumes, log shapes, orientation angles).
 * estimator, io, CLI, R: ``get_model`` validates the user's name; ``sklearn_layout(name)`` and
@@ -56,8 +57,8 @@ the model only constrains them and describes them):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -79,21 +80,6 @@ UNIVARIATE_MODEL_NAMES = ("E", "V")
 SKLEARN_TYPES = {"full": ("VVV", "V"), "tied": ("EEE", "E"), "diag": ("VVI", "V"), "spherical": ("VII", "V")}
 _LAYOUT_OF_MODEL = {"VVV": "full", "EEE": "tied", "VVI": "diag", "VII": "spherical", "E": "tied", "V": "full"}
 
-# The iterative M-steps stop when the objective changes by less than this, relative to 1 + |objective|
-# (mclust's own inner criterion), or after _INNER_MAX_ITER rounds; from a start (the EM iterate before)
-# after at most _WARM_MAX_ITER rounds: EM needs only an M-step that does not lower its objective (a
-# generalised EM step, Dempster, Laird & Rubin 1977, which converges to the same fixed points), and the
-# orientation's MM steps converge slowly (hundreds of rounds per M-step to 1e-12 at K = 5, d = 10), so
-# the next E-step is worth more than the remaining rounds.
-_INNER_TOL = 1e-12
-_INNER_MAX_ITER = 1000
-_WARM_MAX_ITER = 20
-
-
-def _traces(W: np.ndarray) -> np.ndarray:
-    return np.trace(W, axis1=-2, axis2=-1)
-
-
 def _diag_matrices(values: np.ndarray) -> np.ndarray:
     """(..., d) -> (..., d, d) diagonal matrices."""
     out = np.zeros(values.shape + values.shape[-1:])
@@ -111,141 +97,9 @@ def _logdet(matrices: np.ndarray) -> np.ndarray:
     return np.where(sign > 0, logdet, -np.inf)
 
 
-def _pooled(W: np.ndarray, n: np.ndarray, K: int) -> np.ndarray:
-    """The pooled covariance ``sum_k W_k / sum_k n_k`` repeated for the K components."""
-    common = W.sum(axis=-3, keepdims=True) / n.sum(axis=-1)[..., None, None, None]
-    return np.repeat(common, K, axis=-3)
-
-
-# ---- closed forms (any leading dimensions: scatter (..., K, d, d), counts (..., K)) ----
-
-def _m_eii(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    d = W.shape[-1]
-    lam = _traces(W).sum(axis=-1) / (n.sum(axis=-1) * d)
-    return lam[..., None, None, None] * np.broadcast_to(np.eye(d), W.shape)
-
-
-def _m_vii(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    d = W.shape[-1]
-    return (_traces(W) / (n * d))[..., None, None] * np.eye(d)
-
-
-def _m_eei(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    return _diag_matrices(np.diagonal(_pooled(W, n, W.shape[-3]), axis1=-2, axis2=-1))
-
-
-def _m_vvi(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    return _diag_matrices(np.diagonal(W, axis1=-2, axis2=-1) / n[..., None])
-
-
-def _m_evi(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    # A_k = diag(W_k) / det(diag W_k)^(1/d), lambda = sum_k det(diag W_k)^(1/d) / sum_k n_k.
-    diag = np.diagonal(W, axis1=-2, axis2=-1)
-    volume = _geometric_mean(diag)
-    lam = volume.sum(axis=-1) / n.sum(axis=-1)
-    return _diag_matrices(lam[..., None, None] * diag / volume[..., None])
-
-
-def _m_eee(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    return _pooled(W, n, W.shape[-3])
-
-
-def _m_eev(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    # W_k = L_k diag(omega_k) L_k^T (eigenvalues in the same order for every k): D_k = L_k and
-    # lambda A = sum_k diag(omega_k) / sum_k n_k.
-    omega, L = np.linalg.eigh(W)
-    common = omega.sum(axis=-2, keepdims=True) / n.sum(axis=-1)[..., None, None]
-    return (L * common[..., None, :]) @ np.swapaxes(L, -1, -2)
-
-
-def _m_evv(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    # C_k = W_k / det(W_k)^(1/d), lambda = sum_k det(W_k)^(1/d) / sum_k n_k.
-    d = W.shape[-1]
-    volume = np.exp(_logdet(W) / d)
-    lam = volume.sum(axis=-1) / n.sum(axis=-1)
-    return W * (lam[..., None] / volume)[..., None, None]
-
-
-def _m_vvv(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    return W / n[..., None, None]
-
-
-# ---- iterative forms (one mixture: scatter (K, d, d), counts (K,), start (K, d, d) or None) ----
-
-def _iterate(step: Callable[[], float], warm: bool) -> None:
-    """Run ``step`` (one round of block updates, each not raising the objective; returns the objective) until
-    it settles, at most ``_WARM_MAX_ITER`` rounds from a ``warm`` start, else ``_INNER_MAX_ITER``."""
-    previous = math.inf
-    for _ in range(_WARM_MAX_ITER if warm else _INNER_MAX_ITER):
-        value = step()
-        if not math.isfinite(value) or abs(previous - value) <= _INNER_TOL * (1.0 + abs(value)):
-            return
-        previous = value
-
-
 def _normalized(values: np.ndarray) -> np.ndarray:
     """Positive values scaled to a geometric mean of one (determinant one, as a shape), last axis."""
     return values / _geometric_mean(values)[..., None]
-
-
-def _volumes_and_common_shape(
-    values: np.ndarray, n: np.ndarray, shape: np.ndarray, warm: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Volumes ``lambda_k`` and one shape ``a`` (det 1) minimising ``sum_k [d n_k log lambda_k + sum_j v_kj /
-    (lambda_k a_j)]``, the objective of VEI (``v_k`` the diagonal of W_k) and of VEV (its eigenvalues).
-
-    Alternately, each exact: ``lambda_k = sum_j v_kj / a_j / (d n_k)``, then ``a = sum_k v_k / lambda_k``
-    scaled to det 1; from the shape ``shape`` (``warm``: the EM iterate's, see :func:`_iterate`).
-    """
-    d = values.shape[-1]
-    lam = np.empty_like(n)
-
-    def step() -> float:
-        nonlocal shape
-        lam[:] = (values / shape).sum(axis=1) / (d * n)
-        shape = _normalized((values / lam[:, None]).sum(axis=0))
-        return float(np.sum(d * n * np.log(lam) + (values / shape).sum(axis=1) / lam))
-
-    _iterate(step, warm)
-    return lam, shape
-
-
-def _m_vei(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    # Sigma_k = lambda_k B, B diagonal with det 1.
-    diag = np.diagonal(W, axis1=-2, axis2=-1)
-    B = np.ones(W.shape[-1]) if start is None else _normalized(np.diagonal(start[0]))
-    lam, B = _volumes_and_common_shape(diag, n, B, start is not None)
-    return _diag_matrices(lam[:, None] * B)
-
-
-def _m_vee(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    # Sigma_k = lambda_k C: lambda_k = tr(W_k C^-1) / (d n_k), then C = sum_k W_k / lambda_k scaled to det 1.
-    d = W.shape[-1]
-    C = np.eye(d) if start is None else start[0] / math.exp(_logdet(start[0]) / d)
-    lam = np.empty_like(n)
-
-    def traces(C: np.ndarray) -> np.ndarray:
-        return np.einsum("kij,ji->k", W, np.linalg.inv(C))
-
-    def step() -> float:
-        nonlocal C
-        lam[:] = traces(C) / (d * n)
-        pooled = (W / lam[:, None, None]).sum(axis=0)
-        C = pooled / math.exp(_logdet(pooled) / d)
-        C = 0.5 * (C + C.T)
-        return float(np.sum(d * n * np.log(lam) + traces(C) / lam))
-
-    _iterate(step, start is not None)
-    return lam[:, None, None] * C
-
-
-def _m_vev(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    # Sigma_k = lambda_k D_k A D_k^T: D_k the eigenvectors of W_k, with its eigenvalues in the same order
-    # for every k as A's, which leaves VEI's problem in the eigenvalues.
-    omega, L = np.linalg.eigh(W)
-    A = np.ones(W.shape[-1]) if start is None else _normalized(np.linalg.eigvalsh(start[0]))
-    lam, A = _volumes_and_common_shape(omega, n, A, start is not None)
-    return (L * (lam[:, None] * A)[:, None, :]) @ np.swapaxes(L, -1, -2)
 
 
 def _shared_orientation(covariances: np.ndarray) -> np.ndarray:
@@ -254,7 +108,8 @@ def _shared_orientation(covariances: np.ndarray) -> np.ndarray:
     The eigenvectors of ``sum_k c_k Sigma_k / det(Sigma_k)^(1/d)``, eigenvalues decreasing, with
     unequal weights ``c_k = 1 / (k + pi)``: when the Sigma_k share their eigenvectors, so does the
     sum, and unequal weights make its eigenvalues distinct unless the components are all equal on
-    some plane (where any basis serves).
+    some plane (where any basis serves). (The C++ M-step of EVE and VVE starts from the same
+    orientation.)
     """
     K, d = covariances.shape[0], covariances.shape[-1]
     weights = 1.0 / (np.arange(K) + math.pi) / np.exp(_logdet(covariances) / d)
@@ -262,75 +117,7 @@ def _shared_orientation(covariances: np.ndarray) -> np.ndarray:
     return vectors[:, ::-1]
 
 
-def _common_orientation_mm(W: np.ndarray, largest: np.ndarray, D: np.ndarray, inv_shapes: np.ndarray) -> np.ndarray:
-    """Two majorise-minimise steps (Browne & McNicholas 2014) lowering ``sum_k tr(W_k D diag(inv_shapes_k) D^T)``.
-
-    Both bound a concave part by its tangent and minimise the tangent over orthogonal matrices (the
-    polar factor of its gradient, by an SVD): first ``W_k - w_k I`` is negative semi-definite (``w_k =
-    largest[k]``, the largest eigenvalue of ``W_k``), then ``diag(inv_shapes_k) - b_k I`` (``b_k`` its
-    largest entry).
-    """
-    F = np.einsum("kj,ij,kil->jl", inv_shapes, D, W) - np.einsum("k,kj,ij->ji", largest, inv_shapes, D)
-    P, _, Rt = np.linalg.svd(F)
-    D = (P @ Rt).T
-    WD = W @ D
-    G = np.einsum("kij,kj->ij", WD, inv_shapes - inv_shapes.max(axis=1, keepdims=True))
-    P, _, Rt = np.linalg.svd(G)
-    return P @ Rt
-
-
-def _common_orientation(
-    W: np.ndarray, n: np.ndarray, start: np.ndarray | None, equal_volume: bool
-) -> np.ndarray:
-    """EVE (``equal_volume``) and VVE: ``Sigma_k = D Delta_k D^T`` with one orientation D.
-
-    Given D, ``Delta_k = diag(D^T W_k D) / n_k`` (VVE), or for EVE its shape scaled to det 1 times the one
-    volume ``sum_k det(diag(D^T W_k D))^(1/d) / sum_k n_k``; given the Delta_k, D from
-    :func:`_common_orientation_mm`. From ``start``'s orientation and Delta_k (the EM iterate), else from the
-    eigenvectors of ``sum_k W_k / n_k`` (exact when the W_k share their eigenvectors) and the Delta_k for them.
-    """
-    largest = np.linalg.eigvalsh(W)[:, -1]
-    deltas = np.empty((W.shape[0], W.shape[-1]))
-
-    def update_deltas() -> float:
-        nonlocal deltas
-        diag = np.einsum("ij,kil,lj->kj", D, W, D)
-        if equal_volume:
-            volume = _geometric_mean(diag)
-            deltas = diag / volume[:, None] * (volume.sum() / n.sum())
-        else:
-            deltas = diag / n[:, None]
-        return float(np.sum(n * np.log(deltas).sum(axis=1) + (diag / deltas).sum(axis=1)))
-
-    def step() -> float:
-        nonlocal D
-        D = _common_orientation_mm(W, largest, D, 1.0 / deltas)
-        return update_deltas()
-
-    if start is None:
-        D = np.linalg.eigh((W / n[:, None, None]).sum(axis=0))[1]
-        update_deltas()
-    else:
-        D = _shared_orientation(start)
-        deltas = np.einsum("ij,kil,lj->kj", D, start, D)
-    _iterate(step, start is not None)
-    return (D * deltas[:, None, :]) @ D.T
-
-
-def _m_eve(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    return _common_orientation(W, n, start, equal_volume=True)
-
-
-def _m_vve(W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-    return _common_orientation(W, n, start, equal_volume=False)
-
-
-_M_STEPS: dict[str, tuple[Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray], bool]] = {
-    "EII": (_m_eii, False), "VII": (_m_vii, False), "EEI": (_m_eei, False), "VEI": (_m_vei, True),
-    "EVI": (_m_evi, False), "VVI": (_m_vvi, False), "EEE": (_m_eee, False), "VEE": (_m_vee, True),
-    "EVE": (_m_eve, True), "VVE": (_m_vve, True), "EEV": (_m_eev, False), "VEV": (_m_vev, True),
-    "EVV": (_m_evv, False), "VVV": (_m_vvv, False), "E": (_m_eee, False), "V": (_m_vvv, False),
-}
+_ITERATIVE = ("VEI", "VEE", "EVE", "VVE", "VEV")
 
 
 @dataclass(frozen=True)
@@ -344,7 +131,6 @@ class CovarianceModel:
     """
 
     name: str
-    _m_step: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray] = field(repr=False, compare=False)
     iterative: bool = False
 
     @property
@@ -442,7 +228,11 @@ class CovarianceModel:
         -------
         ndarray, shape (..., K, d, d)
             Symmetric covariances of the model; positive definite when the scatters are (and, for
-            the diagonal models, when their diagonals are positive).
+            the diagonal models, when their diagonals are positive). Without a penalty a component
+            may be empty or hold too few points (a zero count or a singular scatter): the
+            constrained optimum then does not exist, and the iterative models give NaN
+            covariances for that mixture (the closed forms what their arithmetic gives, e.g.
+            0 / 0), which lets local EM drop that run.
         """
         scatter = np.asarray(scatter, dtype=np.float64)
         counts = np.asarray(counts, dtype=np.float64)
@@ -450,29 +240,14 @@ class CovarianceModel:
             raise ValueError(f"scatter must have shape (..., K, d, d) and counts (..., K); got {scatter.shape} "
                              f"and {counts.shape}.")
         self._check_dim(scatter.shape[-1])
-        if self.iterative:
-            K, d = scatter.shape[-3], scatter.shape[-1]
-            flat_w, flat_n = scatter.reshape(-1, K, d, d), counts.reshape(-1, K)
-            flat_s = None if start is None else np.asarray(start, dtype=np.float64).reshape(-1, K, d, d)
-            out = np.stack([self._solve(flat_w[r], flat_n[r], None if flat_s is None else flat_s[r])
-                            for r in range(flat_w.shape[0])]).reshape(scatter.shape)
-        else:
-            out = self._m_step(scatter, counts, None)
-        return 0.5 * (out + np.swapaxes(out, -1, -2))
+        from ._native import _core  # the compiled core imports this module's users; import it late
 
-    def _solve(self, W: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> np.ndarray:
-        """An iterative M-step of one mixture; NaN covariances where the problem has no optimum.
-
-        Without a penalty a component may be empty or hold too few points (a zero count or a singular
-        scatter); the constrained optimum then does not exist, and the NaN result lets the caller
-        (local EM) drop that run, as the closed forms' 0 / 0 does.
-        """
-        if not (np.all(np.isfinite(W)) and np.all(n > 0)):
-            return np.full(W.shape, np.nan)
-        try:
-            return self._m_step(W, n, start)
-        except np.linalg.LinAlgError:
-            return np.full(W.shape, np.nan)
+        K, d = scatter.shape[-3], scatter.shape[-1]
+        flat_s = None
+        if start is not None and self.iterative:
+            flat_s = np.asarray(start, dtype=np.float64).reshape(-1, K, d, d)
+        out = _core.m_step(self.name, scatter.reshape(-1, K, d, d), counts.reshape(-1, K), flat_s)
+        return out.reshape(scatter.shape)
 
     def _check_dim(self, dim: int) -> None:
         if self.univariate != (dim == 1):
@@ -782,7 +557,7 @@ def _from_cholesky(upper: np.ndarray) -> np.ndarray:
     return np.einsum("kji,kjl->kil", upper, upper)
 
 
-_REGISTRY = {name: CovarianceModel(name, *_M_STEPS[name]) for name in MODEL_NAMES + UNIVARIATE_MODEL_NAMES}
+_REGISTRY = {name: CovarianceModel(name, name in _ITERATIVE) for name in MODEL_NAMES + UNIVARIATE_MODEL_NAMES}
 
 
 def get_model(covariance_type: str, dim: int) -> CovarianceModel:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ._native import _core, as_mixture_list, pack, resolve_threads, unpack
 from ._validation import check_int
+from .covariance import get_model
 from .params import GaussianMixtureParams
 from .sizes import check_sizes
 
@@ -125,6 +126,7 @@ def reduce(
     max_iter: int = 100,
     n_threads: int | None = None,
     share_trajectories: bool = True,
+    covariance_type: str | None = None,
 ) -> ReductionResult:
     """Reduce ``pooled`` to at most ``n_components`` components by MM iterations.
 
@@ -150,6 +152,12 @@ def reduce(
         Cut a start short once its transport plan is, up to relabelling, one that an earlier
         start reached before its last step (its remaining iterations and final objective are
         then known). The result is bit-identical either way; False runs every start in full.
+    covariance_type : str, optional
+        Covariance model of the reduced components: scikit-learn's "full", "tied", "diag",
+        "spherical" or an mclust model name (see :func:`dfmr.covariance.get_model`); None is
+        "full" (the moment match). Under another model each MM update applies the model's
+        constrained M-step to the matched scatters, which minimises the transport cost over the
+        model, and the starts are first brought into the model: the result belongs to it.
 
     Returns
     -------
@@ -162,8 +170,9 @@ def reduce(
     if starts[0].dim != pooled.dim:
         raise ValueError(f"starts have dimension {starts[0].dim}, the pool {pooled.dim}.")
     options = _options(trim, tol, max_iter, n_threads)
+    model = model_name(covariance_type, pooled.dim)
     return _result(_core.reduce(pooled.weights, pooled.means, pooled.covariances, *pack(starts), int(n_components),
-                                *options, bool(share_trajectories)))
+                                *options, bool(share_trajectories), model), model)
 
 
 def reduce_mixtures(
@@ -176,18 +185,20 @@ def reduce_mixtures(
     n_threads: int | None = None,
     share_trajectories: bool = True,
     n_samples: Sequence[float] | np.ndarray | None = None,
+    covariance_type: str | None = None,
 ) -> ReductionResult:
     """``reduce(pool(mixtures, n_samples), n_components, default_starts(...), ...)`` in one call.
 
-    Plain MR (``trim = 0``) or the trimmed k-barycenter of the local estimates; parameters as
-    in :func:`reduce`, ``n_samples`` (the sites' sizes, taken as given; None: equal) as in
-    :func:`pool`.
+    Plain MR (``trim = 0``) or the trimmed k-barycenter of the local estimates; parameters
+    (``covariance_type`` too) as in :func:`reduce`, ``n_samples`` (the sites' sizes, taken as
+    given; None: equal) as in :func:`pool`.
     """
     mixtures = as_mixture_list(mixtures)
     _check_k(n_components)
     options = _options(trim, tol, max_iter, n_threads)
+    model = model_name(covariance_type, mixtures[0].dim)
     return _result(_core.reduce_mixtures(*pack(mixtures), int(n_components), *options, bool(share_trajectories),
-                                         n_samples=_sizes(n_samples, len(mixtures))))
+                                         n_samples=_sizes(n_samples, len(mixtures)), covariance_type=model), model)
 
 
 def _options(trim: float, tol: float, max_iter: int, n_threads: int | None) -> tuple[int, float, float, int]:
@@ -199,9 +210,18 @@ def _options(trim: float, tol: float, max_iter: int, n_threads: int | None) -> t
     return int(max_iter), float(tol), float(trim), resolve_threads(n_threads)
 
 
-def _result(out: dict) -> ReductionResult:
+def model_name(covariance_type: str | None, dim: int) -> str:
+    """mclust's name of the reduction's covariance model in ``dim`` dimensions; None is "full".
+
+    Raises ValueError for an unknown name (:func:`dfmr.covariance.get_model`).
+    """
+    return get_model("full" if covariance_type is None else covariance_type, dim).name
+
+
+def _result(out: dict, covariance_type: str = "full") -> ReductionResult:
     return ReductionResult(
-        mixture=GaussianMixtureParams._from_core(out["weights"], out["means"], out["covariances"]),
+        mixture=GaussianMixtureParams._from_core(out["weights"], out["means"], out["covariances"],
+                                                 covariance_type=covariance_type),
         objective=float(out["objective"]),
         n_iter=int(out["n_iter"]),
         converged=bool(out["converged"]),

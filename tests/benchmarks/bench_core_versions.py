@@ -214,7 +214,9 @@ def build(baseline: str, work: Path, sampled: bool = False) -> Path:
     objects = []
     for tag, src in (("base", base_src), ("new", ROOT)):
         ns = [f"-Ddfmr=dfmr_{tag}", f"-I{src / 'cpp' / 'include'}"]
-        for unit in ("mixture", "distance", "reduction", *(["aggregate"] if sampled else [])):
+        # Cores since issue 21 compile their covariance models as a unit of their own.
+        covariance = ["covariance"] if (src / "cpp" / "src" / "covariance.cpp").exists() else []
+        for unit in ("mixture", "distance", *covariance, "reduction", *(["aggregate"] if sampled else [])):
             obj = work / f"{tag}_{unit}.o"
             subprocess.run(["g++", *flags, *ns, "-c", str(src / "cpp" / "src" / f"{unit}.cpp"), "-o", str(obj)],
                            check=True)

@@ -49,6 +49,9 @@ struct AggregateOptions {
   // sizes, w_ik / |R|. COAT ignores them. The caller decides whether to trust them: a size an
   // estimate claims about itself is attacker-controlled.
   std::vector<double> n_samples;
+  // Covariance model of the aggregate's components (ReduceOptions::model): full (VVV) by default.
+  // Distances and the filter do not depend on it; COAT returns the centre's estimate as it is.
+  CovarianceModel model = CovarianceModel::VVV;
 };
 
 // Centre and filter decision on a distance matrix (or on its scaled version: the rules only

@@ -60,13 +60,18 @@ int dfmr_aggregate(size_t m, size_t d, const int64_t* offsets, const double* wei
                    const double* covariances, int method, int n_components, const dfmr_options* options,
                    dfmr_result** result);
 
-/* dfmr_aggregate with the sites' sample sizes: n_samples[m], one per machine (finite, >= 1), or
- * NULL for equal sizes (then it is dfmr_aggregate). The retained machines R enter the pool with
- * weights w_ik n_i / sum_{j in R} n_j; equal sizes give exactly dfmr_aggregate's result. Pass only
- * sizes the caller knows: a size that an estimate claims about itself is attacker-controlled. */
+/* dfmr_aggregate with the sites' sample sizes and a covariance model.
+ * n_samples[m]: one size per machine (finite, >= 1), or NULL for equal sizes. The retained machines R
+ * enter the pool with weights w_ik n_i / sum_{j in R} n_j; equal sizes give exactly dfmr_aggregate's
+ * result. Pass only sizes the caller knows: a size that an estimate claims about itself is
+ * attacker-controlled.
+ * covariance_model: the model of the aggregate's components, by name: "full", "tied", "diag",
+ * "spherical" or an mclust model name ("VVV", "EEE", "VVI", "VII", "EII", ...; in one dimension
+ * E or V by the volume letter, see dfmr::parse_covariance_model), or NULL for full (then, with
+ * NULL sizes, it is dfmr_aggregate). */
 int dfmr_aggregate_ex(size_t m, size_t d, const int64_t* offsets, const double* weights, const double* means,
-                      const double* covariances, const double* n_samples, int method, int n_components,
-                      const dfmr_options* options, dfmr_result** result);
+                      const double* covariances, const double* n_samples, const char* covariance_model, int method,
+                      int n_components, const dfmr_options* options, dfmr_result** result);
 
 void dfmr_result_free(dfmr_result* result);
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "dfmr/aggregate.hpp"
+#include "dfmr/covariance.hpp"
 #include "dfmr/distance.hpp"
 #include "dfmr/mixture.hpp"
 #include "dfmr/reduction.hpp"

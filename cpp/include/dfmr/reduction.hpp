@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "dfmr/covariance.hpp"
 #include "dfmr/mixture.hpp"
 
 namespace dfmr {
@@ -22,6 +23,15 @@ struct ReduceOptions {
   // Results are bit-identical either way; false runs every step of every start (for tests and
   // measurements).
   bool share_trajectories = true;
+  // The covariance model of the reduced components (covariance.hpp). Full (VVV) is the moment
+  // match of DESIGN.md. Any other model replaces the update's moment-matched covariances by the
+  // model's constrained M-step on the matched scatters W_k = n_k Vbar_k and masses n_k, which
+  // minimises the transport cost over the model (exactly for the closed forms; from the previous
+  // covariances, lowering it, for the iterative ones), and the starts are first brought into the
+  // model (the M-step on their own covariances, W_k = Sigma_k, n_k = 1): the reduced mixture belongs
+  // to the model. In one dimension a model is E or V by its volume letter. Iterative models run
+  // every start in full (no shared trajectories).
+  CovarianceModel model = CovarianceModel::VVV;
 };
 
 struct ReduceResult {

@@ -1,0 +1,435 @@
+#include "dfmr/covariance.hpp"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Eigenvalues>
+#include <Eigen/LU>
+#include <Eigen/SVD>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace dfmr {
+
+namespace {
+
+using Mat = Eigen::MatrixXd;
+using Vec = Eigen::VectorXd;
+using Stack = std::vector<Mat>;
+
+constexpr const char* kNames[] = {"EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE",
+                                  "EVE", "VVE", "EEV", "VEV", "EVV", "VVV", "E",   "V"};
+constexpr double kPi = 3.14159265358979323846;
+
+// The iterative M-steps stop when a round changes the objective by at most kInnerTol (1 + |value|)
+// (mclust's inner criterion), or after kInnerMaxIter rounds; from a start after kWarmMaxIter: EM
+// and MM need only a step that does not raise their objective (a generalised EM step), and the
+// orientation's MM steps converge slowly, so the next E-step (or assignment) is worth more.
+constexpr double kInnerTol = 1e-12;
+constexpr int kInnerMaxIter = 1000;
+constexpr int kWarmMaxIter = 20;
+
+char letter(CovarianceModel model, int i) {
+  const char* name = kNames[static_cast<int>(model)];
+  return i < static_cast<int>(std::char_traits<char>::length(name)) ? name[i] : '\0';
+}
+
+// log det A, -inf unless the determinant is positive (numpy.linalg.slogdet's sign rule).
+double log_det(const Mat& A) {
+  const Eigen::PartialPivLU<Mat> lu(A);
+  const Mat& LU = lu.matrixLU();
+  double sign = lu.permutationP().determinant(), out = 0.0;
+  for (Eigen::Index i = 0; i < A.rows(); ++i) {
+    const double u = LU(i, i);
+    if (u < 0.0) sign = -sign;
+    out += std::log(std::abs(u));
+  }
+  return sign > 0.0 && !std::isnan(out) ? out : -std::numeric_limits<double>::infinity();
+}
+
+double geometric_mean(const Vec& v) { return std::exp(v.array().log().mean()); }
+
+Vec normalized(const Vec& v) { return v / geometric_mean(v); }
+
+Mat symmetric(const Mat& A) { return 0.5 * (A + A.transpose()); }
+
+Mat pooled(const Stack& W, const Vec& n) {
+  Mat out = Mat::Zero(W[0].rows(), W[0].cols());
+  for (const Mat& w : W) out += w;
+  return out / n.sum();
+}
+
+// Runs `step` (one round of block updates, none raising the objective; returns the objective)
+// until it settles (see kInnerTol).
+void iterate(const std::function<double()>& step, bool warm) {
+  double previous = std::numeric_limits<double>::infinity();
+  const int rounds = warm ? kWarmMaxIter : kInnerMaxIter;
+  for (int r = 0; r < rounds; ++r) {
+    const double value = step();
+    if (!std::isfinite(value) || std::abs(previous - value) <= kInnerTol * (1.0 + std::abs(value))) return;
+    previous = value;
+  }
+}
+
+// Volumes lambda_k and one shape a (det 1) minimising sum_k [d n_k log lambda_k + sum_j v_kj /
+// (lambda_k a_j)], the objective of VEI (v_k the diagonal of W_k) and of VEV (its eigenvalues):
+// alternately lambda_k = sum_j v_kj / a_j / (d n_k), then a = sum_k v_k / lambda_k scaled to det 1.
+void volumes_and_common_shape(const Mat& values, const Vec& n, Vec& shape, Vec& lam, bool warm) {
+  const auto K = values.rows();
+  const double d = static_cast<double>(values.cols());
+  lam.resize(K);
+  iterate(
+      [&] {
+        for (Eigen::Index k = 0; k < K; ++k) lam[k] = (values.row(k).transpose().array() / shape.array()).sum() / (d * n[k]);
+        Vec total = Vec::Zero(values.cols());
+        for (Eigen::Index k = 0; k < K; ++k) total += values.row(k).transpose() / lam[k];
+        shape = normalized(total);
+        double value = 0.0;
+        for (Eigen::Index k = 0; k < K; ++k)
+          value += d * n[k] * std::log(lam[k]) + (values.row(k).transpose().array() / shape.array()).sum() / lam[k];
+        return value;
+      },
+      warm);
+}
+
+// Eigen-decompositions of the W_k: eigenvalues ascending (rows of `values`), vectors in columns.
+void eigen_all(const Stack& W, Mat& values, Stack& vectors) {
+  const auto K = static_cast<Eigen::Index>(W.size()), d = W[0].rows();
+  values.resize(K, d);
+  vectors.assign(W.size(), Mat());
+  for (Eigen::Index k = 0; k < K; ++k) {
+    const Eigen::SelfAdjointEigenSolver<Mat> eig(W[static_cast<std::size_t>(k)]);
+    values.row(k) = eig.eigenvalues().transpose();
+    vectors[static_cast<std::size_t>(k)] = eig.eigenvectors();
+  }
+}
+
+Stack from_diagonals(const Mat& diagonals) {
+  Stack out;
+  for (Eigen::Index k = 0; k < diagonals.rows(); ++k) out.push_back(diagonals.row(k).transpose().asDiagonal());
+  return out;
+}
+
+Mat diagonals(const Stack& W) {
+  Mat out(static_cast<Eigen::Index>(W.size()), W[0].rows());
+  for (std::size_t k = 0; k < W.size(); ++k) out.row(static_cast<Eigen::Index>(k)) = W[k].diagonal().transpose();
+  return out;
+}
+
+// ---- closed forms
+
+Stack m_eii(const Stack& W, const Vec& n) {
+  const auto d = W[0].rows();
+  double traces = 0.0;
+  for (const Mat& w : W) traces += w.trace();
+  const double lam = traces / (n.sum() * static_cast<double>(d));
+  return Stack(W.size(), lam * Mat::Identity(d, d));
+}
+
+Stack m_vii(const Stack& W, const Vec& n) {
+  const auto d = W[0].rows();
+  Stack out;
+  for (std::size_t k = 0; k < W.size(); ++k)
+    out.push_back(W[k].trace() / (n[static_cast<Eigen::Index>(k)] * static_cast<double>(d)) * Mat::Identity(d, d));
+  return out;
+}
+
+Stack m_eei(const Stack& W, const Vec& n) {
+  return Stack(W.size(), Mat(pooled(W, n).diagonal().asDiagonal()));
+}
+
+Stack m_vvi(const Stack& W, const Vec& n) {
+  Mat diag = diagonals(W);
+  for (Eigen::Index k = 0; k < diag.rows(); ++k) diag.row(k) /= n[k];
+  return from_diagonals(diag);
+}
+
+// A_k = diag(W_k) / det(diag W_k)^(1/d), lambda = sum_k det(diag W_k)^(1/d) / sum_k n_k.
+Stack m_evi(const Stack& W, const Vec& n) {
+  Mat diag = diagonals(W);
+  Vec volume(diag.rows());
+  for (Eigen::Index k = 0; k < diag.rows(); ++k) volume[k] = geometric_mean(diag.row(k).transpose());
+  const double lam = volume.sum() / n.sum();
+  for (Eigen::Index k = 0; k < diag.rows(); ++k) diag.row(k) *= lam / volume[k];
+  return from_diagonals(diag);
+}
+
+Stack m_eee(const Stack& W, const Vec& n) { return Stack(W.size(), pooled(W, n)); }
+
+// W_k = L_k diag(omega_k) L_k^T (eigenvalues ascending for every k): D_k = L_k and
+// lambda A = sum_k diag(omega_k) / sum_k n_k.
+Stack m_eev(const Stack& W, const Vec& n) {
+  Mat omega;
+  Stack L;
+  eigen_all(W, omega, L);
+  const Vec common = omega.colwise().sum().transpose() / n.sum();
+  Stack out;
+  for (const Mat& l : L) out.push_back(l * common.asDiagonal() * l.transpose());
+  return out;
+}
+
+// C_k = W_k / det(W_k)^(1/d), lambda = sum_k det(W_k)^(1/d) / sum_k n_k.
+Stack m_evv(const Stack& W, const Vec& n) {
+  const double d = static_cast<double>(W[0].rows());
+  Vec volume(static_cast<Eigen::Index>(W.size()));
+  for (std::size_t k = 0; k < W.size(); ++k) volume[static_cast<Eigen::Index>(k)] = std::exp(log_det(W[k]) / d);
+  const double lam = volume.sum() / n.sum();
+  Stack out;
+  for (std::size_t k = 0; k < W.size(); ++k) out.push_back(W[k] * (lam / volume[static_cast<Eigen::Index>(k)]));
+  return out;
+}
+
+Stack m_vvv(const Stack& W, const Vec& n) {
+  Stack out;
+  for (std::size_t k = 0; k < W.size(); ++k) out.push_back(W[k] / n[static_cast<Eigen::Index>(k)]);
+  return out;
+}
+
+// ---- iterative forms
+
+// Sigma_k = lambda_k B, B diagonal with det 1.
+Stack m_vei(const Stack& W, const Vec& n, const Stack& start) {
+  const Mat diag = diagonals(W);
+  Vec B = start.empty() ? Vec::Ones(W[0].rows()) : normalized(start[0].diagonal());
+  Vec lam;
+  volumes_and_common_shape(diag, n, B, lam, !start.empty());
+  Mat out(diag.rows(), diag.cols());
+  for (Eigen::Index k = 0; k < diag.rows(); ++k) out.row(k) = lam[k] * B.transpose();
+  return from_diagonals(out);
+}
+
+// Sigma_k = lambda_k C: lambda_k = tr(W_k C^-1) / (d n_k), then C = sum_k W_k / lambda_k scaled to det 1.
+Stack m_vee(const Stack& W, const Vec& n, const Stack& start) {
+  const auto d = W[0].rows();
+  const double dd = static_cast<double>(d);
+  const auto K = static_cast<Eigen::Index>(W.size());
+  Mat C = start.empty() ? Mat(Mat::Identity(d, d)) : Mat(start[0] / std::exp(log_det(start[0]) / dd));
+  Vec lam(K);
+  auto traces = [&](const Mat& c) {
+    const Mat inv = c.inverse();
+    Vec t(K);
+    for (Eigen::Index k = 0; k < K; ++k) t[k] = (W[static_cast<std::size_t>(k)] * inv).trace();
+    return t;
+  };
+  iterate(
+      [&] {
+        lam = traces(C).array() / (dd * n.array());
+        Mat total = Mat::Zero(d, d);
+        for (Eigen::Index k = 0; k < K; ++k) total += W[static_cast<std::size_t>(k)] / lam[k];
+        C = symmetric(total / std::exp(log_det(total) / dd));
+        const Vec t = traces(C);
+        double value = 0.0;
+        for (Eigen::Index k = 0; k < K; ++k) value += dd * n[k] * std::log(lam[k]) + t[k] / lam[k];
+        return value;
+      },
+      !start.empty());
+  Stack out;
+  for (Eigen::Index k = 0; k < K; ++k) out.push_back(lam[k] * C);
+  return out;
+}
+
+// Sigma_k = lambda_k D_k A D_k^T: D_k the eigenvectors of W_k, with its eigenvalues in the same
+// order for every k as A's, which leaves VEI's problem in the eigenvalues.
+Stack m_vev(const Stack& W, const Vec& n, const Stack& start) {
+  Mat omega;
+  Stack L;
+  eigen_all(W, omega, L);
+  Vec A = start.empty() ? Vec::Ones(W[0].rows())
+                        : normalized(Eigen::SelfAdjointEigenSolver<Mat>(start[0], Eigen::EigenvaluesOnly).eigenvalues());
+  Vec lam;
+  volumes_and_common_shape(omega, n, A, lam, !start.empty());
+  Stack out;
+  for (std::size_t k = 0; k < W.size(); ++k)
+    out.push_back(L[k] * (lam[static_cast<Eigen::Index>(k)] * A).asDiagonal() * L[k].transpose());
+  return out;
+}
+
+// Orthogonal D diagonalising every Sigma_k of a model with a common orientation: the eigenvectors
+// of sum_k c_k Sigma_k / det(Sigma_k)^(1/d), eigenvalues decreasing, with unequal weights
+// c_k = 1 / (k + pi) (distinct eigenvalues unless the components are all equal on some plane).
+Mat shared_orientation(const Stack& cov) {
+  const auto d = cov[0].rows();
+  Mat total = Mat::Zero(d, d);
+  for (std::size_t k = 0; k < cov.size(); ++k)
+    total += cov[k] / (static_cast<double>(k) + kPi) / std::exp(log_det(cov[k]) / static_cast<double>(d));
+  return Eigen::SelfAdjointEigenSolver<Mat>(total).eigenvectors().rowwise().reverse();
+}
+
+// U V^T of the SVD F = U S V^T: the orthogonal matrix maximising tr(Q^T F).
+Mat polar(const Mat& F) {
+  const Eigen::JacobiSVD<Mat> svd(F, Eigen::ComputeFullU | Eigen::ComputeFullV);
+  return svd.matrixU() * svd.matrixV().transpose();
+}
+
+// Two majorise-minimise steps (Browne & McNicholas 2014) lowering sum_k tr(W_k D diag(inv_k) D^T):
+// each bounds a concave part by its tangent and minimises the tangent over orthogonal matrices
+// (the polar factor of its gradient): first W_k - w_k I is negative semi-definite (w_k the largest
+// eigenvalue of W_k), then diag(inv_k) - b_k I (b_k its largest entry).
+Mat common_orientation_mm(const Stack& W, const Vec& largest, const Mat& D0, const Mat& inv) {
+  const auto d = D0.rows();
+  Mat F = Mat::Zero(d, d);
+  for (std::size_t k = 0; k < W.size(); ++k) {
+    const auto kk = static_cast<Eigen::Index>(k);
+    Mat shifted = W[k];
+    shifted.diagonal().array() -= largest[kk];
+    F += inv.row(kk).transpose().asDiagonal() * (D0.transpose() * shifted);
+  }
+  const Mat D = polar(F).transpose();
+  Mat G = Mat::Zero(d, d);
+  for (std::size_t k = 0; k < W.size(); ++k) {
+    const auto kk = static_cast<Eigen::Index>(k);
+    const Vec b = (inv.row(kk).array() - inv.row(kk).maxCoeff()).transpose();
+    G += (W[k] * D) * b.asDiagonal();
+  }
+  return polar(G);
+}
+
+// EVE (equal_volume) and VVE: Sigma_k = D Delta_k D^T with one orientation D. Given D, Delta_k =
+// diag(D^T W_k D) / n_k (VVE), or for EVE its shape scaled to det 1 times the one volume
+// sum_k det(diag(D^T W_k D))^(1/d) / sum_k n_k; given the Delta_k, D by common_orientation_mm.
+Stack common_orientation(const Stack& W, const Vec& n, const Stack& start, bool equal_volume) {
+  const auto K = static_cast<Eigen::Index>(W.size()), d = W[0].rows();
+  Vec largest(K);
+  for (Eigen::Index k = 0; k < K; ++k)
+    largest[k] = Eigen::SelfAdjointEigenSolver<Mat>(W[static_cast<std::size_t>(k)], Eigen::EigenvaluesOnly).eigenvalues()[d - 1];
+  Mat deltas(K, d), D;
+  auto update_deltas = [&] {
+    Mat diag(K, d);
+    for (Eigen::Index k = 0; k < K; ++k)
+      diag.row(k) = (D.transpose() * W[static_cast<std::size_t>(k)] * D).diagonal().transpose();
+    if (equal_volume) {
+      Vec volume(K);
+      for (Eigen::Index k = 0; k < K; ++k) volume[k] = geometric_mean(diag.row(k).transpose());
+      const double lam = volume.sum() / n.sum();
+      for (Eigen::Index k = 0; k < K; ++k) deltas.row(k) = diag.row(k) / volume[k] * lam;
+    } else {
+      for (Eigen::Index k = 0; k < K; ++k) deltas.row(k) = diag.row(k) / n[k];
+    }
+    double value = 0.0;
+    for (Eigen::Index k = 0; k < K; ++k)
+      value += n[k] * deltas.row(k).array().log().sum() + (diag.row(k).array() / deltas.row(k).array()).sum();
+    return value;
+  };
+  if (start.empty()) {
+    Mat total = Mat::Zero(d, d);
+    for (Eigen::Index k = 0; k < K; ++k) total += W[static_cast<std::size_t>(k)] / n[k];
+    D = Eigen::SelfAdjointEigenSolver<Mat>(total).eigenvectors();
+    update_deltas();
+  } else {
+    D = shared_orientation(start);
+    for (Eigen::Index k = 0; k < K; ++k)
+      deltas.row(k) = (D.transpose() * start[static_cast<std::size_t>(k)] * D).diagonal().transpose();
+  }
+  iterate(
+      [&] {
+        D = common_orientation_mm(W, largest, D, deltas.cwiseInverse());
+        return update_deltas();
+      },
+      !start.empty());
+  Stack out;
+  for (Eigen::Index k = 0; k < K; ++k) out.push_back(D * deltas.row(k).transpose().asDiagonal() * D.transpose());
+  return out;
+}
+
+}  // namespace
+
+CovarianceModel parse_covariance_model(const std::string& name, std::size_t dim) {
+  if (dim == 0) throw std::invalid_argument("dfmr: covariance model: dimension must be >= 1");
+  struct Sk {
+    const char* name;
+    CovarianceModel multivariate, univariate;
+  };
+  static constexpr Sk sklearn[] = {{"full", CovarianceModel::VVV, CovarianceModel::V},
+                                   {"tied", CovarianceModel::EEE, CovarianceModel::E},
+                                   {"diag", CovarianceModel::VVI, CovarianceModel::V},
+                                   {"spherical", CovarianceModel::VII, CovarianceModel::V}};
+  for (const Sk& s : sklearn)
+    if (name == s.name) return dim == 1 ? s.univariate : s.multivariate;
+  for (int i = 0; i < static_cast<int>(sizeof kNames / sizeof kNames[0]); ++i)
+    if (name == kNames[i]) return covariance_model_for_dim(static_cast<CovarianceModel>(i), dim);
+  throw std::invalid_argument("dfmr: unknown covariance model '" + name +
+                              "' (expected full, tied, diag, spherical or an mclust model name: EII, VII, EEI, VEI, "
+                              "EVI, VVI, EEE, VEE, EVE, VVE, EEV, VEV, EVV, VVV; E, V when d = 1)");
+}
+
+const char* covariance_model_name(CovarianceModel model) { return kNames[static_cast<int>(model)]; }
+
+CovarianceModel covariance_model_for_dim(CovarianceModel model, std::size_t dim) {
+  const bool univariate = model == CovarianceModel::E || model == CovarianceModel::V;
+  if (dim == 1) return letter(model, 0) == 'E' ? CovarianceModel::E : CovarianceModel::V;
+  if (univariate)
+    throw std::invalid_argument(std::string("dfmr: covariance model ") + covariance_model_name(model) +
+                                " is for one-dimensional data, got d = " + std::to_string(dim) +
+                                "; use EII or VII (or spherical) instead");
+  return model;
+}
+
+bool covariance_model_is_iterative(CovarianceModel model) {
+  switch (model) {
+    case CovarianceModel::VEI:
+    case CovarianceModel::VEE:
+    case CovarianceModel::EVE:
+    case CovarianceModel::VVE:
+    case CovarianceModel::VEV: return true;
+    default: return false;
+  }
+}
+
+bool covariance_model_is_coupled(CovarianceModel model) {
+  for (int i = 0; i < 3; ++i)
+    if (letter(model, i) == 'E') return true;
+  return false;
+}
+
+std::vector<Eigen::MatrixXd> constrained_m_step(CovarianceModel model, const std::vector<Eigen::MatrixXd>& scatter,
+                                                const Eigen::VectorXd& counts,
+                                                const std::vector<Eigen::MatrixXd>& start) {
+  const std::size_t K = scatter.size();
+  if (K == 0) throw std::invalid_argument("dfmr::constrained_m_step: no scatter matrices");
+  const auto d = scatter[0].rows();
+  for (const Mat& w : scatter)
+    if (w.rows() != d || w.cols() != d || d == 0)
+      throw std::invalid_argument("dfmr::constrained_m_step: scatter matrices must all be d x d, d >= 1");
+  if (static_cast<std::size_t>(counts.size()) != K)
+    throw std::invalid_argument("dfmr::constrained_m_step: need one count per scatter matrix");
+  if (!start.empty()) {
+    if (start.size() != K) throw std::invalid_argument("dfmr::constrained_m_step: start must hold K covariances");
+    for (const Mat& s : start)
+      if (s.rows() != d || s.cols() != d) throw std::invalid_argument("dfmr::constrained_m_step: start must be d x d");
+  }
+  const bool univariate = model == CovarianceModel::E || model == CovarianceModel::V;
+  if (univariate != (d == 1))
+    throw std::invalid_argument(std::string("dfmr::constrained_m_step: covariance model ") +
+                                covariance_model_name(model) + (univariate ? " is for d = 1" : " is for d >= 2") +
+                                ", got d = " + std::to_string(d));
+  Stack out;
+  if (covariance_model_is_iterative(model)) {
+    bool ok = (counts.array() > 0.0).all();
+    for (const Mat& w : scatter) ok = ok && w.allFinite();
+    if (!ok) return Stack(K, Mat::Constant(d, d, std::numeric_limits<double>::quiet_NaN()));
+  }
+  switch (model) {
+    case CovarianceModel::EII: out = m_eii(scatter, counts); break;
+    case CovarianceModel::VII: out = m_vii(scatter, counts); break;
+    case CovarianceModel::EEI: out = m_eei(scatter, counts); break;
+    case CovarianceModel::VEI: out = m_vei(scatter, counts, start); break;
+    case CovarianceModel::EVI: out = m_evi(scatter, counts); break;
+    case CovarianceModel::VVI: out = m_vvi(scatter, counts); break;
+    case CovarianceModel::E:
+    case CovarianceModel::EEE: out = m_eee(scatter, counts); break;
+    case CovarianceModel::VEE: out = m_vee(scatter, counts, start); break;
+    case CovarianceModel::EVE: out = common_orientation(scatter, counts, start, true); break;
+    case CovarianceModel::VVE: out = common_orientation(scatter, counts, start, false); break;
+    case CovarianceModel::EEV: out = m_eev(scatter, counts); break;
+    case CovarianceModel::VEV: out = m_vev(scatter, counts, start); break;
+    case CovarianceModel::EVV: out = m_evv(scatter, counts); break;
+    case CovarianceModel::V:
+    case CovarianceModel::VVV: out = m_vvv(scatter, counts); break;
+  }
+  for (Mat& s : out) s = symmetric(s);
+  return out;
+}
+
+}  // namespace dfmr
