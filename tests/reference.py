@@ -495,3 +495,59 @@ def dfmr_numpy(mixtures: Sequence[GaussianMixtureParams], n_components: int) -> 
     result.retained = retained
     result.center = c
     return result
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The global fit of sites with their own proportions (the oracle of site_weights="free")
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SiteEMResult:
+    """EM with shared components and one proportion vector per site."""
+
+    weights: np.ndarray  # (m, K)
+    means: np.ndarray  # (K, d)
+    covariances: np.ndarray  # (K, d, d)
+    loglik: float
+    n_iter: int
+
+
+def em_site_proportions(
+    parts: Sequence[np.ndarray], weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, *,
+    max_iter: int = 1000, tol: float = 1e-10,
+) -> SiteEMResult:
+    """Maximum likelihood of ``p_i = sum_k pi_ik N(mu_k, Sigma_k)`` on all sites' data, by EM.
+
+    The E-step weighs each site's points by its own ``pi_i``; the M-step sets ``pi_ik`` to the
+    site's mean responsibility and ``mu_k``, ``Sigma_k`` to the responsibility-weighted moments
+    over all sites (plain MLE, no penalty). Starts from the given parameters (``weights`` of shape
+    (m, K)); stops when the log-likelihood gains less than ``tol`` times its magnitude.
+    """
+    weights = np.array(weights, dtype=float)
+    means = np.array(means, dtype=float)
+    covs = np.array(covariances, dtype=float)
+    k = means.shape[0]
+    prev = -np.inf
+    n_iter = 0
+    while True:
+        n_iter += 1
+        resp, loglik = [], 0.0
+        for i, X in enumerate(parts):
+            logp = np.column_stack([np.log(weights[i, j]) + stats.multivariate_normal(means[j], covs[j]).logpdf(X)
+                                    for j in range(k)])
+            top = logp.max(axis=1, keepdims=True)
+            norm = top[:, 0] + np.log(np.exp(logp - top).sum(axis=1))
+            loglik += float(norm.sum())
+            resp.append(np.exp(logp - norm[:, None]))
+        if loglik - prev < tol * abs(loglik) or n_iter > max_iter:
+            break
+        prev = loglik
+        weights = np.array([r.mean(axis=0) for r in resp])
+        X_all, R = np.vstack(parts), np.vstack(resp)
+        nk = R.sum(axis=0)
+        means = (R.T @ X_all) / nk[:, None]
+        for j in range(k):
+            dev = X_all - means[j]
+            covs[j] = (R[:, j, None] * dev).T @ dev / nk[j]
+    return SiteEMResult(weights, means, covs, loglik, n_iter)

@@ -13,6 +13,7 @@ from ._validation import check_int
 from .filtering import FilterDecision, _check_threshold, _decision
 from .params import GaussianMixtureParams
 from .reduction import ReductionResult, _check_k, _options, _result, model_name
+from .sites import SiteHomogeneity, check_site_weights, finish, free_aggregate
 from .sizes import PoolSizes, pool_sizes
 from .support import enforce
 
@@ -69,6 +70,12 @@ class AggregationResult:
         ``support[i, c]``: machine i's pooled components are sent (mostly) to output component
         c (:mod:`dfmr.support`); every output component is supported by at least half of the
         votes. None for COAT.
+    site_weights : ndarray of shape (m, K) or None
+        Under ``site_weights="free"`` (:mod:`dfmr.sites`): each site's own proportions on the
+        output components (NaN rows for sites not kept); None under ``"shared"``.
+    site_homogeneity : SiteHomogeneity or None
+        The test of equal proportions across the kept sites (:func:`dfmr.sites.homogeneity_test`);
+        None when no sizes are known or fewer than two sites are kept.
     """
 
     mixture: GaussianMixtureParams
@@ -90,6 +97,8 @@ class AggregationResult:
     size_source: str | None = None
     sizes: PoolSizes | None = field(default=None, repr=False)
     support: np.ndarray | None = field(default=None, repr=False)
+    site_weights: np.ndarray | None = field(default=None, repr=False)
+    site_homogeneity: SiteHomogeneity | None = field(default=None, repr=False)
 
     @property
     def distance_to_center(self) -> np.ndarray | None:
@@ -228,6 +237,7 @@ def dfmr(
     random_state: int | np.random.Generator | None = None,
     n_samples: Sequence[float] | np.ndarray | None = None,
     covariance_type: str | None = None,
+    site_weights: str = "shared",
 ) -> AggregationResult:
     """Distance-filtered mixture reduction (Zhang, Tan & Chen 2026).
 
@@ -279,16 +289,23 @@ def dfmr(
         The reduction's MM update applies the model's constrained M-step to the matched moments,
         so the aggregate belongs to the model (``mixture.covariance_type``); distances and the
         filter do not depend on it.
+    site_weights : {"shared", "free"}, default "shared"
+        ``"shared"``: the paper's iid sites. ``"free"``: sites share the components, not the
+        proportions (:mod:`dfmr.sites`): the filter sees means and covariances only, the
+        weights are a robust average of the retained sites' own (``result.site_weights``).
 
     Returns
     -------
     AggregationResult
     """
-    return _aggregate(
-        "dfmr", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads, n_starts=n_starts,
-        threshold=threshold, center=center, n_center_sample=n_center_sample, random_state=random_state,
-        n_samples=n_samples, covariance_type=covariance_type,
-    )
+    options = dict(tol=tol, max_iter=max_iter, n_threads=n_threads, n_starts=n_starts, threshold=threshold,
+                   center=center, n_center_sample=n_center_sample, random_state=random_state,
+                   covariance_type=covariance_type)
+    mixtures = as_mixture_list(mixtures)
+    if check_site_weights(site_weights) == "free":
+        return free_aggregate("dfmr", mixtures, n_components, n_samples, **options)
+    return finish(_aggregate("dfmr", mixtures, n_components, n_samples=n_samples, **options), mixtures, "shared",
+                  n_samples)
 
 
 def mr(
@@ -301,6 +318,7 @@ def mr(
     n_starts: int | None = None,
     n_samples: Sequence[float] | np.ndarray | None = None,
     covariance_type: str | None = None,
+    site_weights: str = "shared",
 ) -> AggregationResult:
     """Mixture reduction of all local estimates (Zhang & Chen 2022), no filtering.
 
@@ -315,7 +333,7 @@ def mr(
         The m local estimates.
     n_components : int
         K, the number of components of the aggregate.
-    tol, max_iter, n_threads, n_starts
+    tol, max_iter, n_threads, n_starts, site_weights
         As in :func:`dfmr`.
     n_samples : array_like of shape (m,), optional
         The sites' sample sizes, known to the server (authoritative): retained machine i's
@@ -336,8 +354,12 @@ def mr(
     -------
     AggregationResult
     """
-    return _aggregate("mr", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads,
-                      n_starts=n_starts, n_samples=n_samples, covariance_type=covariance_type)
+    options = dict(tol=tol, max_iter=max_iter, n_threads=n_threads, n_starts=n_starts, covariance_type=covariance_type)
+    mixtures = as_mixture_list(mixtures)
+    if check_site_weights(site_weights) == "free":
+        return free_aggregate("mr", mixtures, n_components, n_samples, **options)
+    return finish(_aggregate("mr", mixtures, n_components, n_samples=n_samples, **options), mixtures, "shared",
+                  n_samples)
 
 
 def tkb(

@@ -31,6 +31,7 @@ from .filtering import center_index
 from .io import LoadedMixtures, load_mixtures, save_result
 from .robust import robust_dfmr
 from .selection import is_grid, local_choice
+from .sites import SITE_WEIGHTS
 from .summary import mixture_summary, text_table
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 _METHODS = ("robust_dfmr", "dfmr", "mr", "coat", "tkb")
+_SITE_WEIGHTS_HELP = ("shared: the sites share the mixing proportions (the paper's iid model, default); free: each "
+                      "site has its own, and the weights are a robust average of theirs")
 _ATTACKS = ("mean", "cov", "weight")
 _COVARIANCE_TYPES = (*SKLEARN_TYPES, *MODEL_NAMES, *UNIVARIATE_MODEL_NAMES)
 _COVARIANCE_HELP = "scikit-learn's full, tied, diag, spherical or an mclust model name (EII, ..., VVV; E, V in 1-D)"
@@ -161,6 +164,7 @@ def _build_parser() -> _Parser:
         "--threshold", type=_float_in(1.0, None), metavar="KAPPA", help="DFMR threshold kappa >= 1 (default: m**0.1)"
     )
     agg.add_argument("--alpha", type=_float_in(0.0, 1.0), help="TKB trimming level in [0, 1) (default: 0.5)")
+    agg.add_argument("--site-weights", choices=SITE_WEIGHTS, default="shared", help=_SITE_WEIGHTS_HELP)
     agg.add_argument("--covariance-type", choices=_COVARIANCE_TYPES, metavar="MODEL",
                      help=f"covariance model of the aggregate: {_COVARIANCE_HELP} (default: the model a strict "
                      "majority of the estimates carry, else full)")
@@ -205,6 +209,7 @@ def _build_parser() -> _Parser:
     sites.add_argument("--out-dir", metavar="DIR", help="write every site's local estimate as DIR/<site>.json")
     sites.add_argument("--method", choices=_METHODS, default="robust_dfmr",
                        help="aggregation method (default: robust_dfmr; dfmr is the paper's method)")
+    sites.add_argument("--site-weights", choices=SITE_WEIGHTS, default="shared", help=_SITE_WEIGHTS_HELP)
     sites.add_argument(
         "--backend", choices=BACKENDS, default="processes", help="where the local fits run (default: processes)"
     )
@@ -331,6 +336,11 @@ def _load(args: argparse.Namespace) -> LoadedMixtures:
     return loaded
 
 
+def _check_site_weights(args: argparse.Namespace) -> None:
+    if args.site_weights == "free" and args.method not in ("robust_dfmr", "dfmr", "mr"):
+        raise UsageError(f"--site-weights free applies to --method robust_dfmr, dfmr or mr, not {args.method}.")
+
+
 def _cmd_aggregate(args: argparse.Namespace) -> int:
     method = args.method
     if args.threshold is not None and method != "dfmr":
@@ -338,6 +348,8 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     if args.alpha is not None and method != "tkb":
         raise UsageError(f"--alpha applies only to --method tkb, not {method}; remove it.")
     model = _model_option(method, args.covariance_type)
+    _check_site_weights(args)
+    free = {"site_weights": args.site_weights}
     loaded = _load(args)
     mixtures, k = loaded.mixtures, args.n_components
     groups: dict[tuple[int, str], list[int]] = {}
@@ -350,13 +362,13 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     if method != "coat" and k is None:
         raise UsageError(f"-k/--n-components is required for --method {method}; e.g. add '-k 5'.")
     if method == "dfmr":
-        result = dfmr(mixtures, k, threshold=args.threshold, **model)
+        result = dfmr(mixtures, k, threshold=args.threshold, **free, **model)
     elif method == "mr":
-        result = mr(mixtures, k, **model)
+        result = mr(mixtures, k, **free, **model)
     elif method == "tkb":
         result = tkb(mixtures, k, alpha=0.5 if args.alpha is None else args.alpha, **model)
     elif method == "robust_dfmr":
-        result = robust_dfmr(mixtures, k, **model)
+        result = robust_dfmr(mixtures, k, **free, **model)
     else:
         result = coat(mixtures)
 
@@ -408,7 +420,7 @@ def _aggregate_candidates(
     out_dir = Path(args.out_dir) if args.out_dir else None
     rows = []
     for (K, name), idx in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
-        result = aggregate([loaded.mixtures[i] for i in idx], K, **model)
+        result = aggregate([loaded.mixtures[i] for i in idx], K, site_weights=args.site_weights, **model)
         rows.append([str(K), name, str(len(idx)), str(int(result.kept.sum())), str(result.mixture.n_components)])
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -481,13 +493,13 @@ def _cmd_fit_sites(args: argparse.Namespace) -> int:
 
     if args.scheduler is not None and args.backend != "dask":
         raise UsageError(f"--scheduler applies only to --backend dask, not {args.backend}; add '--backend dask'.")
+    _check_site_weights(args)
     files = site_files(args.data)
     names = [Path(f.path).name for f in files]
     with _dask_client(args.scheduler) as client:
         est = DistributedGaussianMixture(
             args.n_components, covariance_type=args.covariance_type, criterion=args.criterion, aggregator=args.method,
-            backend=args.backend,
-            client=client, n_jobs=args.n_jobs,
+            site_weights=args.site_weights, backend=args.backend, client=client, n_jobs=args.n_jobs,
             progress=args.progress, timeout=args.timeout, total_timeout=args.total_timeout, random_state=args.seed,
         ).fit_partitions(files)
     for machine, reason in est.failed_machines_.items():

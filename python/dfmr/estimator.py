@@ -49,6 +49,7 @@ from .partition import split
 from .robust import robust_dfmr
 from .selection import candidate_grid, fit_grid, is_grid
 from .selection import validate as validate_selection
+from .sites import check_site_weights
 from .sources import InvalidDataError, dask_array_parts, dask_dataframe_parts, is_dask_collection
 from .spark import is_spark_dataframe
 
@@ -64,7 +65,7 @@ _LOCAL_DEFAULTS = {
 _LEARNED = (
     "mixture_", "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "local_mixtures_",
     "aggregation_",
-    "n_features_in_", "n_machines_", "n_iter_", "converged_", "failed_machines_", "machine_indices_",
+    "n_features_in_", "n_machines_", "n_iter_", "converged_", "failed_machines_", "machine_indices_", "site_weights_",
     "n_components_", "covariance_type_",
     "local_n_components_",
 )
@@ -214,6 +215,11 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         ValueError otherwise, rather than being silently ignored).
     alpha : float, default 0.5
         Trimmed mass in [0, 1). Used by ``"tkb"`` only.
+    site_weights : {"shared", "free"}, default "shared"
+        ``"shared"``: the paper's iid machines. ``"free"``: the machines (sites) share the
+        components but each has its own mixing proportions (:mod:`dfmr.sites`); the weights are
+        a robust size-weighted average of theirs, each site's own in ``site_weights_``. With
+        ``"robust_dfmr"``, ``"dfmr"`` or ``"mr"`` (a ValueError otherwise).
     backend : {"serial", "threads", "processes", "dask", "spark"}, default "processes"
         Where the local fits run (the engines of :mod:`dfmr.executor`): in this thread, in a
         thread pool, in a process pool (the platform's default ``multiprocessing`` start
@@ -278,6 +284,9 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         The local estimate of every machine that did not fail, in machine order.
     aggregation_ : AggregationResult
         The aggregation with its diagnostics (retained machines, distances, objective).
+    site_weights_ : ndarray of shape (n_machines_, K) or None
+        With ``site_weights="free"``: every site's own proportions on the output components
+        (rows as ``local_mixtures_``, NaN for sites not kept); None with ``"shared"``.
     n_features_in_ : int
         Dimension d of the data.
     n_machines_ : int
@@ -321,6 +330,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         aggregator: str = "robust_dfmr",
         threshold: float | None = None,
         alpha: float = 0.5,
+        site_weights: str = "shared",
         backend: str = "processes",
         client: Any = None,
         n_jobs: int | None = None,
@@ -340,6 +350,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         self.aggregator = aggregator
         self.threshold = threshold
         self.alpha = alpha
+        self.site_weights = site_weights
         self.backend = backend
         self.client = client
         self.n_jobs = n_jobs
@@ -412,6 +423,10 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
             )
         if not (isinstance(self.alpha, numbers.Real) and 0 <= self.alpha < 1):
             raise ValueError(f"alpha must be a number in [0, 1), got {self.alpha!r}.")
+        if check_site_weights(self.site_weights) == "free" and self.aggregator not in ("robust_dfmr", "dfmr", "mr"):
+            raise ValueError(
+                f"site_weights='free' needs aggregator 'robust_dfmr', 'dfmr' or 'mr', not {self.aggregator!r}."
+            )
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {self.backend!r}.")
         if self.client is not None and self.backend not in ("dask", "spark"):
@@ -696,6 +711,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         self.mixture_ = aggregation.mixture
         self.weights_ = aggregation.mixture.weights
         self.means_ = aggregation.mixture.means
+        self.site_weights_ = aggregation.site_weights
         self.covariances_, self.precisions_, self.precisions_cholesky_ = _sklearn_covariances(
             aggregation.mixture, get_model(covariance_type, d).name, sklearn_layout(covariance_type)
         )
@@ -742,12 +758,13 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         """Aggregate ``local`` with the estimator's aggregator, at ``n_components`` under ``covariance_type``
         (the estimator's by default; a grid passes each candidate's)."""
         k = int(self.n_components if n_components is None else n_components)
+        free = {"site_weights": self.site_weights}
         methods: dict[str, Callable[..., AggregationResult]] = {
-            "dfmr": lambda **model: dfmr(local, k, self.threshold, n_threads=n_threads, **model),
-            "mr": lambda **model: mr(local, k, n_threads=n_threads, **model),
+            "dfmr": lambda **model: dfmr(local, k, self.threshold, n_threads=n_threads, **free, **model),
+            "mr": lambda **model: mr(local, k, n_threads=n_threads, **free, **model),
             "coat": lambda covariance_type=None, **sizes: coat(local, n_threads=n_threads, **sizes),
             "tkb": lambda **model: tkb(local, k, float(self.alpha), n_threads=n_threads, **model),
-            "robust_dfmr": lambda **model: robust_dfmr(local, k, n_threads=n_threads, **model),
+            "robust_dfmr": lambda **model: robust_dfmr(local, k, n_threads=n_threads, **free, **model),
         }
         # The aggregate belongs to the estimator's model when the aggregator constrains its reduction
         # to it (COAT returns one of the estimates, which belong to it already).

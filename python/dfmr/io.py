@@ -412,6 +412,9 @@ def result_to_dict(result: AggregationResult, names: Sequence[str] | None = None
         "n_components_requested": result.n_components_requested,
         "mixture": result.mixture.to_dict(),
         "screening": _screening_to_dict(getattr(result, "screening", None)),
+        # Free site proportions (dfmr.sites): one row per machine, null for the sites not kept.
+        "site_weights": None if result.site_weights is None else [
+            None if np.isnan(row).any() else row.tolist() for row in np.asarray(result.site_weights)],
     }
 
 

@@ -104,6 +104,7 @@ from .distances import pairwise_l2_scaled
 from .filtering import center_index
 from .params import GaussianMixtureParams
 from .reduction import default_starts, kl_cost, reduce
+from .sites import check_site_weights, finish, neutralised
 from .sizes import CLAIM_CAP
 from .support import SUPPORT_FRACTION, reduce_supported, support_matrix
 from .support import supported as support_rule
@@ -527,9 +528,13 @@ def _stack(mixtures: list[GaussianMixtureParams], alignment: np.ndarray, d: int)
 
 def _raw_statistics(
     w: np.ndarray, mu: np.ndarray, cov: np.ndarray, logdet: np.ndarray, n: np.ndarray,
-    ref_w: np.ndarray, ref_mu: np.ndarray, ref_cov: np.ndarray,
+    ref_w: np.ndarray, ref_mu: np.ndarray, ref_cov: np.ndarray, own_counts: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Uncorrected likelihood-ratio statistics of every aligned component against the reference."""
+    """Uncorrected likelihood-ratio statistics of every aligned component against the reference.
+
+    A component stands for ``n_i w_k`` points (the reference's weight); with ``own_counts``
+    (free site proportions, :mod:`dfmr.sites`) for ``n_i w_ik``, the points the site saw in it.
+    """
     d = mu.shape[2]
     chol = np.linalg.cholesky(ref_cov)  # (K, d, d)
     ref_logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
@@ -539,7 +544,7 @@ def _raw_statistics(
     # tr(S_k^-1 S_ik) = ||L_k^-1 L_ik||_F^2 is more stable, but S_ik itself is at hand: solve twice.
     inv = np.linalg.inv(ref_cov)
     trace = np.einsum("kab,mkba->mk", inv, np.nan_to_num(cov))
-    n_slot = n[:, None] * ref_w[None, :]
+    n_slot = n[:, None] * (np.nan_to_num(w) if own_counts else ref_w[None, :])
     empty = np.isnan(w)
     stats = {
         "mean": n_slot * maha,
@@ -777,6 +782,7 @@ def robust_dfmr(
     tol: float = 1e-5,
     max_iter: int = 100,
     n_threads: int | None = None,
+    site_weights: str = "shared",
 ) -> RobustAggregationResult:
     """Screened DFMR: hygiene, alignment to a robust centre, calibrated per-component tests, then MR.
 
@@ -805,6 +811,11 @@ def robust_dfmr(
         Convergence control of the final reduction.
     n_threads : int, optional
         Threads for distances and reduction; ``None`` uses all.
+    site_weights : {"shared", "free"}, default "shared"
+        ``"shared"``: the paper's iid sites. ``"free"``: sites share the components, not the
+        proportions (:mod:`dfmr.sites`): the centre sees means and covariances only, the weight
+        tests are off, a component is tested at the points behind it (``n_i pi_ik``), and the
+        weights are a robust average of the kept sites' own (``result.site_weights``).
 
     Returns
     -------
@@ -819,6 +830,7 @@ def robust_dfmr(
         If no estimate survives hygiene, or an argument is malformed.
     """
     mixtures = _check_inputs(mixtures, n_components)
+    free = check_site_weights(site_weights) == "free"
     k = int(n_components)
     if not (0.0 < level < 1.0):
         raise ValueError(f"level must lie in (0, 1), got {level!r}.")
@@ -845,10 +857,12 @@ def robust_dfmr(
     constrained = model.name != get_model("full", d).name
     if constrained:
         mixtures = [_in_model(f, model) if alive[i] else f for i, f in enumerate(mixtures)]
-    reference, centre, distances = _initial_reference(mixtures, alive_idx, k, _votes_of(
-        _exact_copies(mixtures, alive_idx), alive_idx, m), n_threads)
+    # Free proportions: the centre sees means and covariances only, and no weight is tested.
+    reference, centre, distances = _initial_reference(neutralised(mixtures) if free else mixtures, alive_idx, k,
+                                                      _votes_of(_exact_copies(mixtures, alive_idx), alive_idx, m),
+                                                      n_threads)
     own_df, shared_df = model.covariance_df(d)
-    dfs = {"mean": d, "covariance": own_df, "weight": 1 if k > 1 else 0}
+    dfs = {"mean": d, "covariance": own_df, "weight": 1 if k > 1 and not free else 0}
     parts = [p for p in PARTS if dfs[p] > 0]
     m_alive = alive_idx.size
     n_tests = len(parts) * m_alive * k
@@ -862,7 +876,7 @@ def robust_dfmr(
     labels = exact
     cal = _Calibration(votes=_votes_of(labels, alive_idx, m), quantile=_CALIBRATION_QUANTILE if server
                        else _UNSIZED_QUANTILE, floors={p: 1.0 for p in parts} if server else None,
-                       ceiling=_EXCESS_CEILING, claims=None if server else n)
+                       ceiling=_EXCESS_CEILING, claims=None if server else n, own_counts=free)
 
     size_weight = np.where(alive, n, 0.0) if server else np.ones(m)
     alignment = np.full((m, k), -1, dtype=np.intp)
@@ -1049,13 +1063,17 @@ def robust_dfmr(
         size_source=size_source, calibrated_n=calibrated_n, test_n=np.where(alive, n_test, np.nan),
         claim_cap=claim_cap, pool_sizes=np.where(alive, pool_size, np.nan),
     )
-    return RobustAggregationResult(
+    result = RobustAggregationResult(
         mixture=mixture, method="robust_dfmr", n_machines=m, retained=retained, center=centre,
         distances=None, objective=None if red is None else red.objective,
         n_iter=0 if red is None else red.n_iter, converged=True if red is None else red.converged,
         reduction=red, n_components_requested=k, screening=screening, support=support,
         n_samples=np.where(alive, pool_size, 0.0) if server or math.isfinite(claim_cap) else None,
     )
+    # Honest-looking under "shared": kept, or dropped for their weights only (a case mix of their own).
+    other = {x.machine for x in decisions if x.rule not in ("weight", "machine weight")}
+    honest = np.array([i for i in alive_idx if kept[i].any() or i not in other], dtype=np.intp)
+    return finish(result, mixtures, site_weights, n_samples, pool_weight=pool_weight, honest=honest)
 
 
 @dataclass
@@ -1073,6 +1091,7 @@ class _Calibration:
     floors: dict[str, float] | None
     ceiling: float
     claims: np.ndarray | None
+    own_counts: bool = False  # free site proportions: test component (i, k) at n_i w_ik, not n_i w_k
 
 
 def _votes_of(labels: np.ndarray, alive_idx: np.ndarray, m: int) -> np.ndarray:
@@ -1110,7 +1129,7 @@ def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
     components uses the scale estimated against the vote median (high breakdown), so a scale
     loosened by an attack cannot loosen itself further through the mean it let in.
     """
-    raw = _raw_statistics(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov)
+    raw = _raw_statistics(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, cal.own_counts)
     k = w.shape[1]
     stats, inflation = {}, {}
     passed = present.copy()

@@ -21,6 +21,7 @@ import numpy as np
 
 from .params import GaussianMixtureParams
 from .robust import screening_summary_lines
+from .sites import site_summary_lines
 from .support import support_note
 
 if TYPE_CHECKING:
@@ -397,8 +398,10 @@ def aggregation_summary(
     if inference is not None:
         tables.append(_params_table(inference, alpha, covariances))
         notes += _inference_notes(inference, covariances)
-    # robust_dfmr's screening decisions (machine, component, rule, statistic), as robust.py formats them.
-    return _report(tables, [*notes, mixture_note], screening_summary_lines(result, _WIDTH))
+    # robust_dfmr's screening decisions (machine, component, rule, statistic), as robust.py formats them;
+    # the sites' proportions and their homogeneity test, as sites.py formats them.
+    return _report(tables, [*notes, mixture_note],
+                   screening_summary_lines(result, _WIDTH) + site_summary_lines(result, _WIDTH))
 
 
 def inference_summary(

@@ -1,0 +1,377 @@
+"""Sites with their own mixing proportions: ``site_weights="shared"`` or ``"free"``.
+
+The paper's model is iid sites: every site draws from ``f = sum_k pi_k f_k`` (``"shared"``,
+the default, today's results exactly). Real sites (hospitals, stores) share the components
+``f_k = N(mu_k, Sigma_k)`` but each has its own case mix: ``p_i = sum_k pi_ik f_k``
+(``"free"``). An honest site whose proportions differ from the others' is then no evidence of
+an attack, so under ``"free"``:
+
+- **Screening sees means and covariances only.** The L2 filter (:func:`dfmr.dfmr`) and the
+  centre of :func:`dfmr.robust_dfmr` see every site's mixture with its proportions
+  neutralised (:func:`neutralised`: equal weights ``1 / K_i``), and robust_dfmr's weight tests
+  are off. robust_dfmr tests a site's component at the number of points behind it,
+  ``n_i pi_ik`` (its own proportion), not at ``n_i pi_k`` of a shared reference: an honest
+  site that sees a cluster in 5% of its records estimates it from 5% of its points.
+- **The pool weights components by the points behind them**, ``n_i pi_ik / N``: the site's own
+  weights times its size, the same pool as ``"shared"``. Why not ``n_i / (K_i N)`` (every
+  component of a site carrying equal mass, independent of the proportions)? A component seen
+  in ``n_i pi_ik`` points estimates ``mu_k`` with variance ``Sigma_k / (n_i pi_ik)``; the
+  inverse-variance (and the global fit's own M-step) weight is ``n_i pi_ik``. Equal masses give
+  a cluster seen in 1% of a site's records the weight of one seen in 90%: the slot's variance
+  grows as the mean of ``1 / pi_ik``, which is infinite for Dirichlet(alpha <= 1) case mixes.
+  The proportion is the site's own claim (untrusted), but it is self-limiting: the same count
+  ``n_i pi_ik`` sets the component's test and its mass, so a smaller claim loosens the test
+  only by shrinking the mass in proportion, and a larger claim tightens the test. A site's
+  total mass stays ``n_i / N`` whatever it claims. ``bench_site_weights.py`` measures the
+  equal-mass alternative beside it.
+- **Global proportions are a robust size-weighted average** of the kept sites' proportions,
+  aligned to the output components (:func:`aligned_proportions`): the target is the
+  size-weighted mean over honest sites, ``sum_i n_i pi_ik / sum_i n_i``; the estimate trims
+  ``TRIM`` of the size mass from each tail per component (:func:`robust_proportions`).
+  Proportions are bounded, so the plain mean already moves by at most the attackers' share;
+  trimming bounds it further at a small bias for skewed honest case mixes (10% trimming: at
+  most 0.1 of the proportions' standard deviation for Dirichlet(0.5) mixes, K = 3).
+- **A homogeneity test** (:func:`homogeneity_test`): are the proportions equal across the
+  kept sites? The likelihood-ratio (G) test of the table of expected counts ``n_i pi_ik``,
+  overall and per site, adjusted by :func:`statsmodels.stats.multitest.multipletests`;
+  in ``summary()`` under both models. Under ``"shared"``, when the honest-looking sites'
+  proportions clearly differ (overall p below :data:`WARN_LEVEL`), a warning names
+  ``site_weights="free"``.
+
+The counts are estimated, not observed: with overlapping components the estimated
+proportions scatter more than multinomially (two 1-d Gaussians at -2 and 2 with sd 1 and 1.5:
+2.5 times the multinomial variance), and the plain G test would call iid sites heterogeneous.
+The statistic is divided by the Rao-Scott first-order design effect
+``delta = tr(Sigma_mult^-1 V_w) / (K - 1)``, with ``V_w`` the weights' block of the inverse
+Fisher information of the output mixture (:func:`dfmr.information.expected_information`, seeded
+Monte Carlo: every parameter estimated, as the sites estimate them) and ``Sigma_mult`` the
+multinomial covariance; ``delta = 1`` for well-separated components.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.special import xlogy
+from scipy.stats import chi2
+
+from .params import GaussianMixtureParams
+from .reduction import kl_cost
+from .sizes import pool_sizes
+
+if TYPE_CHECKING:
+    from .aggregate import AggregationResult
+
+__all__ = ["SITE_WEIGHTS", "SiteHomogeneity", "aligned_proportions", "check_site_weights", "design_effect",
+           "homogeneity_test", "neutralised", "robust_proportions", "site_summary_lines"]
+
+SITE_WEIGHTS = ("shared", "free")
+TRIM = 0.1  # size mass trimmed from each tail of every component's proportions
+WARN_LEVEL = 1e-3  # "clearly differ": the overall homogeneity test's p-value under "shared"
+# Monte Carlo draws of the design effect's information: ~0.25 s at K = 5, d = 10 (329 parameters),
+# where the effect comes out ~7% above its value at 20,000 draws (conservative: a larger divisor).
+_DESIGN_DRAWS = 5000
+
+
+def check_site_weights(site_weights: Any) -> str:
+    """``site_weights`` validated: ``"shared"`` or ``"free"`` (ValueError otherwise)."""
+    if not isinstance(site_weights, str) or site_weights not in SITE_WEIGHTS:
+        raise ValueError(f"site_weights must be one of {SITE_WEIGHTS}, got {site_weights!r}.")
+    return site_weights
+
+
+def neutralised(mixtures: Sequence[GaussianMixtureParams]) -> list[GaussianMixtureParams]:
+    """Every mixture with equal weights ``1 / K_i``: what a screen on means and covariances only sees."""
+    out = []
+    for f in mixtures:
+        k = f.n_components
+        out.append(GaussianMixtureParams._from_core(np.full(k, 1.0 / k), f.means, f.covariances, f.covariance_type))
+    return out
+
+
+def site_sizes(mixtures: Sequence[GaussianMixtureParams], n_samples: Any) -> tuple[np.ndarray | None, str]:
+    """Sizes for the proportions: the server's, else the estimates' claims as the pool reads them
+    (:func:`dfmr.sizes.pool_sizes`: capped at 5x the median claim), else None (``"equal"``)."""
+    if n_samples is not None and np.ndim(n_samples) == 0:  # robust_dfmr takes one size for all
+        n_samples = np.full(len(mixtures), float(n_samples))
+    sizes = pool_sizes(mixtures, n_samples)
+    return sizes.n_samples, sizes.source
+
+
+def aligned_proportions(mixtures: Sequence[GaussianMixtureParams], output: GaussianMixtureParams,
+                        sites: np.ndarray) -> np.ndarray:
+    """Each site's proportions on the output components, ``(m, K)``; NaN rows outside ``sites``.
+
+    A site's component goes wholly to the output component of smallest KL cost
+    ``KL(N_ic || G_k)`` (the reduction's assignment rule) and brings its weight there: a
+    cluster a site split in two adds up, one it did not see gets 0.
+    """
+    out = np.full((len(mixtures), output.n_components), np.nan)
+    for i in np.asarray(sites, dtype=np.intp):
+        f = mixtures[i]
+        target = np.argmin(kl_cost(f, output), axis=1)
+        row = np.bincount(target, weights=f.weights, minlength=output.n_components)
+        out[i] = row / row.sum()
+    return out
+
+
+def _trimmed_mean(x: np.ndarray, u: np.ndarray, trim: float) -> float:
+    """Mean of ``x`` under weights ``u`` after removing ``trim`` of the weight from each tail
+    (the boundary values keep their fractional remainder)."""
+    order = np.argsort(x, kind="stable")
+    xs, us = x[order], u[order] / u.sum()
+    hi = np.cumsum(us)
+    lo = hi - us
+    keep = np.clip(np.minimum(hi, 1.0 - trim) - np.maximum(lo, trim), 0.0, None)
+    return float(keep @ xs / keep.sum())
+
+
+def robust_proportions(proportions: np.ndarray, weights: np.ndarray, trim: float = TRIM) -> np.ndarray:
+    """Global proportions: per component, the ``weights``-weighted mean of the sites'
+    proportions trimmed by ``trim`` of the weight in each tail, renormalised to sum to one.
+
+    Parameters
+    ----------
+    proportions : ndarray of shape (r, K)
+        The kept sites' aligned proportions (rows sum to one).
+    weights : ndarray of shape (r,)
+        The sites' pool weights (their sizes), positive.
+    trim : float, default TRIM
+        Share of the weight trimmed from each tail, in [0, 0.5).
+
+    Returns
+    -------
+    ndarray of shape (K,)
+    """
+    p = np.asarray(proportions, dtype=np.float64)
+    u = np.asarray(weights, dtype=np.float64)
+    w = np.array([_trimmed_mean(p[:, k], u, trim) for k in range(p.shape[1])])
+    return w / w.sum()
+
+
+def design_effect(mixture: GaussianMixtureParams) -> float:
+    """Rao-Scott's first-order design effect of estimated proportions: ``tr(Sigma_mult^-1 V_w) / (K - 1)``, >= 1.
+
+    ``V_w``: the free weights' block of the inverse per-observation Fisher information of
+    ``mixture`` (all parameters estimated); ``Sigma_mult = diag(w) - w w'`` on the same K - 1
+    weights: the variance one observed label per point would give.
+    """
+    from .information import expected_information
+
+    k = mixture.n_components
+    if k < 2:
+        return 1.0
+    info = expected_information(mixture, _DESIGN_DRAWS, kind="opg", random_state=0)
+    v = np.linalg.pinv(info)[: k - 1, : k - 1]
+    w = mixture.weights[: k - 1]
+    mult = np.diag(w) - np.outer(w, w)
+    effect = float(np.trace(np.linalg.solve(mult, v)) / (k - 1))
+    return max(effect, 1.0) if math.isfinite(effect) else 1.0
+
+
+@dataclass(frozen=True)
+class SiteHomogeneity:
+    """Are the mixing proportions equal across sites? The G test on the expected counts ``n_i pi_ik``.
+
+    Attributes
+    ----------
+    sites : ndarray of int
+        The sites tested (the kept, honest-looking ones).
+    statistic, df, pvalue : float, int, float
+        Overall: ``G / delta``, ``G = 2 sum_ik O_ik log(O_ik / E_ik)``, ``O_ik = n_i pi_ik``,
+        ``E_ik = n_i sum_j O_jk / sum_j n_j``, chi2 with ``(r - 1)(K - 1)`` df.
+    site_statistic, site_pvalue, site_pvalue_adjusted : ndarray of shape (m,)
+        Per site: its terms of ``G`` (its proportions against the pooled ones, ``K - 1`` df),
+        the p-value and the adjusted one (NaN for sites not tested).
+    site_df : int
+        ``K - 1``.
+    adjust : str
+        The :func:`~statsmodels.stats.multitest.multipletests` method.
+    sizes : ndarray of shape (m,)
+        The sizes ``n_i`` used (NaN for sites not tested).
+    size_source : str
+        ``"server"`` or ``"claimed"`` (capped at 5 x the median claim).
+    design_effect : float
+        ``delta``, the divisor of every statistic (:func:`design_effect`).
+    """
+
+    sites: np.ndarray
+    statistic: float
+    df: int
+    pvalue: float
+    site_statistic: np.ndarray
+    site_df: int
+    site_pvalue: np.ndarray
+    site_pvalue_adjusted: np.ndarray
+    adjust: str
+    sizes: np.ndarray
+    size_source: str
+    design_effect: float = 1.0
+
+
+def homogeneity_test(proportions: np.ndarray, sizes: np.ndarray, sites: np.ndarray, *,
+                     adjust: str = "holm", size_source: str = "server",
+                     design_effect: float = 1.0) -> SiteHomogeneity | None:
+    """The G test of equal proportions across ``sites`` (None with fewer than two sites or one component).
+
+    Parameters
+    ----------
+    proportions : ndarray of shape (m, K)
+        Aligned proportions (:func:`aligned_proportions`); rows outside ``sites`` are ignored.
+    sizes : ndarray of shape (m,)
+        The sites' sizes ``n_i``.
+    sites : array_like of int
+        The sites to test.
+    adjust : str, default "holm"
+        Method of :func:`statsmodels.stats.multitest.multipletests` for the per-site p-values.
+    size_source : str
+        Recorded in the result.
+    design_effect : float, default 1.0
+        Divisor of the statistics (:func:`design_effect`; 1: counts taken as observed).
+
+    Returns
+    -------
+    SiteHomogeneity or None
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    sites = np.asarray(sites, dtype=np.intp)
+    m = proportions.shape[0]
+    if sites.size < 2:
+        return None
+    counts = np.asarray(sizes, dtype=np.float64)[sites, None] * proportions[sites]
+    cols = counts.sum(axis=0) > 0
+    counts = counts[:, cols]
+    if counts.shape[1] < 2:
+        return None
+    n = counts.sum(axis=1)
+    expected = n[:, None] * counts.sum(axis=0)[None, :] / n.sum()
+    terms = 2.0 * (xlogy(counts, counts) - xlogy(counts, expected)).sum(axis=1)
+    terms = np.maximum(terms, 0.0) / design_effect
+    k = counts.shape[1]
+    df = (sites.size - 1) * (k - 1)
+    g = float(terms.sum())
+    site_stat = np.full(m, np.nan)
+    site_p = np.full(m, np.nan)
+    site_adj = np.full(m, np.nan)
+    site_stat[sites] = terms
+    site_p[sites] = chi2.sf(terms, k - 1)
+    site_adj[sites] = multipletests(site_p[sites], method=adjust)[1]
+    used = np.full(m, np.nan)
+    used[sites] = n
+    return SiteHomogeneity(sites=sites, statistic=g, df=df, pvalue=float(chi2.sf(g, df)), site_statistic=site_stat,
+                           site_df=k - 1, site_pvalue=site_p, site_pvalue_adjusted=site_adj, adjust=adjust,
+                           sizes=used, size_source=size_source, design_effect=float(design_effect))
+
+
+def finish(result: AggregationResult, mixtures: Sequence[GaussianMixtureParams], site_weights: str,
+           n_samples: Any, *, pool_weight: np.ndarray | None = None, honest: np.ndarray | None = None,
+           stacklevel: int = 3) -> AggregationResult:
+    """The aggregation result under the site model.
+
+    ``"free"``: the mixture's weights become :func:`robust_proportions` of the retained sites'
+    aligned proportions (weighted by ``pool_weight``, default: the server's sizes, else equal),
+    ``site_weights`` and ``site_homogeneity`` are set. ``"shared"``: the mixture is untouched;
+    the test runs on the ``honest`` (default: retained) sites when sizes are known, and warns
+    when their proportions clearly differ.
+    """
+    kept = np.asarray(result.retained, dtype=np.intp)
+    honest = kept if honest is None else np.asarray(honest, dtype=np.intp)
+    sizes, source = site_sizes(mixtures, n_samples)
+    if site_weights == "shared" and sizes is None:
+        return result
+    rows = kept if site_weights == "free" else honest
+    props = aligned_proportions(mixtures, result.mixture, rows)
+    test = None if sizes is None or rows.size < 2 else homogeneity_test(
+        props, sizes, rows, size_source=source, design_effect=design_effect(result.mixture))
+    if site_weights == "shared":
+        if test is not None and test.pvalue < WARN_LEVEL:
+            warnings.warn(
+                f"the mixing proportions of the {test.sites.size} honest-looking sites differ (homogeneity "
+                f"G = {test.statistic:.4g}, df {test.df}, p = {test.pvalue:.2g}): the sites may share the "
+                "components but not the proportions; consider site_weights='free'.",
+                UserWarning, stacklevel=stacklevel,
+            )
+        return replace(result, site_homogeneity=test)
+    if pool_weight is None:  # the sizes that weighted the pool (dfmr, mr), else equal
+        pool_weight = np.ones(len(mixtures)) if sizes is None else sizes
+    glob = robust_proportions(props[kept], np.asarray(pool_weight, dtype=np.float64)[kept])
+    mix = result.mixture
+    mixture = GaussianMixtureParams._from_core(glob, mix.means, mix.covariances, mix.covariance_type)
+    return replace(result, mixture=mixture, site_weights=props, site_homogeneity=test)
+
+
+def free_aggregate(method: str, mixtures: Sequence[GaussianMixtureParams], n_components: int,
+                   n_samples: Any = None, **options: Any) -> AggregationResult:
+    """``dfmr`` or ``mr`` under ``site_weights="free"``.
+
+    DFMR's filter runs on the :func:`neutralised` mixtures (means and covariances only); the
+    retained sites' own mixtures are then reduced (the pool of the points behind each
+    component, see the module docstring), and :func:`finish` sets the proportions.
+    """
+    from .aggregate import _aggregate
+
+    mixtures = list(mixtures)
+    if method == "mr":
+        result = _aggregate("mr", mixtures, n_components, n_samples=n_samples, **options)
+        return finish(result, mixtures, "free", n_samples, stacklevel=4)
+    # neutralised() drops the claimed sizes with the weights: the screen gets the sizes the pool reads.
+    pooled = pool_sizes(mixtures, n_samples)
+    sizes = pooled.n_samples
+    screened = _aggregate("dfmr", neutralised(mixtures), n_components, n_samples=sizes, **options)
+    keep = np.asarray(screened.retained, dtype=np.intp)
+    mr_options = {key: options[key] for key in ("tol", "max_iter", "n_threads", "covariance_type")
+                  if key in options}
+    reduced = _aggregate("mr", [mixtures[i] for i in keep], n_components,
+                         n_samples=None if sizes is None else sizes[keep], **mr_options)
+    starts = None if reduced.start_machines is None else keep[reduced.start_machines]
+    support = None
+    if reduced.support is not None:  # rows of the retained sites -> rows of all sites
+        support = np.zeros((len(mixtures), reduced.support.shape[1]), dtype=bool)
+        support[keep] = reduced.support
+    result = replace(screened, mixture=reduced.mixture, objective=reduced.objective, n_iter=reduced.n_iter,
+                     converged=reduced.converged, reduction=reduced.reduction, start_machines=starts,
+                     n_samples=sizes, size_source=pooled.source, sizes=pooled, support=support)
+    return finish(result, mixtures, "free", n_samples, stacklevel=4)
+
+
+def site_summary_lines(result: AggregationResult, width: int) -> list[str]:
+    """The 'Site proportions' block of the aggregation summary (empty without a test)."""
+    test = getattr(result, "site_homogeneity", None)
+    free = getattr(result, "site_weights", None) is not None
+    if test is None:
+        return []
+    lines = ["", "Site proportions".center(width).rstrip(), "=" * width]
+    model = ("free (each site its own proportions; global = size-weighted mean trimmed by "
+             f"{TRIM:g} per tail)" if free else "shared (the paper's iid sites)")
+    sizes = "given by the server" if test.size_source == "server" else "claimed by the estimates (capped)"
+    for text in (f"Site model: {model}",
+                 f"Homogeneity of the proportions (G test on n_i pi_ik, sizes {sizes}, over the design effect "
+                 f"{test.design_effect:.3g}): G = {test.statistic:.4g}, "
+                 f"df {test.df}, p = {test.pvalue:.3g}; per site {test.site_df} df, {test.adjust}-adjusted"):
+        lines += textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)
+    lines.append("-" * width)
+    k = test.site_df + 1
+    show_w = free and result.site_weights.shape[1] == k and k <= 6
+    head = f"{'site':>5} {'n':>9} " + (" ".join(f"{'pi_' + str(j):>6}" for j in range(k)) + " " if show_w else "")
+    lines.append(head + f"{'G':>9} {'p':>9} {'p adj':>9}")
+    for i in test.sites:
+        row = f"{i:>5} {test.sizes[i]:>9.4g} "
+        if show_w:
+            row += " ".join(f"{x:>6.3f}" for x in result.site_weights[i]) + " "
+        p_adj = test.site_pvalue_adjusted[i]
+        lines.append(row + f"{test.site_statistic[i]:>9.4g} {test.site_pvalue[i]:>9.3g} {p_adj:>9.3g}"
+                     + (" *" if p_adj < 0.05 else ""))
+    lines.append("=" * width)
+    note = ("* adjusted p < 0.05. The counts n_i pi_ik are estimated: the statistics are divided by the design "
+            "effect of the output mixture (Rao-Scott; 1 for well-separated components).")
+    if not free and test.pvalue < WARN_LEVEL:
+        note += " The proportions clearly differ: consider site_weights='free'."
+    lines += textwrap.wrap(note, width, subsequent_indent="  ", break_on_hyphens=False)
+    return lines if math.isfinite(test.statistic) else []
