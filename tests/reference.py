@@ -534,8 +534,9 @@ def em_site_proportions(
         n_iter += 1
         resp, loglik = [], 0.0
         for i, X in enumerate(parts):
-            logp = np.column_stack([np.log(weights[i, j]) + stats.multivariate_normal(means[j], covs[j]).logpdf(X)
-                                    for j in range(k)])
+            with np.errstate(divide="ignore"):  # a site's proportion may reach 0: log 0 = -inf, its terms vanish
+                logp = np.column_stack([np.log(weights[i, j]) + stats.multivariate_normal(means[j], covs[j]).logpdf(X)
+                                        for j in range(k)])
             top = logp.max(axis=1, keepdims=True)
             norm = top[:, 0] + np.log(np.exp(logp - top).sum(axis=1))
             loglik += float(norm.sum())
