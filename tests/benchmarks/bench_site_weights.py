@@ -19,7 +19,8 @@ Methods: robust_dfmr and dfmr with ``site_weights="free"`` (sizes from the serve
 robust_dfmr); for contrast robust_dfmr with ``"shared"`` (kept share) and the equal-mass pool
 (MR of the neutralised estimates, ``n_i / (K N)`` per component; ``mu`` only) that the free
 model's pool is chosen over. Asserts nothing.
-Run: ``python tests/benchmarks/bench_site_weights.py`` (``--quick``: one data set, d = 2).
+Run: ``python tests/benchmarks/bench_site_weights.py`` (``--quick``: one data set, d = 2; ``--dims``
+to split the rows over processes).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def data_set(truth: dfmr.GaussianMixtureParams, alpha: float, n: int, rng: np.ra
 
 def oracle(parts, truth, honest):
     fit = em_site_proportions([parts[i] for i in honest], np.full((len(honest), K), 1.0 / K), truth.means,
-                              truth.covariances, tol=1e-9, max_iter=500)
+                              truth.covariances, tol=1e-8, max_iter=500)
     return fit.means, fit.covariances, fit.weights.mean(axis=0)
 
 
@@ -127,8 +128,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--n", type=int, default=2000, help="points per site (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dims", type=int, nargs="+", default=[2, 3, 4, 5], help="dimensions (default 2 3 4 5)")
     args = parser.parse_args()
-    dims = [2] if args.quick else [2, 3, 4, 5]
+    dims = [2] if args.quick else args.dims
     reps = 1 if args.quick else args.reps
     t0 = time.time()
     print(f"20 sites x {args.n} points, K = 3, MixSim MaxOmega 0.01, {reps} data set(s) per row; "
