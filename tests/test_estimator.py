@@ -351,7 +351,7 @@ def test_get_params_set_params_round_trip():
     assert set(params) == {
         "n_components", "covariance_type", "n_machines", "aggregator", "threshold", "alpha", "backend", "client",
         "n_jobs", "n_init", "max_iter", "tol", "progress", "timeout", "total_timeout", "random_state",
-        "criterion", "selection",
+        "criterion", "selection", "site_weights",
     }
     assert (params["n_components"], params["n_machines"], params["aggregator"], params["alpha"]) == (4, 7, "tkb", 0.3)
     other = DistributedGaussianMixture().set_params(**params)
