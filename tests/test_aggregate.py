@@ -272,7 +272,9 @@ def test_trimming_transports_exactly_the_untrimmed_mass():
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+# Seeds 0 and 1: the two centres (machines 7 and 19) that the attacks of seeds 0-3 give; seeds 2 and 3
+# repeated them (same centre, 14 honest machines retained, same number of MR iterations).
+@pytest.mark.parametrize("seed", [0, 1])
 def test_dfmr_matches_numpy_reference_of_centre_filter_and_reduction(seed):
     from reference import dfmr_numpy, filter_numpy
 
