@@ -25,8 +25,8 @@ Then peak memory, each in a fresh process of its own:
 ``--machines N`` prints instead every machine's local fit at N points for every seed: CPU time,
 starts run and their final values (where stragglers come from).
 
-Prints figures, asserts nothing. ``--quick`` for a smoke run (N = 10,000, one seed, small memory
-runs). The machine may be shared: ratios come from runs alternated in one process.
+Prints figures, asserts nothing. ``--quick`` for a smoke run (N = 10,000, one seed, memory runs at
+N = 20,000). The machine may be shared: ratios come from runs alternated in one process.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_client(*rest) if kind == "client" else child_score(*rest)))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke run: N = 10,000, one seed, small memory runs")
+    parser.add_argument("--quick", action="store_true", help="smoke run: N = 10,000, one seed, memory at N = 20,000")
     parser.add_argument("--sizes", type=float, nargs="*", default=[1e5, 1e6, 5e6],
                         help="N of the timed fits (none: memory only)")
     parser.add_argument("--seeds", type=int, default=5)
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes, seeds, n_client, n_score = [int(s) for s in args.sizes], args.seeds, int(args.memory_n), 1_000_000
     if args.quick:
-        sizes, seeds, n_client, n_score = [10_000], 1, 100_000, 100_000
+        sizes, seeds, n_client, n_score = [10_000], 1, 20_000, 20_000
     if args.machines is not None:
         machines(int(args.machines), seeds)
         return 0
