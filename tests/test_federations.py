@@ -107,6 +107,11 @@ def test_support_matrix_and_rule_by_hand():
     # and not counted (total 4) component 1 reaches half.
     np.testing.assert_array_equal(supported(s, np.ones(5)), [True, False, False])
     np.testing.assert_array_equal(supported(s, np.ones(5), total=4.0), [True, True, False])
+    # With the costs to the outputs, machine 1's trimmed component supports its cheapest (2).
+    costs = np.ones((7, 3))
+    costs[3, 2] = 0.1
+    with_costs = support_matrix(owner, assignment, 5, costs)
+    np.testing.assert_array_equal(with_costs, expected | (np.arange(5)[:, None] == 1) & (np.arange(3) == 2))
     # A group of near-identical machines 0 and 3 is one vote: component 1 then has one of four.
     np.testing.assert_array_equal(supported(s, np.array([0.5, 1, 1, 0.5, 1])), [True, False, False])
 

@@ -21,15 +21,19 @@ from dataclasses import replace
 import numpy as np
 
 from .params import GaussianMixtureParams
-from .reduction import ReductionResult, default_starts, reduce
+from .reduction import ReductionResult, default_starts, kl_cost, reduce
 
 __all__ = ["SUPPORT_FRACTION", "support_matrix", "supported", "reduce_supported", "enforce", "support_note"]
 
 SUPPORT_FRACTION = 0.5  # at least half of the votes: a minority never holds an output slot alone
 
 
-def support_matrix(owner: np.ndarray, assignment: np.ndarray, n_machines: int) -> np.ndarray:
+def support_matrix(owner: np.ndarray, assignment: np.ndarray, n_machines: int,
+                   costs: np.ndarray | None = None) -> np.ndarray:
     """``S[i, c]``: whether a pooled component of machine ``i`` sends most of its mass to ``c``.
+
+    A component the reduction trimmed (TKB) sends nothing: with ``costs`` (its KL cost to each
+    output component) it supports the cheapest, as MR would have sent it; without, nothing.
 
     Parameters
     ----------
@@ -39,6 +43,8 @@ def support_matrix(owner: np.ndarray, assignment: np.ndarray, n_machines: int) -
         The reduction's transport plan (:attr:`dfmr.reduction.ReductionResult.assignment`).
     n_machines : int
         m, the number of rows of the result.
+    costs : ndarray of shape (N, K), optional
+        ``KL(pooled_n || output_k)`` (:func:`dfmr.reduction.kl_cost`), for trimmed components.
 
     Returns
     -------
@@ -48,9 +54,13 @@ def support_matrix(owner: np.ndarray, assignment: np.ndarray, n_machines: int) -
     owner = np.asarray(owner, dtype=np.intp)
     out = np.zeros((int(n_machines), assignment.shape[1]), dtype=bool)
     sent = assignment.sum(axis=1)
-    # Trimmed components (TKB) send nothing and support nothing.
     rows = np.flatnonzero(sent > 0)
     out[owner[rows], np.argmax(assignment[rows], axis=1)] = True
+    if costs is not None:
+        # Trimming leaves out the costliest mass whatever its site: a trimmed honest component
+        # still belongs to the cluster it is nearest to.
+        rows = np.flatnonzero(sent <= 0)
+        out[owner[rows], np.argmin(np.asarray(costs)[rows], axis=1)] = True
     return out
 
 
@@ -110,27 +120,33 @@ def reduce_supported(
     keep = np.ones(pooled.n_components, dtype=bool)
 
     def run(mask: np.ndarray) -> ReductionResult:
-        w = pooled.weights[mask]
-        sub = GaussianMixtureParams._from_core(w / w.sum(), pooled.means[mask], pooled.covariances[mask])
+        sub = _subpool(pooled, mask)
         seeded = [] if mask.all() else default_starts([sub], n_components)
         return reduce(sub, n_components, [*starts, *seeded], **options)
 
     red = first = run(keep) if first is None else first
     total = float(votes.sum())
+    trimmed = options.get("trim", 0.0) > 0.0
     while True:
-        support = support_matrix(owner[keep], red.assignment, votes.size)
+        sub = _subpool(pooled, keep)
+        costs = kl_cost(sub, red.mixture) if trimmed else None
+        support = support_matrix(owner[keep], red.assignment, votes.size, costs)
         ok = supported(support, votes, total)
         rows = np.flatnonzero(keep)
         sent = red.assignment.sum(axis=1) > 0
-        drop = sent & ~ok[np.argmax(red.assignment, axis=1)]
+        nearest = np.where(sent, np.argmax(red.assignment, axis=1),
+                           np.argmin(costs, axis=1) if trimmed else 0)
+        drop = (sent | trimmed) & ~ok[nearest]
         if ok.all():
             break
-        if not drop.any() or drop.all() or red.mixture.n_components < n_components:
+        left = keep.copy()
+        left[rows[drop]] = False
+        if (not drop.any() or drop.all() or red.mixture.n_components < n_components
+                or not pooled.weights[left].sum() > 0):
             # No K components that half of the votes support exist (K above the clusters a
             # majority sees: a split of theirs is a minority's): the reduction as it was.
             return first, np.ones(pooled.n_components, dtype=bool)
-        keep = keep.copy()
-        keep[rows[drop]] = False
+        keep = left
         red = run(keep)
     if not keep.all():
         # The plan over the whole pool: the components left out send nothing.
@@ -138,6 +154,12 @@ def reduce_supported(
         plan[keep] = red.assignment
         red = replace(red, assignment=plan)
     return red, keep
+
+
+def _subpool(pooled: GaussianMixtureParams, mask: np.ndarray) -> GaussianMixtureParams:
+    """The pooled components in ``mask``, weights renormalised."""
+    w = pooled.weights[mask]
+    return GaussianMixtureParams._from_core(w / w.sum(), pooled.means[mask], pooled.covariances[mask])
 
 
 def enforce(
@@ -165,17 +187,22 @@ def enforce(
     owner = np.repeat(retained, counts)
     votes = np.zeros(m)
     votes[retained] = 1.0
-    support = support_matrix(owner, red.assignment, m)
-    if counts.min() >= n_components or supported(support, votes).all():
-        return red, support
     share = np.full(retained.size, 1.0 / retained.size) if sizes is None else sizes[retained] / sizes[retained].sum()
     kept = [mixtures[i] for i in retained]
     pooled = GaussianMixtureParams._from_core(
         np.repeat(share, counts) * np.concatenate([f.weights for f in kept]),
         np.concatenate([f.means for f in kept]), np.concatenate([f.covariances for f in kept]))
+
+    def support_of(r: ReductionResult) -> np.ndarray:
+        trimmed = options.get("trim", 0.0) > 0.0
+        return support_matrix(owner, r.assignment, m, kl_cost(pooled, r.mixture) if trimmed else None)
+
+    support = support_of(red)
+    if counts.min() >= n_components or supported(support, votes).all():
+        return red, support
     red, _ = reduce_supported(pooled, owner, votes, n_components, default_starts(kept, n_components), first=red,
                               **options)
-    return red, support_matrix(owner, red.assignment, m)
+    return red, support_of(red)
 
 
 def support_note(support: np.ndarray | None) -> str | None:

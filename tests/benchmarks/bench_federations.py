@@ -10,9 +10,10 @@ Sections (``--only NAME`` runs one):
   mean shifted ``t`` local standard errors (of 1,000 points) and claiming a size from 1 to 1e12;
   W1 over the oracle (MR over the honest sites pooled by their true sizes, built by hand), the
   mean over data sets, worst cell per aggregator; sizes only claimed.
-- ``intervals``: ``fit_partitions`` (robust_dfmr, server sizes) and ``confidence_intervals()`` (the
-  jackknife) on the same sites: coverage of the two means' 95% intervals and their mean width
-  over 3.92 x the standard deviation of the estimates across data sets.
+- ``intervals``: ``fit_partitions`` (``--aggregator``, robust_dfmr by default; server sizes) and
+  ``confidence_intervals()`` of ``infer(method="jackknife")`` on the same sites: coverage of the two
+  means' 95% intervals and their mean width over 3.92 x the standard deviation of the estimates
+  across data sets.
 - ``partial``: 16 sites each seeing 3 of 4 well-separated clusters (each cluster seen by 12);
   W1 over the global fit on all the data through ``fit_partitions(..., local_n_components="bic")``
   and through the aggregators on the sites' BIC fits; then 3 attackers adding a fifth cluster of
@@ -113,14 +114,15 @@ def liars_section(seeds, shifts, claims):
         print(f"worst cell {n}: {worst[0]:.3f} (t = {worst[1]:g}, claim = {worst[2]:.0e})")
 
 
-def intervals_section(reps):
-    print(f"\nIntervals: fit_partitions (robust_dfmr, server sizes) + confidence_intervals() (jackknife), "
+def intervals_section(reps, aggregator):
+    print(f"\nIntervals: fit_partitions ({aggregator}, server sizes) + infer(method='jackknife'), "
           f"{reps} data sets x 2 means, 95% level")
     est_means, lower, upper = [], [], []
     t0 = time.perf_counter()
     for seed in range(reps):
         parts = unequal_sites(np.random.default_rng(5000 + seed))
-        est = dfmr.DistributedGaussianMixture(2, backend="serial", random_state=seed).fit_partitions(parts)
+        est = dfmr.DistributedGaussianMixture(2, aggregator=aggregator, backend="serial", random_state=seed)
+        est.fit_partitions(parts).infer(method="jackknife")
         lo, hi = est.confidence_intervals(0.95)["means"]
         order = np.argsort(est.means_[:, 0])  # truth: -2 then 2
         est_means.append(est.means_[order, 0])
@@ -175,6 +177,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few data sets (a smoke run)")
     parser.add_argument("--only", choices=("sizes", "liars", "intervals", "partial"))
     parser.add_argument("--reps", type=int, default=100, help="data sets of the intervals section")
+    parser.add_argument("--aggregator", default="robust_dfmr", help="aggregator of the intervals section")
     parser.add_argument("--partial-sets", type=int, default=5, help="data sets of the partial section")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -189,7 +192,7 @@ def main() -> None:
         liars_section(range(2 if args.quick else 5), (1.0, 3.0, 9.0, 30.0, 300.0),
                       (1.0, 1e2, 1e3, 5e3, 1e4, 1e6, 1e12))
     if run("intervals"):
-        intervals_section(5 if args.quick else args.reps)
+        intervals_section(5 if args.quick else args.reps, args.aggregator)
     if run("partial"):
         partial_section(range(2 if args.quick else args.partial_sets))
 
