@@ -94,13 +94,18 @@ use_embedded_python <- function(call) {
 }
 
 # Calls dfmr.r.api.call(fun, arguments) and returns its value as R data; a Python exception comes
-# back as list(python_error, python_type) and becomes an R error of class "dfmr_python_error".
+# back as list(python_error, python_type) and becomes an R error of class "dfmr_python_error", Python
+# warnings come back as list(python_value, python_warnings) and become R warnings.
 .python <- function(fun, ...) {
   arguments <- .to_python(list(...))
   embedded <- .state$embedded
   out <- if (is.null(embedded)) .python_api()$call(fun, arguments) else embedded(fun, arguments)
   if (is.list(out) && !is.null(out$python_error)) {
     .python_error(as.character(out$python_error), as.character(out$python_type))
+  }
+  if (is.list(out) && !is.null(out$python_warnings)) {
+    for (message in unique(as.character(unlist(out$python_warnings)))) warning(message, call. = FALSE)
+    out <- out$python_value
   }
   .from_python(out)
 }

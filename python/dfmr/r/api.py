@@ -6,7 +6,8 @@ carry only plain data (numbers, strings, lists, dicts): an R array travels as
 ``{"__dim__": dim, "values": column-major values}`` (:func:`decode`, :func:`encode`), because the
 Debian reticulate (1.28) refuses NumPy >= 2 arrays ("incompatible NumPy binary version") and a
 plain encoding gives both transports the same R objects. A Python exception comes back as
-``{"python_error": message, "python_type": name}``, which the R package raises as an R error.
+``{"python_error": message, "python_type": name}``, which the R package raises as an R error, and
+Python warnings as R warnings.
 Indices are 1-based and sites are named as R users count them. Nothing here imports rpy2.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -375,12 +377,20 @@ _FUNCTIONS = {"defaults": defaults, "fit": fit, "aggregate": aggregate, "distanc
 def call(name: str, arguments: Any = None) -> Any:
     """Run ``name`` (``"fit"``, ``"aggregate"``, ``"distances"``, ``"defaults"``) on decoded ``arguments``.
 
-    Returns the encoded result, or ``{"python_error": message, "python_type": name}`` if it raised.
+    Returns the encoded result, or ``{"python_error": message, "python_type": name}`` if it raised;
+    when it warned, ``{"python_value": result, "python_warnings": messages}``, which the R package
+    raises as R warnings (a Python warning printed by the embedding process would reach neither
+    ``warning()`` handlers nor ``suppressWarnings()``).
     """
     try:
         kwargs = decode(arguments) if arguments else {}
         if not isinstance(kwargs, dict):
             raise TypeError("arguments must be a named list.")
-        return encode(_FUNCTIONS[name](**kwargs))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            value = encode(_FUNCTIONS[name](**kwargs))
     except Exception as exc:  # every failure goes back to R as a value, never as a foreign exception
         return {"python_error": str(exc), "python_type": type(exc).__name__}
+    if caught:
+        return {"python_value": value, "python_warnings": [str(w.message) for w in caught]}
+    return value
