@@ -242,3 +242,62 @@ def test_robust_dfmr_reads_an_estimate_outside_the_majoritys_model_as_its_projec
     assert res.screening.dropped_machines().size == 0
     pooled = dfmr.robust_dfmr(loc, 3)
     np.testing.assert_allclose(res.mixture.covariances, pooled.mixture.covariances, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ inference in the model's parametrisation
+
+@pytest.mark.parametrize("name", ["VII", "EEE", "VVI", "EII"])
+def test_model_information_is_the_numerical_hessian_of_the_log_likelihood_in_the_models_parameters(name) -> None:
+    from dfmr import information
+
+    d = 2
+    truth = GaussianMixtureParams([0.4, 0.6], [[0.0, 0.0], [4.0, 1.0]], get_model(name, d).project(
+        np.array([[[1.0, 0.3], [0.3, 0.8]], [[1.5, -0.2], [-0.2, 0.6]]])), covariance_type=name)
+    X = truth.sample(300, 4)[0]
+    mix = dfmr.fit_local(X, 2, random_state=0, n_init=2, covariance_type=name)
+    B = information.model_jacobian(mix)
+    theta = np.linalg.lstsq(B, information.to_vector(mix), rcond=None)[0]
+    np.testing.assert_allclose(B @ theta, information.to_vector(mix), atol=1e-12)  # a member of the model
+    assert len(information.model_param_names(mix)) == B.shape[1] == get_model(name, d).n_parameters(2, d)
+
+    def loglik(t: np.ndarray) -> float:
+        return float(information.from_vector(B @ t, 2, d).logpdf(X).sum())
+
+    # Central second differences of the log-likelihood in the model's parameters (error O(h^2)).
+    p, h = theta.size, 1e-4 * np.maximum(1.0, np.abs(theta))
+    numerical = np.zeros((p, p))
+    for i in range(p):
+        for j in range(i, p):
+            a, b = np.eye(p)[i] * h[i], np.eye(p)[j] * h[j]
+            numerical[i, j] = numerical[j, i] = -(loglik(theta + a + b) - loglik(theta + a - b) - loglik(theta - a + b)
+                                                  + loglik(theta - a - b)) / (4 * h[i] * h[j])
+    ours = B.T @ information.information(X, mix, "observed") @ B
+    np.testing.assert_allclose(ours, numerical, atol=1e-6 * np.abs(numerical).max())
+
+
+def test_information_intervals_of_a_spherical_aggregate_have_one_variance_per_component() -> None:
+    from dfmr import inference, information
+
+    truth = model_population("VII")
+    parts = [truth.sample(500, 30 + i)[0] for i in range(4)]
+    loc = [dfmr.fit_local(x, 3, random_state=0, n_init=2, covariance_type="VII") for x in parts]
+    res = dfmr.coat(loc)  # one of the estimates: spherical whichever aggregator is model-aware
+    out = inference.infer(res, loc, parts, method="information")
+    se = out.standard_errors()["covariances"]
+    assert np.all(se[:, 0, 1] == 0) and np.all(se[:, 0, 2] == 0) and np.all(se[:, 1, 2] == 0)
+    np.testing.assert_allclose(se[:, 0, 0], se[:, 2, 2], rtol=1e-12)
+    # The variance's standard error from the one-parameter information (B' I B), not from six entries.
+    total = sum(information.information(parts[i], res.mixture) for i in res.retained)
+    B = information.model_jacobian(res.mixture)
+    sigma2 = np.sqrt(np.diag(np.linalg.inv(B.T @ total @ B)))[-3:]
+    np.testing.assert_allclose(se[:, 0, 0], sigma2, rtol=1e-8)
+    assert out.machine_tests is None or out.machine_tests.df == get_model("VII", 3).n_parameters(3, 3)
+
+
+def test_information_method_for_a_model_without_linear_parameters_points_to_the_jackknife() -> None:
+    from dfmr import inference
+
+    X = model_population("VEV").sample(600, 1)[0]
+    loc = [dfmr.fit_local(x, 3, random_state=0, n_init=2, covariance_type="VEV") for x in (X[:300], X[300:])]
+    with pytest.raises(ValueError, match="VEV .*method='jackknife'"):
+        inference.infer(dfmr.coat(loc), loc, [X[:300], X[300:]], method="information")

@@ -78,6 +78,7 @@ MODEL_NAMES = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "V
 UNIVARIATE_MODEL_NAMES = ("E", "V")
 # scikit-learn's covariance_type -> mclust model (d >= 2) and 1-D model.
 SKLEARN_TYPES = {"full": ("VVV", "V"), "tied": ("EEE", "E"), "diag": ("VVI", "V"), "spherical": ("VII", "V")}
+_LINEAR_MODELS = frozenset({"EII", "VII", "EEI", "VVI", "EEE", "VVV", "E", "V"})
 _LAYOUT_OF_MODEL = {"VVV": "full", "EEE": "tied", "VVI": "diag", "VII": "spherical", "E": "tied", "V": "full"}
 
 def _diag_matrices(values: np.ndarray) -> np.ndarray:
@@ -190,18 +191,83 @@ class CovarianceModel:
 
         Screening uses it to test the two kinds of parameter separately: ``combine(machine, reference)``
         differs from the reference only in the machine's per-component parts, ``combine(reference,
-        machine)`` only in its shared parts. Shape and orientation from different stacks are paired in
-        the decomposition's order (decreasing shape along each orientation).
+        machine)`` only in its shared parts. A shape taken from another stack than the orientation is
+        that stack's covariances' normalised diagonal along the orientation.
         """
         cov_v, cov_s = self._check_covariances(varying), self._check_covariances(shared)
         if cov_v.shape != cov_s.shape:
             raise ValueError(f"varying and shared must have the same shape, got {cov_v.shape} and {cov_s.shape}.")
         parts_v, parts_s = self._decompose(cov_v), self._decompose(cov_s)
-        scale, shape, orientation = (
-            own if letter == "V" else other
-            for letter, own, other in zip((self.volume, self.shape or "V", self.orientation or "V"), parts_v, parts_s)
-        )
+        scale = parts_v[0] if self.volume == "V" else parts_s[0]
+        orientation = parts_v[2] if (self.orientation or "V") == "V" else parts_s[2]
+        if self.shape == "I":
+            shape = parts_v[1]
+        else:
+            # The shape source's covariances along the chosen orientation: no pairing of axes by their
+            # order (which two estimates of a common orientation need not share), and the source's
+            # own shape when the orientation is its own.
+            source = cov_v if (self.shape or "V") == "V" else cov_s
+            shape = _normalized(np.einsum("kij,kil,klj->kj", orientation, source, orientation))
         return np.einsum("kij,kj,klj->kil", orientation, scale[:, None] * shape, orientation)
+
+    @property
+    def linear(self) -> bool:
+        """Whether the model's covariances form a linear space (EII, VII, EEI, VVI, EEE, VVV, E, V): its
+        free parameters are then covariance entries (:meth:`linear_basis`)."""
+        return self.name in _LINEAR_MODELS
+
+    def linear_basis(self, n_components: int, dim: int) -> np.ndarray:
+        """``B`` with ``vech(Sigma_1), ..., vech(Sigma_K) = B @ theta`` for the model's free parameters ``theta``.
+
+        ``vech`` is the row-major upper triangle (``Sigma[i, j]``, ``i <= j``; the order of
+        :func:`dfmr.information.param_names`). The parameters (:meth:`parameter_names`): VVV every
+        component's entries, EEE the shared matrix's, VVI every component's variances, EEI the
+        shared variances, VII one variance per component, EII one shared variance (V and E in one
+        dimension: per component, shared). The information in the model's parametrisation is
+        ``B' I B`` (exact: the map is linear).
+
+        Returns
+        -------
+        ndarray of shape (K d (d + 1) / 2, n_covariance_parameters(K, d))
+
+        Raises
+        ------
+        ValueError
+            For the models whose covariances are not a linear space (VEI, EVI, VEE, EVE, VVE, EEV, VEV, EVV).
+        """
+        if not self.linear:
+            raise ValueError(f"covariance model {self.name} is not linear in its covariance entries; "
+                             "its parameters (volumes, shapes, orientations) have no linear basis.")
+        self._check_dim(dim)
+        k, d = int(n_components), int(dim)
+        rows, cols = np.triu_indices(d)
+        q = rows.size
+        if self.orientation == "I":
+            # Diagonal models: a variance per coordinate (shape E/V) or one per matrix (shape I).
+            per = np.eye(q)[:, rows == cols] if self.shape != "I" else (rows == cols).astype(float)[:, None]
+        else:
+            per = np.eye(q)  # EEE, VVV, E, V: every entry
+        if self.volume == "V":
+            return np.kron(np.eye(k), per)
+        return np.tile(per, (k, 1))
+
+    def parameter_names(self, n_components: int, dim: int) -> list[str]:
+        """Names of the free covariance parameters of a linear model, in the columns' order of
+        :meth:`linear_basis` (1-based, as :func:`dfmr.information.param_names`)."""
+        basis = self.linear_basis(n_components, dim)
+        rows, cols = np.triu_indices(dim)
+        q = rows.size
+        shared = self.volume == "E"
+        names = []
+        for col in range(basis.shape[1]):
+            first = int(np.flatnonzero(basis[:, col])[0])
+            k, entry = divmod(first, q)
+            prefix = "" if shared else f"[{k + 1}]"
+            if self.orientation == "I" and self.shape == "I":
+                names.append(f"sigma2{prefix}")
+            else:
+                names.append(f"Sigma{prefix}[{rows[entry] + 1},{cols[entry] + 1}]")
+        return names
 
     def n_parameters(self, n_components: int, dim: int) -> int:
         """Free parameters of a K-component mixture with this model (mclust's ``nMclustParams``).

@@ -70,6 +70,7 @@ from statsmodels.stats.multitest import multipletests
 
 from . import information as info
 from .aggregate import AggregationResult
+from .covariance import get_model
 from .params import GaussianMixtureParams
 
 __all__ = ["METHODS", "SCALES", "MachineTests", "MixtureInferenceResult", "default_method", "infer", "machine_tests"]
@@ -201,10 +202,13 @@ def machine_tests(
         quad = float(delta @ fisher @ delta)
         # scale <= 0 only for the sole retained machine (COAT's centre), whose estimate is the aggregate.
         stat[i] = quad / scale if scale > 0 else 0.0
-    pvalues = stats.chi2.sf(stat, theta.size)
+    # An honest estimate of the aggregate's covariance model errs only along the model's free
+    # parameters: chi2 with their number of df (p for full covariances).
+    df = get_model(ref.covariance_type, ref.dim).n_parameters(ref.n_components, ref.dim)
+    pvalues = stats.chi2.sf(stat, df)
     reject, adjusted, _, _ = multipletests(pvalues, alpha=alpha, method=method)
     return MachineTests(
-        statistic=stat, df=int(theta.size), pvalues=pvalues, pvalues_adjusted=adjusted, reject=reject,
+        statistic=stat, df=int(df), pvalues=pvalues, pvalues_adjusted=adjusted, reject=reject,
         method=method, alpha=float(alpha), n_samples=n, retained=kept,
     )
 
@@ -599,6 +603,18 @@ def _invert_information(total: np.ndarray, kind: str) -> np.ndarray:
     return inv_chol.T @ inv_chol
 
 
+def _model_covariance(mixture: GaussianMixtureParams, total: np.ndarray, kind: str) -> np.ndarray:
+    """Covariance of the free parameter vector from the summed information, in the mixture's covariance
+    model: ``I^-1`` for full covariances, else ``B (B' I B)^-1 B'`` (:func:`dfmr.information.model_jacobian`)."""
+    if mixture.covariance_type == get_model("full", mixture.dim).name:
+        return _invert_information(total, kind)
+    try:
+        B = info.model_jacobian(mixture)
+    except ValueError as exc:
+        raise ValueError(f"method='information': {exc} Use method='jackknife' for this model.") from None
+    return B @ _invert_information(B.T @ total @ B, kind) @ B.T
+
+
 def infer(
     result: AggregationResult,
     mixtures: Sequence[GaussianMixtureParams],
@@ -699,7 +715,7 @@ def infer(
     if method == "information":
         if total_info is None:
             raise ValueError("method='information' needs the retained machines' data or machine_infos.")
-        cov_free, df_resid, failed = _invert_information(total_info, kind), np.inf, None
+        cov_free, df_resid, failed = _model_covariance(ref, total_info, kind), np.inf, None
     elif method == "bootstrap":
         if per_obs is None:
             raise ValueError("method='bootstrap' needs the machines' sample sizes (data, machine_infos or n_samples).")

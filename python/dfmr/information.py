@@ -34,6 +34,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
 from ._validation import check_int
+from .covariance import get_model
 from .params import GaussianMixtureParams
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "n_params", "param_names", "full_param_names", "to_vector", "to_full_vector", "from_vector", "full_jacobian",
+    "model_jacobian", "model_param_names",
     "scores", "information", "machine_information", "expected_information",
     "align", "align_to", "plan_rows",
 ]
@@ -192,6 +194,42 @@ def full_jacobian(n_components: int, dim: int) -> np.ndarray:
     a[k - 1, : k - 1] = -1.0
     a[k:, k - 1:] = np.eye(p - (k - 1))
     return a
+
+
+def model_jacobian(mixture: GaussianMixtureParams) -> np.ndarray:
+    """``B`` with ``theta = B @ theta_model``: the free parameters of the mixture's covariance model
+    (:attr:`GaussianMixtureParams.covariance_type`) in the free parameter vector :func:`to_vector`.
+
+    ``theta_model`` holds the K - 1 weights, the K d means and the model's free covariance parameters
+    (:meth:`dfmr.covariance.CovarianceModel.linear_basis`: e.g. one variance per component for VII,
+    one shared matrix for EEE), so the information in the model's parametrisation is ``B' I B`` and
+    the covariance of ``theta`` is ``B (B' I B)^-1 B'`` (exact: the map is linear). The identity for
+    full covariances.
+
+    Returns
+    -------
+    ndarray of shape (p, p_model)
+
+    Raises
+    ------
+    ValueError
+        For a covariance model that is not linear in its covariance entries (VEI, EVI, VEE, EVE, VVE,
+        EEV, VEV, EVV).
+    """
+    k, d = mixture.n_components, mixture.dim
+    basis = get_model(mixture.covariance_type, d).linear_basis(k, d)
+    head = (k - 1) + k * d
+    out = np.zeros((n_params(k, d), head + basis.shape[1]))
+    out[:head, :head] = np.eye(head)
+    out[head:, head:] = basis
+    return out
+
+
+def model_param_names(mixture: GaussianMixtureParams) -> list[str]:
+    """Names of the model's free parameters, in the columns' order of :func:`model_jacobian`."""
+    k, d = mixture.n_components, mixture.dim
+    head = (k - 1) + k * d
+    return param_names(k, d)[:head] + get_model(mixture.covariance_type, d).parameter_names(k, d)
 
 
 # ------------------------------------------------------------------------------ scores, information

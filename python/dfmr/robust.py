@@ -675,10 +675,16 @@ def _information_inflation(
     point moves both means of an overlapping pair) give one large eigenvalue rather than two
     independent chi2 terms. Rows and columns are ordered slot by slot.
     """
-    from .information import expected_information
+    from .information import expected_information, model_jacobian
+
+    # (A model without per-component covariance parameters, e.g. EEE, has no covariance part: its
+    # factor is computed with one df and dropped below.)
 
     k, d = reference.n_components, reference.dim
-    V = np.linalg.pinv(expected_information(reference, _INFORMATION_DRAWS, kind="opg", random_state=0))
+    fisher = expected_information(reference, _INFORMATION_DRAWS, kind="opg", random_state=0)
+    # In the reference's covariance model: the covariance of the free vector is B (B' I B)^-1 B'.
+    B = model_jacobian(reference)
+    V = B @ np.linalg.pinv(B.T @ fisher @ B) @ B.T
     w = reference.weights
     rows, cols = np.triu_indices(d)
     q = rows.size
@@ -698,7 +704,8 @@ def _information_inflation(
         form_mu[j * d:(j + 1) * d, j * d:(j + 1) * d] = w[j] * prec
         form_sig[j * q:(j + 1) * q, j * q:(j + 1) * q] = 0.5 * w[j] * (dup.T @ np.kron(prec, prec) @ dup)
         out["mean"] += w[j] * np.trace(prec @ V[mu, mu]) / dfs["mean"]
-        out["covariance"] += 0.5 * w[j] * np.trace(dup.T @ np.kron(prec, prec) @ dup @ V[sig, sig]) / dfs["covariance"]
+        out["covariance"] += (0.5 * w[j] * np.trace(dup.T @ np.kron(prec, prec) @ dup @ V[sig, sig])
+                              / max(dfs["covariance"], 1))
         if k > 1:
             out["weight"] += var_w[j] / (w[j] * (1 - w[j]))
     mu_all = slice(k - 1, k - 1 + k * d)
@@ -867,10 +874,11 @@ def robust_dfmr(
     m_alive = alive_idx.size
     n_tests = len(parts) * m_alive * k
     cut_raw = {p: float(chi2.isf(level / n_tests, dfs[p])) for p in parts}
-    # The information matrix is in the full model's parametrisation: constrained models use the
-    # machines' own scatter (the empirical factors).
     shared_alpha = level / (m_alive * (len(parts) + 1))
-    use_information = not constrained and (k - 1) + k * d + k * d * (d + 1) // 2 <= _INFORMATION_MAX_PARAMS
+    # The information in the model's parametrisation exists for the linear models (whose per-slot
+    # statistics then see every covariance parameter of their slot: VVV, VVI, VII, or none: EEE, EEI,
+    # EII); the others use the machines' own scatter (the empirical factors).
+    use_information = (not constrained or model.linear) and model.n_parameters(k, d) <= _INFORMATION_MAX_PARAMS
     joint: dict[str, np.ndarray] | None = None
     exact = _exact_copies(mixtures, alive_idx)
     labels = exact
@@ -882,7 +890,8 @@ def robust_dfmr(
     alignment = np.full((m, k), -1, dtype=np.intp)
     ref_w, ref_mu, ref_cov = reference.weights, reference.means, reference.covariances
     for round_ in range(_ALIGNMENT_ROUNDS):
-        ref = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
+        ref = GaussianMixtureParams._from_core(ref_w, ref_mu, model.project(ref_cov) if constrained else ref_cov,
+                                               covariance_type=model.name)
         if round_ == 1 and use_information:
             # After one round the reference is the mean of components that passed: a robust
             # truth at which the information of the mixture says how far honest estimates scatter.
@@ -1018,7 +1027,7 @@ def robust_dfmr(
             if joint is None:
                 laws[key] = (float(chi2.ppf(_CALIBRATION_QUANTILE, df_i)), float(chi2.isf(alpha_machine, df_i)))
             else:
-                block = 1 if p == "weight" else dfs[p]
+                block = joint[p].shape[0] // k
                 # The statistic divides each slot's terms by that slot's factor: scale A's rows.
                 factor = np.full(len(slots_i), weight_scale[i]) if p == "weight" else inflation[p][list(slots_i)]
                 lam = _joint_eigenvalues(joint[p], slots_i, block, 1.0 / factor)
@@ -1143,7 +1152,7 @@ def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
     else:
         lams = {}
         for p in parts:
-            block = 1 if p == "weight" else dfs[p]
+            block = joint[p].shape[0] // k  # a slot's coordinates (vech: more than a constrained model's df)
             for j in range(k):
                 lam = _joint_eigenvalues(joint[p], (j,), block)
                 # The binomial statistic of one slot: 1 / (w (1 - w)) where the form has 1 / w.
