@@ -301,3 +301,16 @@ def test_information_method_for_a_model_without_linear_parameters_points_to_the_
     loc = [dfmr.fit_local(x, 3, random_state=0, n_init=2, covariance_type="VEV") for x in (X[:300], X[300:])]
     with pytest.raises(ValueError, match="VEV .*method='jackknife'"):
         inference.infer(dfmr.coat(loc), loc, [X[:300], X[300:]], method="information")
+
+
+def test_aggregators_without_a_model_take_the_strict_majoritys_and_the_aggregate_carries_it() -> None:
+    loc = model_fits("VII", m=5, n=400)
+    full = [GaussianMixtureParams(f.weights, f.means, f.covariances) for f in loc]  # the same, claimed full
+    for aggregate in (lambda f: dfmr.mr(f, 3), lambda f: dfmr.dfmr(f, 3), lambda f: dfmr.robust_dfmr(f, 3)):
+        assert aggregate(loc[:3] + full[3:]).mixture.covariance_type == "VII"
+        assert aggregate(loc[:2] + full[2:]).mixture.covariance_type == "VVV"  # 2 of 5 claims: no majority
+    spherical = dfmr.mr(loc[:2] + full[2:], 3, covariance_type="spherical").mixture  # asked for: the model
+    assert spherical.covariance_type == "VII" and get_model("VII", 3).contains(spherical.covariances)
+    est = dfmr.DistributedGaussianMixture(3, covariance_type="spherical", n_machines=4, backend="serial", n_init=2,
+                                          random_state=0).fit(model_population("VII").sample(2000, 5)[0])
+    assert est.mixture_.covariance_type == "VII" and est.covariances_.shape == (3,)

@@ -170,7 +170,7 @@ def _aggregate(
     """One call of the compiled core's ``dfmr::aggregate``, converted to an :class:`AggregationResult`."""
     mixtures = as_mixture_list(mixtures)
     sizes = pool_sizes(mixtures, n_samples)
-    model = model_name(covariance_type, mixtures[0].dim)
+    model = model_name(covariance_type, mixtures)
     if method != "coat":
         _check_k(n_components)
     trim = float(alpha) if method == "tkb" else 0.0
@@ -285,7 +285,8 @@ def dfmr(
         (``n_samples``) and their source (``size_source``).
     covariance_type : str, optional
         Covariance model of the aggregate's components: scikit-learn's "full", "tied", "diag",
-        "spherical" or an mclust model name (:func:`dfmr.covariance.get_model`); None is "full".
+        "spherical" or an mclust model name (:func:`dfmr.covariance.get_model`); None is the
+        model a strict majority of the estimates claim, else "full".
         The reduction's MM update applies the model's constrained M-step to the matched moments,
         so the aggregate belongs to the model (``mixture.covariance_type``); distances and the
         filter do not depend on it.
@@ -345,7 +346,8 @@ def mr(
         (``n_samples``) and their source (``size_source``).
     covariance_type : str, optional
         Covariance model of the aggregate's components: scikit-learn's "full", "tied", "diag",
-        "spherical" or an mclust model name (:func:`dfmr.covariance.get_model`); None is "full".
+        "spherical" or an mclust model name (:func:`dfmr.covariance.get_model`); None is the
+        model a strict majority of the estimates claim, else "full".
         The reduction's MM update applies the model's constrained M-step to the matched moments,
         so the aggregate belongs to the model (``mixture.covariance_type``); distances and the
         filter do not depend on it.

@@ -387,15 +387,10 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 
 def _model_option(method: str, covariance_type: str | None) -> dict[str, str]:
     """The aggregator's ``covariance_type`` argument for ``--covariance-type`` (none when not given)."""
-    from .estimator import _MODEL_AWARE
-
     if covariance_type is None:
         return {}
     if method == "coat":
         raise UsageError("--covariance-type does not apply to --method coat, which returns one of the estimates.")
-    if method not in _MODEL_AWARE:
-        raise UsageError(f"--method {method} does not constrain its aggregate to a covariance model yet; "
-                         "remove --covariance-type.")
     return {"covariance_type": covariance_type}
 
 

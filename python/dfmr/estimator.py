@@ -73,10 +73,7 @@ _LEARNED = (
 
 _COVARIANCE_TYPES = (*SKLEARN_TYPES, *MODEL_NAMES, *UNIVARIATE_MODEL_NAMES)
 # Aggregators that take the model of the aggregate (``covariance_type=``); COAT needs none.
-_MODEL_AWARE = frozenset(
-    name for name, func in (("dfmr", dfmr), ("mr", mr), ("tkb", tkb), ("robust_dfmr", robust_dfmr))
-    if "covariance_type" in inspect.signature(func).parameters
-)
+_MODEL_AWARE = frozenset({"dfmr", "mr", "tkb", "robust_dfmr"})
 # Aggregators that pool the sites by the sizes the server knows (``n_samples=``).
 _SIZE_AWARE = frozenset(
     name for name, func in (("dfmr", dfmr), ("mr", mr), ("coat", coat), ("tkb", tkb), ("robust_dfmr", robust_dfmr))
@@ -673,7 +670,6 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         indices, local, sizes, n_iter, converged, failed = self._fit_local_all(
             [data for data, _, _ in machines], seeds.spawn(len(machines)), need, n_jobs, local_k
         )
-        model = get_model(self.covariance_type, local[0].dim)
         for i in indices[~converged]:
             warnings.warn(
                 f"machine {i}: local EM did not converge within max_iter = {self.max_iter} iterations "
@@ -682,14 +678,6 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
                 stacklevel=3,
             )
         aggregation = self._aggregate(local, n_jobs, sizes)
-        if aggregation.mixture.covariance_type != model.name:
-            warnings.warn(
-                f"aggregator {self.aggregator!r} does not constrain its aggregate to the covariance model "
-                f"{model.name} yet: the aggregate is a {aggregation.mixture.covariance_type} mixture, and "
-                "covariances_, precisions_ and precisions_cholesky_ hold it in scikit-learn's full layout.",
-                UserWarning,
-                stacklevel=3,
-            )
         self._store(names_from, indices, local, n_iter, converged, failed, aggregation, self.covariance_type)
         self.n_components_, self.covariance_type_ = int(self.n_components), self.covariance_type
         return self

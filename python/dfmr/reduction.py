@@ -15,7 +15,7 @@ import numpy as np
 
 from ._native import _core, as_mixture_list, pack, resolve_threads, unpack
 from ._validation import check_int
-from .covariance import get_model
+from .covariance import get_model, majority_covariance_type
 from .params import GaussianMixtureParams
 from .sizes import check_sizes
 
@@ -155,9 +155,10 @@ def reduce(
     covariance_type : str, optional
         Covariance model of the reduced components: scikit-learn's "full", "tied", "diag",
         "spherical" or an mclust model name (see :func:`dfmr.covariance.get_model`); None is
-        "full" (the moment match). Under another model each MM update applies the model's
-        constrained M-step to the matched scatters, which minimises the transport cost over the
-        model, and the starts are first brought into the model: the result belongs to it.
+        the model a strict majority of the mixtures claim, else "full" (the moment match). Under
+        another model each MM update applies the model's constrained M-step to the matched
+        scatters, which minimises the transport cost over the model, and the starts are first
+        brought into the model: the result belongs to it.
 
     Returns
     -------
@@ -170,7 +171,7 @@ def reduce(
     if starts[0].dim != pooled.dim:
         raise ValueError(f"starts have dimension {starts[0].dim}, the pool {pooled.dim}.")
     options = _options(trim, tol, max_iter, n_threads)
-    model = model_name(covariance_type, pooled.dim)
+    model = model_name(covariance_type, [pooled])
     return _result(_core.reduce(pooled.weights, pooled.means, pooled.covariances, *pack(starts), int(n_components),
                                 *options, bool(share_trajectories), model), model)
 
@@ -196,7 +197,7 @@ def reduce_mixtures(
     mixtures = as_mixture_list(mixtures)
     _check_k(n_components)
     options = _options(trim, tol, max_iter, n_threads)
-    model = model_name(covariance_type, mixtures[0].dim)
+    model = model_name(covariance_type, mixtures)
     return _result(_core.reduce_mixtures(*pack(mixtures), int(n_components), *options, bool(share_trajectories),
                                          n_samples=_sizes(n_samples, len(mixtures)), covariance_type=model), model)
 
@@ -210,12 +211,18 @@ def _options(trim: float, tol: float, max_iter: int, n_threads: int | None) -> t
     return int(max_iter), float(tol), float(trim), resolve_threads(n_threads)
 
 
-def model_name(covariance_type: str | None, dim: int) -> str:
-    """mclust's name of the reduction's covariance model in ``dim`` dimensions; None is "full".
+def model_name(covariance_type: str | None, mixtures: Sequence[GaussianMixtureParams]) -> str:
+    """mclust's name of the reduction's covariance model for ``mixtures``' dimension.
 
-    Raises ValueError for an unknown name (:func:`dfmr.covariance.get_model`).
+    None is the model a strict majority of the mixtures claim (their ``covariance_type``), else
+    "full" (:func:`dfmr.covariance.majority_covariance_type`: a tag is attacker-controlled, so a
+    minority cannot change the model). Raises ValueError for an unknown name
+    (:func:`dfmr.covariance.get_model`).
     """
-    return get_model("full" if covariance_type is None else covariance_type, dim).name
+    dim = mixtures[0].dim
+    if covariance_type is None:
+        return majority_covariance_type([mix.covariance_type for mix in mixtures], dim)
+    return get_model(covariance_type, dim).name
 
 
 def _result(out: dict, covariance_type: str = "full") -> ReductionResult:

@@ -790,6 +790,7 @@ def robust_dfmr(
     max_iter: int = 100,
     n_threads: int | None = None,
     site_weights: str = "shared",
+    covariance_type: str | None = None,
 ) -> RobustAggregationResult:
     """Screened DFMR: hygiene, alignment to a robust centre, calibrated per-component tests, then MR.
 
@@ -823,6 +824,11 @@ def robust_dfmr(
         proportions (:mod:`dfmr.sites`): the centre sees means and covariances only, the weight
         tests are off, a component is tested at the points behind it (``n_i pi_ik``), and the
         weights are a robust average of the kept sites' own (``result.site_weights``).
+    covariance_type : str, optional
+        The covariance model of the screening and of the aggregate (:func:`dfmr.covariance.get_model`'s
+        names); None: the model a strict majority of the estimates claim, else full
+        (:func:`dfmr.covariance.majority_covariance_type`). Estimates outside it are read as their
+        projection onto it; the aggregate belongs to it.
 
     Returns
     -------
@@ -860,7 +866,8 @@ def robust_dfmr(
     # read in it (one outside it, as its projection: it can move the aggregate only through the
     # model's parameters, which the tests see); its per-component covariance parameters are tested
     # per slot, its shared ones once per machine.
-    model = get_model(majority_covariance_type([mixtures[i].covariance_type for i in alive_idx], d), d)
+    model = get_model(majority_covariance_type([mixtures[i].covariance_type for i in alive_idx], d)
+                      if covariance_type is None else covariance_type, d)
     constrained = model.name != get_model("full", d).name
     if constrained:
         mixtures = [_in_model(f, model) if alive[i] else f for i, f in enumerate(mixtures)]
@@ -1060,7 +1067,7 @@ def robust_dfmr(
         )
 
     mixture, red, support = _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads,
-                                       cal.votes, vote_mass, notes)
+                                       cal.votes, vote_mass, notes, model)
     retained = np.flatnonzero(kept.any(axis=1))
     infl = {p: inflation[p] for p in parts}
     screening = Screening(
@@ -1284,7 +1291,8 @@ def _aligned(mixture: GaussianMixtureParams, slots: np.ndarray) -> GaussianMixtu
     return GaussianMixtureParams._from_core(w / w.sum(), mixture.means[slots], mixture.covariances[slots])
 
 
-def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads, votes, total_votes, notes):
+def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads, votes, total_votes, notes,
+               model):
     """MR of the kept components (slot weights unbiased by drops), or their slot-wise moment match."""
     d = mixtures[int(np.flatnonzero(kept.any(axis=1))[0])].dim
     comp_w, comp_mu, comp_cov, owner, slot_of = [], [], [], [], []
@@ -1333,12 +1341,13 @@ def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threa
     # a poor optimum (wine at K = 4: 0.28 nat held out once the pool weights differ by 14 / 13).
     whole = np.flatnonzero(kept.all(axis=1))
     starts = [start] + [_aligned(mixtures[i], alignment[i]) for i in whole]
-    red = reduce(pooled, k, starts, tol=tol, max_iter=max_iter, n_threads=n_threads)
+    red = reduce(pooled, k, starts, tol=tol, max_iter=max_iter, n_threads=n_threads, covariance_type=model.name)
     if not supported(red):
         # On real data honest machines split clusters differently, and the best optimum may
         # build a component of a minority: keep the best objective among the optima that the
         # majority rule accepts.
-        runs = [reduce(pooled, k, [s], tol=tol, max_iter=max_iter, n_threads=n_threads) for s in starts]
+        runs = [reduce(pooled, k, [s], tol=tol, max_iter=max_iter, n_threads=n_threads, covariance_type=model.name)
+                for s in starts]
         red = min((r for r in runs if supported(r)), key=lambda r: r.objective, default=None)
     if red is not None:
         mixture = red.mixture
@@ -1347,7 +1356,10 @@ def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threa
             "The reduction would have built a component from fewer than half of the machines' votes; "
             "the slot-wise moment match of the kept components is returned instead."
         )
-        mixture, red = start, None
+        # In the model: its M-step on the slots' matched scatters (the identity for full covariances).
+        mixture = GaussianMixtureParams._from_core(start.weights, start.means, model.m_step(
+            start.weights[:, None, None] * start.covariances, start.weights), covariance_type=model.name)
+        red = None
     support = kept[:, slots] if red is None else support_matrix(owner, red.assignment, m)
     if mixture.n_components < k:
         warnings.warn(
