@@ -77,6 +77,10 @@ test_that("dfmr_fit(modelNames =) fits every site in that model", {
   expect_equal(fit$parameters$variance$Sigma, fit$parameters$variance$sigma[, , 1], tolerance = 1e-12)
   expect_equal(crossprod(fit$parameters$variance$cholSigma), fit$parameters$variance$Sigma, tolerance = 1e-12)
   expect_identical(fit$df, mclust::nMclustParams("EEE", 2, 2))
+  # the reduction keeps the model too (its M-step is the model's)
+  reduced <- dfmr_fit(x, G = 2, machines = 3, modelNames = "EEE", method = "mr", seed = 1)
+  expect_identical(reduced$modelName, "EEE")
+  expect_equal(reduced$parameters$variance$sigma[, , 1], reduced$parameters$variance$sigma[, , 2], tolerance = 1e-10)
   expect_error(dfmr_fit(x, G = 2, modelNames = "ABC"), "covariance_type")
   expect_error(dfmr_aggregate(fit$local, G = 2, modelNames = c("EEE", "VVV")), "one covariance model")
 })
@@ -101,4 +105,24 @@ test_that("dfmr_fit over a grid of G and models chooses as mclustBIC on the pool
   lines <- Filter(function(a) identical(a[[2]], "b") || identical(a[[2]], "l"), calls[names(calls) == "C_plotXY"])
   expect_gte(length(lines), 2L)
   expect_error(plot(dfmr_fit(x, G = 2, machines = 3, seed = 1), what = "BIC"), "chose no model")
+})
+
+test_that("sites that chose different models are aggregated into the requested model", {
+  sites4 <- c(model_sites, list(model_sites[[1]][nrow(model_sites[[1]]):1, ]))
+  fits <- Map(function(x, m) mclust::Mclust(x, G = 2, modelNames = m, verbose = FALSE), sites4,
+              c("EII", "VVV", "EEE", "VVI"))
+  res <- dfmr_aggregate(fits, G = 2, modelNames = "VVI", method = "mr")
+  ref <- mclust::Mclust(model_sites[[1]], G = 2, modelNames = "VVI", verbose = FALSE)
+  expect_identical(res$modelName, "VVI")
+  expect_identical(names(res$parameters$variance), names(ref$parameters$variance))
+  # VVI's M-step keeps the diagonal of the moment-matched covariances: the full aggregate's diagonal
+  full <- dfmr_aggregate(fits, G = 2, modelNames = "VVV", method = "mr")
+  k <- match_components(full$parameters$mean, res$parameters$mean)
+  expect_equal(full$parameters$mean[, k], res$parameters$mean, tolerance = 1e-8, ignore_attr = TRUE)
+  for (j in 1:2) {
+    expect_equal(res$parameters$variance$sigma[, , j], diag(diag(full$parameters$variance$sigma[, , k[j]])),
+                 tolerance = 1e-8, ignore_attr = TRUE)
+  }
+  # without modelNames: no model has a majority of the sites, so the aggregate is unconstrained
+  expect_identical(dfmr_aggregate(fits, G = 2, method = "mr")$modelName, "VVV")
 })
