@@ -63,9 +63,9 @@ Mat pooled(const Stack& W, const Vec& n) {
 
 // Runs `step` (one round of block updates, none raising the objective; returns the objective)
 // until it settles (see kInnerTol).
-void iterate(const std::function<double()>& step, bool warm) {
+void iterate(const std::function<double()>& step, bool warm, int max_rounds) {
   double previous = std::numeric_limits<double>::infinity();
-  const int rounds = warm ? kWarmMaxIter : kInnerMaxIter;
+  const int rounds = max_rounds > 0 ? max_rounds : warm ? kWarmMaxIter : kInnerMaxIter;
   for (int r = 0; r < rounds; ++r) {
     const double value = step();
     if (!std::isfinite(value) || std::abs(previous - value) <= kInnerTol * (1.0 + std::abs(value))) return;
@@ -76,7 +76,7 @@ void iterate(const std::function<double()>& step, bool warm) {
 // Volumes lambda_k and one shape a (det 1) minimising sum_k [d n_k log lambda_k + sum_j v_kj /
 // (lambda_k a_j)], the objective of VEI (v_k the diagonal of W_k) and of VEV (its eigenvalues):
 // alternately lambda_k = sum_j v_kj / a_j / (d n_k), then a = sum_k v_k / lambda_k scaled to det 1.
-void volumes_and_common_shape(const Mat& values, const Vec& n, Vec& shape, Vec& lam, bool warm) {
+void volumes_and_common_shape(const Mat& values, const Vec& n, Vec& shape, Vec& lam, bool warm, int max_rounds) {
   const auto K = values.rows();
   const double d = static_cast<double>(values.cols());
   lam.resize(K);
@@ -91,7 +91,7 @@ void volumes_and_common_shape(const Mat& values, const Vec& n, Vec& shape, Vec& 
           value += d * n[k] * std::log(lam[k]) + (values.row(k).transpose().array() / shape.array()).sum() / lam[k];
         return value;
       },
-      warm);
+      warm, max_rounds);
 }
 
 // Eigen-decompositions of the W_k: eigenvalues ascending (rows of `values`), vectors in columns.
@@ -190,18 +190,18 @@ Stack m_vvv(const Stack& W, const Vec& n) {
 // ---- iterative forms
 
 // Sigma_k = lambda_k B, B diagonal with det 1.
-Stack m_vei(const Stack& W, const Vec& n, const Stack& start) {
+Stack m_vei(const Stack& W, const Vec& n, const Stack& start, int max_rounds) {
   const Mat diag = diagonals(W);
   Vec B = start.empty() ? Vec::Ones(W[0].rows()) : normalized(start[0].diagonal());
   Vec lam;
-  volumes_and_common_shape(diag, n, B, lam, !start.empty());
+  volumes_and_common_shape(diag, n, B, lam, !start.empty(), max_rounds);
   Mat out(diag.rows(), diag.cols());
   for (Eigen::Index k = 0; k < diag.rows(); ++k) out.row(k) = lam[k] * B.transpose();
   return from_diagonals(out);
 }
 
 // Sigma_k = lambda_k C: lambda_k = tr(W_k C^-1) / (d n_k), then C = sum_k W_k / lambda_k scaled to det 1.
-Stack m_vee(const Stack& W, const Vec& n, const Stack& start) {
+Stack m_vee(const Stack& W, const Vec& n, const Stack& start, int max_rounds) {
   const auto d = W[0].rows();
   const double dd = static_cast<double>(d);
   const auto K = static_cast<Eigen::Index>(W.size());
@@ -224,7 +224,7 @@ Stack m_vee(const Stack& W, const Vec& n, const Stack& start) {
         for (Eigen::Index k = 0; k < K; ++k) value += dd * n[k] * std::log(lam[k]) + t[k] / lam[k];
         return value;
       },
-      !start.empty());
+      !start.empty(), max_rounds);
   Stack out;
   for (Eigen::Index k = 0; k < K; ++k) out.push_back(lam[k] * C);
   return out;
@@ -232,14 +232,14 @@ Stack m_vee(const Stack& W, const Vec& n, const Stack& start) {
 
 // Sigma_k = lambda_k D_k A D_k^T: D_k the eigenvectors of W_k, with its eigenvalues in the same
 // order for every k as A's, which leaves VEI's problem in the eigenvalues.
-Stack m_vev(const Stack& W, const Vec& n, const Stack& start) {
+Stack m_vev(const Stack& W, const Vec& n, const Stack& start, int max_rounds) {
   Mat omega;
   Stack L;
   eigen_all(W, omega, L);
   Vec A = start.empty() ? Vec::Ones(W[0].rows())
                         : normalized(Eigen::SelfAdjointEigenSolver<Mat>(start[0], Eigen::EigenvaluesOnly).eigenvalues());
   Vec lam;
-  volumes_and_common_shape(omega, n, A, lam, !start.empty());
+  volumes_and_common_shape(omega, n, A, lam, !start.empty(), max_rounds);
   Stack out;
   for (std::size_t k = 0; k < W.size(); ++k)
     out.push_back(L[k] * (lam[static_cast<Eigen::Index>(k)] * A).asDiagonal() * L[k].transpose());
@@ -289,7 +289,7 @@ Mat common_orientation_mm(const Stack& W, const Vec& largest, const Mat& D0, con
 // EVE (equal_volume) and VVE: Sigma_k = D Delta_k D^T with one orientation D. Given D, Delta_k =
 // diag(D^T W_k D) / n_k (VVE), or for EVE its shape scaled to det 1 times the one volume
 // sum_k det(diag(D^T W_k D))^(1/d) / sum_k n_k; given the Delta_k, D by common_orientation_mm.
-Stack common_orientation(const Stack& W, const Vec& n, const Stack& start, bool equal_volume) {
+Stack common_orientation(const Stack& W, const Vec& n, const Stack& start, bool equal_volume, int max_rounds) {
   const auto K = static_cast<Eigen::Index>(W.size()), d = W[0].rows();
   Vec largest(K);
   for (Eigen::Index k = 0; k < K; ++k)
@@ -327,7 +327,7 @@ Stack common_orientation(const Stack& W, const Vec& n, const Stack& start, bool 
         D = common_orientation_mm(W, largest, D, deltas.cwiseInverse());
         return update_deltas();
       },
-      !start.empty());
+      !start.empty(), max_rounds);
   Stack out;
   for (Eigen::Index k = 0; k < K; ++k) out.push_back(D * deltas.row(k).transpose().asDiagonal() * D.transpose());
   return out;
@@ -384,8 +384,9 @@ bool covariance_model_is_coupled(CovarianceModel model) {
 }
 
 std::vector<Eigen::MatrixXd> constrained_m_step(CovarianceModel model, const std::vector<Eigen::MatrixXd>& scatter,
-                                                const Eigen::VectorXd& counts,
-                                                const std::vector<Eigen::MatrixXd>& start) {
+                                                const Eigen::VectorXd& counts, const std::vector<Eigen::MatrixXd>& start,
+                                                int max_rounds) {
+  if (max_rounds < 0) throw std::invalid_argument("dfmr::constrained_m_step: max_rounds must be >= 0 (0: the defaults)");
   const std::size_t K = scatter.size();
   if (K == 0) throw std::invalid_argument("dfmr::constrained_m_step: no scatter matrices");
   const auto d = scatter[0].rows();
@@ -414,16 +415,16 @@ std::vector<Eigen::MatrixXd> constrained_m_step(CovarianceModel model, const std
     case CovarianceModel::EII: out = m_eii(scatter, counts); break;
     case CovarianceModel::VII: out = m_vii(scatter, counts); break;
     case CovarianceModel::EEI: out = m_eei(scatter, counts); break;
-    case CovarianceModel::VEI: out = m_vei(scatter, counts, start); break;
+    case CovarianceModel::VEI: out = m_vei(scatter, counts, start, max_rounds); break;
     case CovarianceModel::EVI: out = m_evi(scatter, counts); break;
     case CovarianceModel::VVI: out = m_vvi(scatter, counts); break;
     case CovarianceModel::E:
     case CovarianceModel::EEE: out = m_eee(scatter, counts); break;
-    case CovarianceModel::VEE: out = m_vee(scatter, counts, start); break;
-    case CovarianceModel::EVE: out = common_orientation(scatter, counts, start, true); break;
-    case CovarianceModel::VVE: out = common_orientation(scatter, counts, start, false); break;
+    case CovarianceModel::VEE: out = m_vee(scatter, counts, start, max_rounds); break;
+    case CovarianceModel::EVE: out = common_orientation(scatter, counts, start, true, max_rounds); break;
+    case CovarianceModel::VVE: out = common_orientation(scatter, counts, start, false, max_rounds); break;
     case CovarianceModel::EEV: out = m_eev(scatter, counts); break;
-    case CovarianceModel::VEV: out = m_vev(scatter, counts, start); break;
+    case CovarianceModel::VEV: out = m_vev(scatter, counts, start, max_rounds); break;
     case CovarianceModel::EVV: out = m_evv(scatter, counts); break;
     case CovarianceModel::V:
     case CovarianceModel::VVV: out = m_vvv(scatter, counts); break;

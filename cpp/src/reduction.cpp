@@ -141,6 +141,12 @@ bool unconstrained(CovarianceModel model) { return model == CovarianceModel::VVV
 // M-step sums over components, and ordering them by their first pooled member makes the result
 // independent of the components' labels bit for bit (which the shared trajectories rely on).
 // `start`: the previous covariances (K x d x d) of an iterative model, or empty.
+// An iterative model's M-step inside an MM update takes this many rounds from the previous
+// covariances: each lowers the cost (a generalised MM step), and the MM iterations continue the
+// descent with the plan updated in between, rather than polishing covariances for a plan that
+// may change (the orientation's rounds of EVE and VVE cost O(K d^3) each).
+constexpr int kMmRounds = 5;
+
 void constrain(CovarianceModel model, std::size_t d, const std::vector<double>& mass,
                const std::vector<std::size_t>& order, std::vector<double>& cov, const std::vector<double>& start) {
   const std::size_t K = mass.size();
@@ -156,7 +162,7 @@ void constrain(CovarianceModel model, std::size_t d, const std::vector<double>& 
     n[static_cast<Eigen::Index>(t)] = scale;
     if (!start.empty()) S.emplace_back(Eigen::Map<const RowMatrix>(start.data() + k * d * d, D, D));
   }
-  const std::vector<Eigen::MatrixXd> V = constrained_m_step(model, W, n, S);
+  const std::vector<Eigen::MatrixXd> V = constrained_m_step(model, W, n, S, S.empty() ? 0 : kMmRounds);
   for (std::size_t t = 0; t < K; ++t) {
     if (!V[t].allFinite()) throw std::runtime_error("dfmr::reduce: the constrained covariance update failed");
     Eigen::Map<RowMatrix>(cov.data() + order[t] * d * d, D, D) = V[t];
@@ -165,14 +171,17 @@ void constrain(CovarianceModel model, std::size_t d, const std::vector<double>& 
 
 // A start as a reduced mixture. Under a covariance model other than full the start's covariances
 // are first brought into the model by its M-step on themselves (W_k = Sigma_k, n_k = 1), so that
-// the objective is computed, from the first step on, for mixtures of the model.
+// the objective is computed, from the first step on, for mixtures of the model; an iterative
+// model's M-step starts from those covariances too (its warm start reads the shape and
+// orientation off them: a few rounds instead of up to a thousand from identity shapes).
 Reduced from_mixture(const Mixture& f, CovarianceModel model = CovarianceModel::VVV) {
   const std::size_t K = f.n_components(), d = f.dim();
   std::vector<double> cov(f.covariance_data(), f.covariance_data() + K * d * d);
   if (!unconstrained(model)) {
     std::vector<std::size_t> order(K);
     std::iota(order.begin(), order.end(), std::size_t{0});
-    constrain(model, d, std::vector<double>(K, 1.0), order, cov, {});
+    const std::vector<double> start = covariance_model_is_iterative(model) ? cov : std::vector<double>{};
+    constrain(model, d, std::vector<double>(K, 1.0), order, cov, start);
   }
   return make_reduced(K, d, std::vector<double>(f.means().data(), f.means().data() + K * d), std::move(cov));
 }
