@@ -504,6 +504,7 @@ class CovarianceModel:
             K and d when known from the means and weights (checked against ``variance$G`` and
             ``variance$d``); otherwise read from those fields (or from ``sigma``).
         rtol : float
+            Relative tolerance of the agreement with ``sigma`` and of the membership check.
 
         Raises
         ------
