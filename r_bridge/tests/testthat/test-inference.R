@@ -102,7 +102,7 @@ test_that("site_tests() flags the corrupted site, with p.adjust's adjustments an
   expect_identical(calls[names(calls) == "C_abline"][[1]][[3]], -log10(0.05))
 
   expect_error(site_tests(dfmr_aggregate(lapply(fits, `[[`, "parameters"), G = 3)), "needs the sites' sizes")
-  expect_error(vcov(dfmr_aggregate(fits, G = 3, method = "mr")),  # MR's default: the information
+  expect_error(vcov(suppressWarnings(dfmr_aggregate(fits, G = 3, method = "mr"))),  # MR's default: the information
                "needs the sites' data, which only dfmr_fit\\(\\) results keep")
   expect_error(site_tests(res, adjust = "tukey"), "should be one of")
 })
