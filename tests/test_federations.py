@@ -175,12 +175,13 @@ def test_fit_partitions_sites_choose_their_clusters_by_bic(partial):
 def test_a_minority_cluster_is_not_output_by_mr_dfmr_tkb_when_sites_see_fewer_clusters(partial):
     parts, loc = partial
     sizes = [len(p) for p in parts]
-    for res in (dfmr.mr(loc, 4, n_samples=sizes), dfmr.dfmr(loc, 4, n_samples=sizes),
-                dfmr.tkb(loc, 4, 0.1, n_samples=sizes)):
+    rule = {"n_samples": sizes, "require_support": True}
+    for res in (dfmr.mr(loc, 4, **rule), dfmr.dfmr(loc, 4, **rule), dfmr.tkb(loc, 4, 0.1, **rule)):
         assert not has_fake(res.mixture), res.method
         assert res.support.shape == (10, 4)
         assert (res.support[res.retained].sum(axis=0) >= 0.5 * res.retained.size).all(), res.method
-    # Without the rule MR gives the attackers' cluster a component (the rule is what removes it).
+    # Without the rule (the paper's MR, the default) the attackers' cluster takes a component.
+    assert has_fake(dfmr.mr(loc, 4, n_samples=sizes).mixture)
     pooled = dfmr.reduction.pool(loc, n_samples=sizes)
     plain = dfmr.reduction.reduce(pooled, 4, dfmr.reduction.default_starts(loc, 4))
     assert has_fake(plain.mixture)

@@ -166,6 +166,7 @@ def _aggregate(
     random_state: int | np.random.Generator | None = None,
     n_samples: Sequence[float] | np.ndarray | None = None,
     covariance_type: str | None = None,
+    require_support: bool = False,
 ) -> AggregationResult:
     """One call of the compiled core's ``dfmr::aggregate``, converted to an :class:`AggregationResult`."""
     mixtures = as_mixture_list(mixtures)
@@ -197,7 +198,7 @@ def _aggregate(
     if red is not None:
         # Sites with fewer clusters: every output component needs half of the sites (dfmr.support).
         checked, support = enforce(red, mixtures, retained, sizes.n_samples, n_components, trim=trim, tol=tol,
-                                   max_iter=max_iter, n_threads=threads)
+                                   max_iter=max_iter, n_threads=threads, apply=require_support)
         if checked is not red:
             red, n_iter, converged = checked, checked.n_iter, checked.converged
     return AggregationResult(
@@ -238,6 +239,7 @@ def dfmr(
     n_samples: Sequence[float] | np.ndarray | None = None,
     covariance_type: str | None = None,
     site_weights: str = "shared",
+    require_support: bool = False,
 ) -> AggregationResult:
     """Distance-filtered mixture reduction (Zhang, Tan & Chen 2026).
 
@@ -294,6 +296,13 @@ def dfmr(
         ``"shared"``: the paper's iid sites. ``"free"``: sites share the components, not the
         proportions (:mod:`dfmr.sites`): the filter sees means and covariances only, the
         weights are a robust average of the retained sites' own (``result.site_weights``).
+    require_support : bool, default False
+        Beyond the paper, for sites that fitted fewer than K components (sites that see only
+        some of the clusters): every output component must be supported by at least half of the
+        retained sites (:mod:`dfmr.support`), so a cluster that only a minority reports never
+        takes a slot. False (default) is the paper's method; the support is reported either
+        way (``result.support``). With K components on every retained site the rule changes
+        nothing.
 
     Returns
     -------
@@ -301,7 +310,7 @@ def dfmr(
     """
     options = dict(tol=tol, max_iter=max_iter, n_threads=n_threads, n_starts=n_starts, threshold=threshold,
                    center=center, n_center_sample=n_center_sample, random_state=random_state,
-                   covariance_type=covariance_type)
+                   covariance_type=covariance_type, require_support=require_support)
     mixtures = as_mixture_list(mixtures)
     if check_site_weights(site_weights) == "free":
         return free_aggregate("dfmr", mixtures, n_components, n_samples, **options)
@@ -320,6 +329,7 @@ def mr(
     n_samples: Sequence[float] | np.ndarray | None = None,
     covariance_type: str | None = None,
     site_weights: str = "shared",
+    require_support: bool = False,
 ) -> AggregationResult:
     """Mixture reduction of all local estimates (Zhang & Chen 2022), no filtering.
 
@@ -334,7 +344,7 @@ def mr(
         The m local estimates.
     n_components : int
         K, the number of components of the aggregate.
-    tol, max_iter, n_threads, n_starts, site_weights
+    tol, max_iter, n_threads, n_starts, site_weights, require_support
         As in :func:`dfmr`.
     n_samples : array_like of shape (m,), optional
         The sites' sample sizes, known to the server (authoritative): retained machine i's
@@ -356,7 +366,8 @@ def mr(
     -------
     AggregationResult
     """
-    options = dict(tol=tol, max_iter=max_iter, n_threads=n_threads, n_starts=n_starts, covariance_type=covariance_type)
+    options = dict(tol=tol, max_iter=max_iter, n_threads=n_threads, n_starts=n_starts,
+                   covariance_type=covariance_type, require_support=require_support)
     mixtures = as_mixture_list(mixtures)
     if check_site_weights(site_weights) == "free":
         return free_aggregate("mr", mixtures, n_components, n_samples, **options)
@@ -375,17 +386,19 @@ def tkb(
     n_starts: int | None = None,
     n_samples: Sequence[float] | np.ndarray | None = None,
     covariance_type: str | None = None,
+    require_support: bool = False,
 ) -> AggregationResult:
     """Trimmed k-barycenter: MR transporting only the cheapest ``1 - alpha`` of the pooled mass.
 
     ``n_starts`` as in :func:`mr`; ``n_samples`` (the sites' sizes weighting the pool) as in
     :func:`dfmr`: the trimmed mass is ``alpha`` of the size-weighted pool; ``covariance_type``
-    (the model of the aggregate) as in :func:`dfmr`.
+    (the model of the aggregate) and ``require_support`` as in :func:`dfmr`.
     """
     if not (0.0 <= alpha < 1.0):
         raise ValueError(f"alpha must lie in [0, 1), got {alpha!r}.")
     return _aggregate("tkb", mixtures, n_components, tol=tol, max_iter=max_iter, n_threads=n_threads,
-                      n_starts=n_starts, alpha=alpha, n_samples=n_samples, covariance_type=covariance_type)
+                      n_starts=n_starts, alpha=alpha, n_samples=n_samples, covariance_type=covariance_type,
+                      require_support=require_support)
 
 
 def coat(

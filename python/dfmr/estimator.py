@@ -747,11 +747,14 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         (the estimator's by default; a grid passes each candidate's)."""
         k = int(self.n_components if n_components is None else n_components)
         free = {"site_weights": self.site_weights}
+        # Sites that fitted fewer clusters (local_n_components): a cluster only a minority of sites
+        # reports never takes a slot (with K components everywhere the rule changes nothing).
+        rule = {"require_support": True}
         methods: dict[str, Callable[..., AggregationResult]] = {
-            "dfmr": lambda **model: dfmr(local, k, self.threshold, n_threads=n_threads, **free, **model),
-            "mr": lambda **model: mr(local, k, n_threads=n_threads, **free, **model),
+            "dfmr": lambda **model: dfmr(local, k, self.threshold, n_threads=n_threads, **free, **rule, **model),
+            "mr": lambda **model: mr(local, k, n_threads=n_threads, **free, **rule, **model),
             "coat": lambda covariance_type=None, **sizes: coat(local, n_threads=n_threads, **sizes),
-            "tkb": lambda **model: tkb(local, k, float(self.alpha), n_threads=n_threads, **model),
+            "tkb": lambda **model: tkb(local, k, float(self.alpha), n_threads=n_threads, **rule, **model),
             "robust_dfmr": lambda **model: robust_dfmr(local, k, n_threads=n_threads, **free, **model),
         }
         # The aggregate belongs to the estimator's model when the aggregator constrains its reduction

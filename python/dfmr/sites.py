@@ -339,7 +339,7 @@ def free_aggregate(method: str, mixtures: Sequence[GaussianMixtureParams], n_com
     sizes = pooled.n_samples
     screened = _aggregate("dfmr", neutralised(mixtures), n_components, n_samples=sizes, **options)
     keep = np.asarray(screened.retained, dtype=np.intp)
-    mr_options = {key: options[key] for key in ("tol", "max_iter", "n_threads", "covariance_type")
+    mr_options = {key: options[key] for key in ("tol", "max_iter", "n_threads", "covariance_type", "require_support")
                   if key in options}
     reduced = _aggregate("mr", [mixtures[i] for i in keep], n_components,
                          n_samples=None if sizes is None else sizes[keep], **mr_options)

@@ -168,6 +168,7 @@ def enforce(
     retained: np.ndarray,
     sizes: np.ndarray | None,
     n_components: int,
+    apply: bool = True,
     **options,
 ) -> tuple[ReductionResult, np.ndarray]:
     """The support of MR, DFMR or TKB's reduction ``red`` of the retained machines, and the rule.
@@ -178,6 +179,8 @@ def enforce(
     that see only some of the clusters, outside the paper's model, where a cluster that only a
     minority reports must not take a slot. With K components everywhere, the paper's methods
     are left as they are (their breakdown under attack is part of what they are).
+
+    With ``apply=False`` (the paper's methods, unless asked) only the support is computed.
 
     Returns the reduction (``red`` itself, or the supported one) and the support (m, K_out).
     """
@@ -198,7 +201,7 @@ def enforce(
         return support_matrix(owner, r.assignment, m, kl_cost(pooled, r.mixture) if trimmed else None)
 
     support = support_of(red)
-    if counts.min() >= n_components or supported(support, votes).all():
+    if not apply or counts.min() >= n_components or supported(support, votes).all():
         return red, support
     red, _ = reduce_supported(pooled, owner, votes, n_components, default_starts(kept, n_components), first=red,
                               **options)
