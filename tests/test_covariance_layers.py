@@ -294,13 +294,81 @@ def test_information_intervals_of_a_spherical_aggregate_have_one_variance_per_co
     assert out.machine_tests is None or out.machine_tests.df == get_model("VII", 3).n_parameters(3, 3)
 
 
-def test_information_method_for_a_model_without_linear_parameters_points_to_the_jackknife() -> None:
+@pytest.mark.parametrize("name", ["VEV", "EVE"])
+def test_chart_information_of_a_nonlinear_model_is_the_numerical_hessian_of_the_log_likelihood_in_the_chart(name):
+    from dfmr import information
+
+    d = 2
+    truth = GaussianMixtureParams([0.4, 0.6], [[0.0, 0.0], [4.0, 1.0]], get_model(name, d).project(
+        np.array([[[1.0, 0.3], [0.3, 0.8]], [[1.5, -0.2], [-0.2, 0.6]]])), covariance_type=name)
+    X = truth.sample(300, 4)[0]
+    mix = dfmr.fit_local(X, 2, random_state=0, n_init=2, covariance_type=name)
+    model = get_model(name, d)
+    B = information.model_jacobian(mix)
+    head = 1 + 2 * d
+    chart0 = np.concatenate([information.to_vector(mix)[:head], model.chart_point(mix.covariances)])
+    assert len(information.model_param_names(mix)) == B.shape[1] == chart0.size == model.n_parameters(2, d)
+
+    rows, cols = np.triu_indices(d)
+
+    def theta(t: np.ndarray) -> np.ndarray:  # free vector of the mixture at chart coordinates t
+        cov = model.chart_covariances(mix.covariances, t[head:])
+        return np.concatenate([t[:head], cov[:, rows, cols].ravel()])
+
+    def loglik(t: np.ndarray) -> float:
+        return float(information.from_vector(theta(t), 2, d).logpdf(X).sum())
+
+    np.testing.assert_allclose(theta(chart0), information.to_vector(mix), atol=1e-12)  # the chart's centre
+    # Central second differences (error O(h^2)) of the log-likelihood and of the chart map itself.
+    p, h = chart0.size, 1e-4 * np.maximum(1.0, np.abs(chart0))
+    numerical, curvature = np.zeros((p, p)), np.zeros((p, p))
+    score = information.scores(X, mix).sum(axis=0)
+    for i in range(p):
+        for j in range(i, p):
+            a, b = np.eye(p)[i] * h[i], np.eye(p)[j] * h[j]
+            numerical[i, j] = numerical[j, i] = -(loglik(chart0 + a + b) - loglik(chart0 + a - b)
+                                                  - loglik(chart0 - a + b) + loglik(chart0 - a - b)) / (4 * h[i] * h[j])
+            second = (theta(chart0 + a + b) - theta(chart0 + a - b) - theta(chart0 - a + b)
+                      + theta(chart0 - a - b)) / (4 * h[i] * h[j])
+            curvature[i, j] = curvature[j, i] = score @ second
+    # The chain rule in a curved chart: -d2 l = B' I B - sum_a score_a d2 theta_a (the last term has
+    # mean zero, so the expected information is B' I B alone).
+    ours = B.T @ information.information(X, mix, "observed") @ B
+    assert np.abs(curvature).max() > 1e-3 * np.abs(numerical).max()  # the chart is curved: a real check
+    np.testing.assert_allclose(ours - curvature, numerical, atol=1e-6 * np.abs(numerical).max())
+    # The Jacobian is the chart map's derivative (central first differences).
+    first = np.stack([(theta(chart0 + np.eye(p)[i] * h[i]) - theta(chart0 - np.eye(p)[i] * h[i])) / (2 * h[i])
+                      for i in range(p)], axis=1)
+    np.testing.assert_allclose(B, first, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["VEV", "EVE"])
+def test_information_intervals_of_a_nonlinear_model_are_finite_and_agree_with_the_jackknife(name) -> None:
     from dfmr import inference
 
-    X = model_population("VEV").sample(600, 1)[0]
-    loc = [dfmr.fit_local(x, 3, random_state=0, n_init=2, covariance_type="VEV") for x in (X[:300], X[300:])]
-    with pytest.raises(ValueError, match="VEV .*method='jackknife'"):
-        inference.infer(dfmr.coat(loc), loc, [X[:300], X[300:]], method="information")
+    truth = model_population(name)
+    parts = [truth.sample(500, 30 + i)[0] for i in range(8)]
+    loc = [dfmr.fit_local(x, 3, random_state=0, n_init=2, covariance_type=name) for x in parts]
+    res = dfmr.mr(loc, 3)
+    assert res.mixture.covariance_type == name
+    out = inference.infer(res, loc, parts, method="information")
+    jack = inference.infer(res, loc, parts, method="jackknife", aggregate=lambda m: dfmr.mr(m, 3))
+    for key, (lower, upper) in out.confidence_intervals(0.95).items():
+        assert np.all(np.isfinite(lower)) and np.all(np.isfinite(upper)) and np.all(upper > lower), key
+    ratio = out.standard_errors()["covariances"] / jack.standard_errors()["covariances"]
+    # Eight machines give the jackknife about seven degrees of freedom: each ratio within 2.5, their
+    # geometric mean within 25 % of one.
+    assert np.all((ratio > 1 / 2.5) & (ratio < 2.5)), ratio
+    assert 0.8 < np.exp(np.log(ratio).mean()) < 1.25
+
+
+def test_estimator_information_intervals_run_for_a_nonlinear_model() -> None:
+    X = model_population("VEV").sample(2400, 3)[0]
+    est = dfmr.DistributedGaussianMixture(3, n_machines=4, backend="serial", random_state=0,
+                                          covariance_type="VEV").fit(X)
+    assert est.infer(X, method="information").method == "information"
+    for lower, upper in est.confidence_intervals(0.95).values():
+        assert np.all(np.isfinite(lower)) and np.all(upper > lower)
 
 
 def test_aggregators_without_a_model_take_the_strict_majoritys_and_the_aggregate_carries_it() -> None:

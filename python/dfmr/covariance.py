@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "MODEL_NAMES",
@@ -251,9 +252,125 @@ class CovarianceModel:
             return np.kron(np.eye(k), per)
         return np.tile(per, (k, 1))
 
+    # ------------------------------------------------------------------ chart of a non-linear model
+    #
+    # A model whose covariances are not a linear space (VEI, EVI, VEE, EVE, VVE, EEV, VEV, EVV) is
+    # parametrised locally around one of its members Sigma_k = lambda_k D_k diag(A_k) D_k' by: the
+    # volumes lambda (1 if shared, K if not), the shapes' first d - 1 entries (A_d = 1 / prod of the
+    # others: det A = 1), and for each orientation a rotation D = D_hat expm(S(phi)), S skew with
+    # upper entries phi, phi = 0 at the member. The chart has exactly n_covariance_parameters(K, d)
+    # coordinates (mclust's nVarParams); information and delta method work through its Jacobian.
+
+    def _chart_counts(self, n_components: int) -> tuple[int, int, int]:
+        """How many volumes, shapes and orientations the chart has (1 when shared, K when not, 0 for I)."""
+        count = {"E": 1, "V": int(n_components), "I": 0, "": 0}
+        return count[self.volume], count[self.shape], count[self.orientation]
+
+    def _chart_base(self, covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(scale, shape, orientation)`` of covariances that are a member of the model (else ValueError)."""
+        cov = self._check_covariances(covariances)
+        scale, shape, orientation = self._decompose(cov)
+        rebuilt = np.einsum("kij,kj,klj->kil", orientation, scale[:, None] * shape, orientation)
+        if not np.allclose(rebuilt, cov, rtol=1e-6, atol=1e-9 * np.abs(cov).max()):
+            raise ValueError(f"the covariances are not members of model {self.name} (to a relative 1e-6); "
+                             "its chart (volumes, shapes, orientations) is defined at a member only.")
+        return scale, shape, orientation
+
+    def chart_point(self, covariances: np.ndarray) -> np.ndarray:
+        """Chart coordinates of a member of the model: its volumes, shapes' first ``d - 1`` entries and
+        zero rotations (see :meth:`chart_jacobian`).
+
+        Returns
+        -------
+        ndarray of shape (n_covariance_parameters(K, d),)
+        """
+        scale, shape, _ = self._chart_base(covariances)
+        K, d = shape.shape
+        nv, ns, no = self._chart_counts(K)
+        return np.concatenate([scale[:nv], shape[:ns, : d - 1].ravel(), np.zeros(no * (d * (d - 1) // 2))])
+
+    def chart_covariances(self, covariances: np.ndarray, coordinates: ArrayLike) -> np.ndarray:
+        """The model's covariances (K, d, d) at chart ``coordinates`` of the chart centred at the member
+        ``covariances`` (whose orientations are the rotations' origin; :meth:`chart_point` gives its own
+        coordinates)."""
+        from scipy.linalg import expm
+
+        _, shape0, orientation = self._chart_base(covariances)
+        K, d = shape0.shape
+        nv, ns, no = self._chart_counts(K)
+        r, c = np.triu_indices(d, 1)
+        x = np.asarray(coordinates, dtype=np.float64)
+        if x.shape != (nv + ns * (d - 1) + no * r.size,):
+            raise ValueError(f"coordinates must have shape ({nv + ns * (d - 1) + no * r.size},), got {x.shape}.")
+        volumes, shapes = x[:nv], x[nv: nv + ns * (d - 1)].reshape(ns, d - 1)
+        angles = x[nv + ns * (d - 1):].reshape(no, r.size)
+        out = np.empty((K, d, d))
+        for k in range(K):
+            a = np.ones(d) if ns == 0 else shapes[min(k, ns - 1)]
+            a = a if ns == 0 else np.append(a, 1.0 / np.prod(a))
+            rot = orientation[k]
+            if no:
+                skew = np.zeros((d, d))
+                skew[r, c] = angles[min(k, no - 1)]
+                rot = rot @ expm(skew - skew.T)
+            out[k] = volumes[min(k, nv - 1)] * (rot * a) @ rot.T
+        return out
+
+    def chart_jacobian(self, covariances: np.ndarray) -> np.ndarray:
+        """``J = d(vech Sigma_1, ..., vech Sigma_K) / d(chart)`` at the member ``covariances``, analytically.
+
+        Columns as :meth:`parameter_names`; rows as :meth:`linear_basis`. For a linear model this is
+        :meth:`linear_basis`. With ``Sigma = lambda D diag(A) D'``: ``d/d lambda = D A D'``, ``d/d A_j =
+        lambda D (e_j e_j' - A_d / A_j e_d e_d') D'`` (``A_d = 1 / prod``), ``d/d phi_ij = lambda D (G A
+        - A G) D'`` with ``G = e_i e_j' - e_j e_i'`` (the derivative of ``expm`` at 0). A shared
+        parameter's column sums its components' derivatives.
+
+        Returns
+        -------
+        ndarray of shape (K d (d + 1) / 2, n_covariance_parameters(K, d))
+        """
+        if self.linear:
+            cov = self._check_covariances(covariances)
+            return self.linear_basis(cov.shape[0], cov.shape[-1])
+        scale, shape, orientation = self._chart_base(covariances)
+        K, d = shape.shape
+        nv, ns, no = self._chart_counts(K)
+        rows, cols = np.triu_indices(d)
+        r, c = np.triu_indices(d, 1)
+        q = rows.size
+        s0, o0 = nv, nv + ns * (d - 1)
+        jac = np.zeros((K * q, o0 + no * r.size))
+        for k in range(K):
+            D, A, lam = orientation[k], shape[k], scale[k]
+            block = slice(k * q, (k + 1) * q)
+            jac[block, min(k, nv - 1)] += ((D * A) @ D.T)[rows, cols]
+            if ns:
+                for j in range(d - 1):
+                    e = np.zeros(d)
+                    e[j], e[d - 1] = 1.0, -A[d - 1] / A[j]
+                    jac[block, s0 + min(k, ns - 1) * (d - 1) + j] += lam * ((D * e) @ D.T)[rows, cols]
+            if no:
+                for m, (i, j) in enumerate(zip(r, c)):
+                    G = np.zeros((d, d))
+                    G[i, j], G[j, i] = 1.0, -1.0
+                    turn = lam * (D @ (G * A - A[:, None] * G) @ D.T)
+                    jac[block, o0 + min(k, no - 1) * r.size + m] += turn[rows, cols]
+        return jac
+
     def parameter_names(self, n_components: int, dim: int) -> list[str]:
-        """Names of the free covariance parameters of a linear model, in the columns' order of
-        :meth:`linear_basis` (1-based, as :func:`dfmr.information.param_names`)."""
+        """Names of the free covariance parameters, in the columns' order of :meth:`linear_basis` (a linear
+        model: covariance entries) or of :meth:`chart_jacobian` (the others: ``lambda`` volumes, ``A`` shapes'
+        first ``d - 1`` entries, ``rot`` rotation angles ``phi_ij``, ``i < j``), 1-based, ``[k]`` per component."""
+        if not self.linear:
+            self._check_dim(dim)
+            nv, ns, no = self._chart_counts(n_components)
+            r, c = np.triu_indices(dim, 1)
+
+            def tag(k: int, count: int) -> str:
+                return "" if count == 1 else f"[{k + 1}]"
+            return ([f"lambda{tag(k, nv)}" for k in range(nv)]
+                    + [f"A{tag(k, ns)}[{j + 1}]" for k in range(ns) for j in range(dim - 1)]
+                    + [f"rot{tag(k, no)}[{i + 1},{j + 1}]" for k in range(no) for i, j in zip(r, c)])
         basis = self.linear_basis(n_components, dim)
         rows, cols = np.triu_indices(dim)
         q = rows.size

@@ -197,14 +197,20 @@ def full_jacobian(n_components: int, dim: int) -> np.ndarray:
 
 
 def model_jacobian(mixture: GaussianMixtureParams) -> np.ndarray:
-    """``B`` with ``theta = B @ theta_model``: the free parameters of the mixture's covariance model
+    """``B = d theta / d theta_model``: the free parameters of the mixture's covariance model
     (:attr:`GaussianMixtureParams.covariance_type`) in the free parameter vector :func:`to_vector`.
 
     ``theta_model`` holds the K - 1 weights, the K d means and the model's free covariance parameters
-    (:meth:`dfmr.covariance.CovarianceModel.linear_basis`: e.g. one variance per component for VII,
-    one shared matrix for EEE), so the information in the model's parametrisation is ``B' I B`` and
-    the covariance of ``theta`` is ``B (B' I B)^-1 B'`` (exact: the map is linear). The identity for
-    full covariances.
+    (:meth:`dfmr.covariance.CovarianceModel.parameter_names`). For a model linear in its covariance
+    entries (:meth:`~dfmr.covariance.CovarianceModel.linear_basis`: e.g. one variance per component for
+    VII, one shared matrix for EEE) ``theta = B @ theta_model`` exactly. For the others (VEI, EVI, VEE,
+    EVE, VVE, EEV, VEV, EVV) ``B`` is the Jacobian at the mixture of the model's chart (volumes, shapes,
+    rotations ``D_hat expm(S)``; :meth:`~dfmr.covariance.CovarianceModel.chart_jacobian`). The
+    information in the model's parametrisation is ``B' I B`` and, by the delta method, the covariance
+    of ``theta`` is ``B (B' I B)^-1 B'``. (The chain rule adds ``sum_a score_a d2 theta_a`` to an
+    observed Hessian in a curved chart; the expected information has none, as the expected score is
+    zero, and at the model's maximum likelihood the observed score along the model is zero too.) The
+    identity for full covariances.
 
     Returns
     -------
@@ -213,11 +219,10 @@ def model_jacobian(mixture: GaussianMixtureParams) -> np.ndarray:
     Raises
     ------
     ValueError
-        For a covariance model that is not linear in its covariance entries (VEI, EVI, VEE, EVE, VVE,
-        EEV, VEV, EVV).
+        When the covariances are not members of the mixture's model.
     """
     k, d = mixture.n_components, mixture.dim
-    basis = get_model(mixture.covariance_type, d).linear_basis(k, d)
+    basis = get_model(mixture.covariance_type, d).chart_jacobian(mixture.covariances)
     head = (k - 1) + k * d
     out = np.zeros((n_params(k, d), head + basis.shape[1]))
     out[:head, :head] = np.eye(head)
