@@ -344,23 +344,8 @@ def mr(
         The m local estimates.
     n_components : int
         K, the number of components of the aggregate.
-    tol, max_iter, n_threads, n_starts, site_weights, require_support
+    tol, max_iter, n_threads, n_starts, n_samples, covariance_type, site_weights, require_support
         As in :func:`dfmr`.
-    n_samples : array_like of shape (m,), optional
-        The sites' sample sizes, known to the server (authoritative): retained machine i's
-        components enter the pool with weight ``w_ik n_i / sum_{j retained} n_j``. ``None``
-        reads the sizes the estimates claim (:attr:`GaussianMixtureParams.n_samples`) without
-        trusting them: a missing claim counts as the median claim and every claim is capped at
-        5x the median claim; with no claims at all, equal weights (the paper's ``w_ik / |R|``).
-        Equal sizes give exactly the unweighted result. The result records the sizes used
-        (``n_samples``) and their source (``size_source``).
-    covariance_type : str, optional
-        Covariance model of the aggregate's components: scikit-learn's "full", "tied", "diag",
-        "spherical" or an mclust model name (:func:`dfmr.covariance.get_model`); None is the
-        model a strict majority of the estimates claim, else "full".
-        The reduction's MM update applies the model's constrained M-step to the matched moments,
-        so the aggregate belongs to the model (``mixture.covariance_type``); distances and the
-        filter do not depend on it.
 
     Returns
     -------
