@@ -224,6 +224,17 @@ def _aggregate(
     )
 
 
+def _by_site_model(method: str, mixtures: Sequence[GaussianMixtureParams], n_components: int, n_samples,
+                   site_weights: str, options: dict) -> AggregationResult:
+    """MR or DFMR under the site model ``site_weights`` (:mod:`dfmr.sites`): "free" screens and reduces
+    means and covariances only; "shared" is the compiled core's method, checked by :func:`dfmr.sites.finish`."""
+    mixtures = as_mixture_list(mixtures)
+    if check_site_weights(site_weights) == "free":
+        return free_aggregate(method, mixtures, n_components, n_samples, **options)
+    return finish(_aggregate(method, mixtures, n_components, n_samples=n_samples, **options), mixtures, "shared",
+                  n_samples)
+
+
 def dfmr(
     mixtures: Sequence[GaussianMixtureParams],
     n_components: int,
@@ -311,11 +322,7 @@ def dfmr(
     options = dict(tol=tol, max_iter=max_iter, n_threads=n_threads, n_starts=n_starts, threshold=threshold,
                    center=center, n_center_sample=n_center_sample, random_state=random_state,
                    covariance_type=covariance_type, require_support=require_support)
-    mixtures = as_mixture_list(mixtures)
-    if check_site_weights(site_weights) == "free":
-        return free_aggregate("dfmr", mixtures, n_components, n_samples, **options)
-    return finish(_aggregate("dfmr", mixtures, n_components, n_samples=n_samples, **options), mixtures, "shared",
-                  n_samples)
+    return _by_site_model("dfmr", mixtures, n_components, n_samples, site_weights, options)
 
 
 def mr(
@@ -353,11 +360,7 @@ def mr(
     """
     options = dict(tol=tol, max_iter=max_iter, n_threads=n_threads, n_starts=n_starts,
                    covariance_type=covariance_type, require_support=require_support)
-    mixtures = as_mixture_list(mixtures)
-    if check_site_weights(site_weights) == "free":
-        return free_aggregate("mr", mixtures, n_components, n_samples, **options)
-    return finish(_aggregate("mr", mixtures, n_components, n_samples=n_samples, **options), mixtures, "shared",
-                  n_samples)
+    return _by_site_model("mr", mixtures, n_components, n_samples, site_weights, options)
 
 
 def tkb(

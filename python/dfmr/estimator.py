@@ -874,8 +874,12 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         -------
         float
         """
+        return self._criterion(X, math.log)
+
+    def _criterion(self, X: ArrayLike, cost_per_parameter: Callable[[int], float]) -> float:
+        """``-2 log L(X) + p cost_per_parameter(n)``: BIC with ``log``, AIC with 2."""
         loglik = self.score_samples(X)
-        return float(-2.0 * loglik.sum() + self._n_parameters() * math.log(loglik.shape[0]))
+        return float(-2.0 * loglik.sum() + self._n_parameters() * cost_per_parameter(loglik.shape[0]))
 
     def aic(self, X: ArrayLike) -> float:
         """Akaike information criterion on ``X`` (lower is better): ``-2 log L + 2 p``, ``p`` as in :meth:`bic`.
@@ -889,8 +893,7 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         -------
         float
         """
-        loglik = self.score_samples(X)
-        return float(-2.0 * loglik.sum() + 2.0 * self._n_parameters())
+        return self._criterion(X, lambda n: 2.0)
 
     def sample(
         self,
