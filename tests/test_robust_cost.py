@@ -1,0 +1,95 @@
+"""robust_dfmr's faster paths return what the straightforward computations return, bit for bit.
+
+Each fast helper of :mod:`dfmr.robust` is replaced by a plain re-computation (numpy's quantile,
+one kl_cost call and one validated mixture per machine, ...) and robust_dfmr is run again on a
+few inputs that take different branches (server sizes, no sizes with the information floor,
+colluders that merge votes, copies, a constrained model): the aggregate and the screening must
+not change at all. The cost itself is measured by tests/benchmarks/bench_robust.py.
+"""
+
+from __future__ import annotations
+
+import attacks
+import numpy as np
+import pytest
+
+import dfmr
+import dfmr.robust as robust
+from dfmr import GaussianMixtureParams, simulate
+
+N_LOCAL = 5000
+
+
+def _noisy_two_gaussians(m: int, n: int, seed: int) -> list[GaussianMixtureParams]:
+    """Local estimates of 0.4 N(-2, 1) + 0.6 N(2, 1.5^2): the truth plus sampling-size noise."""
+    truth = attacks.TWO_GAUSSIANS
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(m):
+        w0 = truth.weights[0] + rng.normal(0.0, np.sqrt(truth.weights[0] * (1 - truth.weights[0]) / n))
+        w = np.array([w0, 1.0 - w0])
+        sd = np.sqrt(truth.covariances[:, 0, 0])
+        mu = truth.means + rng.normal(0.0, 1.0, (2, 1)) * (sd / np.sqrt(n * truth.weights))[:, None]
+        var = truth.covariances * np.exp(rng.normal(0.0, np.sqrt(2.0 / (n * truth.weights))))[:, None, None]
+        out.append(GaussianMixtureParams(w, mu, var, n_samples=n))
+    return out
+
+
+def _inputs():
+    """(name, mixtures, K, keyword arguments): branches of the screening."""
+    loc = simulate.local_estimates_fixture()
+    rng = np.random.default_rng(7)
+    colluded, _ = attacks.colluders(loc, 0.3, 6.0, rng, N_LOCAL)
+    copied, _ = attacks.copy_honest(loc, 0.2, 0.0, None, N_LOCAL)
+    one_d = _noisy_two_gaussians(12, 1000, 3)
+    return [
+        ("fixture, server sizes", loc, 5, {"n_samples": N_LOCAL}),
+        ("fixture colluders, no sizes", colluded, 5, {}),
+        ("fixture copies, server sizes", copied, 5, {"n_samples": N_LOCAL}),
+        ("1-D claimed sizes (information floor)", one_d, 2, {}),
+        ("fixture, diagonal model", loc[:10], 5, {"n_samples": N_LOCAL, "covariance_type": "diag"}),
+    ]
+
+
+def _plain_quantile(x, q):
+    return np.quantile(x, q, axis=0)
+
+
+STRAIGHTFORWARD = {"_linear_quantile": _plain_quantile}
+
+
+def _assert_same(a, b):
+    for x, y in ((a.mixture.weights, b.mixture.weights), (a.mixture.means, b.mixture.means),
+                 (a.mixture.covariances, b.mixture.covariances), (a.retained, b.retained), (a.support, b.support)):
+        np.testing.assert_array_equal(x, y)
+    sa, sb = a.screening, b.screening
+    assert sa.decisions == sb.decisions
+    for x, y in ((sa.alignment, sb.alignment), (sa.kept, sb.kept), (sa.votes, sb.votes),
+                 (sa.machine_statistic, sb.machine_statistic), (sa.test_n, sb.test_n)):
+        np.testing.assert_array_equal(x, y)
+    for p in sa.statistics:
+        np.testing.assert_array_equal(sa.statistics[p], sb.statistics[p])
+        np.testing.assert_array_equal(sa.inflation[p], sb.inflation[p])
+    assert sa.vote_groups == sb.vote_groups and sa.relaxed_slots == sb.relaxed_slots
+    assert a.objective == b.objective
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_fast_paths_return_the_straightforward_aggregate(case, monkeypatch):
+    name, mixtures, k, kw = _inputs()[case]
+    fast = dfmr.robust_dfmr(mixtures, k, **kw)
+    for attr, plain in STRAIGHTFORWARD.items():
+        monkeypatch.setattr(robust, attr, plain)
+    _assert_same(fast, dfmr.robust_dfmr(mixtures, k, **kw))
+
+
+def test_linear_quantile_is_numpys_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for r in (1, 2, 3, 7, 20):
+        for q in (0.0, 1 / 6, 0.25, 0.5, 0.75, 1.0):
+            x = rng.normal(size=(r, 3)) * 10.0 ** rng.uniform(-3, 3)
+            x[:, 1] = np.round(x[:, 1])  # ties
+            if r > 1:
+                x[0, 2] = np.nan  # a column with a NaN is NaN
+            np.testing.assert_array_equal(robust._linear_quantile(x, q), np.quantile(x, q, axis=0))
+            assert robust._linear_quantile(x[:, 0], q) == np.quantile(x[:, 0], q)
