@@ -145,6 +145,15 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         )
 
 
+def _sum_to_one(w: np.ndarray, total: float) -> np.ndarray:
+    """``w / total`` unless the exact sum ``total`` is already within 2 eps of 1.
+
+    After one rescaling the exact sum is within eps of 1, so validating the result again
+    (save/load, pickling) leaves the weights bit-for-bit unchanged.
+    """
+    return w / total if abs(total - 1.0) > 2.0 * _EPS else w
+
+
 def _validate(
     weights: ArrayLike, means: ArrayLike, covariances: ArrayLike, normalize: bool, check_limits: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -190,10 +199,7 @@ def _validate(
     if not abs(total - 1.0) <= tol:
         hint = "" if normalize else " Pass normalize=True if they differ from 1 only by rounding."
         raise InvalidMixtureError(f"weights: sum to {total!r}, not 1 (tolerance {tol:g}).{hint}")
-    if abs(total - 1.0) > 2.0 * _EPS:
-        # After one rescaling the exact sum is within eps of 1, so validating the result again
-        # (save/load, pickling) leaves the weights bit-for-bit unchanged.
-        w = w / total
+    w = _sum_to_one(w, total)
 
     if check_limits:
         big = float(np.abs(mu).max())
@@ -463,6 +469,15 @@ class GaussianMixtureParams:
         self._set(w, mu, cov, chol)
         object.__setattr__(self, "_covariance_type", model)
         return self
+
+    def _subset(self, components: np.ndarray) -> GaussianMixtureParams:
+        """The given components, weights renormalised: ``_from_core(w / w.sum(), means, covariances)``
+        bit for bit, without validating again what this mixture already validated (its model kept)."""
+        w = self._weights[components]
+        w = w / w.sum()
+        return type(self)._wrap(_sum_to_one(w, math.fsum(w.tolist())), self._means[components],
+                                self._covariances[components], self._chol[components],
+                                covariance_type=self._covariance_type)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"GaussianMixtureParams is immutable; cannot set {name!r}.")

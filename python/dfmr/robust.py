@@ -97,6 +97,7 @@ from scipy.optimize import brentq, linear_sum_assignment
 from scipy.special import xlogy
 from scipy.stats import chi2
 
+from ._native import _core
 from ._validation import check_int
 from .aggregate import AggregationResult
 from .covariance import CovarianceModel, get_model, majority_covariance_type
@@ -522,33 +523,51 @@ def _alignment_cap(reference: GaussianMixtureParams) -> float:
     return 0.5 * float(cost.min())
 
 
-def _align(mixture: GaussianMixtureParams, reference: GaussianMixtureParams, cap: float) -> np.ndarray:
-    """Slot -> component of ``mixture`` (or -1) minimising the summed capped KL cost, one-to-one."""
-    cost = np.minimum(kl_cost(mixture, reference), min(cap, 1e300))  # (K_i, K)
-    rows, cols = linear_sum_assignment(cost)
-    out = np.full(reference.n_components, -1, dtype=np.intp)
-    out[cols] = rows
-    return out
+@dataclass(frozen=True)
+class _Components:
+    """Every alive machine's components, concatenated once per call (machine i's are rows
+    ``offsets[i]:offsets[i + 1]``, none for machines dropped in hygiene): the alignment costs of all
+    machines come from one core call, and each round's aligned arrays are gathered, not rebuilt."""
+
+    offsets: np.ndarray
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    logdet: np.ndarray
+
+    @classmethod
+    def of(cls, mixtures: list[GaussianMixtureParams], alive_idx: np.ndarray) -> _Components:
+        sizes = np.zeros(len(mixtures), dtype=np.intp)
+        sizes[alive_idx] = [mixtures[i].n_components for i in alive_idx]
+        alive = [mixtures[i] for i in alive_idx]
+        chol = np.concatenate([f.cholesky_factors for f in alive])
+        return cls(np.concatenate([[0], np.cumsum(sizes)]), np.concatenate([f.weights for f in alive]),
+                   np.concatenate([f.means for f in alive]), np.concatenate([f.covariances for f in alive]),
+                   2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1))
 
 
-def _stack(mixtures: list[GaussianMixtureParams], alignment: np.ndarray, d: int) -> tuple[np.ndarray, ...]:
+def _align(components: _Components, alive_idx: np.ndarray, reference: GaussianMixtureParams, cap: float,
+           alignment: np.ndarray) -> None:
+    """Per alive machine, slot -> its component (or -1) minimising the summed capped KL cost, one-to-one
+    (rows of ``alignment``, in place)."""
+    n = components.weights.size
+    # KL(N_n || G_k) is computed component by component: one call for every machine's components.
+    cost = np.minimum(_core.kl_cost(np.full(n, 1.0 / n), components.means, components.covariances,
+                                    reference.weights, reference.means, reference.covariances), min(cap, 1e300))
+    for i in alive_idx:
+        rows, cols = linear_sum_assignment(cost[components.offsets[i]:components.offsets[i + 1]])
+        alignment[i] = -1
+        alignment[i, cols] = rows
+
+
+def _stack(components: _Components, alignment: np.ndarray) -> tuple[np.ndarray, ...]:
     """Aligned weights (m, K), means (m, K, d), covariances (m, K, d, d) and log-dets (NaN where empty)."""
-    m, k = alignment.shape
-    w = np.full((m, k), np.nan)
-    mu = np.full((m, k, d), np.nan)
-    cov = np.full((m, k, d, d), np.nan)
-    logdet = np.full((m, k), np.nan)
-    for i in range(m):
-        slots = np.flatnonzero(alignment[i] >= 0)
-        if slots.size == 0:
-            continue
-        comp = alignment[i, slots]
-        f = mixtures[i]
-        w[i, slots] = f.weights[comp]
-        mu[i, slots] = f.means[comp]
-        cov[i, slots] = f.covariances[comp]
-        logdet[i, slots] = 2.0 * np.log(np.diagonal(f.cholesky_factors[comp], axis1=1, axis2=2)).sum(axis=1)
-    return w, mu, cov, logdet
+    present = alignment >= 0
+    idx = np.where(present, components.offsets[:-1, None] + alignment, 0)
+    return (np.where(present, components.weights[idx], np.nan),
+            np.where(present[..., None], components.means[idx], np.nan),
+            np.where(present[..., None, None], components.covariances[idx], np.nan),
+            np.where(present, components.logdet[idx], np.nan))
 
 
 def _raw_statistics(
@@ -920,6 +939,7 @@ def robust_dfmr(
 
     size_weight = np.where(alive, n, 0.0) if server else np.ones(m)
     alignment = np.full((m, k), -1, dtype=np.intp)
+    components = _Components.of(mixtures, alive_idx)
     ref_w, ref_mu, ref_cov = reference.weights, reference.means, reference.covariances
     for round_ in range(_ALIGNMENT_ROUNDS):
         ref = GaussianMixtureParams._from_core(ref_w, ref_mu, model.project(ref_cov) if constrained else ref_cov,
@@ -928,10 +948,8 @@ def robust_dfmr(
             # After one round the reference is the mean of components that passed: a robust
             # truth at which the information of the mixture says how far honest estimates scatter.
             _, joint = _information_inflation(ref, dfs)
-        cap = _alignment_cap(ref)
-        for i in alive_idx:
-            alignment[i] = _align(mixtures[i], ref, cap)
-        w, mu, cov, logdet = _stack(mixtures, alignment, d)
+        _align(components, alive_idx, ref, _alignment_cap(ref), alignment)
+        w, mu, cov, logdet = _stack(components, alignment)
         present = ~np.isnan(w)
         # Median centre, then the mean of the components that pass against it.
         ref_w, ref_mu, ref_cov = _median_centre(w, mu, cov, present, cal.votes, ref)
@@ -1310,12 +1328,6 @@ def _shared_statistics(
     return out
 
 
-def _aligned(mixture: GaussianMixtureParams, slots: np.ndarray) -> GaussianMixtureParams:
-    """The components of ``mixture`` aligned to the slots, in slot order, weights renormalised."""
-    w = mixture.weights[slots]
-    return GaussianMixtureParams._from_core(w / w.sum(), mixture.means[slots], mixture.covariances[slots])
-
-
 def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads, votes, total_votes, notes,
                model):
     """MR of the kept components (slot weights unbiased by drops), or their slot-wise moment match."""
@@ -1365,7 +1377,7 @@ def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threa
     # dfmr.mr starts from the estimates): the best objective. A slot-wise start alone can stop at
     # a poor optimum (wine at K = 4: 0.28 nat held out once the pool weights differ by 14 / 13).
     whole = np.flatnonzero(kept.all(axis=1))
-    starts = [start] + [_aligned(mixtures[i], alignment[i]) for i in whole]
+    starts = [start] + [mixtures[i]._subset(alignment[i]) for i in whole]
     red = reduce(pooled, k, starts, tol=tol, max_iter=max_iter, n_threads=n_threads, covariance_type=model.name)
     if not supported(red):
         # On real data honest machines split clusters differently, and the best optimum may
