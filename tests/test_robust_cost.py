@@ -92,7 +92,32 @@ def _plain_subset(mixture, components):
     return GaussianMixtureParams._from_core(w / w.sum(), mixture.means[components], mixture.covariances[components])
 
 
-STRAIGHTFORWARD = {"_linear_quantile": _plain_quantile, "_align": _plain_align, "_stack": _plain_stack}
+
+
+def _plain_slot_inflations(stats, df, votes, q):
+    return np.array([robust._inflation(stats[:, j], df, None, votes, q) for j in range(stats.shape[1])])
+
+
+def _plain_median_centre(w, mu, cov, present, votes, fallback):
+    """Slot by slot."""
+    ref_w, ref_mu, ref_cov = fallback.weights.copy(), fallback.means.copy(), fallback.covariances.copy()
+    for j in range(w.shape[1]):
+        rows = present[:, j]
+        if rows.any():
+            u = votes[rows]
+            ref_w[j] = robust._weighted_quantile(w[rows, j], u, 0.5)
+            ref_mu[j] = robust._weighted_quantile(mu[rows, j], u, 0.5)
+            med = robust._weighted_quantile(cov[rows, j], u, 0.5)
+            med = 0.5 * (med + med.T)
+            if np.linalg.eigvalsh(med)[0] > 0:
+                ref_cov[j] = med
+    total = ref_w.sum()
+    return (ref_w / total if total > 0 else fallback.weights.copy()), ref_mu, ref_cov
+
+
+# Each fast helper of dfmr.robust and its straightforward re-computation.
+STRAIGHTFORWARD = {"_linear_quantile": _plain_quantile, "_align": _plain_align, "_stack": _plain_stack,
+                   "_slot_inflations": _plain_slot_inflations, "_median_centre": _plain_median_centre}
 
 
 def _assert_same(a, b):

@@ -628,6 +628,15 @@ def _inflation(stats: np.ndarray, df: int, floor: float | None, votes: np.ndarra
     return s if floor is None else max(s, floor)
 
 
+def _slot_inflations(stats: np.ndarray, df: int, votes: np.ndarray, q: float) -> np.ndarray:
+    """:func:`_inflation` of every slot's column of ``stats`` (m, K), without a floor: one quantile
+    over the columns at once when no component is missing (quantiles are column by column)."""
+    if not np.isfinite(stats).all():
+        return np.array([_inflation(stats[:, j], df, None, votes, q) for j in range(stats.shape[1])])
+    s = _weighted_quantile(stats, votes, q) / _chi2_ppf(q, df)
+    return np.where(np.isfinite(s) & (s > 0), s, 1.0)
+
+
 def _weighted_chi2_sf(x: float, lam: np.ndarray) -> float:
     """``P(sum_j lam_j Z_j^2 > x)`` for independent standard normals: Lugannani-Rice saddlepoint.
 
@@ -784,17 +793,28 @@ def _median_centre(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, present: np.n
     median covariance keeps the fallback."""
     k = w.shape[1]
     ref_w, ref_mu, ref_cov = fallback.weights.copy(), fallback.means.copy(), fallback.covariances.copy()
-    for j in range(k):
-        rows = present[:, j]
-        if not rows.any():
-            continue
+    if present.any() and (present == present[:, :1]).all():
+        # Every slot has the same machines (the common case): the medians of all slots at once.
+        rows = present[:, 0]
         u = votes[rows]
-        ref_w[j] = _weighted_quantile(w[rows, j], u, 0.5)
-        ref_mu[j] = _weighted_quantile(mu[rows, j], u, 0.5)
-        med = _weighted_quantile(cov[rows, j], u, 0.5)
-        med = 0.5 * (med + med.T)
-        if np.linalg.eigvalsh(med)[0] > 0:
-            ref_cov[j] = med
+        ref_w = _weighted_quantile(w[rows], u, 0.5)
+        ref_mu = _weighted_quantile(mu[rows], u, 0.5)
+        med = _weighted_quantile(cov[rows], u, 0.5)
+        med = 0.5 * (med + np.swapaxes(med, 1, 2))
+        definite = np.linalg.eigvalsh(med)[:, 0] > 0
+        ref_cov[definite] = med[definite]
+    else:
+        for j in range(k):
+            rows = present[:, j]
+            if not rows.any():
+                continue
+            u = votes[rows]
+            ref_w[j] = _weighted_quantile(w[rows, j], u, 0.5)
+            ref_mu[j] = _weighted_quantile(mu[rows, j], u, 0.5)
+            med = _weighted_quantile(cov[rows, j], u, 0.5)
+            med = 0.5 * (med + med.T)
+            if np.linalg.eigvalsh(med)[0] > 0:
+                ref_cov[j] = med
     total = ref_w.sum()
     return (ref_w / total if total > 0 else fallback.weights.copy()), ref_mu, ref_cov
 
@@ -1241,9 +1261,8 @@ def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
             part = max(_inflation(raw[p], dfs[p], floor_p, cal.votes, _CALIBRATION_QUANTILE), unit)
             # A slot's own lower quantile of m values is steady only with a few df; for the 1-df
             # weights an attacker holding a slot's upper half could move it several-fold.
-            factor = np.full(k, part) if dfs[p] < _SLOT_FACTOR_MIN_DF else np.array(
-                [max(part, _inflation(raw[p][:, j], dfs[p], None, cal.votes, _CALIBRATION_QUANTILE))
-                 for j in range(k)])
+            factor = np.full(k, part) if dfs[p] < _SLOT_FACTOR_MIN_DF else np.maximum(
+                part, _slot_inflations(raw[p], dfs[p], cal.votes, _CALIBRATION_QUANTILE))
             factor = np.minimum(factor, max(top, unit))
         else:
             alpha = float(chi2.sf(cut_raw[p], dfs[p]))
