@@ -115,9 +115,28 @@ def _plain_median_centre(w, mu, cov, present, votes, fallback):
     return (ref_w / total if total > 0 else fallback.weights.copy()), ref_mu, ref_cov
 
 
+def _plain_pool(components, alignment, kept, pool_weight):
+    """Component by component, in lists."""
+    comp_w, comp_mu, comp_cov, owner, slot_of = [], [], [], [], []
+    for j in range(kept.shape[1]):
+        rows = np.flatnonzero(kept[:, j])
+        if rows.size:
+            v = pool_weight[rows] / pool_weight[rows].sum()
+            for i, vi in zip(rows, v):
+                c = components.offsets[i] + alignment[i, j]
+                comp_w.append(vi * components.weights[c])
+                comp_mu.append(components.means[c])
+                comp_cov.append(components.covariances[c])
+                owner.append(i)
+                slot_of.append(j)
+    comp_w = np.asarray(comp_w)
+    return comp_w / comp_w.sum(), np.asarray(comp_mu), np.asarray(comp_cov), np.asarray(owner), np.asarray(slot_of)
+
+
 # Each fast helper of dfmr.robust and its straightforward re-computation.
 STRAIGHTFORWARD = {"_linear_quantile": _plain_quantile, "_align": _plain_align, "_stack": _plain_stack,
-                   "_slot_inflations": _plain_slot_inflations, "_median_centre": _plain_median_centre}
+                   "_slot_inflations": _plain_slot_inflations, "_median_centre": _plain_median_centre,
+                   "_pool": _plain_pool}
 
 
 def _assert_same(a, b):

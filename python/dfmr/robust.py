@@ -480,8 +480,8 @@ def _vote_groups(features: np.ndarray, lam: np.ndarray, level: float, exact: np.
         # look tight by inflating the calibrated scale).
         off = dist[~np.eye(ma, dtype=bool)].reshape(ma, ma - 1)
         shrink = min(1.0, float(np.median(np.median(off, axis=1))) / (2.0 * _weighted_chi2_isf(0.5, lam)))
-        cut = _TIGHT * shrink * c * chi2.ppf(alpha, f * (sizes - 1))
-        member_law = _TIGHT * shrink * c * chi2.ppf(_MEMBER_QUANTILE, f)
+        cut = _TIGHT * shrink * c * _chi2("ppf", tuple(alpha.tolist()), tuple((f * (sizes - 1)).tolist()))
+        member_law = _TIGHT * shrink * c * _chi2("ppf", _MEMBER_QUANTILE, f)
         orders = np.argsort(dist, axis=1, kind="stable")[:, :g_max]  # each machine's nearest, itself first
         subs = dist[orders[:, :, None], orders[:, None, :]]
         # pairs[a, g - 1]: the sum over the pairs among machine a's first g.
@@ -606,10 +606,21 @@ def _raw_statistics(
     return stats
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)
+def _chi2(fn: str, x: float | tuple[float, ...], df: float | tuple[float, ...]) -> float | np.ndarray:
+    """``chi2.<fn>(x, df)`` memoised (scipy's per-call overhead was a third of the screening's time,
+    and the rounds, the machine-level laws and later calls ask for the same values): a float, or a
+    read-only array for tuples."""
+    out = getattr(chi2, fn)(np.asarray(x), np.asarray(df))
+    if out.ndim == 0:
+        return float(out)
+    out.setflags(write=False)
+    return out
+
+
 def _chi2_ppf(q: float, df: int) -> float:
-    """chi2.ppf, memoised (scipy's per-call overhead was a third of the screening's time)."""
-    return float(chi2.ppf(q, df))
+    """chi2.ppf, memoised."""
+    return _chi2("ppf", q, df)
 
 
 def _inflation(stats: np.ndarray, df: int, floor: float | None, votes: np.ndarray, q: float) -> float:
@@ -944,7 +955,7 @@ def robust_dfmr(
     parts = [p for p in PARTS if dfs[p] > 0]
     m_alive = alive_idx.size
     n_tests = len(parts) * m_alive * k
-    cut_raw = {p: float(chi2.isf(level / n_tests, dfs[p])) for p in parts}
+    cut_raw = {p: _chi2("isf", level / n_tests, dfs[p]) for p in parts}
     shared_alpha = level / (m_alive * (len(parts) + 1))
     # The information in the model's parametrisation exists for the linear models (whose per-slot
     # statistics then see every covariance parameter of their slot: VVV, VVI, VII, or none: EEE, EEI,
@@ -1095,7 +1106,7 @@ def robust_dfmr(
             if key in laws:
                 continue
             if joint is None:
-                laws[key] = (float(chi2.ppf(_CALIBRATION_QUANTILE, df_i)), float(chi2.isf(alpha_machine, df_i)))
+                laws[key] = (_chi2("ppf", _CALIBRATION_QUANTILE, df_i), _chi2("isf", alpha_machine, df_i))
             else:
                 block = joint[p].shape[0] // k
                 # The statistic divides each slot's terms by that slot's factor: scale A's rows.
@@ -1129,7 +1140,7 @@ def robust_dfmr(
             "the least deviant majority was kept (the calibration may not hold, e.g. a wrong K)."
         )
 
-    mixture, red, support = _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads,
+    mixture, red, support = _aggregate(mixtures, components, alignment, kept, pool_weight, k, tol, max_iter, n_threads,
                                        cal.votes, vote_mass, notes, model)
     retained = np.flatnonzero(kept.any(axis=1))
     infl = {p: inflation[p] for p in parts}
@@ -1244,9 +1255,9 @@ def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
         # asymptotic sd, sqrt(q (1 - q) / N) / (x_q f(x_q)) relative, N the votes times the slots,
         # f the chi2 density of a slot's summed df), never tighter than the machines can tell.
         df_sum = sum(dfs[p] for p in parts)
-        x_q = chi2.ppf(cal.quantile, df_sum)
+        x_q = _chi2("ppf", cal.quantile, df_sum)
         n_values = max(float(cal.votes.sum()) * k, 1.0)
-        rel_sd = math.sqrt(cal.quantile * (1.0 - cal.quantile) / n_values) / (x_q * chi2.pdf(x_q, df_sum))
+        rel_sd = math.sqrt(cal.quantile * (1.0 - cal.quantile) / n_values) / (x_q * _chi2("pdf", x_q, df_sum))
         unit *= 1.0 + 2.0 * rel_sd
         if cal.claims is not None:
             has = np.isfinite(cal.claims) & (cal.votes > 0)
@@ -1265,7 +1276,7 @@ def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
                 part, _slot_inflations(raw[p], dfs[p], cal.votes, _CALIBRATION_QUANTILE))
             factor = np.minimum(factor, max(top, unit))
         else:
-            alpha = float(chi2.sf(cut_raw[p], dfs[p]))
+            alpha = _chi2("sf", cut_raw[p], dfs[p])
             tail = np.array([_weighted_chi2_isf(alpha, lams[p, j]) for j in range(k)])
             factor = unit * tail / cut_raw[p]
         inflation[p] = factor
@@ -1322,7 +1333,7 @@ def _shared_test(
     vals = np.array([v / _chi2_ppf(_CALIBRATION_QUANTILE, df) for v in shared.values()])
     u = votes[np.fromiter(shared, dtype=np.intp)]
     s_rel = min(max(1.0, float(_weighted_quantile(vals, u, _CALIBRATION_QUANTILE))), _EXCESS_CEILING)
-    return shared, s_rel * float(chi2.isf(alpha, df))
+    return shared, s_rel * _chi2("isf", alpha, df)
 
 
 def _shared_statistics(
@@ -1347,29 +1358,25 @@ def _shared_statistics(
     return out
 
 
-def _aggregate(mixtures, alignment, kept, pool_weight, k, tol, max_iter, n_threads, votes, total_votes, notes,
-               model):
+def _pool(components: _Components, alignment: np.ndarray, kept: np.ndarray,
+          pool_weight: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The kept components slot by slot: component (i, k) of every machine i that kept slot k, with
+    weight ``v_i w_ik / sum_j v_j`` over those machines (renormalised); its owner and slot."""
+    rows = [np.flatnonzero(kept[:, j]) for j in range(kept.shape[1])]
+    filled = [j for j in range(kept.shape[1]) if rows[j].size]
+    owner = np.concatenate([rows[j] for j in filled])
+    slot_of = np.concatenate([np.full(rows[j].size, j) for j in filled])
+    share = np.concatenate([pool_weight[rows[j]] / pool_weight[rows[j]].sum() for j in filled])
+    idx = components.offsets[owner] + alignment[owner, slot_of]
+    comp_w = share * components.weights[idx]
+    return comp_w / comp_w.sum(), components.means[idx], components.covariances[idx], owner, slot_of
+
+
+def _aggregate(mixtures, components, alignment, kept, pool_weight, k, tol, max_iter, n_threads, votes, total_votes,
+               notes, model):
     """MR of the kept components (slot weights unbiased by drops), or their slot-wise moment match."""
-    d = mixtures[int(np.flatnonzero(kept.any(axis=1))[0])].dim
-    comp_w, comp_mu, comp_cov, owner, slot_of = [], [], [], [], []
-    for j in range(k):
-        rows = np.flatnonzero(kept[:, j])
-        if rows.size == 0:
-            continue
-        v = pool_weight[rows] / pool_weight[rows].sum()
-        for i, vi in zip(rows, v):
-            c = alignment[i, j]
-            comp_w.append(vi * mixtures[i].weights[c])
-            comp_mu.append(mixtures[i].means[c])
-            comp_cov.append(mixtures[i].covariances[c])
-            owner.append(i)
-            slot_of.append(j)
-    comp_w = np.asarray(comp_w)
-    comp_w = comp_w / comp_w.sum()
-    comp_mu = np.asarray(comp_mu).reshape(-1, d)
-    comp_cov = np.asarray(comp_cov).reshape(-1, d, d)
-    owner = np.asarray(owner)
-    slot_of = np.asarray(slot_of)
+    d = components.means.shape[1]
+    comp_w, comp_mu, comp_cov, owner, slot_of = _pool(components, alignment, kept, pool_weight)
     # Slot-wise moment match: the start of MR, and the answer when MR would break the majority rule.
     slots = np.unique(slot_of)
     mm_w = np.empty(slots.size)
