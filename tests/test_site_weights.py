@@ -16,7 +16,7 @@ from dfmr import simulate
 from dfmr.aggregate import _aggregate
 from dfmr.cli import main
 from dfmr.io import save_mixtures
-from dfmr.sites import aligned_proportions, homogeneity_test, robust_proportions
+from dfmr.sites import aligned_proportions, homogeneity_test, merged_by_slot, robust_proportions
 
 K, D = 3, 2
 MEANS = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
@@ -246,3 +246,56 @@ def test_holm_adjustment_equals_statsmodels_with_ties_and_the_cap():
         np.testing.assert_array_equal(_adjusted_pvalues(p, "holm"), multipletests(p, method="holm")[1])
     p = rng.uniform(size=7)
     np.testing.assert_array_equal(_adjusted_pvalues(p, "fdr_bh"), multipletests(p, method="fdr_bh")[1])
+
+
+def test_merged_by_slot_is_the_moment_match_of_the_components_a_site_split():
+    ref = dfmr.GaussianMixtureParams(np.full(K, 1.0 / K), MEANS, COVS)
+    w = np.array([0.25, 0.15, 0.6])
+    mu = np.array([[-0.6, 0.1], [0.8, -0.2], [6.1, 0.0]])  # cluster 0 split in two, cluster 1, no cluster 2
+    cov = np.stack([np.diag([0.5, 1.0]), np.diag([0.4, 0.9]), COVS[1]])
+    site = dfmr.GaussianMixtureParams(w, mu, cov)
+    merged, groups = merged_by_slot(site, ref)
+    assert groups == [(0, 1)]
+    # The moment match by hand: total weight, weighted mean, within + between scatter.
+    tot = w[:2].sum()
+    mean = (w[:2, None] * mu[:2]).sum(0) / tot
+    scatter = sum(w[j] * (cov[j] + np.outer(mu[j] - mean, mu[j] - mean)) for j in range(2)) / tot
+    np.testing.assert_allclose(merged.weights, [tot, w[2]], rtol=1e-12)
+    np.testing.assert_allclose(merged.means, [mean, mu[2]], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(merged.covariances, [scatter, cov[2]], rtol=1e-10, atol=1e-12)
+    # Nothing shared: the estimate itself. A far component is left alone, never merged into a slot.
+    assert merged_by_slot(dfmr.GaussianMixtureParams(np.full(K, 1.0 / K), MEANS + 0.1, COVS), ref)[1] == []
+    far = dfmr.GaussianMixtureParams(w, np.array([[-0.6, 0.1], [60.0, 0.0], [6.1, 0.0]]), cov)
+    cap = 0.5 * min(kl for i, row in enumerate(dfmr.reduction.kl_cost(ref, ref)) for j, kl in enumerate(row) if i != j)
+    out, groups = merged_by_slot(far, ref, cap)
+    assert groups == [] and out is far
+    out, groups = merged_by_slot(far, ref)
+    assert groups == [(1, 2)]  # without the cap it is dragged into the slot of cluster 1
+
+
+def test_free_robust_dfmr_keeps_sites_that_split_a_cluster_at_their_own_k():
+    # Four of ten sites never see cluster 2: their K = 3 fits split another cluster in two. The free
+    # model reads them at their own K_i = 2 (the halves merged): kept whole, and the means are the
+    # global fit's (EM with per-site proportions on all the data, tests/reference.py).
+    rng = np.random.default_rng(11)
+    chol = np.linalg.cholesky(COVS)
+    parts, props = [], []
+    for i in range(10):
+        pi = np.array([0.5, 0.5, 0.0]) if i < 4 else rng.dirichlet(np.full(K, 2.0)) * 0.8 + 0.2 / K
+        z = rng.choice(K, 400, p=pi)
+        parts.append(MEANS[z] + np.einsum("nab,nb->na", chol[z], rng.standard_normal((400, D))))
+        props.append(pi)
+    fits = [dfmr.fit_local(X, K, random_state=i, n_init=2) for i, X in enumerate(parts)]
+    split = [i for i in range(4) if len(set(match(fits[i].means))) < K]
+    assert split, "a site without cluster 2 should split another cluster"
+    res = dfmr.robust_dfmr(fits, K, n_samples=400, site_weights="free")
+    assert any("merged" in note for note in res.screening.notes)
+    assert res.retained.size == 10
+    for i in split:  # both of its clusters are in the pool
+        assert res.screening.kept[i].sum() == 2
+    oracle = em_site_proportions(parts, np.array(props) * 0.98 + 0.02 / K, MEANS, COVS, tol=1e-9)
+    order = match(res.mixture.means)
+    err = np.linalg.norm(res.mixture.means - oracle.means[order], axis=1)
+    truth_err = np.linalg.norm(oracle.means - MEANS, axis=1)
+    assert err.max() < 0.5 * truth_err.max() + 0.01, (err, truth_err)
+    np.testing.assert_allclose(res.site_weights[:4, order == 2], 0.0, atol=1e-12)  # they saw none of cluster 2

@@ -105,7 +105,7 @@ from .distances import pairwise_l2_scaled
 from .filtering import center_index
 from .params import GaussianMixtureParams
 from .reduction import default_starts, kl_cost, reduce
-from .sites import check_site_weights, finish, neutralised
+from .sites import check_site_weights, finish, merged_by_slot, neutralised
 from .sizes import CLAIM_CAP
 from .support import SUPPORT_FRACTION, reduce_supported, support_matrix
 from .support import supported as support_rule
@@ -971,6 +971,7 @@ def robust_dfmr(
     size_weight = np.where(alive, n, 0.0) if server else np.ones(m)
     alignment = np.full((m, k), -1, dtype=np.intp)
     components = _Components.of(mixtures, alive_idx)
+    view, merges = list(mixtures), [[] for _ in range(m)]  # the estimates as screened (free: merged per slot)
     ref_w, ref_mu, ref_cov = reference.weights, reference.means, reference.covariances
     for round_ in range(_ALIGNMENT_ROUNDS):
         ref = GaussianMixtureParams._from_core(ref_w, ref_mu, model.project(ref_cov) if constrained else ref_cov,
@@ -979,7 +980,14 @@ def robust_dfmr(
             # After one round the reference is the mean of components that passed: a robust
             # truth at which the information of the mixture says how far honest estimates scatter.
             _, joint = _information_inflation(ref, dfs)
-        _align(components, alive_idx, ref, _alignment_cap(ref), alignment)
+        cap = _alignment_cap(ref)
+        if free:  # each site at its own K_i: components it split over one slot merged (dfmr.sites)
+            for i in alive_idx:
+                view[i], merges[i] = merged_by_slot(mixtures[i], ref, cap)
+                if merges[i] and constrained:
+                    view[i] = _in_model(view[i], model)
+            components = _Components.of(view, alive_idx)
+        _align(components, alive_idx, ref, cap, alignment)
         w, mu, cov, logdet = _stack(components, alignment)
         present = ~np.isnan(w)
         # Median centre, then the mean of the components that pass against it.
@@ -1003,7 +1011,7 @@ def robust_dfmr(
         if shared_df > 0:
             # The per-slot tests do not see the shared parameters: machines whose shared parameters
             # fail against the median centre stay out of the mean centre.
-            shared, cut_shared = _shared_test(model, mixtures, alignment, present, n_test / (1.0 if server else unit),
+            shared, cut_shared = _shared_test(model, view, alignment, present, n_test / (1.0 if server else unit),
                                               ref_w, test_ref_cov, cal.votes, shared_alpha, shared_df)
             for i, value in shared.items():
                 if value > cut_shared:
@@ -1016,6 +1024,15 @@ def robust_dfmr(
     test_ref_cov, test_cov, test_logdet = _model_view(model, constrained, ref_cov, cov, logdet, present)
     stats, passed, inflation, unit, n_test = _test(w, mu, test_cov, test_logdet, n_base, ref_w, ref_mu, test_ref_cov,
                                                    dfs, parts, cut_raw, cal, present, joint, fixed_unit=unit)
+    # From here on the estimates are read as screened; the sites' own go to finish() (claims, proportions).
+    originals, mixtures = mixtures, view
+    merged = [f"{i}: {' + '.join(map(str, g))}" for i in range(m) for g in merges[i]]
+    if merged:
+        notes.append(
+            "Free proportions: components a site split over one slot were merged (moment match) before the "
+            "tests, and the decisions number the merged estimate's components (site: original components) "
+            + "; ".join(merged) + "."
+        )
     reference = GaussianMixtureParams._from_core(ref_w, ref_mu, ref_cov)
     calibrated_n = math.nan if server else 1.0 / unit
     # Pool weights: server sizes as given; otherwise equal, and a claim below the calibrated
@@ -1163,7 +1180,7 @@ def robust_dfmr(
     # Honest-looking under "shared": kept, or dropped for their weights only (a case mix of their own).
     other = {x.machine for x in decisions if x.rule not in ("weight", "machine weight")}
     honest = np.array([i for i in alive_idx if kept[i].any() or i not in other], dtype=np.intp)
-    return finish(result, mixtures, site_weights, n_samples, pool_weight=pool_weight, honest=honest)
+    return finish(result, originals, site_weights, n_samples, pool_weight=pool_weight, honest=honest)
 
 
 @dataclass

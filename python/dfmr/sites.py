@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from .aggregate import AggregationResult
 
 __all__ = ["SITE_WEIGHTS", "SiteHomogeneity", "aligned_proportions", "check_site_weights", "design_effect",
-           "homogeneity_test", "neutralised", "robust_proportions", "site_summary_lines"]
+           "homogeneity_test", "merged_by_slot", "neutralised", "robust_proportions", "site_summary_lines"]
 
 SITE_WEIGHTS = ("shared", "free")
 TRIM = 0.1  # size mass trimmed from each tail of every component's proportions
@@ -93,6 +93,73 @@ def neutralised(mixtures: Sequence[GaussianMixtureParams]) -> list[GaussianMixtu
         k = f.n_components
         out.append(GaussianMixtureParams._from_core(np.full(k, 1.0 / k), f.means, f.covariances, f.covariance_type))
     return out
+
+
+def merged_by_slot(mixture: GaussianMixtureParams, reference: GaussianMixtureParams,
+                   cap: float = math.inf) -> tuple[GaussianMixtureParams, list[tuple[int, ...]]]:
+    """The site's mixture at its own K_i: components nearest the same reference slot merged into one.
+
+    Under free proportions a site that sees a cluster in a handful of points (or none) still
+    fits K components, and splits another cluster in two. One-to-one alignment keeps one half
+    (biased) and drops the other; merged (the moment match of the group, the reduction's own
+    update: a one-component :func:`dfmr.reduction.reduce_mixtures`), the two halves give back
+    the cluster's estimate from all its points. A component goes to the
+    slot of smallest KL cost ``KL(N_ij || G_k)`` (the reduction's rule) when that cost is below
+    ``cap``; a component farther from every slot is left alone (it is screened as it is), so a
+    far component never drags an honest one. Merging adds no freedom to a hostile site: the
+    merged component is tested and pooled like any other, at the points behind it (its weight,
+    the sum of the group's, times ``n_i``).
+
+    Parameters
+    ----------
+    mixture : GaussianMixtureParams
+        One site's estimate.
+    reference : GaussianMixtureParams
+        The slots (robust_dfmr's current reference).
+    cap : float, default inf
+        Largest KL cost at which a component joins its slot's group.
+
+    Returns
+    -------
+    merged : GaussianMixtureParams
+        ``mixture`` itself when no two components share a slot; otherwise, in the full model,
+        one component per slot (a group's moment match, or its single member) followed by the
+        components left alone. It does not carry ``n_samples``: read the site's size from
+        ``mixture``. A caller screening in a constrained model projects it there.
+    groups : list of tuple of int
+        The original components behind each merged one (empty when nothing was merged).
+    """
+    from .reduction import reduce_mixtures
+
+    cost = kl_cost(mixture, reference)
+    target = np.argmin(cost, axis=1)
+    near = cost[np.arange(target.size), target] < cap
+    slots, counts = np.unique(target[near], return_counts=True)
+    if not np.any(counts > 1):
+        return mixture, []
+    weights, means, covs, groups = [], [], [], []
+    for slot in slots:
+        members = np.flatnonzero(near & (target == slot))
+        if members.size == 1:
+            j = int(members[0])
+            weights.append(mixture.weights[j])
+            means.append(mixture.means[j])
+            covs.append(mixture.covariances[j])
+            continue
+        total = float(mixture.weights[members].sum())
+        sub = GaussianMixtureParams._from_core(mixture.weights[members] / total, mixture.means[members],
+                                               mixture.covariances[members])
+        one = reduce_mixtures([sub], 1, n_threads=1, covariance_type="full")
+        weights.append(total)
+        means.append(one.mixture.means[0])
+        covs.append(one.mixture.covariances[0])
+        groups.append(tuple(int(j) for j in members))
+    for j in np.flatnonzero(~near):
+        weights.append(mixture.weights[j])
+        means.append(mixture.means[j])
+        covs.append(mixture.covariances[j])
+    w = np.array(weights)
+    return GaussianMixtureParams._from_core(w / w.sum(), np.array(means), np.array(covs)), groups
 
 
 def site_sizes(mixtures: Sequence[GaussianMixtureParams], n_samples: Any) -> tuple[np.ndarray | None, str]:
