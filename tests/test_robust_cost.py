@@ -17,7 +17,8 @@ from scipy.optimize import linear_sum_assignment
 import dfmr
 import dfmr.robust as robust
 from dfmr import GaussianMixtureParams, simulate
-from dfmr.reduction import kl_cost
+from dfmr.reduction import _component_kl_cost, kl_cost
+from dfmr.sites import aligned_proportions
 
 N_LOCAL = 5000
 
@@ -175,3 +176,17 @@ def test_linear_quantile_is_numpys_bit_for_bit():
                 x[0, 2] = np.nan  # a column with a NaN is NaN
             np.testing.assert_array_equal(robust._linear_quantile(x, q), np.quantile(x, q, axis=0))
             assert robust._linear_quantile(x[:, 0], q) == np.quantile(x[:, 0], q)
+
+
+def test_one_cost_call_for_many_machines_is_their_separate_calls():
+    loc = simulate.local_estimates_fixture()[:6]
+    ref = simulate.population()
+    stacked = _component_kl_cost(np.concatenate([f.means for f in loc]), np.concatenate([f.covariances for f in loc]),
+                                 ref)
+    np.testing.assert_array_equal(stacked, np.vstack([kl_cost(f, ref) for f in loc]))
+    # Site proportions read from the one call: each site's weights summed over its nearest output component.
+    props = aligned_proportions(loc, ref, np.array([1, 4]))
+    for i in (1, 4):
+        row = np.bincount(np.argmin(kl_cost(loc[i], ref), axis=1), weights=loc[i].weights, minlength=5)
+        np.testing.assert_array_equal(props[i], row / row.sum())
+    assert np.isnan(props[[0, 2, 3, 5]]).all()

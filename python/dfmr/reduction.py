@@ -98,6 +98,29 @@ def kl_cost(pooled: GaussianMixtureParams, mixture: GaussianMixtureParams) -> np
     )
 
 
+def _component_kl_cost(means: np.ndarray, covariances: np.ndarray, mixture: GaussianMixtureParams) -> np.ndarray:
+    """:func:`kl_cost` for components that need not form one mixture (several machines' at once).
+
+    Row n depends on component n alone (the core computes it lane by lane), so one call on the
+    concatenated components of m machines returns, bit for bit, the rows of m separate calls.
+
+    Parameters
+    ----------
+    means : ndarray of shape (N, d)
+    covariances : ndarray of shape (N, d, d)
+        Validated (positive definite) covariances.
+    mixture : GaussianMixtureParams
+        The K components the cost is to.
+
+    Returns
+    -------
+    ndarray of shape (N, K)
+    """
+    n = means.shape[0]
+    return np.asarray(_core.kl_cost(np.full(n, 1.0 / n), means, covariances,  # weights: not part of the cost
+                                    mixture.weights, mixture.means, mixture.covariances))
+
+
 def default_starts(
     mixtures: Sequence[GaussianMixtureParams],
     n_components: int,

@@ -97,14 +97,13 @@ from scipy.optimize import brentq, linear_sum_assignment
 from scipy.special import xlogy
 from scipy.stats import chi2
 
-from ._native import _core
 from ._validation import check_int
 from .aggregate import AggregationResult
 from .covariance import CovarianceModel, get_model, majority_covariance_type
 from .distances import pairwise_l2_scaled
 from .filtering import center_index
 from .params import GaussianMixtureParams
-from .reduction import default_starts, kl_cost, reduce
+from .reduction import _component_kl_cost, default_starts, kl_cost, reduce
 from .sites import check_site_weights, finish, merged_by_slot, neutralised
 from .sizes import CLAIM_CAP
 from .support import SUPPORT_FRACTION, reduce_supported, support_matrix
@@ -550,10 +549,8 @@ def _align(components: _Components, alive_idx: np.ndarray, reference: GaussianMi
            alignment: np.ndarray) -> None:
     """Per alive machine, slot -> its component (or -1) minimising the summed capped KL cost, one-to-one
     (rows of ``alignment``, in place)."""
-    n = components.weights.size
-    # KL(N_n || G_k) is computed component by component: one call for every machine's components.
-    cost = np.minimum(_core.kl_cost(np.full(n, 1.0 / n), components.means, components.covariances,
-                                    reference.weights, reference.means, reference.covariances), min(cap, 1e300))
+    # One call for every machine's components (the cost is computed component by component).
+    cost = np.minimum(_component_kl_cost(components.means, components.covariances, reference), min(cap, 1e300))
     for i in alive_idx:
         rows, cols = linear_sum_assignment(cost[components.offsets[i]:components.offsets[i + 1]])
         alignment[i] = -1

@@ -62,7 +62,7 @@ from scipy.special import xlogy
 from scipy.stats import chi2
 
 from .params import GaussianMixtureParams
-from .reduction import kl_cost
+from .reduction import _component_kl_cost, kl_cost
 from .sizes import pool_sizes
 
 if TYPE_CHECKING:
@@ -180,10 +180,16 @@ def aligned_proportions(mixtures: Sequence[GaussianMixtureParams], output: Gauss
     cluster a site split in two adds up, one it did not see gets 0.
     """
     out = np.full((len(mixtures), output.n_components), np.nan)
-    for i in np.asarray(sites, dtype=np.intp):
-        f = mixtures[i]
-        target = np.argmin(kl_cost(f, output), axis=1)
-        row = np.bincount(target, weights=f.weights, minlength=output.n_components)
+    sites = np.asarray(sites, dtype=np.intp)
+    if sites.size == 0:
+        return out
+    chosen = [mixtures[i] for i in sites]
+    # One cost call for every site's components.
+    target = np.argmin(_component_kl_cost(np.concatenate([f.means for f in chosen]),
+                                         np.concatenate([f.covariances for f in chosen]), output), axis=1)
+    bounds = np.cumsum([0] + [f.n_components for f in chosen])
+    for i, f, a, b in zip(sites, chosen, bounds[:-1], bounds[1:]):
+        row = np.bincount(target[a:b], weights=f.weights, minlength=output.n_components)
         out[i] = row / row.sum()
     return out
 
