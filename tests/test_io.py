@@ -471,3 +471,21 @@ def test_save_result_rejects_names_of_the_wrong_length(tmp_path, attacked):
     res = dfmr.coat(attacked)
     with pytest.raises(ValueError, match="one per machine"):
         save_result(res, tmp_path / "r.json", names=["only one"])
+
+
+def test_save_result_round_trips_robust_dfmrs_size_source_and_votes(tmp_path, attacked):
+    # Two copies of machine 3: one vote between them; no sizes given or recorded.
+    copied = list(attacked) + [attacked[3]]
+    res = dfmr.robust_dfmr(copied, 5)
+    scr = res.screening
+    save_result(res, tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())["screening"]
+    assert data["size_source"] == scr.size_source == "unknown" and data["n_samples_known"] is False
+    assert data["calibrated_n"] == scr.calibrated_n > 0
+    assert data["votes"] == scr.votes.tolist()
+    assert [3, 20] in data["vote_groups"] and data["votes"][3] == data["votes"][20] == 0.5
+    assert data["vote_groups"] == [list(g) for g in scr.vote_groups]
+    # With the server's sizes: said so, and no calibrated size.
+    save_result(dfmr.robust_dfmr(attacked, 5, n_samples=5000), tmp_path / "s.json")
+    data = json.loads((tmp_path / "s.json").read_text())["screening"]
+    assert data["size_source"] == "server" and data["n_samples_known"] is True and data["calibrated_n"] is None

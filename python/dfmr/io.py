@@ -426,9 +426,18 @@ def _screening_to_dict(screening: Any) -> dict[str, Any] | None:
     def number(x: float) -> float | None:  # JSON has no inf
         return float(x) if np.isfinite(x) else None
 
+    votes = getattr(screening, "votes", None)
     return {
         "level": float(screening.level),
         "n_samples_known": bool(screening.n_samples_known),
+        # Where the tests' sizes came from ("server", "claimed" or "unknown") and, without server
+        # sizes, the size the votes calibrate (null with server sizes).
+        "size_source": str(screening.size_source),
+        "calibrated_n": number(screening.calibrated_n),
+        # Each machine's share of a vote (1 / the size of its group of near-identical estimates, 0 when
+        # dropped in hygiene) and the groups of machines that share one.
+        "votes": None if votes is None else [float(v) for v in votes],
+        "vote_groups": [[int(i) for i in group] for group in screening.vote_groups],
         "decisions": [
             {"machine": int(x.machine), "component": x.component, "slot": x.slot, "rule": x.rule,
              "statistic": number(x.statistic), "cutoff": number(x.cutoff)}
@@ -461,8 +470,11 @@ def save_result(result: AggregationResult, path: PathLike, *, names: Sequence[st
     -----
     The file holds ``method``, ``n_machines``, ``names`` (or null), ``retained``, ``center``, ``distances``
     (m x m or null), ``threshold``, ``radius``, ``cutoff`` (DFMR, else null), ``objective``,
-    ``n_iter``, ``converged``, ``n_components_requested`` and ``mixture`` (the
-    :meth:`~dfmr.params.GaussianMixtureParams.to_dict` form). Floats round-trip exactly.
+    ``n_iter``, ``converged``, ``n_components_requested``, ``mixture`` (the
+    :meth:`~dfmr.params.GaussianMixtureParams.to_dict` form), ``screening`` (robust_dfmr's, else null:
+    ``level``, ``n_samples_known``, ``size_source``, ``calibrated_n``, ``votes`` (each machine's share of
+    a vote), ``vote_groups`` (the machines sharing one), ``decisions``, ``kept``, ``notes``) and
+    ``site_weights``. Floats round-trip exactly.
     """
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(result_to_dict(result, names), fh, allow_nan=False)

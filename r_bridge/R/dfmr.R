@@ -82,17 +82,22 @@
   if (is.null(value)) NULL else as(as.vector(value))
 }
 
-# robust_dfmr's decisions: one row per dropped site or component (NA component: the whole site).
-.screening <- function(s) {
+# robust_dfmr's decisions: one row per dropped site or component (NA component: the whole site);
+# where the sizes came from, each site's share of a vote and the groups of sites sharing one.
+.screening <- function(s, sites) {
   if (is.null(s)) {
     return(NULL)
   }
+  votes <- if (is.null(s$votes)) NULL else stats::setNames(as.numeric(as.vector(s$votes)), sites)
+  calibrated_n <- as.numeric(s$calibrated_n)
   decisions <- data.frame(site = as.integer(as.vector(s$site)), component = as.integer(as.vector(s$component)),
                           slot = as.integer(as.vector(s$slot)), rule = as.character(unlist(s$rule)),
                           statistic = as.numeric(as.vector(s$statistic)), cutoff = as.numeric(as.vector(s$cutoff)),
                           stringsAsFactors = FALSE)
   list(decisions = decisions, components_kept = as.integer(as.vector(s$components_kept)),
-       n_samples_known = as.logical(s$n_samples_known))
+       n_samples_known = as.logical(s$n_samples_known), size_source = as.character(s$size_source),
+       calibrated_n = if (is.nan(calibrated_n)) NA_real_ else calibrated_n, votes = votes,
+       vote_groups = lapply(s$vote_groups, function(g) as.integer(as.vector(g))))
 }
 
 # The test of equal mixing proportions across sites (dfmr.sites.homogeneity_test): overall and per site
@@ -155,7 +160,7 @@
     n_iter = as.integer(raw$n_iter),
     converged = as.logical(raw$converged),
     alpha = .optional(raw$alpha),
-    screening = .screening(raw$screening),
+    screening = .screening(raw$screening, sites),
     local = lapply(raw$local, .mclust_parameters),
     # What inference (vcov, confint, site_tests) needs to rerun the aggregation in Python: every
     # row's site (dfmr_fit), the sites' sizes (NULL if unknown) and the aggregation's own settings.

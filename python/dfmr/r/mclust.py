@@ -192,8 +192,10 @@ def _homogeneity_to_mclust(test: Any) -> dict[str, Any] | None:
 
 
 def _screening_to_mclust(screening: Any) -> dict[str, Any] | None:
-    """robust_dfmr's decisions as columns (1-based site, component and slot; NaN where none) and the
-    number of components each site put in the pool; None for the other methods."""
+    """robust_dfmr's decisions as columns (1-based site, component and slot; NaN where none), the
+    number of components each site put in the pool, where the sizes came from (``size_source``,
+    ``calibrated_n``: NaN with server sizes), each site's share of a vote and the (1-based) groups of
+    sites sharing one; None for the other methods."""
     if screening is None:
         return None
     dec = screening.decisions
@@ -210,4 +212,8 @@ def _screening_to_mclust(screening: Any) -> dict[str, Any] | None:
         "cutoff": np.array([x.cutoff for x in dec], dtype=np.float64),
         "components_kept": np.asarray(screening.kept, dtype=bool).sum(axis=1).astype(np.int64),
         "n_samples_known": bool(screening.n_samples_known),
+        "size_source": str(screening.size_source),
+        "calibrated_n": float(screening.calibrated_n),
+        "votes": None if screening.votes is None else np.asarray(screening.votes, dtype=np.float64),
+        "vote_groups": [np.asarray(group, dtype=np.int64) + 1 for group in screening.vote_groups],
     }

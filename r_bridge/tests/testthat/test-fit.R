@@ -93,3 +93,25 @@ test_that("the default method is Python's and Python errors surface as R errors 
   site <- rep(c("lyon", "oslo", "rome"), c(200, 198, 2))
   expect_error(dfmr_fit(data$x, G = 2, machines = site), "^site 3 \\('rome'\\) has 2 rows")
 })
+
+test_that("a robust_dfmr fit says where the sizes came from and which sites share a vote", {
+  fit <- dfmr_fit(draw(1600)$x, G = 3, machines = 4, seed = 1)
+  s <- fit$screening
+  # dfmr_fit split the rows itself: the sizes are the server's, nothing is calibrated from the votes.
+  expect_identical(s$size_source, "server")
+  expect_true(s$n_samples_known)
+  expect_true(is.na(s$calibrated_n))
+  expect_identical(s$votes, stats::setNames(rep(1, 4), fit$sites))
+  expect_identical(s$vote_groups, list())
+  # Bare parameter lists carry no size; a site sending a copy of site 2 shares its vote.
+  fits <- lapply(honest_fits, function(f) f$parameters)
+  fits[[6]] <- fits[[2]]
+  res <- dfmr_aggregate(fits, G = 3)
+  s <- res$screening
+  expect_identical(s$size_source, "unknown")
+  expect_false(s$n_samples_known)
+  expect_gt(s$calibrated_n, 0)
+  expect_identical(s$vote_groups, list(c(2L, 6L)))
+  expect_equal(unname(s$votes), c(1, 0.5, 1, 1, 1, 0.5))
+})
+
