@@ -137,7 +137,7 @@ def _plain_pool(components, alignment, kept, pool_weight):
 # Each fast helper of dfmr.robust and its straightforward re-computation.
 STRAIGHTFORWARD = {"_linear_quantile": _plain_quantile, "_align": _plain_align, "_stack": _plain_stack,
                    "_slot_inflations": _plain_slot_inflations, "_median_centre": _plain_median_centre,
-                   "_pool": _plain_pool}
+                   "_pool": _plain_pool, "_zero_nan": np.nan_to_num}
 
 
 def _assert_same(a, b):
