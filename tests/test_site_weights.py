@@ -299,3 +299,78 @@ def test_free_robust_dfmr_keeps_sites_that_split_a_cluster_at_their_own_k():
     truth_err = np.linalg.norm(oracle.means - MEANS, axis=1)
     assert err.max() < 0.5 * truth_err.max() + 0.01, (err, truth_err)
     np.testing.assert_allclose(res.site_weights[:4, order == 2], 0.0, atol=1e-12)  # they saw none of cluster 2
+
+
+def noisy_site(pi: np.ndarray, n: int, rng: np.random.Generator, shift: float = 0.0) -> dfmr.GaussianMixtureParams:
+    """An estimate whose component k errs like a fit to ``n pi_k`` points: mean error N(0, Sigma_k / (n pi_k)),
+    covariance scaled by a chi2 draw with ``n pi_k`` df (plus ``shift`` on every mean: an attack)."""
+    mu, cov = [], []
+    for k in range(K):
+        nk = n * pi[k]
+        mu.append(MEANS[k] + shift + np.linalg.cholesky(COVS[k]) @ rng.standard_normal(D) / np.sqrt(nk))
+        cov.append(COVS[k] * rng.chisquare(nk) / nk)
+    return dfmr.GaussianMixtureParams(pi, np.array(mu), np.array(cov))
+
+
+def test_free_dfmr_filter_reads_a_cluster_seen_in_few_points_at_its_share():
+    # Five of ten sites saw cluster 2 in 1% of their 2,000 records: its estimate is poor, but it is 1%
+    # of their data. Neutralised (weights 1/3) it dominates their L2 distance to the centre; the
+    # proportion-free distance weighs it by its share, so those sites sit with the others.
+    from dfmr.distances import pairwise_l2
+    from dfmr.sites import neutralised, proportion_free_distances
+    rng = np.random.default_rng(0)
+    rare, even = np.array([0.5, 0.49, 0.01]), np.array([0.3, 0.3, 0.4])
+    sites = [noisy_site(rare if i < 5 else even, 2000, rng) for i in range(10)]
+    old = dfmr.dfmr(neutralised(sites), K)
+    c = old.center
+    assert c >= 5  # an even site: the ratio below compares four rare sites with four even ones
+    new_r, old_r = proportion_free_distances(sites, c), pairwise_l2(neutralised(sites))[c]
+    others = np.setdiff1d(np.arange(5, 10), [c])
+    assert np.median(old_r[:5]) > 2.0 * np.median(old_r[others])
+    assert np.median(new_r[:5]) < 1.5 * np.median(new_r[others])
+    res = dfmr.dfmr(sites, K, site_weights="free", threshold=2.0)
+    assert res.filter.center == c  # the centre is COAT's on the neutralised mixtures
+    np.testing.assert_allclose(res.filter.distance_to_center, new_r, rtol=1e-12)
+    np.testing.assert_array_equal(res.retained, np.arange(10))
+    # A site whose means are all shifted (by about 20 of its standard errors) is still dropped.
+    res = dfmr.dfmr(sites[:9] + [noisy_site(even, 2000, rng, shift=1.0)], K, site_weights="free", threshold=2.0)
+    np.testing.assert_array_equal(res.retained, np.arange(9))
+
+
+def test_proportion_free_distance_is_the_integrated_squared_difference():
+    from scipy.integrate import quad
+    from scipy.stats import norm
+
+    from dfmr.sites import proportion_free_distances
+    centre = dfmr.GaussianMixtureParams([0.5, 0.5], [[0.0], [5.0]], [[[1.0]], [[0.5]]])
+    # Its own case mix, a split first cluster, a slightly wrong second one.
+    site = dfmr.GaussianMixtureParams([0.1, 0.15, 0.75], [[-0.4], [0.3], [5.2]], [[[0.6]], [[0.8]], [[0.55]]])
+    r = proportion_free_distances([centre, site], 0)
+
+    def dens(f, x, weights=None):
+        w = f.weights if weights is None else weights
+        return sum(w[k] * norm.pdf(x, f.means[k, 0], np.sqrt(f.covariances[k, 0, 0])) for k in range(len(w)))
+
+    g_w = np.array([0.25, 0.75])  # the site's weights on the centre's components (split halves add up)
+    sq = quad(lambda x: (dens(site, x) - dens(centre, x, g_w)) ** 2, -15, 20, points=[0, 5], limit=200)[0]
+    assert r[0] == pytest.approx(0.0, abs=1e-12)
+    assert r[1] == pytest.approx(np.sqrt(sq), rel=1e-7)
+
+
+def test_filter_row_is_distance_filters_rule_on_the_centres_row():
+    from dfmr.filtering import center_index, distance_filter, filter_row
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 2))
+    D = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    c = center_index(D)
+    full, row = distance_filter(D), filter_row(c, D[c])
+    assert (row.center, row.radius, row.cutoff) == (full.center, full.radius, full.cutoff)
+    np.testing.assert_array_equal(row.retained, full.retained)
+    r = np.array([0.0, 1.0, 2.0, 3.0, 10.0])
+    dec = filter_row(0, r, threshold=1.5)  # radius: entry floor(5/2) = 2 of the sorted row
+    assert dec.radius == 2.0 and dec.cutoff == 3.0
+    np.testing.assert_array_equal(dec.retained, [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="NaN"):
+        filter_row(0, np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match="center"):
+        filter_row(3, r[:2])

@@ -285,6 +285,13 @@ PYBIND11_MODULE(_core, m) {
       py::arg("D"), py::arg("threshold") = 0.0);
 
   m.def(
+      "filter_row",
+      [](std::size_t center, const Eigen::VectorXd& row, double threshold) {
+        return filter_dict(dfmr::filter_row(center, row, threshold));
+      },
+      py::arg("center"), py::arg("row"), py::arg("threshold") = 0.0);
+
+  m.def(
       "aggregate",
       [](const Array& w, const Array& mu, const Array& cov, const IndexArray& offsets, const std::string& method,
          int n_components, double threshold, double alpha, int max_iter, double tol, int n_starts,

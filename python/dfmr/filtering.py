@@ -13,7 +13,7 @@ import numpy as np
 
 from ._native import _core
 
-__all__ = ["FilterDecision", "center_index", "distance_filter", "default_threshold"]
+__all__ = ["FilterDecision", "center_index", "distance_filter", "default_threshold", "filter_row"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +110,30 @@ def distance_filter(D: np.ndarray, threshold: float | None = None) -> FilterDeci
     """
     D = _check_distance_matrix(D)
     return _decision(_core.distance_filter(D, _check_threshold(threshold)))
+
+
+def filter_row(center: int, row: np.ndarray, threshold: float | None = None) -> FilterDecision:
+    """The filter of :func:`distance_filter` on a given centre's row of distances.
+
+    For distances that are not one symmetric matrix (free site proportions compare every site
+    with the centre's components in that site's own proportions, :mod:`dfmr.sites`): the radius
+    is entry ``floor(m/2)`` (0-based) of the sorted row, machine i is kept iff
+    ``row[i] <= threshold * radius``.
+
+    Parameters
+    ----------
+    center : int
+        Index of the centre machine (``row[center]`` is normally 0).
+    row : ndarray of shape (m,)
+        Distances of every machine to the centre, finite.
+    threshold : float, optional
+        kappa >= 1; ``None`` uses ``m ** 0.1``.
+    """
+    r = np.asarray(row, dtype=np.float64)
+    if r.ndim != 1 or r.size == 0:
+        raise ValueError(f"row must be a non-empty vector, got shape {r.shape}.")
+    if not np.all(np.isfinite(r)):
+        raise ValueError("row contains NaN or infinity.")
+    if not (0 <= int(center) < r.size):
+        raise ValueError(f"center must index the row (0..{r.size - 1}), got {center!r}.")
+    return _decision(_core.filter_row(int(center), r, _check_threshold(threshold)))

@@ -69,7 +69,8 @@ if TYPE_CHECKING:
     from .aggregate import AggregationResult
 
 __all__ = ["SITE_WEIGHTS", "SiteHomogeneity", "aligned_proportions", "check_site_weights", "design_effect",
-           "homogeneity_test", "merged_by_slot", "neutralised", "robust_proportions", "site_summary_lines"]
+           "homogeneity_test", "merged_by_slot", "neutralised", "proportion_free_distances", "robust_proportions",
+           "site_summary_lines"]
 
 SITE_WEIGHTS = ("shared", "free")
 TRIM = 0.1  # size mass trimmed from each tail of every component's proportions
@@ -160,6 +161,32 @@ def merged_by_slot(mixture: GaussianMixtureParams, reference: GaussianMixturePar
         covs.append(mixture.covariances[j])
     w = np.array(weights)
     return GaussianMixtureParams._from_core(w / w.sum(), np.array(means), np.array(covs)), groups
+
+
+def proportion_free_distances(mixtures: Sequence[GaussianMixtureParams], centre: int) -> np.ndarray:
+    """Every site's L2 distance to the centre's components mixed in the site's own proportions.
+
+    ``r_i = || f_i - sum_k pi_ik c_k ||_2``, with ``c_k`` the centre's components and ``pi_ik``
+    site i's weights aligned to them (:func:`aligned_proportions`: each component to the
+    centre's component of smallest KL cost, a split cluster adding up). The distance is the
+    core's L2 (:func:`dfmr.distances.l2_distance`) between two mixtures with the same
+    proportions, so the case mix cancels: an honest site differs from the centre only by the
+    sampling error of its components, each weighted by the share of its data it carries. A
+    cluster the site saw in a handful of points weighs as little in ``r_i`` as in the site's
+    data (neutralised weights ``1 / K_i`` would give its noisy estimate a third of the mass),
+    and a cluster it split in two is compared whole. ``r_centre = 0`` when the centre's own
+    components align one-to-one.
+    """
+    from .distances import l2_distance
+
+    ref = mixtures[centre]
+    props = aligned_proportions(mixtures, ref, np.arange(len(mixtures)))
+    out = np.empty(len(mixtures))
+    for i, f in enumerate(mixtures):
+        seen = props[i] > 0
+        out[i] = l2_distance(f, GaussianMixtureParams._from_core(props[i][seen], ref.means[seen],
+                                                                 ref.covariances[seen], ref.covariance_type))
+    return out
 
 
 def site_sizes(mixtures: Sequence[GaussianMixtureParams], n_samples: Any) -> tuple[np.ndarray | None, str]:
@@ -414,11 +441,14 @@ def free_aggregate(method: str, mixtures: Sequence[GaussianMixtureParams], n_com
                    n_samples: Any = None, **options: Any) -> AggregationResult:
     """``dfmr`` or ``mr`` under ``site_weights="free"``.
 
-    DFMR's filter runs on the :func:`neutralised` mixtures (means and covariances only); the
-    retained sites' own mixtures are then reduced (the pool of the points behind each
-    component, see the module docstring), and :func:`finish` sets the proportions.
+    DFMR's centre is COAT's on the :func:`neutralised` mixtures (means and covariances only); its
+    filter (the paper's rule, :func:`dfmr.filtering.filter_row`) reads
+    :func:`proportion_free_distances`; the retained sites' own mixtures are then reduced (the
+    pool of the points behind each component, see the module docstring), and :func:`finish` sets
+    the proportions.
     """
     from .aggregate import _aggregate
+    from .filtering import filter_row
 
     mixtures = list(mixtures)
     if method == "mr":
@@ -427,8 +457,12 @@ def free_aggregate(method: str, mixtures: Sequence[GaussianMixtureParams], n_com
     # neutralised() drops the claimed sizes with the weights: the screen gets the sizes the pool reads.
     pooled = pool_sizes(mixtures, n_samples)
     sizes = pooled.n_samples
+    # The centre: COAT on the neutralised mixtures (means and covariances only). The filter: every
+    # site against the centre's components in its own proportions (proportion_free_distances).
     screened = _aggregate("dfmr", neutralised(mixtures), n_components, n_samples=sizes, **options)
-    keep = np.asarray(screened.retained, dtype=np.intp)
+    decision = filter_row(screened.center, proportion_free_distances(mixtures, screened.center),
+                          options.get("threshold"))
+    keep = np.asarray(decision.retained, dtype=np.intp)
     mr_options = {key: options[key] for key in ("tol", "max_iter", "n_threads", "covariance_type", "require_support")
                   if key in options}
     reduced = _aggregate("mr", [mixtures[i] for i in keep], n_components,
@@ -438,7 +472,8 @@ def free_aggregate(method: str, mixtures: Sequence[GaussianMixtureParams], n_com
     if reduced.support is not None:  # rows of the retained sites -> rows of all sites
         support = np.zeros((len(mixtures), reduced.support.shape[1]), dtype=bool)
         support[keep] = reduced.support
-    result = replace(screened, mixture=reduced.mixture, objective=reduced.objective, n_iter=reduced.n_iter,
+    result = replace(screened, mixture=reduced.mixture, retained=keep, filter=decision, objective=reduced.objective,
+                     n_iter=reduced.n_iter,
                      converged=reduced.converged, reduction=reduced.reduction, start_machines=starts,
                      n_samples=sizes, size_source=pooled.source, sizes=pooled, support=support)
     return finish(result, mixtures, "free", n_samples, stacklevel=4)
