@@ -1,5 +1,8 @@
 """robust_dfmr's faster paths return what the straightforward computations return, bit for bit.
 
+(The vote features alone differ by rounding, ~1e-15 relative: inverse factors instead of solves;
+the decisions taken on them and the aggregate are compared bit for bit as the rest.)
+
 Each fast helper of :mod:`dfmr.robust` is replaced by a plain re-computation (numpy's quantile,
 one kl_cost call and one validated mixture per machine, ...) and robust_dfmr is run again on a
 few inputs that take different branches (server sizes, no sizes with the information floor,
@@ -134,10 +137,28 @@ def _plain_pool(components, alignment, kept, pool_weight):
     return comp_w / comp_w.sum(), np.asarray(comp_mu), np.asarray(comp_cov), np.asarray(owner), np.asarray(slot_of)
 
 
+def _plain_vote_features(w, mu, cov, present, ref_w, ref_mu, ref_cov, parts):
+    """By LU solves against every machine's slot (``L^-1 mu``, ``L^-1 S L^-T``), as first written."""
+    m, k, d = mu.shape
+    chol = np.linalg.cholesky(ref_cov)
+    fill_mu = np.where(present[..., None], mu, ref_mu[None])
+    blocks = [(np.linalg.solve(chol[None], fill_mu[..., None])[..., 0] * np.sqrt(ref_w)[None, :, None]).reshape(m, -1)]
+    if "covariance" in parts:
+        fill_cov = np.where(present[..., None, None], cov, ref_cov[None])
+        left = np.linalg.solve(chol[None], fill_cov)
+        white = np.linalg.solve(chol[None], np.swapaxes(left, -1, -2))
+        rows, cols = np.triu_indices(d)
+        off = np.where(rows == cols, 1.0, np.sqrt(2.0))
+        blocks.append((white[..., rows, cols] * off * np.sqrt(ref_w / 2.0)[None, :, None]).reshape(m, -1))
+    if "weight" in parts:
+        blocks.append(np.where(present, w, ref_w[None]) / np.sqrt(ref_w)[None])
+    return np.hstack(blocks)
+
+
 # Each fast helper of dfmr.robust and its straightforward re-computation.
 STRAIGHTFORWARD = {"_linear_quantile": _plain_quantile, "_align": _plain_align, "_stack": _plain_stack,
                    "_slot_inflations": _plain_slot_inflations, "_median_centre": _plain_median_centre,
-                   "_pool": _plain_pool, "_zero_nan": np.nan_to_num}
+                   "_pool": _plain_pool, "_zero_nan": np.nan_to_num, "_vote_features": _plain_vote_features}
 
 
 def _assert_same(a, b):
@@ -190,3 +211,15 @@ def test_one_cost_call_for_many_machines_is_their_separate_calls():
         row = np.bincount(np.argmin(kl_cost(loc[i], ref), axis=1), weights=loc[i].weights, minlength=5)
         np.testing.assert_array_equal(props[i], row / row.sum())
     assert np.isnan(props[[0, 2, 3, 5]]).all()
+
+
+def test_vote_features_by_inverse_factors_agree_with_solves_to_rounding():
+    loc = simulate.local_estimates_fixture()
+    ref = simulate.population()
+    w, mu, cov = (np.stack([getattr(f, a) for f in loc]) for a in ("weights", "means", "covariances"))
+    present = np.ones(w.shape, dtype=bool)
+    present[3, 1] = False  # an empty slot takes the reference
+    args = (w, mu, cov, present, ref.weights, ref.means, ref.covariances, ["mean", "covariance", "weight"])
+    fast, plain = robust._vote_features(*args), _plain_vote_features(*args)
+    np.testing.assert_allclose(fast, plain, rtol=0, atol=1e-12 * np.abs(plain).max())
+
