@@ -103,7 +103,7 @@ from .covariance import CovarianceModel, get_model, majority_covariance_type
 from .distances import pairwise_l2_scaled
 from .filtering import center_index
 from .params import GaussianMixtureParams
-from .reduction import _component_kl_cost, default_starts, kl_cost, reduce
+from .reduction import ReductionResult, _component_kl_cost, default_starts, kl_cost, reduce
 from .sites import check_site_weights, finish, merged_by_slot, neutralised
 from .sizes import CLAIM_CAP
 from .support import SUPPORT_FRACTION, reduce_supported, support_matrix
@@ -1434,14 +1434,8 @@ def _aggregate(mixtures, components, alignment, kept, pool_weight, k, tol, max_i
     # a poor optimum (wine at K = 4: 0.28 nat held out once the pool weights differ by 14 / 13).
     whole = np.flatnonzero(kept.all(axis=1))
     starts = [start] + [mixtures[i]._subset(alignment[i]) for i in whole]
-    red = reduce(pooled, k, starts, tol=tol, max_iter=max_iter, n_threads=n_threads, covariance_type=model.name)
-    if not supported(red):
-        # On real data honest machines split clusters differently, and the best optimum may
-        # build a component of a minority: keep the best objective among the optima that the
-        # majority rule accepts.
-        runs = [reduce(pooled, k, [s], tol=tol, max_iter=max_iter, n_threads=n_threads, covariance_type=model.name)
-                for s in starts]
-        red = min((r for r in runs if supported(r)), key=lambda r: r.objective, default=None)
+    red = _best_supported(pooled, k, starts, supported, tol=tol, max_iter=max_iter, n_threads=n_threads,
+                          covariance_type=model.name)
     if red is not None:
         mixture = red.mixture
     else:
@@ -1460,6 +1454,27 @@ def _aggregate(mixtures, components, alignment, kept, pool_weight, k, tol, max_i
             RuntimeWarning, stacklevel=3,
         )
     return mixture, red, support
+
+
+def _best_supported(pooled: GaussianMixtureParams, k: int, starts: list[GaussianMixtureParams], supported,
+                    **options) -> ReductionResult | None:
+    """MR of ``pooled`` from every start: the best objective among the optima that ``supported`` accepts
+    (None if none does).
+
+    On real data honest machines split clusters differently, and the best optimum may build a
+    component of a minority. One multi-start call gives every start's final objective (the same
+    number a run from that start alone reaches); the starts are then rerun alone in the order of
+    their objectives (ties: the earlier start) until one's optimum meets the rule: the first that
+    does has the best objective among those that do, without running them all.
+    """
+    red = reduce(pooled, k, starts, **options)
+    if supported(red):
+        return red
+    for s in np.argsort(red.start_objectives, kind="stable"):
+        run = reduce(pooled, k, [starts[s]], **options)
+        if supported(run):
+            return run
+    return None
 
 
 def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
