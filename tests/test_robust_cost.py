@@ -164,10 +164,19 @@ def _plain_best_supported(pooled, k, starts, supported, **options):
     return min((r for r in runs if supported(r)), key=lambda r: r.objective, default=None)
 
 
+def _plain_votes_of(labels, alive_idx, m):
+    """1 / the size of each machine's group, by np.unique."""
+    votes = np.zeros(m)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    votes[alive_idx] = 1.0 / counts[inverse]
+    return votes
+
+
 # Each fast helper of dfmr.robust and its straightforward re-computation.
 STRAIGHTFORWARD = {"_linear_quantile": _plain_quantile, "_align": _plain_align, "_stack": _plain_stack,
                    "_slot_inflations": _plain_slot_inflations, "_median_centre": _plain_median_centre,
-                   "_pool": _plain_pool, "_zero_nan": np.nan_to_num, "_vote_features": _plain_vote_features}
+                   "_pool": _plain_pool, "_zero_nan": np.nan_to_num, "_vote_features": _plain_vote_features,
+                   "_votes_of": _plain_votes_of}
 
 
 def _assert_same(a, b):

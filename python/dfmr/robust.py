@@ -1217,8 +1217,8 @@ class _Calibration:
 def _votes_of(labels: np.ndarray, alive_idx: np.ndarray, m: int) -> np.ndarray:
     """Per machine: 1 / the size of its group (``labels`` over the alive machines), 0 when not alive."""
     votes = np.zeros(m)
-    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    votes[alive_idx] = 1.0 / counts[inverse]
+    # Labels are positions among the alive machines (a group's first member).
+    votes[alive_idx] = 1.0 / np.bincount(labels, minlength=labels.size)[labels]
     return votes
 
 
