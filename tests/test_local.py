@@ -558,3 +558,26 @@ def test_random_state_makes_fits_reproducible() -> None:
     first = local.fit_local(X, 5, random_state=42)
     assert local.fit_local(X, 5, random_state=42) == first
     assert local.fit_local(X, 5, random_state=np.random.default_rng(42)) == first
+
+
+def test_a_given_start_competes_with_the_seeds_and_rescues_a_single_start() -> None:
+    # The data of test_several_starts_escape_bad_kmeans_plusplus_seeds: one k-means++ start often ends in a
+    # poor maximum. Given the true mixture as a start, the single run is the screen's best start (the
+    # truth's basin), so it ends at least as high as the truth's own penalised log-likelihood.
+    truth = GaussianMixtureParams(
+        [0.7, 0.15, 0.15], [[0.0, 0.0], [0.0, 3.0], [0.0, -3.0]],
+        [np.diag([16.0, 0.01]), 0.01 * np.eye(2), 0.01 * np.eye(2)],
+    )
+    X, _ = truth.sample(3_000, np.random.default_rng(16))
+    at_truth = local.penalized_loglik(X, truth.weights, truth.means, truth.covariances, local.sample_covariance(X),
+                                      X.shape[0] ** -0.5)
+    stuck = [seed for seed in range(8) if local.fit_local_detailed(X, 3, seed, n_init=1).penalized_loglik < at_truth]
+    assert stuck
+    for seed in stuck:
+        fit = local.fit_local_detailed(X, 3, seed, n_init=1, init=[truth])
+        assert fit.penalized_loglik >= at_truth and len(fit.start_penalized_logliks) == 1
+    # A given start outside the model is projected onto it; a start of the wrong size is refused.
+    spherical = local.fit_local_detailed(X, 3, 0, n_init=1, init=[truth], covariance_type="spherical")
+    assert get_model("VII", 2).contains(spherical.mixture.covariances)
+    with pytest.raises(ValueError, match="init must hold"):
+        local.fit_local_detailed(X, 2, 0, init=[truth])

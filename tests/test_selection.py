@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pandas.testing as pd_testing
 import pytest
 from sklearn.mixture import GaussianMixture
@@ -126,6 +132,39 @@ def test_candidate_grid_spells_names_as_given_and_all_is_mclusts_fourteen():
         selection.candidate_grid(2, ("full", "nope"))
 
 
+def test_split_starts_keep_the_mixtures_mean_and_covariance_and_split_along_the_main_axis(population):
+    def moments(mix: dfmr.GaussianMixtureParams) -> tuple[np.ndarray, np.ndarray]:
+        mean = mix.weights @ mix.means
+        centred = mix.means - mean
+        return mean, np.einsum("k,kab->ab", mix.weights, mix.covariances) + (mix.weights * centred.T) @ centred
+
+    mean, cov = moments(population)
+    splits = selection.split_starts(population)
+    assert len(splits) == 3
+    for k, mix in enumerate(splits):
+        assert mix.n_components == 4
+        np.testing.assert_allclose(moments(mix)[0], mean, atol=1e-12)
+        np.testing.assert_allclose(moments(mix)[1], cov, atol=1e-12)
+        # The pair replacing component k straddles its mean along its main axis, at the halves' means.
+        eigval, eigvec = np.linalg.eigh(population.covariances[k])
+        offset = mix.means[-1] - population.means[k]
+        np.testing.assert_allclose(abs(offset @ eigvec[:, -1]), np.sqrt(2 * eigval[-1] / np.pi), rtol=1e-12)
+        np.testing.assert_allclose(mix.means[-2] + mix.means[-1], 2 * population.means[k], atol=1e-12)
+
+
+def test_warm_grid_reaches_the_cold_grids_maxima_where_the_model_is_right(sites):
+    # Neighbouring K seed each other (split starts, the full fit seeding the other models) with fewer random
+    # starts; at K <= K0 = 3 every start reaches the same maximum, so the warm fits must equal the cold ones.
+    X = np.vstack(sites[:2])
+    grid = selection.candidate_grid(range(1, 4), ("full", "diag", "spherical"))
+    warm = selection.fit_grid_local(X, grid, 0)
+    cold = selection.fit_grid_local(X, grid, 0, warm_start=False)
+    for c, w, f in zip(grid, warm, cold):
+        threshold = 1e-4 * c.n_parameters(2)
+        assert w.penalized_loglik >= f.penalized_loglik - threshold, c
+        assert w.covariance_type == get_model(c.covariance_type, 2).name
+
+
 def _grid_estimator(**kwargs) -> dfmr.DistributedGaussianMixture:
     return dfmr.DistributedGaussianMixture(n_machines=4, backend="serial", n_init=2, random_state=0, **kwargs)
 
@@ -203,3 +242,65 @@ def test_cli_fit_chooses_from_a_grid_and_aggregate_writes_every_candidate(capsys
     assert dfmr.GaussianMixtureParams.load(tmp_path / "cand" / "K3_VVV.json").n_components == 3
     code, _, err = _cli(capsys, "fit", tmp_path / "one.npy", "-k", "3:1")
     assert code != 0 and "a range such as 1:9" in err
+
+
+def _dfmr_cli(*argv: object) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(dfmr.__file__).parents[1]), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "dfmr.cli", *map(str, argv)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_score_and_choose_commands_give_the_criterion_table_of_the_site_values(capsys, tmp_path, sites,
+                                                                               sklearn_candidates):
+    # The second round from files: each site scores the candidates on its data ('dfmr score'), the server
+    # reads the score files ('dfmr choose'); the table must be criterion_table of site_values computed here.
+    (tmp_path / "cand").mkdir()
+    candidates = []
+    for gm in sklearn_candidates:
+        if gm.n_components in (2, 3) and gm.covariance_type in ("full", "diag"):
+            p = _as_params(gm)
+            candidates.append(dfmr.GaussianMixtureParams(p.weights, p.means, p.covariances,
+                                                         covariance_type=get_model(gm.covariance_type, 2).name))
+    names = [f"K{c.n_components}_{c.covariance_type}" for c in candidates]
+    for name, c in zip(names, candidates):
+        c.save(tmp_path / "cand" / f"{name}.json")
+    (tmp_path / "scores").mkdir()
+    used = sites[:3]
+    for i, X in enumerate(used):
+        np.save(tmp_path / f"site{i}.npy", X)
+        argv = ("score", tmp_path / f"site{i}.npy", tmp_path / "cand", "--out", tmp_path / "scores" / f"site{i}.json")
+        if i:  # in-process (the same code; a subprocess costs an interpreter start)
+            assert main([str(a) for a in argv]) == 0
+        else:
+            proc = _dfmr_cli(*argv)
+            assert proc.returncode == 0 and f"Scored 4 candidates on {N_SITE} observations" in proc.stdout, proc.stderr
+    proc = _dfmr_cli("choose", tmp_path / "scores", "--candidates", tmp_path / "cand", "--sizes",
+                     ",".join([str(N_SITE)] * 3), "--criterion", "icl", "--out", tmp_path / "table.csv")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    order = np.argsort(names)  # the candidates directory is read in file-name order
+    ll, ent = _round_two(used, [candidates[j] for j in order])
+    expected = dfmr.criterion_table([candidates[j] for j in order], ll, [N_SITE] * 3, "icl", site_entropy=ent)
+    got = pd.read_csv(tmp_path / "table.csv")
+    assert got["candidate"].tolist() == [names[j] for j in order]
+    for column in ("log_likelihood", "bic", "icl"):
+        np.testing.assert_allclose(got[column], expected[column], rtol=1e-12)
+    assert f"Chosen: {names[order[expected.attrs['best']]]}" in proc.stdout
+    # A site that scored an altered candidate, or sent garbage, is flagged and left out of the sums.
+    altered = dfmr.GaussianMixtureParams(candidates[0].weights, candidates[0].means + 0.1, candidates[0].covariances,
+                                         covariance_type=candidates[0].covariance_type)
+    altered.save(tmp_path / "altered.json")
+    (tmp_path / "cand2").mkdir()
+    for name, c in zip(names, [altered, *candidates[1:]]):
+        c.save(tmp_path / "cand2" / f"{name}.json")
+    assert main([str(a) for a in ("score", tmp_path / "site2.npy", tmp_path / "cand2", "--out",
+                                  tmp_path / "scores" / "site2.json")]) == 0
+    (tmp_path / "scores" / "site3.json").write_text("{not json")
+    capsys.readouterr()
+    assert main([str(a) for a in ("choose", tmp_path / "scores", "--candidates", tmp_path / "cand", "--sizes",
+                                  ",".join([str(N_SITE)] * 4), "--out", tmp_path / "table2.csv")]) == 0
+    out = capsys.readouterr()
+    assert "Flagged sites: site2.json, site3.json" in out.out
+    assert "site2.json: candidate K2_VVV was scored in another version" in out.err
+    assert "site3.json: not JSON" in out.err
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "table2.csv")["log_likelihood"], ll[:2].sum(axis=0), rtol=1e-12)

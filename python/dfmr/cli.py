@@ -1,4 +1,4 @@
-"""Command-line interface: ``dfmr demo | aggregate | distances | fit | simulate``.
+"""Command-line interface: ``dfmr demo | aggregate | distances | fit | score | choose | simulate``.
 
 Every user mistake (a bad option, a missing file, data that cannot be used) ends with one line
 ``dfmr: error: <what is wrong and what to do>`` on stderr and exit code 2, never a traceback.
@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import csv
 import glob
+import json
 import os
 import sys
 import textwrap
@@ -223,6 +224,7 @@ def _build_parser() -> _Parser:
     sites.add_argument("--total-timeout", type=_positive_float, metavar="SECONDS",
                        help="sites unfinished after this long are reported failed and left out (default: no limit)")
     fit.set_defaults(run=_cmd_fit)
+    _add_selection_rounds(sub)
     _add_simulate(sub)
     return parser
 
@@ -562,6 +564,146 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(f"dfmr: wrote {args.out}", file=sys.stderr)
     else:
         print("dfmr: not saved; pass --out LOCAL.json to save the estimate.", file=sys.stderr)
+    return 0
+
+
+def _add_selection_rounds(sub: argparse._SubParsersAction) -> None:
+    """``dfmr score`` (a site's second round of model selection) and ``dfmr choose`` (the server's)."""
+    score = sub.add_parser(
+        "score",
+        help="model selection, second round on a site: score every candidate aggregate on the site's data",
+        description="Read the site's data and the candidate aggregates the server sent (written by 'dfmr "
+        "aggregate --out-dir'), and write the site's log-likelihood and classification entropy of every "
+        "candidate as a JSON score file, to send back to the server ('dfmr choose'). The data stay on the site.",
+    )
+    score.add_argument("data", metavar="DATA", help="the site's data: a .npy file or a comma-separated .csv file")
+    score.add_argument("candidates", nargs="+", metavar="CANDIDATE",
+                       help="candidate aggregate files (.json/.npz) or directories of them")
+    score.add_argument("--out", metavar="SCORES.json", required=True, help="where to write the scores")
+    score.set_defaults(run=_cmd_score)
+
+    choose = sub.add_parser(
+        "choose",
+        help="model selection, server side: read the sites' score files and choose (K, model) by BIC or ICL",
+        description="Read every site's score file ('dfmr score') for the candidates the server sent, flag sites "
+        "whose values are implausible against the others, sum exactly over the rest and print the criterion "
+        "table (dfmr.criterion_table) with the chosen candidate marked. A file that is unreadable, lacks a "
+        "candidate or scored another version of one counts as a flagged site.",
+    )
+    choose.add_argument("scores", nargs="+", metavar="SCORES", help="the sites' score files or directories of them")
+    choose.add_argument("--candidates", nargs="+", required=True, metavar="CANDIDATE",
+                        help="the candidate aggregates sent to the sites (files or directories)")
+    choose.add_argument("--sizes", metavar="N1,N2,...|SIZES.csv",
+                        help="the sites' sizes as the server knows them (trusted), in the order of the score files, "
+                        "or a CSV file of 'score file name,size' rows; without it the sizes the sites claim are used, "
+                        "with a warning")
+    choose.add_argument("--criterion", choices=("bic", "icl"), default="bic", help="default: bic (lower is better)")
+    choose.add_argument("--level", type=_float_in(0.0, 1.0), default=0.001,
+                        help="level of the test that flags implausible sites (default: 0.001)")
+    choose.add_argument("--out", metavar="TABLE.csv", help="write the criterion table as CSV")
+    choose.set_defaults(run=_cmd_choose)
+
+
+def _load_candidates(paths: Sequence[str]) -> tuple[list[GaussianMixtureParams], list[str]]:
+    loaded = load_mixtures(paths, on_error="raise")
+    if not loaded.mixtures:
+        raise UsageError("no candidate aggregates found; pass the files written by 'dfmr aggregate --out-dir'.")
+    names = [Path(name).stem for name in loaded.names]
+    if len(set(names)) != len(names):
+        raise UsageError(f"two candidate files share a name ({', '.join(sorted(names))}); keep one of each.")
+    return loaded.mixtures, names
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .selection import site_scores
+
+    X = _read_data(args.data)
+    candidates, names = _load_candidates(args.candidates)
+    try:
+        doc = site_scores(X, candidates, names)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with open(args.out, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1)
+    print(f"Scored {len(names)} candidates on {doc['n_samples']} observations")
+    print(f"dfmr: wrote {args.out}; send it to the server ('dfmr choose')", file=sys.stderr)
+    return 0
+
+
+def _score_files(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for entry in map(Path, paths):
+        if entry.is_dir():
+            files.extend(sorted((p for p in entry.iterdir() if p.suffix.lower() == ".json" and p.is_file()),
+                                key=lambda p: p.name))
+        elif entry.exists():
+            files.append(entry)
+        else:
+            raise FileNotFoundError(2, "no such file or directory", str(entry))
+    if not files:
+        raise UsageError("no score files found; pass the files written by 'dfmr score'.")
+    return files
+
+
+def _read_sizes(text: str, files: list[Path]) -> np.ndarray:
+    """``--sizes``: a comma-separated list in the order of the score files, or a CSV of (file name, size)."""
+    if Path(text).is_file():
+        with open(text, newline="", encoding="utf-8") as fh:
+            rows = [row for row in csv.reader(fh) if row]
+        table: dict[str, str] = {}
+        for row in rows:
+            if len(row) != 2:
+                raise UsageError(f"{text}: every row must be 'score file name,size', got {row!r}.")
+            table[row[0].strip()] = row[1]
+        keys = [next((k for k in (f.name, f.stem, str(f)) if k in table), None) for f in files]
+        missing = [f.name for f, k in zip(files, keys) if k is None]
+        if missing:
+            raise UsageError(f"{text}: no size for {', '.join(missing)}.")
+        values = [table[k] for k in keys if k is not None]
+    else:
+        values = text.split(",")
+    try:
+        sizes = np.array([float(v) for v in values])
+    except ValueError:
+        raise UsageError(f"--sizes: expected numbers, got {text!r}.") from None
+    if sizes.shape != (len(files),) or not np.all(np.isfinite(sizes)) or np.any(sizes < 1):
+        raise UsageError(f"--sizes: expected {len(files)} sizes >= 1 (one per score file), got {text!r}.")
+    return sizes
+
+
+def _cmd_choose(args: argparse.Namespace) -> int:
+    from .selection import criterion_table, read_site_scores
+
+    candidates, names = _load_candidates(args.candidates)
+    files = _score_files(args.scores)
+    loglik, entropy, claimed, problems = read_site_scores(files, candidates, names)
+    for f, problem in zip(files, problems):
+        if problem is not None:
+            print(f"dfmr: warning: {f.name}: {problem}; the site is flagged", file=sys.stderr)
+    if args.sizes is not None:
+        sizes = _read_sizes(args.sizes, files)
+    else:
+        print("dfmr: warning: no --sizes: using the sizes the sites claim, which are not trusted", file=sys.stderr)
+        # A site that claims nothing usable counts as the median claim; its values are flagged anyway.
+        sizes = np.where(np.isfinite(claimed) & (claimed >= 1), claimed, np.nan)
+        if np.all(np.isnan(sizes)):
+            raise UsageError("no score file claims a size; pass --sizes.")
+        sizes = np.where(np.isnan(sizes), np.nanmedian(sizes), sizes)
+    try:
+        table = criterion_table(candidates, loglik, sizes, args.criterion, site_entropy=entropy, level=args.level)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"Read the scores of {len(files)} sites for {len(names)} candidates")
+    _print_criterion_table(table)
+    best = table.attrs["best"]
+    flagged = table["flagged_sites"].iloc[0]
+    if flagged:
+        print(f"Flagged sites: {', '.join(files[i].name for i in flagged)}")
+    print(f"Chosen: {names[best]} (K = {table['n_components'].iloc[best]}, model "
+          f"{table['covariance_type'].iloc[best]})")
+    if args.out:
+        table.assign(candidate=names).to_csv(args.out, index=False)
+        print(f"dfmr: wrote {args.out}", file=sys.stderr)
     return 0
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -640,23 +640,32 @@ def _screened_starts(
     rng: np.random.Generator,
     model: CovarianceModel,
     penalty: float,
+    init: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The starts in the order they are run: groups of ``_SCREEN_GROUP``, each screened only when reached.
 
     Screening is :func:`_seeds` on the subset, one M-step and ``_SCREEN_ITER`` EM iterations there (the
     same EM as the full runs with covariance model ``model``, all starts of the group side by side, penalty
     scale ``penalty * m^(-1/2)``); the group is then ordered by the penalised log-likelihood reached, best
-    first (stable: ties keep the draw order). Yields (1, K, ...) parameter arrays.
+    first (stable: ties keep the draw order). ``init`` (S0, K, ...) arrays are given starts (centred like
+    the subset): they join the first group, which k-means++ seeds fill up to ``_SCREEN_GROUP``, and only
+    the best ``min(_SCREEN_GROUP, n_init)`` of that group are yielded. Yields (1, K, ...) parameter arrays.
     """
     a_m = penalty * subset.shape[0] ** -0.5
     design = _Design(subset)
     for first in range(0, n_init, _SCREEN_GROUP):
         n_runs = min(_SCREEN_GROUP, n_init - first)
-        params = _from_moments(design.moments(_seeds(subset, n_components, n_runs, rng)), S_x, a_m, n_runs, model)
+        n_given = 0 if first or init is None else init[0].shape[0]
+        n_seeds = max(_SCREEN_GROUP - n_given, 0) if n_given else n_runs
+        params = init if n_given else None
+        if n_seeds:
+            seeded = _from_moments(design.moments(_seeds(subset, n_components, n_seeds, rng)), S_x, a_m, n_seeds,
+                                   model)
+            params = seeded if params is None else tuple(np.concatenate(pair) for pair in zip(params, seeded))
         for _ in range(_SCREEN_ITER + 1):
             _, penalized, following = _em_pass(design, S_x, a_m, params, model)
             params, current = following, params
-        for run in sorted(range(n_runs), key=lambda j: -penalized[j]):
+        for run in sorted(range(n_given + n_seeds), key=lambda j: -penalized[j])[:n_runs]:
             yield tuple(p[run : run + 1] for p in current)
 
 
@@ -734,6 +743,7 @@ def fit_local_detailed(
     tol: float = 1e-4,
     covariance_type: str = "full",
     penalty: float = 1.0,
+    init: Sequence[GaussianMixtureParams] = (),
 ) -> LocalFit:
     """Penalised MLE of a Gaussian mixture on one machine's data, with diagnostics.
 
@@ -752,7 +762,10 @@ def fit_local_detailed(
        point goes to its nearest seed, then one M-step), followed by 8 penalised-EM iterations on
        the subset (penalty scale ``c m^(-1/2)``, the same ``S_x``; the starts of a group run side by
        side through the same EM code). The screen only ORDERS the group, by penalised
-       log-likelihood on the subset, best first; no start is dropped on its account.
+       log-likelihood on the subset, best first; no start is dropped on its account. Given starts
+       (``init``) join the first group, k-means++ seeds fill it up to 8, and the best
+       ``min(8, n_init)`` of that group are run (so ``init`` competes with the seeds, and ``n_init``
+       still bounds the number of runs).
     2. Full runs: in that order, the screened starts are run by EM on ALL the data, two at a
        time side by side (one pass over the data serves both), each until it converges (``tol``,
        below), reaches ``max_iter`` iterations, or is abandoned as hopeless (below); a run that
@@ -839,6 +852,11 @@ def fit_local_detailed(
         MLE, which is unbounded: a start whose component collapses onto fewer than d + 1 points (a
         covariance that is not positive definite) is dropped, and if every start does so a
         ``ValueError`` says to use a penalty.
+    init : sequence of GaussianMixtureParams, default ()
+        Given starts (e.g. a neighbouring fit, :func:`dfmr.selection.split_starts`), each with
+        ``n_components`` components in ``d`` dimensions; covariances outside ``covariance_type`` are
+        first projected onto it (the model's M-step on ``w_k Sigma_k``). They are screened with the
+        first group of k-means++ starts (step 1).
 
     Returns
     -------
@@ -879,7 +897,8 @@ def fit_local_detailed(
     threshold = tol * model.n_parameters(n_components, d) / 2.0
     design = _Design(Xc)
     runs: list[_Run] = []
-    starts = _screened_starts(subset, S_x, n_components, n_init, rng, model, penalty)
+    starts = _screened_starts(subset, S_x, n_components, n_init, rng, model, penalty,
+                              _given_starts(init, n_components, center, model))
     while True:
         best = max((run.penalized for run in runs if run.converged), default=-math.inf)
         raced = _race(design, S_x, a_n, starts, max_iter, threshold, best, _AGREE_TOLS * threshold, model)
@@ -907,6 +926,25 @@ def fit_local_detailed(
         start_penalized_logliks=tuple(run.penalized for run in runs),
         covariance_type=model.name,
     )
+
+
+def _given_starts(
+    init: Sequence[GaussianMixtureParams], n_components: int, center: np.ndarray, model: CovarianceModel
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Given starts as (S0, K, ...) arrays about the centred data, covariances in ``model``."""
+    if not init:
+        return None
+    d = center.shape[0]
+    for mix in init:
+        if not isinstance(mix, GaussianMixtureParams) or mix.n_components != n_components or mix.dim != d:
+            raise ValueError(f"init must hold GaussianMixtureParams with {n_components} components in d = {d}, "
+                             f"got {mix!r}.")
+    weights = np.array([mix.weights for mix in init])
+    covariances = np.array([mix.covariances for mix in init])
+    for s, cov in enumerate(covariances):
+        if not model.contains(cov):
+            covariances[s] = model.m_step(weights[s][:, None, None] * cov, weights[s])
+    return weights, np.array([mix.means - center for mix in init]), covariances
 
 
 def fit_local(

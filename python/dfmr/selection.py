@@ -56,8 +56,12 @@ The test assumes the honest sites sample one population (the method's assumption
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import math
 import numbers
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -78,7 +82,9 @@ __all__ = [
     "CRITERIA",
     "SELECTIONS",
     "Candidate",
+    "SCORES_FORMAT",
     "best_index",
+    "candidate_digest",
     "candidate_grid",
     "criterion_table",
     "fit_grid",
@@ -89,7 +95,10 @@ __all__ = [
     "one_round_loglik",
     "validate",
     "project_to_model",
+    "read_site_scores",
+    "site_scores",
     "site_values",
+    "split_starts",
 ]
 
 CRITERIA = ("bic", "icl")
@@ -101,6 +110,9 @@ _INNER = 3.5
 _MAD = 1.482602218505602  # 1 / Phi^-1(3/4): the MAD of a normal sample estimates its standard deviation
 # Rows per block when a site evaluates candidates on its data (bounded memory: rows x K doubles).
 _BLOCK_ROWS = 65536
+# A grid candidate with given starts (fit_grid_local) runs at most n_init // this many starts (at least 2).
+_WARM_RUNS_DIVISOR = 4
+_DEFAULT_N_INIT = inspect.signature(fit_local_detailed).parameters["n_init"].default
 
 
 @dataclass(frozen=True)
@@ -228,18 +240,184 @@ def site_values(X: ArrayLike, candidates: Sequence[GaussianMixtureParams]) -> tu
     return loglik, entropy
 
 
+def split_starts(mixture: GaussianMixtureParams) -> list[GaussianMixtureParams]:
+    """The ``K`` mixtures of ``K + 1`` components made by splitting one component of ``mixture`` in two.
+
+    Component ``k`` (weight ``w``, mean ``mu``, covariance ``Sigma`` with largest eigenvalue ``lambda``
+    along ``v``) becomes two of weight ``w / 2``, means ``mu +- a v`` and covariance ``Sigma - a^2 v v^T``,
+    ``a^2 = 2 lambda / pi``: the moments of the two halves of the Gaussian cut at its mean across ``v``.
+    The split keeps the mixture's mean and covariance (each pair has the moments of the component).
+    These are greedy EM's starts (Vlassis & Likas 2002; Verbeek, Vlassis & Kröse 2003): the fit of K
+    components seeds K + 1 (:func:`fit_grid_local`).
+    """
+    out = []
+    for k in range(mixture.n_components):
+        eigval, eigvec = np.linalg.eigh(mixture.covariances[k])
+        shift = math.sqrt(2.0 * eigval[-1] / math.pi) * eigvec[:, -1]
+        pair_cov = mixture.covariances[k] - np.outer(shift, shift)
+        keep = np.delete(np.arange(mixture.n_components), k)
+        w = mixture.weights[k] / 2.0
+        out.append(GaussianMixtureParams(
+            np.concatenate([mixture.weights[keep], [w, w]]),
+            np.vstack([mixture.means[keep], mixture.means[k] + shift, mixture.means[k] - shift]),
+            np.concatenate([mixture.covariances[keep], [pair_cov, pair_cov]]), normalize=True))
+    return out
+
+
 def fit_grid_local(
-    X: ArrayLike, candidates: Sequence[Candidate], random_state: int | np.random.Generator | None = None,
-    **local_kwargs: Any,
+    X: ArrayLike, candidates: Sequence[Candidate], random_state: int | np.random.Generator | None = None, *,
+    warm_start: bool = True, **local_kwargs: Any,
 ) -> list[Any]:
     """First round on one site: the penalised MLE of every candidate (:func:`dfmr.local.fit_local_detailed`).
 
-    Every candidate draws its starts from one generator seeded by ``random_state``, in grid order, so
-    the grid is reproducible as a whole. Returns the :class:`dfmr.local.LocalFit` of each candidate.
+    With ``warm_start`` (the default) neighbouring candidates seed each other: the candidates are fitted
+    model by model, the model with the most parameters first, K increasing; a candidate's given starts
+    (``init`` of :func:`dfmr.local.fit_local_detailed`) are the :func:`split_starts` of the same model's
+    fit at K - 1 (when K - 1 is in the grid) and the first model's fit at the same K (its covariances
+    projected onto the model); they compete with k-means++ seeds in the first screening group, and such a
+    candidate runs at most ``max(2, n_init // 4)`` starts instead of ``n_init`` (greedy EM's start is
+    usually the best one, and the seeds remain for the case where it is not). Candidates with no
+    neighbour in the grid (K = 1, and every K of a grid with gaps in the first model) run ``n_init``
+    k-means++ starts as a single fit does. Without ``warm_start`` every candidate is a single fit.
+
+    Every candidate draws its random numbers from one generator seeded by ``random_state``, in the order
+    fitted, so the grid is reproducible as a whole. Returns the :class:`dfmr.local.LocalFit` of each
+    candidate, in the order of ``candidates``.
     """
     rng = np.random.default_rng(random_state)
-    return [fit_local_detailed(X, c.n_components, rng, covariance_type=c.covariance_type, **local_kwargs)
-            for c in candidates]
+    if not warm_start:
+        return [fit_local_detailed(X, c.n_components, rng, covariance_type=c.covariance_type, **local_kwargs)
+                for c in candidates]
+    n_init = int(local_kwargs.pop("n_init", _DEFAULT_N_INIT))
+    dim = np.shape(X)[1] if np.ndim(X) == 2 else 1
+    types = list(dict.fromkeys(c.covariance_type for c in candidates))
+    first = max(types, key=lambda t: (get_model(t, dim).n_parameters(2, dim), -types.index(t)))
+    order = sorted(range(len(candidates)),
+                   key=lambda j: (candidates[j].covariance_type != first, types.index(candidates[j].covariance_type),
+                                  candidates[j].n_components))
+    fits: dict[tuple[int, str], Any] = {}
+    for j in order:
+        k, name = candidates[j].n_components, candidates[j].covariance_type
+        init = list(split_starts(fits[k - 1, name].mixture)) if (k - 1, name) in fits else []
+        if name != first and (k, first) in fits:
+            init.append(fits[k, first].mixture)
+        fits[k, name] = fit_local_detailed(X, k, rng, covariance_type=name, init=init,
+                                           n_init=max(2, n_init // _WARM_RUNS_DIVISOR) if init else n_init,
+                                           **local_kwargs)
+    return [fits[c.n_components, c.covariance_type] for c in candidates]
+
+
+# ------------------------------------------------------------------------ the second round from files
+
+SCORES_FORMAT = "dfmr-site-scores"
+# A score file holds two numbers per candidate; anything near this size is not one.
+_MAX_SCORES_BYTES = 16 * 2**20
+
+
+def candidate_digest(mixture: GaussianMixtureParams) -> str:
+    """SHA-256 of a candidate's model, shape and parameters (the bytes of its float64 arrays).
+
+    A site records it next to its values, so that the server can check that the site scored the very
+    aggregate it sent (a stale or altered candidate file gives another digest).
+    """
+    h = hashlib.sha256(f"{mixture.covariance_type}|{mixture.n_components}|{mixture.dim}|".encode())
+    for array in (mixture.weights, mixture.means, mixture.covariances):
+        h.update(np.ascontiguousarray(array, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def site_scores(X: ArrayLike, candidates: Sequence[GaussianMixtureParams], names: Sequence[str]) -> dict[str, Any]:
+    """A site's second-round message as a JSON-ready dict (what ``dfmr score`` writes).
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        The site's data.
+    candidates : sequence of GaussianMixtureParams
+        The aggregates the server sent.
+    names : sequence of str
+        Their names (``dfmr aggregate --out-dir`` writes ``K<k>_<model>.json``; the name is the stem).
+
+    Returns
+    -------
+    dict
+        ``{"format": "dfmr-site-scores", "version": 1, "n_samples": n, "scores": [{"candidate", "n_components",
+        "covariance_type", "digest", "log_likelihood", "entropy"}, ...]}``, values of :func:`site_values`.
+    """
+    if len(names) != len(candidates):
+        raise ValueError(f"{len(candidates)} candidates but {len(names)} names.")
+    X = np.asarray(X, dtype=np.float64)
+    loglik, entropy = site_values(X, candidates)
+    scores = [{"candidate": str(name), "n_components": mix.n_components, "covariance_type": mix.covariance_type,
+               "digest": candidate_digest(mix), "log_likelihood": float(ll), "entropy": float(e)}
+              for name, mix, ll, e in zip(names, candidates, loglik, entropy)]
+    return {"format": SCORES_FORMAT, "version": 1, "n_samples": int(X.shape[0]), "scores": scores}
+
+
+def read_site_scores(
+    paths: Sequence[str | os.PathLike[str]], candidates: Sequence[GaussianMixtureParams], names: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
+    """The server's side of ``dfmr choose``: the sites' score files as the arrays of :func:`criterion_table`.
+
+    Each file is untrusted. A file that cannot be read, is not a score file, lacks a candidate, scored
+    another version of one (its digest differs from :func:`candidate_digest` of the server's), or gives
+    a value that is not a number, yields a row of NaN: :func:`criterion_table` then flags that site.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        One score file per site (written by ``dfmr score``, :func:`site_scores`).
+    candidates : sequence of GaussianMixtureParams
+        The aggregates the server sent, in the order of the table.
+    names : sequence of str
+        Their names, as the sites recorded them.
+
+    Returns
+    -------
+    loglik, entropy : ndarray, shape (m, J)
+    claimed : ndarray, shape (m,)
+        The sizes the sites claim (NaN where unusable); untrusted.
+    problems : list of str or None
+        Why a site's row is NaN, else None.
+    """
+    digests = {str(name): candidate_digest(mix) for name, mix in zip(names, candidates)}
+    m, J = len(paths), len(candidates)
+    loglik, entropy, claimed = np.full((m, J), np.nan), np.full((m, J), np.nan), np.full(m, np.nan)
+    problems: list[str | None] = []
+    for i, path in enumerate(paths):
+        try:
+            loglik[i], entropy[i], claimed[i] = _parse_scores(path, digests, list(map(str, names)))
+            problems.append(None)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+            problems.append(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc))
+    return loglik, entropy, claimed, problems
+
+
+def _parse_scores(path: str | os.PathLike[str], digests: dict[str, str],
+                  names: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
+    with open(path, "rb") as fh:
+        raw = fh.read(_MAX_SCORES_BYTES + 1)
+    if len(raw) > _MAX_SCORES_BYTES:
+        raise ValueError(f"larger than {_MAX_SCORES_BYTES} bytes, not a score file")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != SCORES_FORMAT or not isinstance(doc.get("scores"), list):
+        raise ValueError(f"not a {SCORES_FORMAT} file (written by 'dfmr score')")
+    found: dict[str, tuple[float, float]] = {}
+    for entry in doc["scores"]:
+        name = str(entry["candidate"])
+        if name in digests and entry.get("digest") != digests[name]:
+            raise ValueError(f"candidate {name} was scored in another version than the server's")
+        found[name] = (float(entry["log_likelihood"]), float(entry["entropy"]))
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise ValueError(f"no score for candidate(s) {', '.join(missing)}")
+    values = np.array([found[name] for name in names], dtype=np.float64)
+    n = doc.get("n_samples")
+    claimed = float(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else math.nan
+    return values[:, 0], values[:, 1], claimed
 
 
 # ----------------------------------------------------------------------------------- server side
