@@ -264,8 +264,10 @@ def black_box(settings, rates, evaluations, held_out):
                   flush=True)
 
 
-def real_data(components, machines):
-    """Held-out log-likelihood per observation: robust_dfmr's default aggregate against dfmr.mr's."""
+def real_data(components, machines, splits=10):
+    """Held-out log-likelihood per observation: robust_dfmr's default aggregate against dfmr.mr's,
+    the mean over ``splits`` random 75/25 splits (one split of wine's 45 test points decides a
+    difference of optima by a handful of points; the goal is the expected held-out score)."""
     from sklearn import datasets
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
@@ -273,23 +275,27 @@ def real_data(components, machines):
     print()
     print(f"Real (misspecified) data: standardised, PCA, {machines} machines, 25% held out; held-out "
           "log-likelihood per observation of robust_dfmr's default aggregate minus dfmr.mr's "
-          "(goal >= -0.1 nat), and the machines robust_dfmr keeps whole")
+          f"(goal >= -0.1 nat): the mean over {splits} random splits [the worst split], and the machines "
+          "robust_dfmr keeps whole (the mean over splits)")
     loaders = {"iris": (datasets.load_iris, 4), "wine": (datasets.load_wine, 5),
                "breast-cancer": (datasets.load_breast_cancer, 5), "digits": (datasets.load_digits, 5)}
     for name, (load, dim) in loaders.items():
-        X = load().data
-        rng = np.random.default_rng(0)
-        X = X[rng.permutation(len(X))]
-        X = PCA(dim, random_state=0).fit_transform(StandardScaler().fit_transform(X))
-        cut = int(0.75 * len(X))
-        train, test = X[:cut], X[cut:]
-        parts = np.array_split(train, machines)
+        data = load().data
         cells = []
         for k in components:
-            fits = [dfmr.fit_local(p, k, random_state=i) for i, p in enumerate(parts)]
-            res = dfmr.robust_dfmr(fits, k)
-            gap = float(np.mean(res.mixture.logpdf(test)) - np.mean(dfmr.mr(fits, k).mixture.logpdf(test)))
-            cells.append(f"K={k}: {gap:+.3f} ({int(res.screening.kept.all(axis=1).sum())}/{machines})")
+            gaps, whole = [], []
+            for split in range(splits):
+                rng = np.random.default_rng(split)
+                X = data[rng.permutation(len(data))]
+                X = PCA(dim, random_state=0).fit_transform(StandardScaler().fit_transform(X))
+                cut = int(0.75 * len(X))
+                train, test = X[:cut], X[cut:]
+                parts = np.array_split(train, machines)
+                fits = [dfmr.fit_local(p, k, random_state=i) for i, p in enumerate(parts)]
+                res = dfmr.robust_dfmr(fits, k)
+                gaps.append(float(np.mean(res.mixture.logpdf(test)) - np.mean(dfmr.mr(fits, k).mixture.logpdf(test))))
+                whole.append(int(res.screening.kept.all(axis=1).sum()))
+            cells.append(f"K={k}: {np.mean(gaps):+.3f} [{min(gaps):+.3f}] ({np.mean(whole):.1f}/{machines})")
         print(f"  {name:<14} d={dim}  " + "  ".join(cells), flush=True)
 
 
@@ -299,8 +305,9 @@ def main() -> None:
     parser.add_argument("--only", choices=("issue13", "issue20", "realdata"), help="run one part only")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)  # DFMR losing components under attack says so each time
+    warnings.simplefilter("ignore", UserWarning)  # the site homogeneity warning, on every call with real data
     if args.only == "realdata":
-        real_data((2,) if args.quick else (2, 3, 4), 10)
+        real_data((2,) if args.quick else (2, 3, 4), 10, 2 if args.quick else 10)
         return
     loc, truth = simulate.local_estimates_fixture(), simulate.population()
     seeds = range(1) if args.quick else range(5)
@@ -318,7 +325,7 @@ def main() -> None:
     issue20_table([settings[0]] if args.quick else settings, (0.4,) if args.quick else (0.1, 0.2, 0.3, 0.4))
     black_box([settings[0]] if args.quick else [settings[0], settings[2]], (0.4,) if args.quick else (0.3, 0.4),
               30 if args.quick else 800, 1 if args.quick else 3)
-    real_data((2,) if args.quick else (2, 3, 4), 10)
+    real_data((2,) if args.quick else (2, 3, 4), 10, 2 if args.quick else 10)
 
 
 if __name__ == "__main__":
