@@ -470,14 +470,23 @@ class GaussianMixtureParams:
         object.__setattr__(self, "_covariance_type", model)
         return self
 
+    @classmethod
+    def _from_validated(
+        cls, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, chol: np.ndarray,
+        covariance_type: str | None = None,
+    ) -> GaussianMixtureParams:
+        """``_from_core(weights, means, covariances)`` bit for bit for components taken from validated
+        mixtures (their covariances and Cholesky factors reused, nothing checked again); the weights,
+        non-negative and summing to 1 up to rounding, are rescaled exactly as _from_core rescales them."""
+        return cls._wrap(_sum_to_one(weights, math.fsum(weights.tolist())), means, covariances, chol,
+                         covariance_type=covariance_type)
+
     def _subset(self, components: np.ndarray) -> GaussianMixtureParams:
         """The given components, weights renormalised: ``_from_core(w / w.sum(), means, covariances)``
         bit for bit, without validating again what this mixture already validated (its model kept)."""
         w = self._weights[components]
-        w = w / w.sum()
-        return type(self)._wrap(_sum_to_one(w, math.fsum(w.tolist())), self._means[components],
-                                self._covariances[components], self._chol[components],
-                                covariance_type=self._covariance_type)
+        return self._from_validated(w / w.sum(), self._means[components], self._covariances[components],
+                                    self._chol[components], covariance_type=self._covariance_type)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"GaussianMixtureParams is immutable; cannot set {name!r}.")
