@@ -13,7 +13,7 @@ import pytest
 from federation import FOUR_CORNERS, has_fake, partial_sites, size_weighted_mr, unequal_sites
 
 import dfmr
-from dfmr import GaussianMixtureParams
+from dfmr import GaussianMixtureParams, inference, robust
 from dfmr.support import reduce_supported, support_matrix, supported
 
 SIZES = (200, 500, 1_000, 2_000, 5_000, 10_000)
@@ -223,13 +223,56 @@ def test_jackknife_for_unequal_groups_is_busing_meijer_van_der_leeden():
 def test_intervals_of_unequal_sites_use_the_pooled_sizes(unequal):
     res = dfmr.robust_dfmr(unequal, 2, n_samples=SIZES)
     np.testing.assert_array_equal(res.n_samples, SIZES)
-    inf = dfmr.inference.infer(res, unequal, method="jackknife",
+    inf = inference.infer(res, unequal, method="jackknife", rescreen=True,
                                aggregate=lambda ms, n_samples=None: dfmr.robust_dfmr(ms, 2, n_samples=n_samples))
     # The largest site dominates: leaving it out moves the aggregate most, but it counts as 10,000
     # of 18,700 points, not as one site of six (the equal-size formula's intervals are wider).
-    equal = dfmr.inference.infer(res, unequal, method="jackknife",
+    equal = inference.infer(res, unequal, method="jackknife", rescreen=True,
                                  aggregate=lambda ms: dfmr.robust_dfmr(ms, 2, n_samples=np.full(len(ms), 3_000)))
     assert np.all(inf.standard_errors()["means"] < equal.standard_errors()["means"])
+
+
+def test_leave_out_pools_the_other_machines_kept_components_again(unequal):
+    from dfmr.robust import leave_out
+
+    # Every component kept: leaving site i out is MR of the others by their sizes (built by hand).
+    res = dfmr.robust_dfmr(unequal, 2, n_samples=SIZES)
+    assert res.screening.kept.all()
+    for i in (0, 5):
+        rest = [f for j, f in enumerate(unequal) if j != i]
+        ref = size_weighted_mr(rest, [s for j, s in enumerate(SIZES) if j != i], 2)
+        out = leave_out(res, i)
+        order = matched(out, ref)
+        np.testing.assert_allclose(out.means, ref.means[order], atol=1e-8)
+        np.testing.assert_allclose(out.covariances, ref.covariances[order], atol=1e-8)
+    # A machine the screening dropped stays out of every replicate; leaving it out changes nothing.
+    bad = GaussianMixtureParams(unequal[2].weights, unequal[2].means + 3.0, unequal[2].covariances)
+    attacked = unequal[:2] + [bad] + unequal[3:]
+    res = dfmr.robust_dfmr(attacked, 2, n_samples=SIZES)
+    assert not res.screening.kept[2].any()
+    np.testing.assert_array_equal(leave_out(res, 2).means, res.mixture.means)
+    rest = [f for j, f in enumerate(unequal) if j not in (2, 4)]
+    ref = size_weighted_mr(rest, [s for j, s in enumerate(SIZES) if j not in (2, 4)], 2)
+    out = leave_out(res, 4)
+    np.testing.assert_allclose(out.means, ref.means[matched(out, ref)], atol=1e-8)
+    with pytest.raises(ValueError, match="machine"):
+        leave_out(res, len(SIZES))
+
+
+def test_robust_dfmr_jackknife_keeps_its_screening(unequal, monkeypatch):
+    # Every component kept: the replicates are MR's, so the intervals are the jackknife of MR by size,
+    # which reruns dfmr.mr on every leave-one-out set.
+    res = dfmr.robust_dfmr(unequal, 2, n_samples=SIZES)
+    inf = inference.infer(res, unequal, method="jackknife")
+    mr = dfmr.mr(unequal, 2, n_samples=SIZES)
+    order = matched(res.mixture, mr.mixture)
+    ref = inference.infer(mr, unequal, method="jackknife")
+    np.testing.assert_allclose(inf.standard_errors()["means"], ref.standard_errors()["means"][order], rtol=1e-6)
+    # The screening is not rerun: an aggregator that would drop a site in a replicate is not called.
+    calls = []
+    monkeypatch.setattr(robust, "robust_dfmr", lambda *a, **k: calls.append(1))
+    inference.infer(res, unequal, method="jackknife", aggregate=lambda ms, n_samples=None: calls.append(1))
+    assert calls == []
 
 
 def test_the_vignette_names_commands_and_sections_that_exist():

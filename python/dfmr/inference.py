@@ -27,7 +27,10 @@ Two ways to get the covariance of the aggregate's parameters (named as in
     sizes ``n_i`` (the server's, or capped claims), the delete-a-group jackknife for unequal
     groups (Busing, Meijer & van der Leeden 1999) replaces it: pseudo-values
     ``h_i theta - (h_i - 1) theta_(i)``, ``h_i = N / n_i``, each leave-one-out aggregate pooled
-    with the remaining sizes (equal sizes give the formula above). It needs no data, only the
+    with the remaining sizes (equal sizes give the formula above). For :func:`dfmr.robust_dfmr`
+    the leave-one-out aggregates keep the full fit's screening decisions and pool the other
+    machines' kept components again (:func:`dfmr.robust.leave_out`; ``rescreen=True`` reruns
+    the screening). It needs no data, only the
     local estimates, and accounts for what the aggregator really does. *Valid* for DFMR (with or
     without Byzantine machines that the filter removes: measured coverage 0.94-0.97) and for MR;
     it needs enough machines (m >= 10 or so), and is the default for every aggregator except ``"mr"``. Its width varies
@@ -60,6 +63,7 @@ import inspect
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -476,8 +480,9 @@ def _takes_sizes(aggregate: Callable[..., Any]) -> bool:
 def _jackknife(
     mixtures: list[GaussianMixtureParams],
     reference: GaussianMixtureParams,
-    aggregate: Callable[..., Any],
+    aggregate: Callable[..., Any] | None,
     sizes: np.ndarray | None = None,
+    replicate: Callable[[int], GaussianMixtureParams] | None = None,
 ) -> tuple[np.ndarray, int, np.ndarray]:
     """Jackknife covariance of the free parameters, number of replicates used, failed replicates.
 
@@ -490,7 +495,8 @@ def _jackknife(
     equal sizes give the formula above. Leaving out a site of 200 points then counts for a
     site of 200, not as much as leaving out one of 20,000 (the equal-size formula made the
     intervals of such federations 1.7-1.9x too wide). ``aggregate`` receives the leave-one-out
-    sizes as ``n_samples=`` when it takes that argument.
+    sizes as ``n_samples=`` when it takes that argument. ``replicate(i)``, when given, is the
+    leave-one-out aggregate instead (robust_dfmr's screening kept: :func:`dfmr.robust.leave_out`).
     """
     m = len(mixtures)
     sized = sizes is not None and _takes_sizes(aggregate)
@@ -500,7 +506,10 @@ def _jackknife(
         with warnings.catch_warnings():
             # A leave-one-out reduction that drops a component is reported as a failed replicate.
             warnings.simplefilter("ignore", RuntimeWarning)
-            out = aggregate(rest, n_samples=np.delete(sizes, i)) if sized else aggregate(rest)
+            if replicate is not None:
+                out = replicate(i)
+            else:
+                out = aggregate(rest, n_samples=np.delete(sizes, i)) if sized else aggregate(rest)
         mix = out.mixture if isinstance(out, AggregationResult) else out
         aligned = info.align_to(mix, reference)
         if aligned is None:
@@ -630,6 +639,7 @@ def infer(
     n_mc: int = 20_000,
     random_state: int | np.random.Generator | None = 0,
     n_boot: int = 200,
+    rescreen: bool = False,
 ) -> MixtureInferenceResult:
     """Standard errors, intervals and per-machine tests for an aggregation (see the module docstring).
 
@@ -667,6 +677,13 @@ def infer(
         Seed of that Monte Carlo and of the bootstrap.
     n_boot : int, default 200
         Bootstrap replicates (``method="bootstrap"``).
+    rescreen : bool, default False
+        For a :func:`dfmr.robust_dfmr` result, whether the jackknife reruns ``aggregate`` (the
+        screening included) on every leave-one-out set. False: each replicate pools the other
+        machines' kept components again, the screening's decisions kept
+        (:func:`dfmr.robust.leave_out`): a test flipping at its cut-off would otherwise move a
+        replicate by a whole component, and the unequal-size jackknife multiplies that jump by
+        ``N / n_i - 1``. Ignored for the other aggregators.
 
     Returns
     -------
@@ -725,8 +742,14 @@ def infer(
         )
         df_resid = np.inf
     else:
-        run = aggregate if aggregate is not None else _rerun(result, ref.n_components)
-        cov_free, used, failed = _jackknife(mixtures, ref, run, _pooled_sizes(result))
+        from .robust import RobustAggregationResult, leave_out
+
+        replicate, run = None, aggregate
+        if not rescreen and isinstance(result, RobustAggregationResult) and result.screening.estimates is not None:
+            replicate = partial(leave_out, result)
+        elif run is None:
+            run = _rerun(result, ref.n_components)
+        cov_free, used, failed = _jackknife(mixtures, ref, run, _pooled_sizes(result), replicate)
         df_resid = used - 1
 
     tests = None
