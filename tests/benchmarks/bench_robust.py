@@ -127,25 +127,30 @@ def other_populations(ms, seeds):
 def cost(loc, repeat, k=K, n=N_LOCAL, label="the honest fixture", hostile_line=True):
     """Median time of a call, robust_dfmr (with the server's sizes) over dfmr.dfmr, in the same process.
 
-    Wall clock with the default threads (as a user calls them), and the process's CPU time (every
-    thread's; steadier when other jobs share the machine, where threads wait for a core).
+    Wall clock with the default threads (as a user calls them), the process's CPU time (every
+    thread's; steadier when other jobs share the machine, where threads wait for a core), and the
+    CPU time with one thread each (the same resources for both).
     """
     print()
     wall = {"dfmr": [], "robust_dfmr": []}
     cpu = {"dfmr": [], "robust_dfmr": []}
+    single = {"dfmr": [], "robust_dfmr": []}  # CPU time with one thread each
     for _ in range(repeat):  # alternate, so load on the shared machine hits both alike
-        for name, fn in (("dfmr", lambda: dfmr.dfmr(loc, k)),
-                         ("robust_dfmr", lambda: dfmr.robust_dfmr(loc, k, n_samples=n))):
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-    med = {k_: float(np.median(v)) for k_, v in wall.items()}
-    med_cpu = {k_: float(np.median(v)) for k_, v in cpu.items()}
+        for threads, out in ((None, cpu), (1, single)):
+            for name, fn in (("dfmr", lambda t=threads: dfmr.dfmr(loc, k, n_threads=t)),
+                             ("robust_dfmr", lambda t=threads: dfmr.robust_dfmr(loc, k, n_samples=n, n_threads=t))):
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn()
+                if threads is None:
+                    wall[name].append(time.perf_counter() - t0)
+                out[name].append(time.process_time() - c0)
+    med, med_cpu, med_one = ({k_: float(np.median(v)) for k_, v in x.items()} for x in (wall, cpu, single))
     print(f"Cost on {label}: dfmr {1e3 * med['dfmr']:.1f} ms, robust_dfmr "
           f"{1e3 * med['robust_dfmr']:.1f} ms: ratio {med['robust_dfmr'] / med['dfmr']:.2f}x (wall clock); "
           f"CPU time dfmr {1e3 * med_cpu['dfmr']:.1f} ms, robust_dfmr {1e3 * med_cpu['robust_dfmr']:.1f} ms: "
-          f"ratio {med_cpu['robust_dfmr'] / med_cpu['dfmr']:.2f}x")
+          f"ratio {med_cpu['robust_dfmr'] / med_cpu['dfmr']:.2f}x; one thread each (CPU time) dfmr "
+          f"{1e3 * med_one['dfmr']:.1f} ms, robust_dfmr {1e3 * med_one['robust_dfmr']:.1f} ms: "
+          f"ratio {med_one['robust_dfmr'] / med_one['dfmr']:.2f}x")
     if not hostile_line:
         return
     f = loc[0]
