@@ -1016,7 +1016,8 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         method : {"information", "jackknife"}, optional
             ``None``: ``"information"`` for ``aggregator="mr"``, ``"jackknife"`` otherwise (DFMR's
             data-dependent filter makes information-based intervals undercover). The jackknife
-            needs no data; without data it has no per-machine tests.
+            needs no data; without data it has no per-machine tests. With ``aggregator="robust_dfmr"``
+            its leave-one-out aggregates keep the fit's screening decisions (:func:`dfmr.robust.leave_out`).
         kind : {"observed", "opg"}, default "observed"
             Form of the information matrix.
         multitest_method : str, default "holm"
