@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -30,25 +31,37 @@ _LD_LIBRARY_PATH = os.environ.get("LD_LIBRARY_PATH")
 # Machines that hang on purpose (the deadline tests) sleep until their test has ended, not for their
 # whole sleep: the serial and threads engines cannot stop a thread, and a thread abandoned at a
 # deadline sits inside single_threaded_blas, which would skew the BLAS settings that later tests see.
-# The flag is a file (named in the environment) so that worker processes see it too.
-_RELEASE_FILE = os.environ.setdefault("DFMR_TESTS_RELEASE_FILE",
-                                      os.path.join(tempfile.mkdtemp(prefix="dfmr-tests-"), "released"))
+# The flag is a file named in the environment, so that the machines' worker processes (process pool,
+# Dask) see it too. Each pytest process makes its own (pytest_configure): under pytest-xdist the
+# workers inherit the controller's environment, and one shared file would let a test ending on one
+# worker wake the machines that a deadline test on the other worker needs hanging.
+_RELEASE_VAR = "DFMR_TESTS_RELEASE_FILE"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[_RELEASE_VAR] = os.path.join(tempfile.mkdtemp(prefix="dfmr-tests-"), "released")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.path.dirname(os.environ.pop(_RELEASE_VAR)), ignore_errors=True)
 
 
 def hang(seconds: float) -> None:
     """Sleep ``seconds``, or until the test that started the sleep has ended (see ``release_hung_machines``)."""
     end = time.monotonic() + seconds
-    while time.monotonic() < end and not os.path.exists(os.environ["DFMR_TESTS_RELEASE_FILE"]):
+    release = os.environ.get(_RELEASE_VAR)  # inherited from the pytest process that started this machine
+    while time.monotonic() < end and not (release and os.path.exists(release)):
         time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)
 def release_hung_machines():
     """After each test, wake the machines it left hanging and wait for the abandoned machine threads."""
-    if os.path.exists(_RELEASE_FILE):
-        os.remove(_RELEASE_FILE)
+    release = os.environ[_RELEASE_VAR]
+    if os.path.exists(release):
+        os.remove(release)
     yield
-    with open(_RELEASE_FILE, "w"):
+    with open(release, "w"):
         pass
     for thread in threading.enumerate():
         if thread.name.startswith("dfmr-machine"):
