@@ -89,13 +89,15 @@
     return(NULL)
   }
   votes <- if (is.null(s$votes)) NULL else stats::setNames(as.numeric(as.vector(s$votes)), sites)
-  calibrated_n <- as.numeric(s$calibrated_n)
+  # NA when unknown (NaN from Python: server sizes) or not sent (an older Python dfmr).
+  calibrated_n <- if (is.null(s$calibrated_n)) NA_real_ else as.numeric(s$calibrated_n)
   decisions <- data.frame(site = as.integer(as.vector(s$site)), component = as.integer(as.vector(s$component)),
                           slot = as.integer(as.vector(s$slot)), rule = as.character(unlist(s$rule)),
                           statistic = as.numeric(as.vector(s$statistic)), cutoff = as.numeric(as.vector(s$cutoff)),
                           stringsAsFactors = FALSE)
   list(decisions = decisions, components_kept = as.integer(as.vector(s$components_kept)),
-       n_samples_known = as.logical(s$n_samples_known), size_source = as.character(s$size_source),
+       n_samples_known = as.logical(s$n_samples_known),
+       size_source = if (is.null(s$size_source)) NA_character_ else as.character(s$size_source),
        calibrated_n = if (is.nan(calibrated_n)) NA_real_ else calibrated_n, votes = votes,
        vote_groups = lapply(s$vote_groups, function(g) as.integer(as.vector(g))))
 }
