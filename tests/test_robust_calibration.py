@@ -123,6 +123,31 @@ def test_colluders_nine_standard_errors_out_do_not_move_the_aggregate(sizes):
     assert np.mean(ratios) <= 2.0, ratios
 
 
+@pytest.mark.parametrize("sizes", ["server", "unknown"])
+def test_machine_level_sums_are_tested_at_the_same_law_with_or_without_server_sizes(sizes):
+    # Three well-separated components in 1-D (the information's law is then near chi2): one
+    # machine sends the honest consensus with all three means shifted 4 local standard errors.
+    # Each slot's statistic (~16) is inside its cut-off (chi2_1 at 0.001 / (3 m K): 20.6); their
+    # sum (~48) is far outside the sum's (chi2_3 at 0.001 / (4 m): ~25). Without server sizes
+    # the statistics are computed at n = 1 and scaled by 1 / n; the sum's law was scaled by that
+    # factor too, a cut-off ~n times too wide, and the machine was kept.
+    pop = GaussianMixtureParams([0.3, 0.3, 0.4], [[-6.0], [0.0], [6.0]], [[[1.0]]] * 3)
+    X, _ = pop.sample(20 * 1000, random_state=3)
+    fits = unsized([dfmr.fit_local(p, 3, random_state=i) for i, p in enumerate(np.split(X, 20))])
+    consensus = dfmr.mr(fits, 3).mixture
+    se = np.sqrt(consensus.covariances[:, 0, 0] / (1000 * consensus.weights))
+    attacked = [GaussianMixtureParams(consensus.weights, consensus.means + 4.0 * se[:, None],
+                                      consensus.covariances)] + fits[1:]
+    scr = dfmr.robust_dfmr(attacked, 3, n_samples=1000 if sizes == "server" else None).screening
+    assert scr.size_source == sizes
+    assert [(d.machine, d.component, d.rule) for d in scr.decisions] == [(0, None, "machine mean")], \
+        [d.describe() for d in scr.decisions]
+    cut = scr.decisions[0].cutoff
+    # The cut-off is a chi2_3-like quantile at the machine level (times an excess scatter in [1, 4]).
+    assert 15.0 < cut < 4.0 * 40.0, cut
+    assert scr.kept[1:].all()
+
+
 # --------------------------------------------------------------------------- honest side
 
 @pytest.mark.parametrize("m", [6, 20, 60])

@@ -1156,9 +1156,11 @@ def robust_dfmr(
                 laws[key] = (_chi2("ppf", _CALIBRATION_QUANTILE, df_i), _chi2("isf", alpha_machine, df_i))
             else:
                 block = joint[p].shape[0] // k
-                # The statistic divides each slot's terms by that slot's factor: scale A's rows.
+                # The statistic divides each slot's terms by that slot's factor: scale A's rows. A V is
+                # the law at n; without server sizes the statistics are computed at n = 1 and the
+                # factor holds the unit scale 1 / n itself: only its excess over the unit widens the law.
                 factor = np.full(len(slots_i), weight_scale[i]) if p == "weight" else inflation[p][list(slots_i)]
-                lam = _joint_eigenvalues(joint[p], slots_i, block, 1.0 / factor)
+                lam = _joint_eigenvalues(joint[p], slots_i, block, (1.0 if server else unit) / factor)
                 laws[key] = (_weighted_chi2_isf(1.0 - _CALIBRATION_QUANTILE, lam),
                              _weighted_chi2_isf(alpha_machine, lam))
         vals = np.array([v / laws[keys[i]][0] for i, (v, _, _) in sums[p].items()])

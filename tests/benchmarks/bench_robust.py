@@ -7,8 +7,8 @@ standard deviation of the means relative to the global pMLE, and times as ratios
 lies about sizes, near-identical colluders and copiers on three settings, a black-box search
 (scipy's differential evolution) against robust_dfmr replayed on held-out data sets, and the
 held-out log-likelihood on real data sets. Asserts nothing.
-Run: ``python tests/benchmarks/bench_robust.py`` (``--quick`` for a smoke run; ``--only issue13`` or
-``--only issue20`` for one part).
+Run: ``python tests/benchmarks/bench_robust.py`` (``--quick`` for a smoke run; ``--only issue13``,
+``--only issue20``, ``--only realdata`` or ``--only blackbox-d3 [--rate 0.3]`` for one part).
 """
 
 from __future__ import annotations
@@ -307,10 +307,18 @@ def real_data(components, machines, splits=10):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, short grids")
-    parser.add_argument("--only", choices=("issue13", "issue20", "realdata"), help="run one part only")
+    parser.add_argument("--only", choices=("issue13", "issue20", "realdata", "blackbox-d3"),
+                        help="run one part only (blackbox-d3: the black-box search on the d = 3, K = 3 setting, "
+                             "~1 s a call, not part of issue20's run)")
+    parser.add_argument("--rate", type=float, action="append",
+                        help="with --only blackbox-d3: the rate(s) to search (default 0.3 and 0.4)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)  # DFMR losing components under attack says so each time
     warnings.simplefilter("ignore", UserWarning)  # the site homogeneity warning, on every call with real data
+    if args.only == "blackbox-d3":
+        black_box([issue20_settings(4)[1]], tuple(args.rate or (0.3, 0.4)), 30 if args.quick else 800,
+                  1 if args.quick else 3)
+        return
     if args.only == "realdata":
         real_data((2,) if args.quick else (2, 3, 4), 10, 2 if args.quick else 10)
         return
