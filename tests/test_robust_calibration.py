@@ -123,17 +123,23 @@ def test_colluders_nine_standard_errors_out_do_not_move_the_aggregate(sizes):
     assert np.mean(ratios) <= 2.0, ratios
 
 
+@pytest.fixture(scope="module")
+def separated_fits():
+    """20 unsized local fits of 1,000 points of three well-separated 1-D components."""
+    pop = GaussianMixtureParams([0.3, 0.3, 0.4], [[-6.0], [0.0], [6.0]], [[[1.0]]] * 3)
+    X, _ = pop.sample(20 * 1000, random_state=3)
+    return unsized([dfmr.fit_local(p, 3, random_state=i) for i, p in enumerate(np.split(X, 20))])
+
+
 @pytest.mark.parametrize("sizes", ["server", "unknown"])
-def test_machine_level_sums_are_tested_at_the_same_law_with_or_without_server_sizes(sizes):
+def test_machine_level_sums_are_tested_at_the_same_law_with_or_without_server_sizes(separated_fits, sizes):
     # Three well-separated components in 1-D (the information's law is then near chi2): one
     # machine sends the honest consensus with all three means shifted 4 local standard errors.
     # Each slot's statistic (~16) is inside its cut-off (chi2_1 at 0.001 / (3 m K): 20.6); their
-    # sum (~48) is far outside the sum's (chi2_3 at 0.001 / (4 m): ~25). Without server sizes
+    # sum (~48) is far outside the sum's (chi2_3 at 0.001 / (3 m): ~25). Without server sizes
     # the statistics are computed at n = 1 and scaled by 1 / n; the sum's law was scaled by that
     # factor too, a cut-off ~n times too wide, and the machine was kept.
-    pop = GaussianMixtureParams([0.3, 0.3, 0.4], [[-6.0], [0.0], [6.0]], [[[1.0]]] * 3)
-    X, _ = pop.sample(20 * 1000, random_state=3)
-    fits = unsized([dfmr.fit_local(p, 3, random_state=i) for i, p in enumerate(np.split(X, 20))])
+    fits = separated_fits
     consensus = dfmr.mr(fits, 3).mixture
     se = np.sqrt(consensus.covariances[:, 0, 0] / (1000 * consensus.weights))
     attacked = [GaussianMixtureParams(consensus.weights, consensus.means + 4.0 * se[:, None],
