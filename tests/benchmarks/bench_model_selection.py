@@ -42,7 +42,6 @@ from dfmr import selection
 from dfmr.covariance import get_model
 from dfmr.mixsim import overlap_matrix
 
-SK_TO_MCLUST = {"full": "VVV", "diag": "VVI", "tied": "EEE", "spherical": "VII"}
 # mclust names its one-component models XXX (full), XXI (diagonal), XII (spherical), X (1-D); at K = 1 the
 # grid's models that coincide are compared through these classes.
 ONE_COMPONENT = {"VVV": "XXX", "EEE": "XXX", "EVE": "XXX", "VEE": "XXX", "VVE": "XXX", "EEV": "XXX", "VEV": "XXX",
@@ -66,7 +65,7 @@ def mclust_choice(X: np.ndarray, ks: list[int], models: list[str]) -> tuple[int,
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "x.csv")
         np.savetxt(path, X, delimiter=",")
-        names = ",".join(f'"{m}"' for m in models) if X.shape[1] > 1 else '"E","V"'
+        names = ",".join(f'"{m}"' for m in dict.fromkeys(models))
         script = (f'suppressMessages(library(mclust)); x <- as.matrix(read.csv("{path}", header = FALSE)); '
                   f"b <- mclustBIC(x, G = c({','.join(map(str, ks))}), modelNames = c({names}), verbose = FALSE); "
                   "s <- summary(b, x); cat(s$G, s$modelName)")
@@ -86,18 +85,19 @@ def add_component(mix: dfmr.GaussianMixtureParams, rng: np.random.Generator) -> 
 def run(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed)
     ks = list(range(1, args.kmax + 1))
-    grid = selection.candidate_grid(ks, args.models)
     n_bad = int(math.floor(0.2 * args.sites)) if args.byzantine else 0
     agree2 = agree1 = agree_k0 = k0_found = smaller = 0
     worst_gap, flagged_honest, caught = 0.0, 0, 0
     gaps1: list[tuple[float, float, float]] = []
-    print(f"grid K = 1..{args.kmax} x {args.models}; m = {args.sites}, n = {args.n} per site; "
+    print(f"grid K = 1..{args.kmax} x {args.models}; m = {args.sites}, n = {args.n} per site; n_init = {args.n_init}; "
           f"Byzantine sites: {n_bad}")
     for r in range(args.reps):
         t0 = time.time()
         K0, d = args.k0[r % len(args.k0)], args.dims[(r // len(args.k0)) % len(args.dims)]
         omega = args.omegas[r % len(args.omegas)]
         pop = population(K0, d, omega, rng)
+        # In 1-D full and diag are the same model (V): the grid keeps each model once, and so does mclust's.
+        grid = selection.candidate_grid(ks, args.models, d)
         avg = float(np.mean(overlap_matrix(pop)[np.triu_indices(K0, 1)])) if K0 > 1 else 0.0
         X, _ = pop.sample(args.sites * args.n, rng)
         sites = np.split(X, args.sites)
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> None:
         both = np.setdiff1d(np.arange(args.sites), sorted(flags | set(np.flatnonzero(flagged1).tolist())))
         gap1 = np.abs(approx[both].sum(axis=0) - ll[both].sum(axis=0))
         gaps1.append((float(gap1.max()), float(np.median(gap1)), float(np.max(gap1 / np.abs(ll[both].sum(axis=0))))))
-        G, model = mclust_choice(X, ks, [SK_TO_MCLUST.get(m, m) for m in args.models])
+        G, model = mclust_choice(X, ks, [get_model(c.covariance_type, d).name for c in grid])
         ours = (best.n_components, get_model(best.covariance_type, d).name)
         agree2 += (ours[0], ONE_COMPONENT[ours[1]] if ours[0] == 1 else ours[1]) == (G, model)
         agree1 += (best1.n_components, best1.covariance_type) == (best.n_components, best.covariance_type)
