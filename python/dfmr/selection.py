@@ -44,10 +44,11 @@ of every other candidate (contrasts between candidates are what a choice depends
 spread is much smaller than the levels', and any pairwise contrast is bounded by two contrasts against
 ``r``; a lie on one level shows in its contrast). For each such column: centre and scale from the median
 and MAD, then the size-weighted mean and standard deviation of the sites within 3.5 MAD-scales, then of
-those within the final cut, until that set settles (with few sites the MAD alone is noisy); a site is
-flagged when one of its standardised values exceeds the Student-t quantile at ``level / (2 m C)``
-(Bonferroni over the ``m`` sites and ``C`` columns, ``m - 1`` degrees of freedom for the estimated
-scale) or is not finite. Entropies are bounded, not normal: they are tested against Hoeffding's bound
+those within the final cut, until that set settles (with few sites the MAD alone is noisy); then each
+site is tested against that set without itself, as an externally studentised residual (exactly Student-t
+with the set's size minus 2 degrees of freedom for normal values, which matters with few small sites), and
+flagged when it exceeds the quantile at ``level / (2 m C)`` (Bonferroni over the ``m`` sites and ``C``
+columns) or is not finite. Entropies are bounded, not normal: they are tested against Hoeffding's bound
 instead (:func:`flag_sites`). A
 flagged site is dropped from every candidate. What an unflagged liar can do is bounded: it moves a
 contrast by at most ``t s / sqrt(n_i)`` per observation, i.e. ``t s sqrt(n_i)`` log-likelihood units.
@@ -440,35 +441,55 @@ def project_to_model(mixture: GaussianMixtureParams, covariance_type: str) -> Ga
     return GaussianMixtureParams(w, mixture.means, cov, covariance_type=model.name)
 
 
-def _column_z(values: np.ndarray, root_n: np.ndarray, floor: float, cut: float) -> np.ndarray:
-    """Standardised deviations of each site in each column of ``values`` (m, C); inf where not finite.
+def _column_flags(values: np.ndarray, root_n: np.ndarray, floor: float, level: float) -> np.ndarray:
+    """Which sites are implausible in each column of ``values`` (m, C), each test at ``level`` (two-sided).
 
-    The centre and scale of a column start from the median and MAD, then are the size-weighted mean
-    and standard deviation of the sites within ``_INNER`` MAD-scales, and then, until the set settles,
-    of the sites within ``cut`` standard deviations: with few sites the MAD alone is noisy (a small
-    MAD would leave honest sites out and make the spread too small).
+    First the honest-looking set ``S`` of each column: the median and MAD, then the size-weighted mean and
+    standard deviation of the sites within ``_INNER`` MAD-scales, then, until the set settles, of the sites
+    within the Student-t cut (with few sites the MAD alone is noisy). Then every site is tested against
+    ``S`` without itself (``S_i``), as an externally studentised residual: with ``v_j`` a mean of ``n_j``
+    observations of spread ``s``, ``sqrt(n_i) (v_i - mean_i) / (s_i sqrt(1 + n_i / N_i))`` is Student-t
+    with ``|S_i| - 1`` degrees of freedom for an honest site when the values are normal (``mean_i`` and
+    ``s_i`` the size-weighted mean and standard deviation over ``S_i``, ``N_i`` its total size). The
+    exact null distribution matters with few sites: a scale from 3 or 4 sites, with the site's own value
+    in it, made honest small sites fail the previous normal-like cut (issue 22: 2 of 5 sites of 180 rows).
+    A value that is not finite is always flagged; a column with fewer than 3 finite sites flags nothing else.
     """
-    z = np.full(values.shape, np.inf)
-    for c in range(values.shape[1]):
+    m, C = values.shape
+    flags = ~np.isfinite(values)
+    weights = root_n**2
+    for c in range(C):
         v = values[:, c]
         ok = np.isfinite(v)
-        if ok.sum() < 2:
+        if ok.sum() < 3:
             continue
+        cut = stats.t.isf(level / 2, df=ok.sum() - 1)
         centre = np.median(v[ok])
-        inner = ok & (np.abs(v - centre) * root_n <= _INNER * max(_MAD * np.median(np.abs(v - centre)[ok] * root_n[ok]),
-                                                                 floor))
+        mad = max(_MAD * np.median(np.abs(v - centre)[ok] * root_n[ok]), floor)
+        inner = ok & (np.abs(v - centre) * root_n <= _INNER * mad)
         for _ in range(20):
-            weights = root_n[inner] ** 2
-            mean = np.average(v[inner], weights=weights)
-            spread = max(math.sqrt(np.sum(weights * (v[inner] - mean) ** 2) / max(inner.sum() - 1, 1)), floor)
+            mean = np.average(v[inner], weights=weights[inner])
+            spread = max(math.sqrt(np.sum(weights[inner] * (v[inner] - mean) ** 2) / max(inner.sum() - 1, 1)), floor)
             with np.errstate(invalid="ignore"):
-                z[:, c] = np.abs(v - mean) * root_n / spread
-            z[~ok, c] = np.inf
-            within = z[:, c] <= cut
+                within = ok & (np.abs(v - mean) * root_n / spread <= cut)
             if np.array_equal(within, inner) or 2 * within.sum() <= ok.sum():
                 break
             inner = within
-    return z
+        # Leave-one-out sums over the set (values centred on the set's mean, so the sums do not cancel).
+        u = np.where(inner, v - mean, 0.0)
+        w_in = np.where(inner, weights, 0.0)
+        W, A, B = w_in.sum(), (w_in * u).sum(), (w_in * u * u).sum()
+        W_i, A_i, B_i = W - w_in, A - w_in * u, B - w_in * u * u
+        size_i = inner.sum() - inner.astype(int)
+        testable = ok & (size_i >= 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_i = A_i / W_i
+            s_i = np.sqrt(np.maximum(B_i - A_i * mean_i, 0.0) / (size_i - 1))
+            s_i = np.maximum(s_i, floor)
+            z = np.abs(np.where(ok, v - mean, 0.0) - mean_i) * root_n / (s_i * np.sqrt(1.0 + weights / W_i))
+            cut_i = stats.t.isf(level / 2, df=np.maximum(size_i - 1, 1))
+        flags[:, c] |= testable & ~(z <= cut_i)
+    return flags
 
 
 def flag_sites(
@@ -525,8 +546,7 @@ def flag_sites(
     root_n = np.sqrt(n)
     typical = np.median(np.abs(a[finite_rows])) if finite_rows.any() else 1.0
     floor = 1e-9 * (1.0 + typical) * float(np.median(root_n))
-    cut = stats.t.isf(level / (2 * m * values.shape[1]), df=m - 1)
-    return flagged | np.any(~(_column_z(values, root_n, floor, cut) <= cut), axis=1)
+    return flagged | np.any(_column_flags(values, root_n, floor, level / (m * values.shape[1])), axis=1)
 
 
 def _check_level(level: Any) -> float:
