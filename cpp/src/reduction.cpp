@@ -140,48 +140,86 @@ bool unconstrained(CovarianceModel model) { return model == CovarianceModel::VVV
 // `mass` the n_k. `order` lists the components in the order the M-step sees them: a coupled
 // M-step sums over components, and ordering them by their first pooled member makes the result
 // independent of the components' labels bit for bit (which the shared trajectories rely on).
-// `start`: the previous covariances (K x d x d) of an iterative model, or empty.
-// An iterative model's M-step inside an MM update takes this many rounds from the previous
-// covariances: each lowers the cost (a generalised MM step), and the MM iterations continue the
-// descent with the plan updated in between, rather than polishing covariances for a plan that
-// may change (the orientation's rounds of EVE and VVE cost O(K d^3) each).
-constexpr int kMmRounds = 5;
+//
+// An iterative model's M-step (VEI, VEE, EVE, VVE, VEV) runs from its own start (`warm_from`
+// empty: identity shapes, or the eigenvectors of sum_k W_k / n_k) to convergence, so that the
+// update is a function of the plan alone, as for the closed forms: starts that reach one plan
+// share the rest of their trajectory (ReduceOptions::share_trajectories), which makes the
+// iterative models cost about what the closed forms do. (Warm-starting from the covariances before
+// would save inner rounds but tie every update to its start's history, so no start could share
+// another's trajectory; at m = 200 that cost 3-4x the full reduction.) For VEI, VEE and VEV that
+// M-step is the global minimum up to its tolerance (the objective is convex in log volumes and log
+// shapes, and geodesically convex in VEE's C); EVE and VVE can have several local minima in the
+// orientation. So run_start keeps the fresh update only if it does not raise the transport cost;
+// otherwise it calls this with `warm_from` the covariances before (K x d x d), whose M-step rounds
+// each lower the cost from there. Either way the objective never rises.
+struct ModelScatters {
+  std::vector<Eigen::MatrixXd> W;
+  Eigen::VectorXd n;
+};
 
-void constrain(CovarianceModel model, std::size_t d, const std::vector<double>& mass,
-               const std::vector<std::size_t>& order, std::vector<double>& cov, const std::vector<double>& start) {
+ModelScatters model_scatters(CovarianceModel model, std::size_t d, const std::vector<double>& mass,
+                             const std::vector<std::size_t>& order, const std::vector<double>& cov) {
   const std::size_t K = mass.size();
   const auto D = static_cast<Eigen::Index>(d);
   const bool coupled = covariance_model_is_coupled(model);
-  std::vector<Eigen::MatrixXd> W, S;
-  Eigen::VectorXd n(static_cast<Eigen::Index>(K));
+  ModelScatters out{{}, Eigen::VectorXd(static_cast<Eigen::Index>(K))};
   for (std::size_t t = 0; t < K; ++t) {
     const std::size_t k = order[t];
     // A model of separate components needs only Vbar_k (W_k / n_k): no products with tiny masses.
     const double scale = coupled ? mass[k] : 1.0;
-    W.emplace_back(scale * Eigen::Map<const RowMatrix>(cov.data() + k * d * d, D, D));
-    n[static_cast<Eigen::Index>(t)] = scale;
-    if (!start.empty()) S.emplace_back(Eigen::Map<const RowMatrix>(start.data() + k * d * d, D, D));
+    out.W.emplace_back(scale * Eigen::Map<const RowMatrix>(cov.data() + k * d * d, D, D));
+    out.n[static_cast<Eigen::Index>(t)] = scale;
   }
-  const std::vector<Eigen::MatrixXd> V = constrained_m_step(model, W, n, S, S.empty() ? 0 : kMmRounds);
-  for (std::size_t t = 0; t < K; ++t) {
+  return out;
+}
+
+std::vector<Eigen::MatrixXd> in_order(std::size_t d, const std::vector<std::size_t>& order, const std::vector<double>& cov) {
+  const auto D = static_cast<Eigen::Index>(d);
+  std::vector<Eigen::MatrixXd> out;
+  for (const std::size_t k : order) out.emplace_back(Eigen::Map<const RowMatrix>(cov.data() + k * d * d, D, D));
+  return out;
+}
+
+void write_back(std::size_t d, const std::vector<std::size_t>& order, const std::vector<Eigen::MatrixXd>& V,
+                std::vector<double>& cov) {
+  const auto D = static_cast<Eigen::Index>(d);
+  for (std::size_t t = 0; t < order.size(); ++t) {
     if (!V[t].allFinite()) throw std::runtime_error("dfmr::reduce: the constrained covariance update failed");
     Eigen::Map<RowMatrix>(cov.data() + order[t] * d * d, D, D) = V[t];
   }
 }
 
+
+void constrain(CovarianceModel model, std::size_t d, const std::vector<double>& mass,
+               const std::vector<std::size_t>& order, std::vector<double>& cov, const std::vector<double>& warm_from) {
+  const ModelScatters s = model_scatters(model, d, mass, order, cov);
+  write_back(d, order,
+             warm_from.empty() ? constrained_m_step(model, s.W, s.n)
+                               : constrained_m_step(model, s.W, s.n, in_order(d, order, warm_from)),
+             cov);
+}
+
+// An iterative model's start is brought into the model by this many rounds of its M-step from the
+// start's own covariances (W_k = Sigma_k, n_k = 1): any member of the model serves as a start, and
+// the first update solves the M-step afresh anyway.
+constexpr int kStartRounds = 1;
+
 // A start as a reduced mixture. Under a covariance model other than full the start's covariances
 // are first brought into the model by its M-step on themselves (W_k = Sigma_k, n_k = 1), so that
-// the objective is computed, from the first step on, for mixtures of the model; an iterative
-// model's M-step starts from those covariances too (its warm start reads the shape and
-// orientation off them: a few rounds instead of up to a thousand from identity shapes).
+// the objective is computed, from the first step on, for mixtures of the model (an iterative
+// model's M-step reads its shape and orientation off those covariances, kStartRounds rounds).
 Reduced from_mixture(const Mixture& f, CovarianceModel model = CovarianceModel::VVV) {
   const std::size_t K = f.n_components(), d = f.dim();
   std::vector<double> cov(f.covariance_data(), f.covariance_data() + K * d * d);
   if (!unconstrained(model)) {
     std::vector<std::size_t> order(K);
     std::iota(order.begin(), order.end(), std::size_t{0});
-    const std::vector<double> start = covariance_model_is_iterative(model) ? cov : std::vector<double>{};
-    constrain(model, d, std::vector<double>(K, 1.0), order, cov, start);
+    const ModelScatters s = model_scatters(model, d, std::vector<double>(K, 1.0), order, cov);
+    write_back(d, order,
+               covariance_model_is_iterative(model) ? constrained_m_step(model, s.W, s.n, s.W, kStartRounds)
+                                                    : constrained_m_step(model, s.W, s.n),
+               cov);
   }
   return make_reduced(K, d, std::vector<double>(f.means().data(), f.means().data() + K * d), std::move(cov));
 }
@@ -327,11 +365,40 @@ double assign(const Mixture& pool, const RowMatrix& C, std::size_t K, double tri
   return objective;
 }
 
+// The transport cost sum_nk pi_nk C[n, k] of the plan pi (K columns) for the mixture that update()
+// made of it, whose cost matrix C has a column for each column of pi that receives mass, in order.
+// Summed row by row in pool order as assign() sums its objective, so that a mixture whose cost
+// matrix is the one the plan came from gives that objective bit for bit.
+double plan_cost(const std::vector<double>& pi, const std::vector<std::uint32_t>& group, std::size_t K, std::size_t kept,
+                 const RowMatrix& C) {
+  const std::size_t N = group.size();
+  std::vector<std::size_t> column(K, K);
+  std::vector<bool> used(K, false);
+  for (std::size_t n = 0; n < N; ++n)
+    for (std::size_t k = 0; k < K; ++k)
+      if (pi[n * K + k] > 0.0) used[k] = true;
+  for (std::size_t k = 0, c = 0; k < K; ++k)
+    if (used[k]) column[k] = c++;
+  if (static_cast<std::size_t>(C.cols()) != kept) throw std::logic_error("dfmr::reduce: plan and mixture disagree");
+  double total = 0.0;
+  for (std::size_t n = 0; n < N; ++n) {
+    const std::uint32_t g = group[n];
+    if (g == kNoGroup) continue;
+    if (g != kSplitGroup) {
+      total += pi[n * K + g] * C(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(column[g]));
+      continue;
+    }
+    for (std::size_t k = 0; k < K; ++k)
+      if (pi[n * K + k] > 0.0) total += pi[n * K + k] * C(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(column[k]));
+  }
+  return total;
+}
+
 // The constrained part of update() (see constrain()): the kept components' masses, their order by
-// first pooled member, and the previous covariances of an iterative model as its start.
+// first pooled member, and with `warm` the previous covariances of the kept components as the start.
 void constrain_update(const Pool& pool, const std::vector<double>& pi, const std::vector<std::uint32_t>& group,
                       std::size_t K, CovarianceModel model, const Reduced& previous, const double* mass,
-                      std::vector<double>& cov) {
+                      std::vector<double>& cov, bool warm) {
   const std::size_t N = pool.N, d = pool.d;
   std::vector<std::size_t> first(K, N), index(K, K);  // first member; position among the kept
   for (std::size_t n = 0; n < N; ++n) {
@@ -340,21 +407,21 @@ void constrain_update(const Pool& pool, const std::vector<double>& pi, const std
     for (std::size_t k = g == kSplitGroup ? 0 : g; k < (g == kSplitGroup ? K : g + 1); ++k)
       if (pi[n * K + k] > 0.0 && first[k] == N) first[k] = n;
   }
-  std::vector<double> masses, start;
+  std::vector<double> masses, before;
   for (std::size_t k = 0; k < K; ++k) {
     if (!(mass[k] > 0.0)) continue;
     index[k] = masses.size();
     masses.push_back(mass[k]);
-    if (covariance_model_is_iterative(model))
-      start.insert(start.end(), previous.cov.begin() + static_cast<std::ptrdiff_t>(k * d * d),
-                   previous.cov.begin() + static_cast<std::ptrdiff_t>((k + 1) * d * d));
+    if (warm)
+      before.insert(before.end(), previous.cov.begin() + static_cast<std::ptrdiff_t>(k * d * d),
+                    previous.cov.begin() + static_cast<std::ptrdiff_t>((k + 1) * d * d));
   }
   std::vector<std::size_t> by_first;
   for (std::size_t k = 0; k < K; ++k)
     if (index[k] < K) by_first.push_back(k);
   std::sort(by_first.begin(), by_first.end(), [&](std::size_t a, std::size_t b) { return first[a] < first[b]; });
   for (std::size_t& k : by_first) k = index[k];
-  constrain(model, d, masses, by_first, cov, start);
+  constrain(model, d, masses, by_first, cov, before);
 }
 
 // Scratch space of update(), kept by each start across its iterations.
@@ -377,7 +444,7 @@ DFMR_ALWAYS_INLINE inline void add_outer(double* __restrict S, const double* __r
 // triangles), so that the pool is streamed once per sweep rather than gathered group by group.
 DFMR_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
 Reduced update(const Pool& pool, const std::vector<double>& pi, const std::vector<std::uint32_t>& groups, std::size_t K,
-               UpdateScratch& scratch, CovarianceModel model, const Reduced& previous) {
+               UpdateScratch& scratch, CovarianceModel model, const Reduced& previous, bool warm = false) {
   const std::size_t N = pool.N, d = pool.d, q = pool.q;
   const double* mu = pool.mixture.means().data();
   scratch.sums.assign(K * (1 + d + q) + d, 0.0);
@@ -447,7 +514,7 @@ Reduced update(const Pool& pool, const std::vector<double>& pi, const std::vecto
       for (std::size_t j = 0; j <= i; ++j, ++c) cov[at + i * d + j] = cov[at + j * d + i] = S[c];
     ++kept;
   }
-  if (!unconstrained(model)) constrain_update(pool, pi, groups, K, model, previous, mass, cov);
+  if (!unconstrained(model)) constrain_update(pool, pi, groups, K, model, previous, mass, cov, warm);
   return make_reduced(kept, d, std::move(mean), std::move(cov));
 }
 
@@ -521,6 +588,7 @@ struct Outcome {
   std::vector<double> trace;
   int n_iter = 0;
   bool converged = false;
+  std::vector<double> fresh_cost;  // iterative models: see run_start (empty for the others)
 };
 
 // The plans visited by the starts so far, and how finished starts ended. Thread-safe: starts
@@ -535,8 +603,8 @@ class Trajectories {
   // Start s is at step j (< max_iter) with plan `state` and objective trace `trace` (length j+1),
   // and did not stop at j. Returns true and fills `out` when s can be cut (see above); otherwise
   // records the plan (when it is new and fits the budget) and returns false.
-  bool join(std::size_t s, int j, const State& state, const std::vector<double>& trace, const ReduceOptions& opt,
-            Outcome& out) {
+  bool join(std::size_t s, int j, const State& state, const std::vector<double>& trace,
+            const std::vector<double>& fresh_cost, const ReduceOptions& opt, Outcome& out) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto& bucket = records_[state.hash];
     for (const Record& rec : bucket) {
@@ -546,12 +614,20 @@ class Trajectories {
       if (!a.finished || rec.step + 1 >= a.n_iter) return false;
       const double next = a.trace[static_cast<std::size_t>(rec.step) + 1];
       if (relative_decrease(trace.back(), next) < opt.tol) return false;  // s stops at j + 1 by itself
+      // Iterative models: s's update keeps the fresh M-step (the one a's took) only if its cost
+      // under the plan is at most s's objective now; NaN (a fell back) never joins.
+      const bool guarded = covariance_model_is_iterative(opt.model);
+      if (guarded && !(a.fresh_cost[static_cast<std::size_t>(rec.step)] <= trace.back())) return false;
       const int end = j + a.n_iter - rec.step;
       if (end > opt.max_iter || (!a.converged && end != opt.max_iter)) return false;
       out.trace = trace;
       out.trace.insert(out.trace.end(), a.trace.begin() + rec.step + 1, a.trace.end());
       out.n_iter = end;
       out.converged = a.converged;
+      if (guarded) {
+        out.fresh_cost = fresh_cost;
+        out.fresh_cost.insert(out.fresh_cost.end(), a.fresh_cost.begin() + rec.step, a.fresh_cost.end());
+      }
       out.finished = true;
       outcomes_[s] = out;
       return true;
@@ -592,6 +668,7 @@ struct Run {
   int n_iter = 0;
   bool converged = false;
   bool last_step_pending = false;  // stopped at a fixed point: G and pi are one step behind
+  std::vector<double> fresh_cost;  // iterative models: per update, the fresh update's cost (NaN: fell back)
 };
 
 // The step that confirms a fixed point: G_{t+1} = update(pi_t) and its plan. When pi_t equals
@@ -625,6 +702,12 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
   cost(pool, r.G, C);
   r.objective = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, r.group, assigned);
   r.trace.push_back(r.objective);
+  // Iterative models (see constrain()): the fresh update is kept only if the transport cost of its
+  // mixture under the plan it came from does not exceed the objective before; otherwise the update
+  // runs the M-step from the covariances before. That cost is recorded per step (NaN after a
+  // fallback), so that a start joins another's trajectory only where its own update would have
+  // been the fresh one too, and a plan after a fallback is no fixed point.
+  const bool guarded = covariance_model_is_iterative(opt.model);
   for (int it = 1; it <= opt.max_iter; ++it) {
     if (opt.share_trajectories) {
       known = canonical_state(r.pi, r.group, pool.mixture.weights(), r.G.K, state);
@@ -636,12 +719,27 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
         r.last_step_pending = true;
         break;
       }
-      if (known && shared && shared->join(s, it - 1, state, r.trace, opt, cut)) return std::nullopt;
+      if (known && shared && shared->join(s, it - 1, state, r.trace, r.fresh_cost, opt, cut)) return std::nullopt;
       std::swap(state, previous);
       known_before = known;
     }
-    r.G = update(pool, r.pi, r.group, r.G.K, scratch, opt.model, r.G);
-    cost(pool, r.G, C);
+    if (!guarded) {
+      r.G = update(pool, r.pi, r.group, r.G.K, scratch, opt.model, r.G);
+      cost(pool, r.G, C);
+    } else {
+      Reduced fresh = update(pool, r.pi, r.group, r.G.K, scratch, opt.model, r.G);
+      cost(pool, fresh, C);
+      const double fresh_cost = plan_cost(r.pi, r.group, r.G.K, fresh.K, C);
+      if (fresh_cost <= r.objective) {
+        r.G = std::move(fresh);
+        r.fresh_cost.push_back(fresh_cost);
+      } else {
+        r.G = update(pool, r.pi, r.group, r.G.K, scratch, opt.model, r.G, true);
+        cost(pool, r.G, C);
+        r.fresh_cost.push_back(std::numeric_limits<double>::quiet_NaN());
+        known_before = false;
+      }
+    }
     const double next = assign(pool.mixture, C, r.G.K, opt.trim, r.pi, r.group, assigned);
     r.trace.push_back(next);
     r.n_iter = it;
@@ -652,7 +750,7 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
       break;
     }
   }
-  if (shared) shared->finish(s, Outcome{true, r.trace, r.n_iter, r.converged});
+  if (shared) shared->finish(s, Outcome{true, r.trace, r.n_iter, r.converged, r.fresh_cost});
   return r;
 }
 
@@ -702,7 +800,6 @@ ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, i
   // share no trajectories.
   ReduceOptions options = requested;
   options.model = covariance_model_for_dim(requested.model, pooled.dim());
-  if (covariance_model_is_iterative(options.model)) options.share_trajectories = false;
   if (n_components < 1) throw std::invalid_argument("dfmr::reduce: n_components must be >= 1");
   if (starts.empty()) throw std::invalid_argument("dfmr::reduce: no starts");
   for (std::size_t s = 0; s < starts.size(); ++s) {

@@ -46,8 +46,9 @@ bool covariance_model_is_coupled(CovarianceModel model);
 // same problem with W_k + 2 a S and n_k + 2 a). Closed forms where mclust has them (EII, VII,
 // EEI, EVI, VVI, EEE, EEV, EVV, VVV, E, V). VEI, VEE and VEV alternate between the volumes and the
 // shared shape (or shape and orientation), each step exact; EVE and VVE alternate between the
-// shapes (and volumes) and one orientation found by the two majorise-minimise steps of Browne &
-// McNicholas (2014), as mclust 6 does (with the volumes in the orientation step). The iterative
+// shapes (and volumes) and one orientation, lowered by a sweep of plane rotations, each the exact
+// (over-relaxed) minimiser in its plane (mclust 6 uses two majorise-minimise steps of Browne &
+// McNicholas (2014) there, which need many more rounds; both reach the same minima). The iterative
 // ones start from `start` (K covariances of the model: the iterate before, so that the objective
 // never rises from there) and take at most 20 rounds, or, with `start` empty, from identity shapes
 // (VEI, VEE, VEV) or the eigenvectors of sum_k W_k / n_k (EVE, VVE) for at most 1000 rounds; they

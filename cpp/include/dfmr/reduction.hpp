@@ -26,11 +26,12 @@ struct ReduceOptions {
   // The covariance model of the reduced components (covariance.hpp). Full (VVV) is the moment
   // match of DESIGN.md. Any other model replaces the update's moment-matched covariances by the
   // model's constrained M-step on the matched scatters W_k = n_k Vbar_k and masses n_k, which
-  // minimises the transport cost over the model (exactly for the closed forms; from the previous
-  // covariances, lowering it, for the iterative ones), and the starts are first brought into the
-  // model (the M-step on their own covariances, W_k = Sigma_k, n_k = 1): the reduced mixture belongs
-  // to the model. In one dimension a model is E or V by its volume letter. Iterative models run
-  // every start in full (no shared trajectories).
+  // minimises the transport cost over the model (exactly for the closed forms; for the iterative
+  // ones solved afresh to convergence, so that the update depends on the plan alone and starts
+  // share trajectories as above, and kept only if it does not raise the cost, else run from the
+  // previous covariances, which lowers it), and the starts are first brought into the model (the
+  // M-step on their own covariances, W_k = Sigma_k, n_k = 1): the reduced mixture belongs to the
+  // model. In one dimension a model is E or V by its volume letter.
   CovarianceModel model = CovarianceModel::VVV;
 };
 
