@@ -154,6 +154,26 @@ def test_machine_level_sums_are_tested_at_the_same_law_with_or_without_server_si
     assert scr.kept[1:].all()
 
 
+@pytest.mark.parametrize("sizes", ["server", "unknown"])
+def test_a_machine_that_failed_a_test_keeps_only_components_that_look_clean(separated_fits, sizes):
+    # One machine sends the consensus with its first mean 10 SE out (fails at the Bonferroni
+    # level) and the two others 3.5 SE out: each inside its own cut-off (chi2_1 at 0.001 / (3 m K):
+    # 20.6, statistics ~9-12), their sum inside the machine-level one. A machine that failed a
+    # test is almost surely not honest, so its other components are held to the ordinary 1% level
+    # (chi2_1: 6.63) and dropped; they were kept before (the 0.4 black-box attack's colluders kept
+    # one component each this way). Honest machines lose nothing.
+    fits = separated_fits
+    consensus = dfmr.mr(fits, 3).mixture
+    se = np.sqrt(consensus.covariances[:, 0, 0] / (1000 * consensus.weights))
+    shift = np.array([10.0, 3.5, 3.5])[:, None] * se[:, None]
+    attacked = [GaussianMixtureParams(consensus.weights, consensus.means + shift, consensus.covariances)] + fits[1:]
+    scr = dfmr.robust_dfmr(attacked, 3, n_samples=1000 if sizes == "server" else None).screening
+    rules = sorted((d.component, d.rule) for d in scr.decisions if d.machine == 0)
+    assert rules == [(0, "mean"), (1, "suspect mean"), (2, "suspect mean")], [d.describe() for d in scr.decisions]
+    assert all(d.cutoff == pytest.approx(6.635, abs=1e-3) for d in scr.decisions if d.rule == "suspect mean")
+    assert not scr.kept[0].any() and scr.kept[1:].all()
+
+
 # --------------------------------------------------------------------------- honest side
 
 @pytest.mark.parametrize("m", [6, 20, 60])

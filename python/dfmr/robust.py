@@ -45,7 +45,10 @@ recorded with its rule and statistic (:class:`Decision`):
    larger), never below the factor of the parts' sum (whose many degrees of freedom make it
    steady with few machines) and, with server sizes, never below 1 nor above 4.
    A component fails when a part exceeds the chi2 quantile at ``level / (3 m K)`` (Bonferroni
-   over parts, machines and slots): it alone is dropped. A machine whose surviving components
+   over parts, machines and slots): it alone is dropped. The machine is then almost surely not
+   honest, so its other components are kept only if every part is within its 1% quantile
+   (``suspect``): a coalition cannot sacrifice one component and keep the others just inside the
+   family-wise cut-offs. A machine whose surviving components
    jointly fail a part (means or covariances summed over slots; the weights by their
    multinomial likelihood ratio over every slot) is dropped whole: this catches small
    deviations spread over every component. Slots of overlapping components err together (one
@@ -124,6 +127,7 @@ _MAX_VOTE_GROUP = 64  # the largest group of near-identical estimates searched a
 _MEMBER_QUANTILE = 0.01  # a member of a merged group lies this far inside its honest law
 _TIGHT = 0.5  # "far more closely": a merged group's scatter is below half its honest lower quantile
 _ALIGNMENT_ROUNDS = 3
+_SUSPECT_LEVEL = 0.01  # per-part level for the other components of a machine that failed a test
 _SLOT_FACTOR_MIN_DF = 3  # per-slot empirical inflation only for parts with at least this many df
 # The information floor costs ~_INFORMATION_DRAWS * p^2 flops: used while p is small, which is
 # also where the per-part df are few and the empirical quantiles unsteady.
@@ -145,7 +149,9 @@ class Decision:
         The reference slot the component was aligned to (None: unmatched or whole machine).
     rule : str
         ``"dimension"``, ``"n_components"``, ``"unmatched"``, ``"mean"``,
-        ``"covariance"``, ``"weight"``, ``"machine mean"``, ``"machine covariance"`` or ``"machine weight"``.
+        ``"covariance"``, ``"weight"``, ``"suspect mean"``, ``"suspect covariance"``, ``"suspect weight"``
+        (another component of the machine failed; this one exceeds the part's 1% quantile),
+        ``"machine mean"``, ``"machine covariance"`` or ``"machine weight"``.
     statistic : float
         The value the rule compared (a chi2 statistic after inflation for the tests; the
         dimension, the cost ratio ``K_i^2 / K^2``, ...).
@@ -1099,6 +1105,20 @@ def robust_dfmr(
                 if stats[p][i, j] > cut_raw[p]:
                     decisions.append(Decision(int(i), int(alignment[i, j]), j, p, float(stats[p][i, j]), cut_raw[p]))
                     break
+    # A machine that failed a per-component test at the Bonferroni level is, almost surely, not
+    # an honest one: its other components must look clean at an ordinary level, not merely fall
+    # inside the family-wise cut-off (a coalition keeps its other components just inside it).
+    suspect_cut = {p: _chi2("isf", _SUSPECT_LEVEL, dfs[p]) for p in parts}
+    for i in alive_idx:
+        if not (present[i] & ~passed[i]).any():
+            continue
+        for j in np.flatnonzero(kept[i]):
+            for p in parts:
+                if stats[p][i, j] > suspect_cut[p]:
+                    kept[i, j] = False
+                    decisions.append(Decision(int(i), int(alignment[i, j]), j, f"suspect {p}",
+                                              float(stats[p][i, j]), suspect_cut[p]))
+                    break
     # Machine-level tests per part: small deviations spread over every component (a shift of
     # all means) add up. Means and covariances sum over the surviving slots. Weights sum to one,
     # so a skew of one is a skew of all: the weights of every aligned slot, renormalised, give
@@ -1583,7 +1603,9 @@ def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
     rules = (
         "Rules: dimension (not the majority d), n_components (cost K_i^2/K^2 above the budget), "
         "unmatched (weight of a component no slot took), mean / "
-        "covariance / weight (chi2 statistic of the aligned component), machine mean / covariance / weight "
+        "covariance / weight (chi2 statistic of the aligned component), suspect mean / covariance / weight "
+        "(another component of the machine failed; this one is beyond the 1% quantile), "
+        "machine mean / covariance / weight "
         "(the part over all its kept components)."
     )
     for text in (rules, *scr.notes):
