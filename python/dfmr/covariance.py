@@ -19,10 +19,11 @@ Every model answers the same questions:
   counts and every model keeps its closed form. Closed forms where mclust has them (EII, VII, EEI,
   EVI, VVI, EEE, EEV, EVV, VVV, E, V); VEI, VEE and VEV alternate between the volumes and the shared
   shape (or shape and orientation), each step exact; EVE and VVE alternate between the shapes (and
-  volumes) and a common orientation found by the two majorise-minimise steps of Browne & McNicholas
-  (2014), as mclust 6 does (but with the volumes in the orientation step, which mclust 6.0.0's VVE
-  leaves out). The iterative ones start from ``start`` (the covariances before, so that EM stays
-  monotone: every inner step lowers the objective from there) and then take at most 20 rounds (a
+  volumes) and a common orientation, lowered by sweeps of plane rotations, each the exact
+  (over-relaxed) minimiser in its plane (mclust 6 uses two majorise-minimise steps of Browne &
+  McNicholas (2014) there, without the volumes in VVE's, which 6.0.0 leaves out). The iterative
+  ones start from ``start`` (the covariances before, so that EM stays monotone: every inner step
+  lowers the objective from there) and then take at most 3 rounds (a
   generalised EM step), else from identity shapes (VEI, VEE, VEV) or the eigenvectors of the pooled
   covariance (EVE, VVE), to a relative change below ``1e-12``. The M-step is computed by the
   compiled core (``dfmr::constrained_m_step``, cpp/src/covariance.cpp), the one implementation that

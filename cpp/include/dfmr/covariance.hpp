@@ -50,7 +50,7 @@ bool covariance_model_is_coupled(CovarianceModel model);
 // (over-relaxed) minimiser in its plane (mclust 6 uses two majorise-minimise steps of Browne &
 // McNicholas (2014) there, which need many more rounds; both reach the same minima). The iterative
 // ones start from `start` (K covariances of the model: the iterate before, so that the objective
-// never rises from there) and take at most 20 rounds, or, with `start` empty, from identity shapes
+// never rises from there) and take at most 3 rounds, or, with `start` empty, from identity shapes
 // (VEI, VEE, VEV) or the eigenvectors of sum_k W_k / n_k (EVE, VVE) for at most 1000 rounds; they
 // stop when a round changes the objective by at most 1e-12 (1 + |objective|). max_rounds > 0
 // caps the rounds instead (each round lowers the objective from `start`: a generalised M-step).
