@@ -14,7 +14,7 @@ import pytest
 
 import dfmr
 from dfmr import GaussianMixtureParams, metrics, simulate
-from dfmr.robust import _weighted_quantile
+from dfmr.robust import _weighted_chi2_isf, _weighted_chi2_sf, _weighted_quantile
 
 K = 5
 N_LOCAL = 5000
@@ -217,3 +217,26 @@ def test_real_data_at_four_components_scores_within_a_tenth_of_a_nat_of_mr(name)
     assert not any("moment match" in note for note in res.screening.notes)
     gap = np.mean(res.mixture.logpdf(X[cut:])) - np.mean(dfmr.mr(fits, 4).mixture.logpdf(X[cut:]))
     assert gap >= -0.1
+
+
+def test_components_an_em_emptied_give_a_point_mass_law_not_an_error():
+    """Over-fitted local EM leaves components of weight ~1e-18 (issue 22's grid at K > K0 in 1-D):
+    their slots' information is 0, the tests' law a point mass at 0. robust_dfmr raised
+    "zero-size array" there; now the real components come out as MR over the real fits."""
+    assert _weighted_chi2_sf(1.0, np.zeros(2)) == 0.0 and _weighted_chi2_sf(0.0, np.zeros(2)) == 1.0
+    assert _weighted_chi2_isf(0.01, np.zeros(3)) == 0.0
+    rng = np.random.default_rng(3)
+    fits = [dfmr.fit_local(np.concatenate([rng.normal(-6, 1, 300), rng.normal(0, 1, 400),
+                                           rng.normal(6, 1, 300)])[:, None], 3, random_state=i) for i in range(10)]
+
+    def emptied(f):
+        w = np.concatenate([f.weights, [3e-18, 4e-18]])
+        return GaussianMixtureParams(w / w.sum(), np.concatenate([f.means, [[0.3], [-0.2]]]),
+                                     np.concatenate([f.covariances, [[[1.0]], [[1.2]]]]))
+
+    res = dfmr.robust_dfmr([emptied(f) for f in fits], 5, n_samples=[1000] * 10)
+    heavy = res.mixture.weights > 1e-6
+    assert heavy.sum() == 3 and np.isfinite(res.mixture.means).all()
+    reference = dfmr.mr(fits, 3).mixture
+    np.testing.assert_allclose(np.sort(res.mixture.means[heavy].ravel()), np.sort(reference.means.ravel()), atol=1e-6)
+    np.testing.assert_allclose(np.sort(res.mixture.weights[heavy]), np.sort(reference.weights), atol=1e-6)

@@ -691,10 +691,12 @@ def _weighted_chi2_sf(x: float, lam: np.ndarray) -> float:
     Accurate to a few per cent of the probability far into the tail (where the tests' Bonferroni
     levels sit) and exact in shape for equal weights up to that error; ``lam`` must be >= 0.
     """
-    lam = lam[lam > 1e-12 * lam.max()]
-    mean = float(lam.sum())
     if x <= 0.0:
         return 1.0
+    lam = lam[lam > 1e-12 * lam.max()] if lam.size else lam
+    if not lam.size:
+        return 0.0  # no positive weight: the law is a point mass at 0
+    mean = float(lam.sum())
     if abs(x - mean) <= 1e-6 * mean:
         x = mean * (1.0 + 1e-6)  # the formula's removable singularity at the mean
 
@@ -736,6 +738,10 @@ def _weighted_chi2_isf(alpha: float, lam: np.ndarray) -> float:
 def _weighted_chi2_isf_of(alpha: float, weights: tuple[float, ...]) -> float:
     lam = np.array(weights)
     mean = float(lam.sum())
+    if not mean > 0.0:
+        # A statistic whose law has no positive weight (its slot's information is 0, e.g. a reference
+        # component of weight ~1e-18 that an over-fitted local EM emptied) is 0 almost surely.
+        return 0.0
     # Union bound: sum lam_j Z_j^2 > mean * c needs some Z_j^2 > c, so the tail there is <= alpha.
     upper = mean * float(chi2.isf(alpha / lam.size, 1)) * (1.0 + 1e-9) + 1e-300
     lower = mean * 1e-12
@@ -1353,7 +1359,8 @@ def _test(w, mu, cov, logdet, n_base, ref_w, ref_mu, ref_cov, dfs, parts, cut_ra
     if cal.claims is not None:
         tighten = np.fmax(1.0, cal.claims * unit / cal.ceiling)
     for p in parts:
-        stats[p] = raw[p] * tighten[:, None] / inflation[p][None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):  # a factor 0: the point-mass law above
+            stats[p] = raw[p] * tighten[:, None] / inflation[p][None, :]
         passed &= ~(stats[p] > cut_raw[p])
     return stats, passed, inflation, unit, n_base * tighten
 
