@@ -32,9 +32,12 @@ the site's own maximum with the expected information at ``theta_ij`` (``-n_i/2 (
 I (theta - theta_ij)``); the KL form needs no alignment of the component labels and holds for every
 covariance model. It is unbiased to first order: ``l_i(theta_ij)`` exceeds its expectation by about
 ``p/2`` (the fit's optimism) and ``n_i KL`` is about ``p/2`` too when the candidate contains the
-truth. The KL is a Monte Carlo average over ``n_draws`` points drawn from each site's fit (server
-time ``m J n_draws`` density evaluations, no extra round). The vignette (vignettes/model_selection.md)
-reports how far it lands from the exact value.
+truth (above the truth the site's fit also fits its noise, and the approximation is biased upwards by
+about a nat per site at K0 + 1 in the studies). The KL is a quasi-Monte Carlo average over about
+``n_draws`` points per site's fit, stratified over its components (server time ``m J n_draws`` density
+evaluations, no extra round); with plain random draws its error, not the approximation's, decided
+between K0 and K0 + 1. The vignette (vignettes/model_selection.md) reports how far it lands from the
+exact value.
 
 **Flagging (both ways).** A site's per-observation values ``a_ij = l_ij / n_i`` are means of ``n_i``
 observations, so honest sites scatter around a common value with standard deviation ``s_j /
@@ -712,7 +715,8 @@ def one_round_loglik(
     n_samples : array_like, shape (m,)
         Trusted sizes.
     n_draws : int, default 2000
-        Points drawn from each site's fit for the Monte Carlo KL (and entropy).
+        About how many quasi-random points of each site's fit give its KL (and entropy): each component
+        gets a power of two of at least 16 points near ``w_k n_draws`` (:func:`_quasi_random_draws`).
     random_state : int, Generator or None, default 0
         Seed of the draws.
 
@@ -724,7 +728,7 @@ def one_round_loglik(
         from the aggregate, as a liar's can be, then lowers that candidate's value no more than a
         plausible site could).
     entropy : ndarray, shape (m, J)
-        ``n_i`` times the mean of ``-log max_k z_jk(x)`` over the draws from ``f_theta_ij``.
+        ``n_i`` times the expectation of ``-log max_k z_jk(x)`` under ``f_theta_ij`` (same draws).
     """
     ll = np.asarray(local_loglik, dtype=np.float64)
     n = np.asarray(n_samples, dtype=np.float64)
@@ -736,13 +740,44 @@ def one_round_loglik(
     for i in range(m):
         for j in range(J):
             own = local_fits[i][j]
-            draws, _ = own.sample(n_draws, rng)
-            agg_ll, agg_ent = site_values(draws, [aggregates[j]])
-            kl[i, j] = n[i] * (own.logpdf(draws).mean() - agg_ll[0] / n_draws)
-            entropy[i, j] = n[i] * agg_ent[0] / n_draws
+            draws, weights = _quasi_random_draws(own, n_draws, rng)
+            log_own = own.logpdf(draws)
+            with np.errstate(divide="ignore"):
+                joint = aggregates[j].component_logpdf(draws) + np.log(aggregates[j].weights)
+            log_agg = logsumexp(joint, axis=1)
+            kl[i, j] = n[i] * weights @ (log_own - log_agg)
+            entropy[i, j] = n[i] * weights @ (log_agg - joint.max(axis=1))
     centre = np.median(kl, axis=0)
     cap = centre + 5 * _MAD * np.median(np.abs(kl - centre), axis=0)
     return ll - np.minimum(kl, cap), entropy
+
+
+def _quasi_random_draws(
+    mixture: GaussianMixtureParams, n_draws: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points and weights whose weighted mean estimates an expectation under ``mixture``.
+
+    Stratified over the components (component ``k`` gets its exact weight ``w_k``, shared by its points)
+    and, within a component, scrambled Sobol points mapped through the normal quantile and the
+    component's Cholesky factor. For the smooth integrands of :func:`one_round_loglik` (log-density ratios
+    of nearby mixtures) this is far more precise than plain draws: on 24 sites of 1,000 points (issue 22)
+    the spread of a site's term around the exact value fell from 1.5-2.3 nats (2,000 plain draws) to
+    0.2-0.7 at the same cost, which made the Monte Carlo error, not the approximation, decide between
+    K0 and K0 + 1. Each component gets a power of two of at least 16 points (Sobol's balance), about
+    ``w_k n_draws``.
+    """
+    from scipy.stats import qmc
+
+    points, weights = [], []
+    chol = mixture.cholesky_factors
+    for k in np.flatnonzero(mixture.weights > 0):
+        size = 2 ** max(4, round(math.log2(max(mixture.weights[k] * n_draws, 1.0))))
+        u = qmc.Sobol(mixture.dim, scramble=True, seed=rng).random(size)
+        z = stats.norm.ppf(np.clip(u, 1e-12, 1.0 - 1e-12))
+        points.append(mixture.means[k] + z @ chol[k].T)
+        weights.append(np.full(size, mixture.weights[k] / size))
+    w = np.concatenate(weights)
+    return np.vstack(points), w / w.sum()
 
 
 # ------------------------------------------------------------------------------- the estimator's grid
