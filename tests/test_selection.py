@@ -378,3 +378,30 @@ def test_one_round_approximates_the_exact_site_values_where_the_model_is_right(s
     two = dfmr.criterion_table(pairs, exact, sizes, n_features=2)
     one = dfmr.criterion_table(pairs, approx, sizes, n_features=2, flagged=np.zeros(M_SITES, dtype=bool))
     assert two.attrs["best"] == one.attrs["best"] == 2
+
+
+def test_an_honest_site_holding_a_rare_components_point_is_not_flagged_and_liars_are():
+    # Issue 22's false flag: a candidate with a component of a few points' weight makes the per-observation
+    # contrast heavy-tailed; the one site holding such a point stood 10 MAD-scales out, by half a nat.
+    # The population: two tight clusters (sd 0.01) and a broad component of weight 2e-4 (about 5 of the
+    # 24,000 points); here exactly one of them, in site 5, 4.8 sd from a cluster (it adds 0.27 nats to the
+    # site's contrast; the other sites' contrasts differ by 1e-6). A deviation that small cannot move a
+    # choice whose penalty difference is 3 log N; the penalty-cancelling lie of four sites can.
+    rng = np.random.default_rng(4)
+    tight = dfmr.GaussianMixtureParams([0.5, 0.5], [[0.0], [1.0]], [[[1e-4]], [[1e-4]]])
+    rare = dfmr.GaussianMixtureParams([0.4999, 0.4999, 2e-4], [[0.0], [1.0], [0.5]],
+                                      [[[1e-4]], [[1e-4]], [[0.0625]]])
+    sites_ = [tight.sample(1000, rng)[0] for _ in range(24)]
+    sites_[5][0] = 0.048
+    ll, _ = _round_two(sites_, [tight, rare])
+    sizes, p = [1000] * 24, [5, 8]
+    assert np.flatnonzero(selection.flag_sites(ll, sizes)).tolist() == [5]  # the sampling cut alone flags it
+    assert not selection.flag_sites(ll, sizes, n_parameters=p).any()
+    table = dfmr.criterion_table([(2, "V"), (3, "V")], ll, sizes, n_features=1)
+    assert table["flagged_sites"].iloc[0] == () and table.attrs["best"] == 0
+    lied, bad = ll.copy(), [2, 9, 14, 20]
+    lied[bad] += 1.5 * np.array(p) * np.log(24000) / (2 * len(bad))
+    assert np.flatnonzero(selection.flag_sites(lied, sizes, n_parameters=p)).tolist() == bad
+    naive = dfmr.criterion_table([(2, "V"), (3, "V")], lied, sizes, n_features=1, flagged=np.zeros(24, dtype=bool))
+    assert naive.attrs["best"] == 1
+    assert dfmr.criterion_table([(2, "V"), (3, "V")], lied, sizes, n_features=1).attrs["best"] == 0

@@ -4,7 +4,8 @@ A three-component population in d = 2; twenty fixed candidates (scikit-learn's f
 spherical, diag, tied on 20,000 points of it: any parameters would do, the candidates far from the truth
 give the most skewed per-observation values). Each replicate draws fresh data for m honest sites of n
 points, computes every site's log-likelihood and entropy of every candidate (site_values) and counts the
-sites flag_sites flags at its default level 0.001. Prints, per (m, n), the replicates with some site
+sites flag_sites flags at its default level 0.001, with the candidates' parameter counts as
+criterion_table passes them (the materiality floor). Prints, per (m, n), the replicates with some site
 flagged and the number of sites flagged.
 
     PYTHONPATH=python OMP_NUM_THREADS=1 python tests/benchmarks/bench_selection_flags.py
@@ -44,6 +45,7 @@ def main() -> None:
                                      [np.eye(2), [[1, 0.6], [0.6, 1.5]], np.diag([2, 0.5])])
     cands = candidates(pop)
     ks = [c.n_components for c in cands]
+    ps = [get_model(c.covariance_type, 2).n_parameters(c.n_components, 2) for c in cands]
     for setting in args.settings:
         m, n, reps = map(int, setting.split("x"))
         rng = np.random.default_rng(1)
@@ -52,7 +54,7 @@ def main() -> None:
             X, _ = pop.sample(m * n, rng)
             values = [selection.site_values(x, cands) for x in np.split(X, m)]
             flags = selection.flag_sites(np.array([v[0] for v in values]), [n] * m, np.array([v[1] for v in values]),
-                                         n_components=ks)
+                                         n_components=ks, n_parameters=ps)
             hit += flags.any()
             sites += flags.sum()
         print(f"{m} honest sites of {n} points, {len(cands)} candidates: some site flagged in {hit}/{reps} "
