@@ -180,6 +180,39 @@ def test_warm_grid_reaches_the_cold_grids_maxima_where_the_model_is_right(sites)
         assert w.covariance_type == get_model(c.covariance_type, 2).name
 
 
+def test_screened_grid_refits_the_sites_best_candidates_and_spends_fewer_em_passes(sites, monkeypatch):
+    # The default grid screens (a warm candidate runs one start, stopped at scikit-learn's 1e-3 nats per
+    # point), then refits the two best candidates by the site's own BIC by the default rule; refine=None
+    # fits every candidate by the default rule.
+    X = np.vstack(sites[:2])
+    n = X.shape[0]
+    grid = selection.candidate_grid(range(1, 6), ("full", "diag", "spherical"))
+    points = []
+    em_pass = dfmr.local._em_pass
+
+    def counted(design, S_x, a_n, params, model):
+        points.append(params[0].shape[0] * design.X.shape[0])  # runs x rows of this pass
+        return em_pass(design, S_x, a_n, params, model)
+
+    monkeypatch.setattr(dfmr.local, "_em_pass", counted)
+    screened = selection.fit_grid_local(X, grid, 0)
+    cost, points[:] = sum(points), []
+    full = selection.fit_grid_local(X, grid, 0, refine=None)
+    assert cost < 0.75 * sum(points)  # at 600 points the screening of starts on the data is much of the cost
+    bic = [-2 * f.loglik + c.n_parameters(2) * np.log(n) for c, f in zip(grid, screened)]
+    best = set(np.argsort(bic)[:2].tolist())
+    assert grid.index(selection.Candidate(3, "full")) in best
+    for j, (c, s, f) in enumerate(zip(grid, screened, full)):
+        if j in best or c.n_components == 1:  # K = 1 has no neighbour: the default rule from the start
+            assert s.penalized_loglik >= f.penalized_loglik - 1e-4 * c.n_parameters(2), c
+        else:
+            assert len(s.start_penalized_logliks) == 1, c
+            assert s.history[-1] - s.history[-2] <= 1e-3 * n, c
+            assert s.penalized_loglik <= f.penalized_loglik + 1e-4 * c.n_parameters(2) or not f.converged, c
+    with pytest.raises(ValueError, match="refine"):
+        selection.fit_grid_local(X, grid, 0, refine=-1)
+
+
 def _grid_estimator(**kwargs) -> dfmr.DistributedGaussianMixture:
     return dfmr.DistributedGaussianMixture(n_machines=4, backend="serial", n_init=2, random_state=0, **kwargs)
 

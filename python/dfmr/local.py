@@ -36,6 +36,7 @@ whose rounding does not depend on the distance from the data mean.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterator, Sequence
@@ -306,6 +307,16 @@ class _Design:
         return out
 
 
+@functools.lru_cache(maxsize=64)
+def _upper(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(d)``, built once per d: every EM pass needs them twice, and at a few thousand rows
+    building them anew was a measurable share of a pass (read-only, since the cache shares them)."""
+    rows, cols = np.triu_indices(d)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
+    return rows, cols
+
+
 def _theta(means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
     """Coefficients (C, q) with ``Theta @ a(x) = log N(x; mu_j, Sigma_j)`` for every component j.
 
@@ -316,7 +327,7 @@ def _theta(means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
     d = means.shape[1]
     precisions = prec_chol @ np.swapaxes(prec_chol, -1, -2)
     p_mu = np.einsum("cab,cb->ca", precisions, means)
-    upper_a, upper_b = np.triu_indices(d)
+    upper_a, upper_b = _upper(d)
     const = (np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1) - 0.5 * d * _LOG_2PI
              - 0.5 * np.einsum("ca,ca->c", p_mu, means))
     quadratic = precisions[:, upper_a, upper_b] * np.where(upper_a == upper_b, -0.5, -1.0)
@@ -339,7 +350,7 @@ def _from_moments(
     """
     d = S_x.shape[0]
     nk, first = moments[:, 0], moments[:, 1 : 1 + d]
-    upper_a, upper_b = np.triu_indices(d)
+    upper_a, upper_b = _upper(d)
     second = np.empty((moments.shape[0], d, d))
     second[:, upper_a, upper_b] = moments[:, 1 + d :]
     second[:, upper_b, upper_a] = moments[:, 1 + d :]
