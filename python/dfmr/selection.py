@@ -51,11 +51,15 @@ those within the final cut, until that set settles (with few sites the MAD alone
 site is tested against that set without itself, as an externally studentised residual (exactly Student-t
 with the set's size minus 2 degrees of freedom for normal values, which matters with few small sites), and
 flagged when it exceeds the quantile at ``level / (2 m C)`` (Bonferroni over the ``m`` sites and ``C``
-columns) or is not finite. Entropies are bounded, not normal: they are tested against Hoeffding's bound
-instead (:func:`flag_sites`). A
-flagged site is dropped from every candidate. What an unflagged liar can do is bounded: it moves a
-contrast by at most ``t s / sqrt(n_i)`` per observation, i.e. ``t s sqrt(n_i)`` log-likelihood units.
-The test assumes the honest sites sample one population (the method's assumption).
+columns) or is not finite. A contrast must also be material: further from that set's mean than
+``|p_j - p_r| log(N) / (2 N)`` per observation (what, shared by all ``N`` observations, moves the two
+BICs by their penalty difference), since per-point contrasts are heavy-tailed where a candidate has a
+component of a few points' weight. Entropies are bounded, not normal: they are tested against
+Hoeffding's bound instead (:func:`flag_sites`). A flagged site is dropped from every candidate. What an
+unflagged liar can do is bounded: it moves a contrast by at most ``t s / sqrt(n_i)`` per observation
+plus the material amount, i.e. ``t s sqrt(n_i)`` log-likelihood units plus its share ``n_i / N`` of
+the penalty difference ``|p_j - p_r| log(N) / 2``. The test assumes the honest sites sample one population (the method's
+assumption).
 """
 
 from __future__ import annotations
