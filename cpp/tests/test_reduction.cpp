@@ -1,6 +1,7 @@
 // Tests of dfmr::kl_cost, dfmr::reduce, dfmr::default_starts and dfmr::reduce_mixtures.
 // A reference implementation of the MM iterations (plain and trimmed), written here from the
 // specification with Eigen's dense inverse and determinant, checks the optimised core.
+#include <dfmr/covariance.hpp>
 #include <dfmr/mixture.hpp>
 #include <dfmr/reduction.hpp>
 
@@ -702,7 +703,8 @@ std::vector<dfmr::Mixture> overlapping_estimates(unsigned seed, int m, int K, in
 // The iterative covariance models share trajectories too: their update is the M-step solved afresh
 // from the plan (VEI, VEE, VEV: the global minimum; EVE, VVE: kept only when it does not raise the
 // transport cost, else the M-step from the covariances before, and then that step is not shared).
-// Sharing changes nothing bit for bit, and every start's objective never rises.
+// Sharing changes nothing bit for bit, and every start's objective never rises. (On these pools
+// the fresh M-step happens never to raise the cost; the next test is a case where it does.)
 TEST(SharedTrajectories, IterativeCovarianceModelsBitIdenticalAndMonotone) {
   int cut = 0;
   for (const char* name : {"VEI", "VEE", "EVE", "VVE", "VEV"}) {
@@ -735,6 +737,50 @@ TEST(SharedTrajectories, IterativeCovarianceModelsBitIdenticalAndMonotone) {
     }
   }
   EXPECT_GT(cut, 0);
+}
+
+// VVE's M-step objective can have two minima in the common orientation, and the fresh M-step
+// (from the eigenvectors of sum_k W_k / n_k) can land in the worse one: two pooled components
+// far apart, a heavy round one along the axes and a light elongated one at 50 degrees. Its fresh
+// minimum aligns with the light one; the start aligns with the heavy one and has a lower cost, so
+// the reduction must keep the start's basin (run_start's guard: the M-step from the covariances
+// before). Without the guard the objective rises at the first update.
+TEST(SharedTrajectories, IterativeModelKeepsTheBetterOrientationWhenTheFreshMStepIsWorse) {
+  const auto model = dfmr::CovarianceModel::VVE;
+  const double angle = 50.0 * dfmr_test::kPi / 180.0, c = std::cos(angle), s = std::sin(angle);
+  MatrixXd R(2, 2);
+  R << c, -s, s, c;
+  const std::vector<MatrixXd> S{VectorXd(Eigen::Vector2d(25.0, 1.0)).asDiagonal(),
+                                R * Eigen::Vector2d(400.0, 1.0).asDiagonal() * R.transpose()};
+  VectorXd w(2);
+  w << 0.95, 0.05;
+  MatrixXd mu(2, 2);
+  mu << 0.0, 0.0, 1000.0, 0.0;
+  const dfmr::Mixture pooled(w, mu, S);
+  // The plan sends each pooled component to its own reduced component: W_k = w_k S_k, n_k = w_k.
+  const std::vector<MatrixXd> W{w[0] * S[0], w[1] * S[1]};
+  auto objective = [&](const std::vector<MatrixXd>& V) {
+    double out = 0.0;
+    for (std::size_t k = 0; k < 2; ++k)
+      out += w[static_cast<Eigen::Index>(k)] * std::log(V[k].determinant()) + V[k].inverse().cwiseProduct(W[k]).sum();
+    return out;
+  };
+  // The better basin: M-steps from covariances along the axes, to convergence.
+  std::vector<MatrixXd> aligned{MatrixXd(S[0].diagonal().asDiagonal()), MatrixXd(S[1].diagonal().asDiagonal())};
+  for (int r = 0; r < 200; ++r) aligned = dfmr::constrained_m_step(model, W, w, aligned);
+  const std::vector<MatrixXd> fresh = dfmr::constrained_m_step(model, W, w);
+  ASSERT_GT(objective(fresh), objective(aligned) + 1.0);  // the case the guard exists for
+  dfmr::ReduceOptions opt;
+  opt.model = model;
+  opt.n_threads = 1;
+  const dfmr::ReduceResult out = dfmr::reduce(pooled, {dfmr::Mixture(w, mu, aligned)}, 2, opt);
+  ASSERT_GE(out.objective_trace.size(), 2u);
+  for (std::size_t t = 1; t < out.objective_trace.size(); ++t)
+    EXPECT_LE(out.objective_trace[t], out.objective_trace[t - 1]) << "step " << t;
+  // The result stays in the start's basin: its objective is the aligned one's, not the fresh one's.
+  std::vector<MatrixXd> V;
+  for (std::size_t k = 0; k < 2; ++k) V.emplace_back(out.mixture.covariance(k));
+  EXPECT_NEAR(objective(V), objective(aligned), 1e-6);
 }
 
 TEST(SharedTrajectories, BitIdenticalToRunningEveryStartInFull) {

@@ -251,7 +251,7 @@ def model_name(covariance_type: str | None, mixtures: Sequence[GaussianMixturePa
 def _result(out: dict, covariance_type: str = "full") -> ReductionResult:
     return ReductionResult(
         mixture=GaussianMixtureParams._from_core(out["weights"], out["means"], out["covariances"],
-                                                 covariance_type=covariance_type),
+                                                 covariance_type=covariance_type, model_by_construction=True),
         objective=float(out["objective"]),
         n_iter=int(out["n_iter"]),
         converged=bool(out["converged"]),
