@@ -387,6 +387,28 @@ class CovarianceModel:
                 names.append(f"Sigma{prefix}[{rows[entry] + 1},{cols[entry] + 1}]")
         return names
 
+    def own_columns(self, n_components: int, dim: int) -> np.ndarray:
+        """Which free covariance parameters (columns of :meth:`chart_jacobian`, :meth:`parameter_names`)
+        belong to one component alone: those of the model's V letters (volumes, shapes, orientations).
+
+        The others (E letters) are shared by all components. A per-slot screening statistic compares a
+        machine's component with the reference's through :meth:`combine` (the machine's V letters, the
+        reference's E letters), so to first order it moves only these coordinates, ``covariance_df(d)[0]``
+        of them per component. Linear models: all columns (VVV, VVI, VII, V) or none (EEE, EEI, EII, E).
+
+        Returns
+        -------
+        ndarray of bool, shape (n_covariance_parameters(K, d),)
+        """
+        self._check_dim(dim)
+        k, d = int(n_components), int(dim)
+        if self.linear:
+            return np.full(self.n_covariance_parameters(k, d), self.volume == "V")
+        nv, ns, no = self._chart_counts(k)
+        sizes = (nv, ns * (d - 1), no * (d * (d - 1) // 2))
+        return np.concatenate([np.full(size, letter == "V")
+                               for letter, size in zip((self.volume, self.shape, self.orientation), sizes)])
+
     def n_parameters(self, n_components: int, dim: int) -> int:
         """Free parameters of a K-component mixture with this model (mclust's ``nMclustParams``).
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "n_params", "param_names", "full_param_names", "to_vector", "to_full_vector", "from_vector", "full_jacobian",
-    "model_jacobian", "model_param_names",
+    "model_jacobian", "model_param_names", "per_component_covariance",
     "scores", "information", "machine_information", "expected_information",
     "align", "align_to", "plan_rows",
 ]
@@ -228,6 +228,43 @@ def model_jacobian(mixture: GaussianMixtureParams) -> np.ndarray:
     out[:head, :head] = np.eye(head)
     out[head:, head:] = basis
     return out
+
+
+def per_component_covariance(mixture: GaussianMixtureParams, fisher: np.ndarray) -> np.ndarray:
+    """``B_own (B' I B)^+ B_own'``: the covariance of ``theta`` (:func:`to_vector`) as seen through the
+    weights, the means and each component's own covariance parameters only.
+
+    ``B`` is :func:`model_jacobian` and ``B_own`` the same map with the columns of the shared covariance
+    parameters (the model's E letters; :meth:`dfmr.covariance.CovarianceModel.own_columns`) set to zero:
+    the law of a statistic that takes a component's own parameters (its V letters: VEV's volume and
+    orientation) from an estimate and the shared ones (VEV's shape) from a fixed reference, which is how
+    :func:`dfmr.robust_dfmr`'s per-slot covariance statistic compares a machine with the reference
+    (:meth:`~dfmr.covariance.CovarianceModel.combine`). Its weight and mean blocks are those of ``B (B' I
+    B)^+ B'``; so is everything for VVV, VVI and VII (every covariance parameter is a component's own),
+    while for EEE, EEI and EII the covariance block is zero (none is). ``^+`` is the pseudo-inverse: a
+    shape with equal entries leaves the orientation in that plane undetermined.
+
+    Parameters
+    ----------
+    mixture : GaussianMixtureParams
+        A member of its covariance model (the chart is taken there).
+    fisher : ndarray of shape (p, p)
+        Information about ``theta`` (e.g. per observation, :func:`expected_information`); the result is
+        then the covariance of ``sqrt(n)`` times an estimate's error.
+
+    Returns
+    -------
+    ndarray of shape (p, p)
+    """
+    k, d = mixture.n_components, mixture.dim
+    B = model_jacobian(mixture)
+    fisher = np.asarray(fisher, dtype=np.float64)
+    if fisher.shape != (B.shape[0], B.shape[0]):
+        raise ValueError(f"fisher must have shape {(B.shape[0], B.shape[0])}, got {fisher.shape}.")
+    own = B.copy()
+    head = (k - 1) + k * d
+    own[:, head:][:, ~get_model(mixture.covariance_type, d).own_columns(k, d)] = 0.0
+    return own @ np.linalg.pinv(B.T @ fisher @ B) @ own.T
 
 
 def model_param_names(mixture: GaussianMixtureParams) -> list[str]:

@@ -782,16 +782,17 @@ def _information_inflation(
     point moves both means of an overlapping pair) give one large eigenvalue rather than two
     independent chi2 terms. Rows and columns are ordered slot by slot.
     """
-    from .information import expected_information, model_jacobian
+    from .information import expected_information, per_component_covariance
 
     # (A model without per-component covariance parameters, e.g. EEE, has no covariance part: its
     # factor is computed with one df and dropped below.)
 
     k, d = reference.n_components, reference.dim
     fisher = expected_information(reference, _INFORMATION_DRAWS, kind="opg", random_state=0)
-    # In the reference's covariance model: the covariance of the free vector is B (B' I B)^-1 B'.
-    B = model_jacobian(reference)
-    V = B @ np.linalg.pinv(B.T @ fisher @ B) @ B.T
+    # In the reference's covariance model, as the per-slot statistics see it: weights, means and each
+    # component's own covariance parameters move, the shared ones are the reference's (B_own (B' I B)^-1
+    # B_own'; B (B' I B)^-1 B' for VVV, VVI, VII, whose covariance parameters are all a component's own).
+    V = per_component_covariance(reference, fisher)
     w = reference.weights
     rows, cols = np.triu_indices(d)
     q = rows.size
@@ -1000,10 +1001,9 @@ def robust_dfmr(
     n_tests = len(parts) * m_alive * k
     cut_raw = {p: _chi2("isf", level / n_tests, dfs[p]) for p in parts}
     shared_alpha = level / (m_alive * (len(parts) + 1))
-    # The information in the model's parametrisation exists for the linear models (whose per-slot
-    # statistics then see every covariance parameter of their slot: VVV, VVI, VII, or none: EEE, EEI,
-    # EII); the others use the machines' own scatter (the empirical factors).
-    use_information = (not constrained or model.linear) and model.n_parameters(k, d) <= _INFORMATION_MAX_PARAMS
+    # The information in the model's parametrisation, for every model: the per-slot statistics see a
+    # component's own covariance parameters (the V letters; information.per_component_covariance).
+    use_information = model.n_parameters(k, d) <= _INFORMATION_MAX_PARAMS
     joint: dict[str, np.ndarray] | None = None
     labels = exact
     cal = _Calibration(votes=_votes_of(labels, alive_idx, m), quantile=_CALIBRATION_QUANTILE if server
