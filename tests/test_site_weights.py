@@ -234,6 +234,20 @@ def test_aligned_proportions_add_up_split_clusters():
     np.testing.assert_allclose(props[1], [0.5, 0.5])
 
 
+def test_holm_adjustment_equals_statsmodels_with_ties_and_the_cap():
+    # Computed here because statsmodels' Holm branch runs gc.collect() on every call.
+    from statsmodels.stats.multitest import multipletests
+
+    from dfmr.sites import _adjusted_pvalues
+
+    rng = np.random.default_rng(3)
+    for p in (rng.uniform(size=9), np.array([0.01, 0.04, 0.04, 0.3, 0.3, 0.9]), np.array([0.5]),
+              np.array([0.2, 0.6, 0.6, 0.6, 1e-12])):
+        np.testing.assert_array_equal(_adjusted_pvalues(p, "holm"), multipletests(p, method="holm")[1])
+    p = rng.uniform(size=7)
+    np.testing.assert_array_equal(_adjusted_pvalues(p, "fdr_bh"), multipletests(p, method="fdr_bh")[1])
+
+
 def test_merged_by_slot_is_the_moment_match_of_the_components_a_site_split():
     ref = dfmr.GaussianMixtureParams(np.full(K, 1.0 / K), MEANS, COVS)
     w = np.array([0.25, 0.15, 0.6])
