@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import warnings
 
@@ -79,6 +80,15 @@ def client():
             n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
         ) as cluster, Client(cluster, set_as_default=False) as c:
             yield c
+
+
+@pytest.fixture(autouse=True)
+def restarts_finished(request):
+    """After each test, wait for the worker restarts it caused (dfmr restarts them in the background)."""
+    yield
+    for thread in threading.enumerate():
+        if thread.name == "dfmr-dask-restart":
+            thread.join(timeout=90.0)
 
 
 @pytest.fixture(scope="module")
@@ -316,3 +326,32 @@ def test_dask_machines_unfinished_at_the_total_timeout_are_reported(client, part
     assert out.failures == {1: "MachineTimeout: the run's total_timeout of 4 s passed before it finished"}
     assert out.results[0][1] == pytest.approx(2.0 * parts[0].sum(), rel=1e-12)
     client.wait_for_workers(2, timeout=60)
+
+
+def test_a_local_cluster_keeps_its_workers_after_a_restart_at_a_deadline(client, parts):
+    # A LocalCluster closes for good the nanny of a worker name that is absent from the scheduler when
+    # distributed.deploy.lost-worker-timeout (15 s) has passed since an earlier removal of that name: a
+    # restart whose new process starts slowly on a loaded machine, or a second restart about 15 s after
+    # the first, used to shrink the cluster (here, later tests found 1 of 2 workers, or none and hung).
+    # With the timeout at 0.1 s every restart outlasts it: the engine must open the worker again.
+    client.wait_for_workers(2, timeout=60)
+    pids = set(client.run(os.getpid).values())
+    tasks = [MachineTask(i, p, (i, (1,))) for i, p in enumerate(parts[:3])]
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "0.1s"}):
+        out = map_machines(sleeps_on_machine, tasks, backend="dask", client=client, timeout=1.5)
+        assert list(out.failures) == [1]
+        after, deadline = pids, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            after = set(client.run(os.getpid, on_error="ignore").values())
+            if len(client.cluster.workers) == 2 and len(after) == 2 and after != pids:
+                break
+            time.sleep(0.25)
+    assert len(client.cluster.workers) == 2, "the cluster closed a restarted worker for good"
+    assert len(after) == 2 and len(after & pids) == 1
+    # and it serves the next fit at its full size
+    tasks = [MachineTask(i, p, (i, ())) for i, p in enumerate(parts[:3])]
+    again = map_machines(sleeps_on_machine, tasks, backend="dask", client=client, timeout=30.0)
+    assert again.failures == {}
+    assert {pid for pid, _ in again.results} <= after
+    for i, (_, value) in enumerate(again.results):
+        assert value == pytest.approx(2.0 * parts[i].sum(), rel=1e-12)

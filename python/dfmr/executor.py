@@ -30,7 +30,10 @@ Failure semantics, the same on every backend:
 
 How a machine past its deadline is stopped depends on the engine: the process pool kills the
 worker process running it (the other tasks of that pool are run again, not blamed); dask restarts
-the worker running it (its nanny starts a fresh one); Spark kills the machine's forked fit on the
+the worker running it (its nanny starts a fresh one, in the background while the run goes on; a
+``LocalCluster`` or other ``SpecCluster`` of this process that closes such a worker for good,
+because it stayed away past ``distributed.deploy.lost-worker-timeout``, has it opened again, and so
+after a worker's death); Spark kills the machine's forked fit on the
 executor (``timeout``) or cancels the job (``total_timeout``). Python cannot stop a running
 thread, so ``"serial"`` and ``"threads"`` report the machine at its deadline and *abandon* its
 thread: a daemon thread that runs on in the background until the task returns, its result
@@ -53,8 +56,10 @@ operations in the same order and return identical results.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import importlib
+import logging
 import math
 import multiprocessing
 import numbers
@@ -77,6 +82,8 @@ from tqdm import tqdm
 from ._blas import limit_worker_threads, single_threaded_blas
 from .partition import split, split_to_file
 from .sources import InvalidDataError, is_dask_collection, materialize
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "BACKENDS",
@@ -548,10 +555,11 @@ def _dask_elapsed() -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _dask_client(client: Any, n_workers: int) -> Iterator[Any]:
-    """The client passed in, else the active one, else a LocalCluster started (with a warning) and closed."""
+def _dask_client(client: Any, n_workers: int) -> Iterator[tuple[Any, bool]]:
+    """(client, started): the client passed in, else the active one, else (``started``) one of a LocalCluster
+    started for the run (with a warning) and closed afterwards."""
     if client is not None:
-        yield client
+        yield client, False
         return
     try:
         from distributed import Client, LocalCluster, get_client
@@ -564,7 +572,7 @@ def _dask_client(client: Any, n_workers: int) -> Iterator[Any]:
     except ValueError:
         active = None
     if active is not None:
-        yield active
+        yield active, False
         return
     warnings.warn(
         f"no dask.distributed Client is active: starting a LocalCluster of {n_workers} worker processes for "
@@ -575,7 +583,99 @@ def _dask_client(client: Any, n_workers: int) -> Iterator[Any]:
     with LocalCluster(
         n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster, Client(cluster, set_as_default=False) as started:
-        yield started
+        yield started, True
+
+
+def _restart_dask_workers(client: Any, addresses: list[str], timeout: float) -> None:
+    """Body of a background thread: the nannies of ``addresses`` replace their worker processes.
+
+    A cluster closed meanwhile (the user closed it after the run) ends the restart: not an error.
+    """
+    try:
+        client.restart_workers(addresses, timeout=timeout, raise_for_error=False)
+    except Exception as exc:
+        if client.status not in ("closing", "closed"):
+            _log.warning("dask: restarting the workers %s after a deadline failed: %s", addresses, exc)
+
+
+def _spec_cluster(client: Any) -> Any:
+    """The client's cluster if it is a dask ``SpecCluster`` (``LocalCluster``, dask-jobqueue, ...) in this
+    process, run synchronously; otherwise None (a remote scheduler's deployment keeps its own workers)."""
+    from distributed.deploy.spec import SpecCluster
+
+    cluster = getattr(client, "cluster", None)
+    if isinstance(cluster, SpecCluster) and not cluster.asynchronous:
+        return cluster
+    return None
+
+
+def _cluster_workers(cluster: Any) -> dict[Any, Any]:
+    """A copy of the cluster's workers (name -> worker object), taken on its event loop."""
+
+    async def copy() -> dict[Any, Any]:
+        return dict(cluster.workers)
+
+    try:
+        return cluster.sync(copy, callback_timeout=10)
+    except Exception:  # a cluster closing: nothing to keep
+        return {}
+
+
+async def _reopen_lost_workers(cluster: Any, known: dict[Any, Any]) -> bool:
+    """On the cluster's loop: open again the workers of ``known`` (name -> worker object) that the cluster
+    dropped although they are still in its ``worker_spec``; ``known`` becomes the current workers.
+
+    Returns whether any was opened again.
+    """
+    from distributed.core import Status
+
+    lost = {name: w for name, w in known.items() if name not in cluster.workers and name in cluster.worker_spec}
+    known.clear()
+    known.update(cluster.workers)
+    if not lost or cluster.status != Status.running:
+        return False
+    # The cluster is closing each of them (which kills a worker process it may still be starting, under the
+    # same name): a new worker of that name may only start once that is over.
+    await asyncio.wait([asyncio.ensure_future(w.finished()) for w in lost.values()], timeout=30)
+    cluster.scale(len(cluster.worker_spec))  # opens the workers of its spec that it lacks, under their names
+    return True
+
+
+def _keep_cluster_whole(cluster: Any, known: dict[Any, Any], busy: Callable[[], bool]) -> None:
+    """Body of a background thread after a worker died or was restarted: keep ``cluster`` at its size.
+
+    A ``SpecCluster`` (``LocalCluster``) closes for good the nanny of a worker name absent from the
+    scheduler at the moment ``distributed.deploy.lost-worker-timeout`` (15 s) after *any* earlier removal
+    of that name: a worker whose new process starts slowly on a loaded machine, or one restarted again
+    about that long after an earlier death or restart, is lost, and the cluster shrinks (to no worker at
+    all after a few: the next run then waits forever). Such a worker is opened again here, until that
+    timeout (and a margin) has passed since ``busy()`` (a restart under way) turned false and since the
+    last re-opening.
+    """
+    from distributed.core import Status
+
+    grace = _lost_worker_timeout() + 1.0
+    quiet_since: float | None = None
+    while cluster.status == Status.running:
+        try:
+            reopened = cluster.sync(_reopen_lost_workers, cluster, known, callback_timeout=60)
+        except Exception:  # the cluster is being closed
+            return
+        now = time.monotonic()
+        if busy() or reopened:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        elif now - quiet_since >= grace:
+            return
+        time.sleep(0.25)
+
+
+def _lost_worker_timeout() -> float:
+    import dask
+    from dask.utils import parse_timedelta
+
+    return float(parse_timedelta(dask.config.get("distributed.deploy.lost-worker-timeout", "15s"), "s"))
 
 
 def _submit_dask(client: Any, func: Callable[..., Any], task: MachineTask, key: str, again: bool = False) -> Any:
@@ -626,9 +726,15 @@ class DaskEngine(Engine):
             desc: str) -> None:
         from uuid import uuid4
 
-        with _dask_client(self.client, min(self.workers, max(len(tasks), 1))) as client:
+        with _dask_client(self.client, min(self.workers, max(len(tasks), 1))) as (client, started):
+            # A cluster object in this process that closes workers away too long (a LocalCluster) is
+            # watched after a worker died or was restarted here (_keep_cluster_whole); one started for
+            # this run is closed at its end instead.
+            cluster = None if started else _spec_cluster(client)
+            known = _cluster_workers(cluster) if cluster is not None else {}
             run = f"dfmr-{desc.replace(' ', '-')}-{uuid4().hex[:8]}"
             futures: dict[Any, int] = {}
+            killed: list[tuple[Any, BaseException]] = []
             try:
                 for position, task in enumerate(tasks):
                     futures[_submit_dask(client, func, task, f"{run}-{task.machine}")] = position
@@ -646,13 +752,21 @@ class DaskEngine(Engine):
                     task = tasks[position]
                     fut = _submit_dask(client, func, task, f"{run}-{task.machine}-alone", again=True)
                     futures[fut] = position
-                    for _, exc in self._round(client, {fut: position}, out, deadlines):
+                    again = self._round(client, {fut: position}, out, deadlines)
+                    killed += again
+                    for _, exc in again:
                         out.failed(position, exc)
             finally:
                 client.cancel(list(futures))
-                if self.client is None:  # the cluster may be closed next: let the restarts finish first
+                if started:  # the cluster is closed next: let the restarts finish first
                     for thread in self.restarts:
                         thread.join()
+                elif cluster is not None and (killed or self.restarts):
+                    restarts = list(self.restarts)
+                    threading.Thread(
+                        target=_keep_cluster_whole, args=(cluster, known, lambda: any(t.is_alive() for t in restarts)),
+                        name="dfmr-dask-keep-cluster", daemon=True,
+                    ).start()
 
     def _round(
         self, client: Any, futures: dict[Any, int], out: _Collector, deadlines: Deadlines
@@ -712,9 +826,8 @@ class DaskEngine(Engine):
             # Python cannot stop the running task: its worker process is replaced by its nanny, in the
             # background while the other machines go on (run() waits for it only when it closes the cluster).
             thread = threading.Thread(
-                target=client.restart_workers, args=(sorted(set(restart)),),
-                kwargs={"timeout": self.RESTART_TIMEOUT, "raise_for_error": False}, name="dfmr-dask-restart",
-                daemon=True,
+                target=_restart_dask_workers, args=(client, sorted(set(restart)), self.RESTART_TIMEOUT),
+                name="dfmr-dask-restart", daemon=True,
             )
             thread.start()
             self.restarts.append(thread)
