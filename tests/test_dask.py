@@ -82,6 +82,23 @@ def client():
             yield c
 
 
+def wait_for_workers(client: Client, n: int, timeout: float = 60.0) -> None:
+    """Wait until the scheduler has ``n`` running workers.
+
+    Not ``client.wait_for_workers``: with a cluster object it replaces the cluster's view of the workers
+    with a fresh snapshot, racing the cluster's own stream of worker updates; an update lost that way
+    makes the cluster raise a KeyError on a later removal (seen at this module's teardown under xdist).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = client.scheduler_info()["workers"].values()
+        if sum(w.get("status") == "running" for w in workers) >= n:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(workers)}/{n} workers after {timeout:g} s")
+        time.sleep(0.1)
+
+
 @pytest.fixture(autouse=True)
 def restarts_finished(request):
     """After each test, wait for the worker restarts it caused (dfmr restarts them in the background)."""
@@ -188,7 +205,7 @@ def test_a_worker_killed_mid_fit_loses_its_machine_only(backend, client, parts):
     assert ("KilledWorker" if backend == "dask" else "BrokenProcessPool") in est.failed_machines_[3]
     assert_same_fit(est, serial_fit([p if i != 3 else FailsToLoad() for i, p in enumerate(parts)]))
     if backend == "dask":  # the cluster is left as it was: both workers (the dead one restarted), computing
-        client.wait_for_workers(2, timeout=60)
+        wait_for_workers(client, 2)
         assert client.submit(doubled_sum, np.ones((2, 3)), 0, pure=False).result(timeout=60) == 12.0
 
 
@@ -279,7 +296,7 @@ def test_without_a_client_a_local_cluster_is_started_with_a_warning_and_closed(p
 
 @pytest.mark.parametrize("backend", ["serial", "threads", "processes", "dask"])
 def test_a_silent_site_past_its_timeout_is_left_out_on_every_backend(backend, client, parts):
-    client.wait_for_workers(2, timeout=60)  # a worker restarted before may still be starting
+    wait_for_workers(client, 2)  # a worker restarted before may still be starting
     data: list = list(parts)
     data[5] = HangsWhenLoaded()
     start = time.monotonic()
@@ -291,11 +308,11 @@ def test_a_silent_site_past_its_timeout_is_left_out_on_every_backend(backend, cl
     assert est.failed_machines_[5].startswith("MachineTimeout: it was still running after its timeout of 2 s")
     assert_same_fit(est, serial_fit([p if i != 5 else FailsToLoad() for i, p in enumerate(parts)]))
     if backend == "dask":
-        client.wait_for_workers(2, timeout=60)  # the restarted worker is back
+        wait_for_workers(client, 2)  # the restarted worker is back
 
 
 def test_dask_restarts_the_worker_of_a_machine_past_its_timeout(client, parts):
-    client.wait_for_workers(2, timeout=60)
+    wait_for_workers(client, 2)
     before = {w["id"]: w for w in client.scheduler_info()["workers"].values()}
     pids = set(client.run(os.getpid).values())
     tasks = [MachineTask(i, p, (i, (2,))) for i, p in enumerate(parts[:4])]
@@ -316,7 +333,7 @@ def test_dask_restarts_the_worker_of_a_machine_past_its_timeout(client, parts):
 
 
 def test_dask_machines_unfinished_at_the_total_timeout_are_reported(client, parts):
-    client.wait_for_workers(2, timeout=60)
+    wait_for_workers(client, 2)
     client.run(sleeps_on_machine, parts[0], 0, ())  # both workers have imported what the tasks need
     # Two machines: wherever the scheduler puts them, machine 0 is not queued behind the silent machine 1.
     tasks = [MachineTask(i, p, (i, (1,))) for i, p in enumerate(parts[:2])]
@@ -325,7 +342,7 @@ def test_dask_machines_unfinished_at_the_total_timeout_are_reported(client, part
     assert time.monotonic() - start < HANG / 2
     assert out.failures == {1: "MachineTimeout: the run's total_timeout of 4 s passed before it finished"}
     assert out.results[0][1] == pytest.approx(2.0 * parts[0].sum(), rel=1e-12)
-    client.wait_for_workers(2, timeout=60)
+    wait_for_workers(client, 2)
 
 
 def test_a_local_cluster_keeps_its_workers_after_a_restart_at_a_deadline(client, parts):
@@ -334,7 +351,7 @@ def test_a_local_cluster_keeps_its_workers_after_a_restart_at_a_deadline(client,
     # restart whose new process starts slowly on a loaded machine, or a second restart about 15 s after
     # the first, used to shrink the cluster (here, later tests found 1 of 2 workers, or none and hung).
     # With the timeout at 0.1 s every restart outlasts it: the engine must open the worker again.
-    client.wait_for_workers(2, timeout=60)
+    wait_for_workers(client, 2)
     pids = set(client.run(os.getpid).values())
     tasks = [MachineTask(i, p, (i, (1,))) for i, p in enumerate(parts[:3])]
     with dask.config.set({"distributed.deploy.lost-worker-timeout": "0.1s"}):
