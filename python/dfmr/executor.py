@@ -659,8 +659,11 @@ def _keep_cluster_whole(cluster: Any, known: dict[Any, Any], busy: Callable[[], 
     while cluster.status == Status.running:
         try:
             reopened = cluster.sync(_reopen_lost_workers, cluster, known, callback_timeout=60)
-        except Exception:  # the cluster is being closed
-            return
+        except Exception as exc:  # the cluster is being closed, or a look that failed: look again
+            if cluster.status != Status.running:
+                return
+            _log.debug("dask: looking for closed workers failed: %r", exc)
+            reopened = False
         now = time.monotonic()
         if busy() or reopened:
             quiet_since = None
