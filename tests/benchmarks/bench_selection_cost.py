@@ -18,6 +18,13 @@ dfmr / mclust (goal < 1). The machine may be shared: figures come from one run, 
     PYTHONPATH=python python tests/benchmarks/bench_selection_cost.py --n 100000
     PYTHONPATH=python python tests/benchmarks/bench_selection_cost.py --n 1000000
     PYTHONPATH=python python tests/benchmarks/bench_selection_cost.py --quick     # smoke run
+
+With ``--site n`` it instead fits the grid on ONE site of n points, single-threaded, twice: the default
+(screen, then refine the two best by the site's BIC) and ``refine=None`` (every candidate by the default
+rule, the grid before the screen), and prints each one's CPU time and the candidates' penalised
+log-likelihoods (the screen's loss per candidate):
+
+    PYTHONPATH=python OMP_NUM_THREADS=1 python tests/benchmarks/bench_selection_cost.py --site 50000
 """
 
 from __future__ import annotations
@@ -78,6 +85,26 @@ def mclust_grid(X: np.ndarray, ks: list[int], models: list[str]) -> tuple[tuple[
     return (int(out[0]), out[1]), float(out[2]), float(out[3])
 
 
+def site_grid(X: np.ndarray, ks: list[int], types: list[str], seed: int) -> None:
+    """One site's grid, screened (the default) and refine=None, in this process; CPU time and per-candidate values."""
+    from dfmr.selection import candidate_grid, fit_grid_local
+
+    grid = candidate_grid(ks, types, X.shape[1])
+    results = {}
+    for refine in (2, None):
+        c0 = time.process_time()
+        results[refine] = fit_grid_local(X, grid, seed, refine=refine)
+        print(f"refine={refine}: {time.process_time() - c0:6.1f} s CPU", flush=True)
+    bic = [-2 * f.loglik + c.n_parameters(X.shape[1]) * np.log(X.shape[0]) for c, f in zip(grid, results[2])]
+    order = np.argsort(bic)
+    print("candidate        site BIC rank  penalised loglik: screened   refine=None   difference  starts  iterations")
+    for j, c in enumerate(grid):
+        s, f = results[2][j], results[None][j]
+        print(f"K = {c.n_components} {c.covariance_type:<10} {int(np.where(order == j)[0][0]) + 1:>6}  "
+              f"{s.penalized_loglik:22.1f} {f.penalized_loglik:13.1f} {s.penalized_loglik - f.penalized_loglik:12.1f}"
+              f"  {len(s.start_penalized_logliks)}/{len(f.start_penalized_logliks)}  {s.n_iter}/{f.n_iter}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=float, default=1e5, help="total points N")
@@ -88,6 +115,8 @@ def main() -> None:
     parser.add_argument("--no-mclust", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="smoke run: N = 4,000, K = 1..3, two types, no mclust")
+    parser.add_argument("--site", type=float, default=None, help="one site of this many points: screened grid "
+                        "against refine=None (nothing else)")
     args = parser.parse_args()
     # Candidates with more components than the population warn that the sites' proportions differ; the cost
     # is what is measured here.
@@ -96,8 +125,13 @@ def main() -> None:
         args.n, args.kmax, args.types, args.machines, args.no_mclust = 4000, 3, ["full", "spherical"], 4, True
     pop = dfmr.GaussianMixtureParams.from_dict({k: v for k, v in np.load(POPULATION).items()
                                                 if k in ("weights", "means", "covariances")})
-    X, _ = pop.sample(int(args.n), random_state=args.seed)
     ks = list(range(1, args.kmax + 1))
+    if args.site is not None:
+        X, _ = pop.sample(int(args.site), random_state=args.seed)
+        print(f"one site: n = {X.shape[0]:,}, d = {X.shape[1]}, grid K = 1..{args.kmax} x {args.types}")
+        site_grid(X, ks, args.types, args.seed)
+        return
+    X, _ = pop.sample(int(args.n), random_state=args.seed)
     models = [get_model(t, X.shape[1]).name for t in args.types]
     print(f"N = {X.shape[0]:,}, d = {X.shape[1]}, grid K = 1..{args.kmax} x {args.types} "
           f"({len(ks) * len(args.types)} models), {args.machines} machines, {os.cpu_count()} CPUs")
