@@ -104,7 +104,7 @@ from ._validation import check_int
 from .aggregate import AggregationResult
 from .covariance import CovarianceModel, get_model, majority_covariance_type
 from .distances import l2_distance, pairwise_l2_scaled
-from .filtering import center_index, default_threshold, distance_filter, filter_row
+from .filtering import center_index, default_threshold, filter_row
 from .params import GaussianMixtureParams
 from .reduction import ReductionResult, _component_kl_cost, default_starts, kl_cost, reduce
 from .sites import check_site_weights, finish, merged_by_slot, neutralised
@@ -240,8 +240,8 @@ class Screening:
     consistency : str
         The consistency check between the screened aggregate and the aggregate over the machines
         DFMR's filter also keeps (:func:`robust_dfmr`'s ``consistency_check``): ``"off"``,
-        ``"no contrast"`` (every kept component's machine is inside DFMR's radius, or no DFMR
-        filter applies), ``"passed"`` (the screened aggregate is returned) or ``"rejected"`` (the
+        ``"no contrast"`` (fewer than two votes outside DFMR's radius, or no DFMR filter
+        applies), ``"passed"`` (the screened aggregate is returned) or ``"rejected"`` (the
         aggregate over the kept components of the machines inside DFMR's radius is returned; the
         others are dropped with rule ``consistency``).
     consistency_statistic : float
@@ -1246,10 +1246,10 @@ def robust_dfmr(
 
     contrast, total_votes = _Contrast("off"), vote_mass
     if consistency_check:
-        inside = _contrast_set(distances, full, m, mixtures, kept, w, mu, cov, pool_weight, median_ref)
+        inside = _contrast_set(distances, full, m, neutralised(mixtures) if free else mixtures, median_ref, free)
         contrast, kept, total_votes = _apply_consistency(
             inside, kept, w, mu, test_cov, pool_weight, n_test, unit, inflation, joint, parts, dfs, ref_w,
-            ref_mu, test_ref_cov, level, cal.votes, vote_mass, decisions, notes)
+            ref_mu, test_ref_cov, level, cal.votes, vote_mass, decisions, notes, cal.own_counts, test_logdet)
     mixture, red, support = _aggregate(mixtures, components, alignment, kept, pool_weight, k, tol, max_iter, n_threads,
                                        cal.votes, total_votes, notes, model)
     retained = np.flatnonzero(kept.any(axis=1))
@@ -1289,48 +1289,37 @@ class _Contrast:
     cutoff: float = math.nan  # the statistic's value at which the adjusted p-value is ``level``
 
 
-def _dfmr_filter(distances: np.ndarray | None, full: list[int], m: int) -> np.ndarray | None:
-    """The machines DFMR's L2 filter keeps (mask of shape (m,)), or None without distances.
+def _contrast_set(distances: np.ndarray | None, full: list[int], m: int, mixtures: list[GaussianMixtureParams],
+                  centre: GaussianMixtureParams, free: bool = False) -> np.ndarray | None:
+    """The machines inside DFMR's radius around the robust median centre: mask of shape (m,), or None
+    without DFMR's filter (fewer than half of the votes on machines with K components).
 
-    The core's filter (:func:`dfmr.filtering.distance_filter`) on the distances the centre was chosen
-    from, with the paper's ``kappa = m ** 0.1`` for the m estimates given (as :func:`dfmr.dfmr` on them).
+    DFMR's filter (the core's radius rule, :func:`dfmr.filtering.filter_row`, ``kappa = m ** 0.1`` for
+    the m estimates given) around its centre *machine* keeps a ball lopsided by that machine's own
+    sampling error: the honest machines it drops lie on the far side, and their mean differs from the
+    kept ones' by more than sampling error (measured, no attack: adjusted p-values down to 4e-8 in 40
+    federations of 20). Re-centring on the mean of the machines inside is self-reinforcing (the ball's
+    own lopsidedness moves the mean). The ball is therefore centred on the screening's vote-weighted
+    coordinate-wise median (``centre``), which 40% of the votes cannot move beyond the honest quantiles
+    1/6 and 5/6, with DFMR's radius rule on the distances to it. Under free site proportions
+    (``free``) it sees means and covariances only (``mixtures`` neutralised by the caller).
     """
     if distances is None or len(full) < 2:
         return None
-    keep = np.zeros(m, dtype=bool)
-    keep[np.asarray(full, dtype=np.intp)[distance_filter(distances, default_threshold(m)).retained]] = True
-    return keep
-
-
-def _contrast_set(distances: np.ndarray | None, full: list[int], m: int, mixtures: list[GaussianMixtureParams],
-                  kept: np.ndarray, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, pool_weight: np.ndarray,
-                  fallback: GaussianMixtureParams) -> np.ndarray | None:
-    """The machines inside DFMR's radius, re-centred: mask of shape (m,), or None without DFMR's filter.
-
-    DFMR's filter (the core's, ``kappa = m ** 0.1``) keeps a ball around its centre machine, whose own
-    sampling error makes the ball lopsided: the honest machines it drops lie on the far side, and their
-    mean differs from the kept ones' by more than sampling error (measured, no attack: adjusted p-values
-    down to 4e-8 in 40 federations of 20). The ball is therefore re-centred once, with the same radius
-    rule (:func:`dfmr.filtering.filter_row`, the core's), on the pooled kept components of the machines
-    DFMR keeps (slot-wise moments): a centre with the error of a mean, out of reach of the machines
-    DFMR drops.
-    """
-    inside = _dfmr_filter(distances, full, m)
-    if inside is None:
-        return None
-    cw, cmu, ccov = _moment_centre(w, mu, cov, kept & inside[:, None], pool_weight, fallback)
-    centre = GaussianMixtureParams._from_core(cw, cmu, ccov)
+    if free:
+        centre = GaussianMixtureParams._from_core(np.full(centre.n_components, 1.0 / centre.n_components),
+                                                  centre.means, centre.covariances)
     row = np.array([l2_distance(centre, mixtures[i]) for i in full] + [0.0])
     retained = filter_row(len(full), row, default_threshold(m)).retained
-    keep = np.zeros(m, dtype=bool)
-    keep[np.asarray(full, dtype=np.intp)[retained[retained < len(full)]]] = True
-    return keep
+    inside = np.zeros(m, dtype=bool)
+    inside[np.asarray(full, dtype=np.intp)[retained[retained < len(full)]]] = True
+    return inside
 
 def _consistency(
     kept: np.ndarray, inside: np.ndarray, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, weight: np.ndarray,
     votes: np.ndarray, n_test: np.ndarray, unit: float, inflation: dict[str, np.ndarray],
     joint: dict | None, parts: list[str], dfs: dict[str, int], ref_w: np.ndarray, ref_mu: np.ndarray,
-    ref_cov: np.ndarray, level: float,
+    ref_cov: np.ndarray, level: float, own_counts: bool = False, logdet: np.ndarray | None = None,
 ) -> _Contrast:
     """Hausman-type test of the screened aggregate against the one over the machines DFMR also keeps.
 
@@ -1347,9 +1336,13 @@ def _consistency(
     ``s sum_l lambda_l chi2_1`` (the information's eigenvalues, as the per-slot tests) or, beyond the
     information's size, chi2 after the parts' factors. Every slot with both groups is tested, and all
     of them jointly (the joint ``A V`` of those slots); Bonferroni over these tests at ``level``.
+    ``own_counts``: free site proportions, a component stands for the points behind it (``n w_ik``).
     """
     outside = kept & ~inside[:, None]
     machines = tuple(int(i) for i in np.flatnonzero(outside.any(axis=1)))
+    if logdet is None:
+        safe = np.where(np.isnan(cov), np.eye(cov.shape[-1]), cov)  # empty slots (NaN) stay NaN below
+        logdet = np.where(np.isnan(w), np.nan, np.linalg.slogdet(safe)[1])
     within = kept & inside[:, None]
     k, d = w.shape[1], mu.shape[2]
     slots = [j for j in range(k) if outside[:, j].any() and within[:, j].any()]
@@ -1373,7 +1366,7 @@ def _consistency(
                 spread[j] += float(np.sum(u**2 / n_test[group]))
     o_logdet = np.full((1, k), np.nan)
     o_logdet[0, slots] = np.linalg.slogdet(o_cov[0, slots])[1]
-    raw = _raw_statistics(o_w, o_mu, o_cov, o_logdet, np.ones(1), b_w, b_mu, b_cov)
+    raw = _raw_statistics(o_w, o_mu, o_cov, o_logdet, np.ones(1), b_w, b_mu, b_cov, own_counts)
     n_eff = np.zeros(k)
     n_eff[slots] = 1.0 / spread[slots]
     # Per slot: the honest law of a statistic at the scale s = 1 (weights of chi2_1 terms, or chi2's df),
@@ -1393,13 +1386,24 @@ def _consistency(
         def standard(stats: dict[str, np.ndarray], j) -> np.ndarray:
             return sum(stats[p][..., j] / inflation[p][j] for p in parts)
 
+    # The machines outside the radius are selected as extreme, and honest estimates are skewed (a variance,
+    # a weight, means of overlapping components): their mean is off by more than the sampling law says, the
+    # more so the more of them (no attack, m = 100: 13 machines outside, a common 2 SE). Their own scatter
+    # around their mean says by how much: the contrast's variance is widened by its excess over the law
+    # (Hotelling's two-sample idea), never narrowed, and at most by the misspecification allowance.
+    own = _raw_statistics(np.where(outside, w, np.nan), mu, cov, np.where(outside, logdet, np.nan), n_test,
+                          o_w[0], o_mu[0], o_cov[0], own_counts)
+    members = [i for i in range(w.shape[0]) if outside[i].any()]
+    scatter = sum(float(np.nansum(standard(own, j)[members])) for j in slots)
+    expected = sum(float(np.sum(laws[j])) * int(outside[:, j].sum()) for j in slots)
+    excess = min(max(1.0, scatter / expected * len(members) / (len(members) - 1.0)), _EXCESS_CEILING)
     tests: list[tuple[float, float, np.ndarray | int]] = []  # (statistic over its scale, p-value, law)
     for j in slots:
-        t = float(standard(raw, j)[0]) * n_eff[j]
+        t = float(standard(raw, j)[0]) * n_eff[j] / excess
         tests.append((t, _weighted_chi2_sf(t, laws[j]) if joint is not None else float(_chi2("sf", t, laws[j])),
                       laws[j]))
     if len(slots) > 1:
-        t = sum(float(standard(raw, j)[0]) * n_eff[j] for j in slots)
+        t = sum(float(standard(raw, j)[0]) * n_eff[j] for j in slots) / excess
         if joint is not None:
             lam = np.concatenate([_joint_eigenvalues(joint[p], tuple(slots), blocks[p], (
                 1.0 / (1.0 - ref_w[slots]) if p == "weight" else None)) for p in parts])
@@ -1414,7 +1418,8 @@ def _consistency(
 
 
 def _apply_consistency(inside, kept, w, mu, cov, pool_weight, n_test, unit, inflation, joint, parts, dfs,
-                       ref_w, ref_mu, ref_cov, level, votes, vote_mass, decisions, notes):
+                       ref_w, ref_mu, ref_cov, level, votes, vote_mass, decisions, notes, own_counts=False,
+                       logdet=None):
     """Run :func:`_consistency`; if it rejects, keep only the machines inside DFMR's radius.
 
     Returns the outcome, the kept mask and the votes the aggregate's majority rule counts (those of
@@ -1426,7 +1431,7 @@ def _apply_consistency(inside, kept, w, mu, cov, pool_weight, n_test, unit, infl
     # At the machine-level tests' family-wise level: the machines outside the radius are selected as extreme.
     alpha = level / max(int(np.count_nonzero(votes)), 1)
     contrast = _consistency(kept, inside, w, mu, cov, pool_weight, votes, n_test, unit, inflation, joint,
-                            parts, dfs, ref_w, ref_mu, ref_cov, alpha)
+                            parts, dfs, ref_w, ref_mu, ref_cov, alpha, own_counts, logdet)
     if contrast.status != "rejected":
         return contrast, kept, vote_mass
     restricted = kept & inside[:, None]
@@ -1796,8 +1801,15 @@ def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
     cut = ", ".join(f"{p} {scr.cutoffs[p]:.4g} (df {scr.degrees_of_freedom[p]})" for p in scr.cutoffs)
     infl = ", ".join(f"{p} {np.min(v):.3g}" + ("" if np.ptp(v) == 0 else f"-{np.max(v):.3g}")
                      for p, v in scr.inflation.items())
+    check = {"off": "off", "no contrast": "no contrast (fewer than two votes outside DFMR's radius)",
+             "passed": "passed", "rejected": "rejected: the aggregate is over the machines inside DFMR's radius"}.get(
+        scr.consistency, scr.consistency)
+    if scr.consistency in ("passed", "rejected"):
+        check += (f" (machines outside the radius {', '.join(map(str, scr.consistency_machines))}; statistic "
+                  f"{scr.consistency_statistic:.4g}, adjusted p-value {scr.consistency_p_value:.3g})")
     for text in (f"Sample sizes: {size}; family-wise level {scr.level:g}",
-                 f"Per-component chi2 cut-offs: {cut}", f"Inflation factor per part (over slots): {infl}"):
+                 f"Per-component chi2 cut-offs: {cut}", f"Inflation factor per part (over slots): {infl}",
+                 f"Consistency with DFMR's machines: {check}"):
         lines += textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)
     lines.append("-" * width)
     header = f"{'machine':>7} {'comp':>4} {'slot':>4}  {'rule':<12} {'statistic':>11} {'cut-off':>11}"
@@ -1817,7 +1829,8 @@ def screening_summary_lines(result: AggregationResult, width: int) -> list[str]:
         "covariance / weight (chi2 statistic of the aligned component), suspect mean / covariance / weight "
         "(another component of the machine failed; this one is beyond the 1% quantile), "
         "machine mean / covariance / weight "
-        "(the part over all its kept components)."
+        "(the part over all its kept components), consistency (outside DFMR's radius, and the pooled components "
+        "outside it disagree with those inside beyond sampling error)."
     )
     for text in (rules, *scr.notes):
         lines += textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)
