@@ -1287,6 +1287,7 @@ class _Contrast:
     p_value: float = math.nan
     machines: tuple[int, ...] = ()
     cutoff: float = math.nan  # the statistic's value at which the adjusted p-value is ``level``
+    excess: float = math.nan  # the outside machines' scatter over the law, >= 1: the statistic is divided by it
 
 
 def _contrast_set(distances: np.ndarray | None, full: list[int], m: int, mixtures: list[GaussianMixtureParams],
@@ -1414,7 +1415,7 @@ def _consistency(
     alpha = level / len(tests)
     cut = _chi2("isf", alpha, law) if isinstance(law, int) else _weighted_chi2_isf(alpha, law)
     return _Contrast("rejected" if p * len(tests) < level else "passed", t, min(1.0, p * len(tests)), machines,
-                     float(cut))
+                     float(cut), excess)
 
 
 def _apply_consistency(inside, kept, w, mu, cov, pool_weight, n_test, unit, inflation, joint, parts, dfs,
