@@ -438,6 +438,13 @@ def _screening_to_dict(screening: Any) -> dict[str, Any] | None:
         # dropped in hygiene) and the groups of machines that share one.
         "votes": None if votes is None else [float(v) for v in votes],
         "vote_groups": [[int(i) for i in group] for group in screening.vote_groups],
+        # The consistency check against the machines inside DFMR's radius ("off", "no contrast", "passed" or
+        # "rejected": then the aggregate is over those machines), its statistic, adjusted p-value and the
+        # machines outside the radius.
+        "consistency": str(getattr(screening, "consistency", "off")),
+        "consistency_statistic": number(getattr(screening, "consistency_statistic", math.nan)),
+        "consistency_p_value": number(getattr(screening, "consistency_p_value", math.nan)),
+        "consistency_machines": [int(i) for i in getattr(screening, "consistency_machines", ())],
         "decisions": [
             {"machine": int(x.machine), "component": x.component, "slot": x.slot, "rule": x.rule,
              "statistic": number(x.statistic), "cutoff": number(x.cutoff)}
@@ -473,7 +480,9 @@ def save_result(result: AggregationResult, path: PathLike, *, names: Sequence[st
     ``n_iter``, ``converged``, ``n_components_requested``, ``mixture`` (the
     :meth:`~dfmr.params.GaussianMixtureParams.to_dict` form), ``screening`` (robust_dfmr's, else null:
     ``level``, ``n_samples_known``, ``size_source``, ``calibrated_n``, ``votes`` (each machine's share of
-    a vote), ``vote_groups`` (the machines sharing one), ``decisions``, ``kept``, ``notes``) and
+    a vote), ``vote_groups`` (the machines sharing one), ``consistency``, ``consistency_statistic``,
+    ``consistency_p_value``, ``consistency_machines`` (the check against DFMR's machines), ``decisions``,
+    ``kept``, ``notes``) and
     ``site_weights``. Floats round-trip exactly.
     """
     with open(path, "w", encoding="utf-8") as fh:

@@ -67,6 +67,13 @@ the best objective among the runs that meet it is returned; only when none does,
 moment match. ``result.support`` says which machine supports which output component. With no
 attack every machine is kept and the result is MR over all machines.
 
+Consistency with DFMR's machines (``consistency_check``): the per-component tests sit at the
+family-wise level, so a coalition can keep every member just inside every cut-off while all are off
+in one direction. The kept components of the machines outside DFMR's radius (around the screening's
+median centre) are pooled and contrasted with those inside, Hausman's way: under H0 their difference
+errs with ``Var(B) - Var(A)`` (:func:`_consistency`). If the contrast rejects, the aggregate is the
+same pooling over the machines inside the radius only (rule ``consistency``).
+
 Sites that see only some of the clusters fit fewer components (``K_i < K``). When the machines
 with K components hold fewer than half of the votes, the reference is not their COAT centre
 but the MR of every machine whose output components are all supported: a cluster that only a
@@ -969,12 +976,14 @@ def robust_dfmr(
         projection onto it; the aggregate belongs to it.
     consistency_check : bool, default True
         A Hausman-type test of the screened aggregate against the same aggregation over the machines
-        that DFMR's L2 filter (the paper's radius, ``kappa = m ** 0.1``) also keeps: the kept components
-        of the machines outside that radius, pooled, must agree with those inside within sampling error
-        (per slot and jointly, at ``level``, Bonferroni). A coalition each of whose members passes its
-        own tests but all off in one direction fails it; then the aggregate over the machines inside
-        the radius is returned and the others are dropped (rule ``consistency``). The outcome is in
-        ``screening.consistency`` (and ``_statistic``, ``_p_value``, ``_machines``). False: no check.
+        inside DFMR's radius (the paper's rule, ``kappa = m ** 0.1`` times the ``floor(m/2)``-th
+        L2 distance, around the screening's median centre): the kept components of the machines
+        outside the radius, pooled, must agree with those inside within sampling error (per slot and
+        jointly, Bonferroni at ``level / m``; the variance widened by the outside machines' own excess
+        scatter, at most 4-fold). A coalition each of whose members passes its own tests but all off in
+        one direction fails it; then the aggregate over the machines inside the radius is returned and
+        the others are dropped (rule ``consistency``). The outcome is in ``screening.consistency``
+        (and ``_statistic``, ``_p_value``, ``_machines``). False: no check.
 
     Returns
     -------

@@ -82,6 +82,11 @@
   if (is.null(value)) NULL else as(as.vector(value))
 }
 
+# A number from Python, NA when not sent or NaN.
+.na_nan <- function(x) {
+  if (is.null(x)) NA_real_ else if (is.nan(as.numeric(x))) NA_real_ else as.numeric(x)
+}
+
 # robust_dfmr's decisions: one row per dropped site or component (NA component: the whole site);
 # where the sizes came from, each site's share of a vote and the groups of sites sharing one.
 .screening <- function(s, sites) {
@@ -99,7 +104,12 @@
        n_samples_known = as.logical(s$n_samples_known),
        size_source = if (is.null(s$size_source)) NA_character_ else as.character(s$size_source),
        calibrated_n = if (is.nan(calibrated_n)) NA_real_ else calibrated_n, votes = votes,
-       vote_groups = lapply(s$vote_groups, function(g) as.integer(as.vector(g))))
+       vote_groups = lapply(s$vote_groups, function(g) as.integer(as.vector(g))),
+       # The consistency check against the sites inside DFMR's radius ("rejected": the aggregate is over them).
+       consistency = if (is.null(s$consistency)) NA_character_ else as.character(s$consistency),
+       consistency_statistic = .na_nan(s$consistency_statistic),
+       consistency_p_value = .na_nan(s$consistency_p_value),
+       consistency_sites = if (is.null(s$consistency_sites)) integer(0) else as.integer(as.vector(s$consistency_sites)))
 }
 
 # The test of equal mixing proportions across sites (dfmr.sites.homogeneity_test): overall and per site

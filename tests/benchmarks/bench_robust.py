@@ -8,7 +8,8 @@ lies about sizes, near-identical colluders and copiers on three settings, a blac
 (scipy's differential evolution) against robust_dfmr replayed on held-out data sets, and the
 held-out log-likelihood on real data sets. Asserts nothing.
 Run: ``python tests/benchmarks/bench_robust.py`` (``--quick`` for a smoke run; ``--only issue13``,
-``--only issue20``, ``--only realdata`` or ``--only blackbox-d3 [--rate 0.3]`` for one part).
+``--only issue20``, ``--only realdata``, ``--only consistency`` (the consistency check's fallbacks without
+attack) or ``--only blackbox-d3 [--rate 0.3]`` for one part).
 """
 
 from __future__ import annotations
@@ -122,6 +123,34 @@ def other_populations(ms, seeds):
                 machines.append(int(kept.all(axis=1).sum()))
             print(f"  {name}, m = {m:>3}: components dropped {dropped}, machines with every component kept "
                   f"{machines}")
+
+
+def consistency_clean(ms, runs):
+    """No attack: how often the consistency check falls back to DFMR's machines, and what that costs.
+
+    Per m: federations of the 1-D population (1,000 points per machine) and of the d = 3 one, the count
+    of "rejected" checks, the smallest adjusted p-value, and over the 1-D runs the sd of the two means
+    with the check relative to without it (the check's whole cost in efficiency)."""
+    print()
+    print(f"Consistency check, no attack: fallbacks to DFMR's machines over {runs} federations per m "
+          "(robust_dfmr as a user calls it)")
+    for label, pop, k in (("1-D, K = 2", attacks.TWO_GAUSSIANS, 2), ("d = 3, K = 3", attacks.THREE_GAUSSIANS_3D, 3)):
+        for m in ms:
+            rejected, p_min, on, off = 0, 1.0, [], []
+            for r in range(runs):
+                fits, _ = attacks.honest_fits(pop, m, 1000, seed=70000 + 101 * r + m)
+                res = dfmr.robust_dfmr(fits, k)
+                scr = res.screening
+                rejected += scr.consistency == "rejected"
+                if np.isfinite(scr.consistency_p_value):
+                    p_min = min(p_min, scr.consistency_p_value)
+                if k == 2:
+                    on.append(np.sort(res.mixture.means[:, 0]))
+                    off.append(np.sort(dfmr.robust_dfmr(fits, k, consistency_check=False).mixture.means[:, 0]))
+            sd = "" if k != 2 else "; sd of the means with / without the check " + " / ".join(
+                f"{a:.3f}" for a in np.std(on, axis=0) / np.std(off, axis=0))
+            print(f"  {label}, m = {m:>3}: rejected {rejected} of {runs}, smallest adjusted p {p_min:.2g}{sd}",
+                  flush=True)
 
 
 def cost(loc, repeat, k=K, n=N_LOCAL, label="the honest fixture", hostile_line=True):
@@ -307,7 +336,7 @@ def real_data(components, machines, splits=10):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, short grids")
-    parser.add_argument("--only", choices=("issue13", "issue20", "realdata", "blackbox-d3"),
+    parser.add_argument("--only", choices=("issue13", "issue20", "realdata", "blackbox-d3", "consistency"),
                         help="run one part only (blackbox-d3: the black-box search on the d = 3, K = 3 setting, "
                              "~1 s a call, not part of issue20's run)")
     parser.add_argument("--rate", type=float, action="append",
@@ -318,6 +347,9 @@ def main() -> None:
     if args.only == "blackbox-d3":
         black_box([issue20_settings(4)[1]], tuple(args.rate or (0.3, 0.4)), 30 if args.quick else 800,
                   1 if args.quick else 3)
+        return
+    if args.only == "consistency":
+        consistency_clean((6, 10) if args.quick else (6, 20, 100), 3 if args.quick else 40)
         return
     if args.only == "realdata":
         real_data((2,) if args.quick else (2, 3, 4), 10, 2 if args.quick else 10)

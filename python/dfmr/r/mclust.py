@@ -195,7 +195,8 @@ def _screening_to_mclust(screening: Any) -> dict[str, Any] | None:
     """robust_dfmr's decisions as columns (1-based site, component and slot; NaN where none), the
     number of components each site put in the pool, where the sizes came from (``size_source``,
     ``calibrated_n``: NaN with server sizes), each site's share of a vote and the (1-based) groups of
-    sites sharing one; None for the other methods."""
+    sites sharing one, the consistency check against DFMR's sites (``consistency``, its statistic, adjusted
+    p-value and the 1-based sites outside DFMR's radius); None for the other methods."""
     if screening is None:
         return None
     dec = screening.decisions
@@ -216,4 +217,9 @@ def _screening_to_mclust(screening: Any) -> dict[str, Any] | None:
         "calibrated_n": float(screening.calibrated_n),
         "votes": None if screening.votes is None else np.asarray(screening.votes, dtype=np.float64),
         "vote_groups": [np.asarray(group, dtype=np.int64) + 1 for group in screening.vote_groups],
+        # The consistency check against the sites inside DFMR's radius (see dfmr.robust_dfmr).
+        "consistency": str(screening.consistency),
+        "consistency_statistic": float(screening.consistency_statistic),
+        "consistency_p_value": float(screening.consistency_p_value),
+        "consistency_sites": np.asarray(screening.consistency_machines, dtype=np.int64) + 1,
     }
