@@ -75,7 +75,7 @@ def release_hung_machines():
 # that ordering; without xdist the order is untouched.
 _SLOW_FILES_FIRST = ("test_inference.py", "test_robust.py", "test_benchmarks.py", "test_vignettes.py",
                      "test_study.py", "test_r_bridge.py", "test_local.py", "test_hostile.py", "test_spark.py",
-                     "test_robust_calibration.py", "test_estimator.py")
+                     "test_robust_calibration.py", "test_estimator.py", "test_dask.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
