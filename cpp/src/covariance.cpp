@@ -255,8 +255,11 @@ Stack m_vev(const Stack& W, const Vec& n, const Stack& start, int max_rounds) {
   Mat omega;
   Stack L;
   eigen_all(W, omega, L);
-  Vec A = start.empty() ? Vec::Ones(W[0].rows())
-                        : normalized(Eigen::SelfAdjointEigenSolver<Mat>(start[0], Eigen::EigenvaluesOnly).eigenvalues());
+  // A start that is the scatters themselves (a reduction's start brought into the model) has its
+  // eigenvalues in omega already: a sixth of the eigen-decompositions of such a start at K = 5.
+  Vec A = start.empty()       ? Vec::Ones(W[0].rows())
+          : start[0] == W[0]  ? normalized(omega.row(0).transpose())
+                              : normalized(Eigen::SelfAdjointEigenSolver<Mat>(start[0], Eigen::EigenvaluesOnly).eigenvalues());
   Vec lam;
   volumes_and_common_shape(omega, n, A, lam, !start.empty(), max_rounds);
   Stack out;
