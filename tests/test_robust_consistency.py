@@ -58,7 +58,8 @@ def test_contrast_variance_matches_brute_force_monte_carlo():
         cv = np.array([d[1][r] for d in draws])[:, None]
         out = _consistency(kept, inside, np.ones((8, 1)), mu, cv, pool, np.ones(8), sizes, 1.0,
                            {"mean": np.ones(1), "covariance": np.ones(1)}, None, ["mean", "covariance"],
-                           {"mean": 2, "covariance": 3}, np.ones(1), np.zeros((1, 2)), cov[None], 0.01)
+                           {"mean": 2, "covariance": 3}, np.ones(1), np.zeros((1, 2)), cov[None], 0.01,
+                           False, np.linalg.slogdet(cv)[1])
         assert out.excess >= 1.0
         stats.append((out.statistic * out.excess, out.statistic))
     contrast, widened = np.array(stats).T

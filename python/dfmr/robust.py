@@ -1329,7 +1329,7 @@ def _consistency(
     kept: np.ndarray, inside: np.ndarray, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, weight: np.ndarray,
     votes: np.ndarray, n_test: np.ndarray, unit: float, inflation: dict[str, np.ndarray],
     joint: dict | None, parts: list[str], dfs: dict[str, int], ref_w: np.ndarray, ref_mu: np.ndarray,
-    ref_cov: np.ndarray, level: float, own_counts: bool = False, logdet: np.ndarray | None = None,
+    ref_cov: np.ndarray, level: float, own_counts: bool, logdet: np.ndarray,
 ) -> _Contrast:
     """Hausman-type test of the screened aggregate against the one over the machines DFMR also keeps.
 
@@ -1350,9 +1350,6 @@ def _consistency(
     """
     outside = kept & ~inside[:, None]
     machines = tuple(int(i) for i in np.flatnonzero(outside.any(axis=1)))
-    if logdet is None:
-        safe = np.where(np.isnan(cov), np.eye(cov.shape[-1]), cov)  # empty slots (NaN) stay NaN below
-        logdet = np.where(np.isnan(w), np.nan, np.linalg.slogdet(safe)[1])
     within = kept & inside[:, None]
     k, d = w.shape[1], mu.shape[2]
     slots = [j for j in range(k) if outside[:, j].any() and within[:, j].any()]
@@ -1428,8 +1425,8 @@ def _consistency(
 
 
 def _apply_consistency(inside, kept, w, mu, cov, pool_weight, n_test, unit, inflation, joint, parts, dfs,
-                       ref_w, ref_mu, ref_cov, level, votes, vote_mass, decisions, notes, own_counts=False,
-                       logdet=None):
+                       ref_w, ref_mu, ref_cov, level, votes, vote_mass, decisions, notes, own_counts,
+                       logdet):
     """Run :func:`_consistency`; if it rejects, keep only the machines inside DFMR's radius.
 
     Returns the outcome, the kept mask and the votes the aggregate's majority rule counts (those of

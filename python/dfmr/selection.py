@@ -247,14 +247,20 @@ def site_values(X: ArrayLike, candidates: Sequence[GaussianMixtureParams]) -> tu
         X = X[:, None]
     loglik, entropy = np.zeros(len(candidates)), np.zeros(len(candidates))
     for j, mix in enumerate(candidates):
-        with np.errstate(divide="ignore"):
-            log_w = np.log(mix.weights)
         for start in range(0, X.shape[0], _BLOCK_ROWS):
-            joint = mix.component_logpdf(X[start:start + _BLOCK_ROWS]) + log_w
-            total = logsumexp(joint, axis=1)
-            loglik[j] += total.sum()
-            entropy[j] += (total - joint.max(axis=1)).sum()
+            log_f, ent = _point_values(mix, X[start:start + _BLOCK_ROWS])
+            loglik[j] += log_f.sum()
+            entropy[j] += ent.sum()
     return loglik, entropy
+
+
+def _point_values(mixture: GaussianMixtureParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per point of ``X``: ``log f(x)`` and ``-log max_k z_k(x)`` under ``mixture`` (the terms that
+    :func:`site_values` sums and :func:`one_round_loglik` integrates)."""
+    with np.errstate(divide="ignore"):
+        joint = mixture.component_logpdf(X) + np.log(mixture.weights)
+    total = logsumexp(joint, axis=1)
+    return total, total - joint.max(axis=1)
 
 
 def split_starts(mixture: GaussianMixtureParams) -> list[GaussianMixtureParams]:
@@ -819,12 +825,9 @@ def one_round_loglik(
         for j in range(J):
             own = local_fits[i][j]
             draws, weights = _quasi_random_draws(own, n_draws, rng)
-            log_own = own.logpdf(draws)
-            with np.errstate(divide="ignore"):
-                joint = aggregates[j].component_logpdf(draws) + np.log(aggregates[j].weights)
-            log_agg = logsumexp(joint, axis=1)
-            kl[i, j] = n[i] * weights @ (log_own - log_agg)
-            entropy[i, j] = n[i] * weights @ (log_agg - joint.max(axis=1))
+            log_agg, ent = _point_values(aggregates[j], draws)
+            kl[i, j] = n[i] * weights @ (own.logpdf(draws) - log_agg)
+            entropy[i, j] = n[i] * weights @ ent
     centre = np.median(kl, axis=0)
     cap = centre + 5 * _MAD * np.median(np.abs(kl - centre), axis=0)
     return ll - np.minimum(kl, cap), entropy
@@ -950,7 +953,9 @@ def fit_grid(
         ent = np.array([r[1] if r is not None else np.full(len(grid), np.nan) for r in second.results])
     else:
         own = np.array([[r[0][j][5] for j in range(len(grid))] for r in results])
-        flagged = flag_sites(own, sizes)
+        # The same materiality as criterion_table's flags (a lie too small to move a BIC contrast is not flagged).
+        flagged = flag_sites(own, sizes, n_parameters=[get_model(c.covariance_type, dim).n_parameters(
+            c.n_components, dim) for c in candidates])
         ll, ent = one_round_loglik(aggregates, local, own, sizes, random_state=0)
     table = criterion_table(grid, ll, sizes, est.criterion, site_entropy=ent, n_features=dim,
                             flagged=None if est.selection == "two_rounds" else flagged)

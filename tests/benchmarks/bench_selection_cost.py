@@ -115,6 +115,9 @@ def main() -> None:
     parser.add_argument("--no-mclust", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="smoke run: N = 4,000, K = 1..3, two types, no mclust")
+    parser.add_argument("--only", choices=("sklearn", "dfmr", "mclust"), default=None,
+                        help="run one method alone on the same sample and print its line (no ratio): at N = 1e6, "
+                        "where one loop takes an hour, the three can run as separate processes")
     parser.add_argument("--site", type=float, default=None, help="one site of this many points: screened grid "
                         "against refine=None (nothing else)")
     args = parser.parse_args()
@@ -135,12 +138,20 @@ def main() -> None:
     models = [get_model(t, X.shape[1]).name for t in args.types]
     print(f"N = {X.shape[0]:,}, d = {X.shape[1]}, grid K = 1..{args.kmax} x {args.types} "
           f"({len(ks) * len(args.types)} models), {args.machines} machines, {os.cpu_count()} CPUs")
-    sk_choice, sk_time, sk_cpu = sklearn_grid(X, ks, args.types, args.seed)
-    print(f"scikit-learn loop: {sk_time:7.1f} s wall, {sk_cpu:7.1f} s CPU, chose K = {sk_choice[0]}, {sk_choice[1]}",
-          flush=True)
-    ours, our_time, our_cpu = dfmr_grid(X, ks, args.types, args.machines, args.seed, args.n_jobs)
-    print(f"dfmr grid:         {our_time:7.1f} s wall, {our_cpu:7.1f} s CPU, chose K = {ours[0]}, {ours[1]}",
-          flush=True)
+    if args.only in (None, "sklearn"):
+        sk_choice, sk_time, sk_cpu = sklearn_grid(X, ks, args.types, args.seed)
+        print(f"scikit-learn loop: {sk_time:7.1f} s wall, {sk_cpu:7.1f} s CPU, chose K = {sk_choice[0]}, "
+              f"{sk_choice[1]}", flush=True)
+    if args.only in (None, "dfmr"):
+        ours, our_time, our_cpu = dfmr_grid(X, ks, args.types, args.machines, args.seed, args.n_jobs)
+        print(f"dfmr grid:         {our_time:7.1f} s wall, {our_cpu:7.1f} s CPU, chose K = {ours[0]}, {ours[1]}",
+              flush=True)
+    if args.only == "mclust":
+        mc_choice, mc_time, mc_cpu = mclust_grid(X, ks, models)
+        print(f"mclust Mclust:     {mc_time:7.1f} s wall, {mc_cpu:7.1f} s CPU, chose G = {mc_choice[0]}, "
+              f"{mc_choice[1]}")
+    if args.only is not None:
+        return
     # On a shared machine the wall-time ratio moves with the load between the two runs; the CPU-time ratio
     # is steadier (both use the same 2 cores: scikit-learn through BLAS threads, dfmr through processes).
     print(f"dfmr / scikit-learn: {our_time / sk_time:.2f} wall, {our_cpu / sk_cpu:.2f} CPU (goal <= 0.7)", flush=True)
