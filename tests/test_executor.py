@@ -140,7 +140,7 @@ def process_is_gone(pid: int) -> bool:
             with open(f"/proc/{pid}/stat") as fh:
                 if fh.read().split(") ")[1][0] == "Z":
                     return True
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone before open, or between open and read (ESRCH)
             return True
         time.sleep(0.05)
     return False
