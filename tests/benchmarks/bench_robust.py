@@ -8,7 +8,8 @@ lies about sizes, near-identical colluders and copiers on three settings, a blac
 (scipy's differential evolution) against robust_dfmr replayed on held-out data sets, and the
 held-out log-likelihood on real data sets. Asserts nothing.
 Run: ``python tests/benchmarks/bench_robust.py`` (``--quick`` for a smoke run; ``--only issue13``,
-``--only issue20``, ``--only realdata``, ``--only consistency`` (the consistency check's fallbacks without
+``--only issue20``, ``--only families`` (issue 20's family tables alone, without the black-box
+search and the real data), ``--only realdata``, ``--only consistency`` (the consistency check's fallbacks without
 attack) or ``--only blackbox-d3 [--rate 0.3]`` for one part).
 """
 
@@ -336,7 +337,7 @@ def real_data(components, machines, splits=10):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, short grids")
-    parser.add_argument("--only", choices=("issue13", "issue20", "realdata", "blackbox-d3", "consistency"),
+    parser.add_argument("--only", choices=("issue13", "issue20", "families", "realdata", "blackbox-d3", "consistency"),
                         help="run one part only (blackbox-d3: the black-box search on the d = 3, K = 3 setting, "
                              "~1 s a call, not part of issue20's run)")
     parser.add_argument("--rate", type=float, action="append",
@@ -350,6 +351,10 @@ def main() -> None:
         return
     if args.only == "consistency":
         consistency_clean((6, 10) if args.quick else (6, 20, 100), 3 if args.quick else 40)
+        return
+    if args.only == "families":
+        settings = issue20_settings(2 if args.quick else 4)
+        issue20_table([settings[0]] if args.quick else settings, (0.4,) if args.quick else (0.1, 0.2, 0.3, 0.4))
         return
     if args.only == "realdata":
         real_data((2,) if args.quick else (2, 3, 4), 10, 2 if args.quick else 10)
