@@ -1,14 +1,17 @@
 #include "dfmr/covariance.hpp"
 
 #include <Eigen/Cholesky>
-#include <Eigen/Eigenvalues>
 #include <Eigen/LU>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
+
+#include "kernels.hpp"
 
 namespace dfmr {
 
@@ -113,15 +116,205 @@ void volumes_and_common_shape(const Mat& values, const Vec& n, Vec& shape, Vec& 
       warm, max_rounds);
 }
 
+// sqrt(a^2 + b^2), without std::hypot's care for overflow and underflow where the squares are
+// safely representable (the symmetric eigen-solver calls it once per plane rotation).
+inline double plane_hypot(double a, double b) {
+  const double x = std::abs(a), y = std::abs(b), big = std::max(x, y);
+  return big < 1e150 && big > 1e-150 ? std::sqrt(x * x + y * y) : std::hypot(a, b);
+}
+
+// The tridiagonal QL part of symmetric_eigen (see there): d the diagonal, e the sub-diagonal in
+// e[1..n-1], V the accumulated Householder transformation (column-major n x n; null: values only).
+DFMR_TARGET_CLONES("arch=x86-64-v3", "default")
+void tridiagonal_ql(double* V, double* d, double* e, int n) {
+  for (int i = 1; i < n; ++i) e[i - 1] = e[i];
+  e[n - 1] = 0.0;
+  double f = 0.0, tst1 = 0.0;
+  const double eps = std::numeric_limits<double>::epsilon();
+  for (int l = 0; l < n; ++l) {
+    tst1 = std::max(tst1, std::abs(d[l]) + std::abs(e[l]));
+    int m = l;
+    while (m < n - 1 && !(std::abs(e[m]) <= eps * tst1)) ++m;
+    // Implicit QL steps with Wilkinson's shift until e[l] is negligible (at most 60: more is a
+    // matrix no finite input produces; the values are then left as they are).
+    for (int iter = 0; m > l && iter < 60 && std::abs(e[l]) > eps * tst1; ++iter) {
+      double g = d[l];
+      double p = (d[l + 1] - g) / (2.0 * e[l]);
+      double r = plane_hypot(p, 1.0);
+      if (p < 0) r = -r;
+      d[l] = e[l] / (p + r);
+      d[l + 1] = e[l] * (p + r);
+      const double dl1 = d[l + 1];
+      double h = g - d[l];
+      for (int i = l + 2; i < n; ++i) d[i] -= h;
+      f += h;
+      p = d[m];
+      double c = 1.0, c2 = c, c3 = c, s = 0.0, s2 = 0.0;
+      const double el1 = e[l + 1];
+      for (int i = m - 1; i >= l; --i) {
+        c3 = c2;
+        c2 = c;
+        s2 = s;
+        g = c * e[i];
+        h = c * p;
+        r = plane_hypot(p, e[i]);
+        e[i + 1] = s * r;
+        s = e[i] / r;
+        c = p / r;
+        p = c * d[i] - s * g;
+        d[i + 1] = h + s * (c * g + s * d[i]);
+        if (!V) continue;
+        double* a = V + static_cast<std::ptrdiff_t>(i) * n;
+        double* b = a + n;
+        for (int k = 0; k < n; ++k) {
+          const double t = b[k];
+          b[k] = s * a[k] + c * t;
+          a[k] = c * a[k] - s * t;
+        }
+      }
+      p = -s * s2 * c3 * el1 * e[l] / dl1;
+      e[l] = s * p;
+      d[l] = c * p;
+    }
+    d[l] += f;
+    e[l] = 0.0;
+  }
+}
+
+// Eigen-decomposition of a symmetric matrix A (both triangles read): eigenvalues ascending,
+// vectors in the columns of `vectors`. Householder tridiagonalisation and implicit QL with
+// Wilkinson shifts, the EISPACK tred2 / tql2 pair (as in JAMA, public domain), on one
+// column-major buffer. Eigen's SelfAdjointEigenSolver does the same in about twice the
+// instructions at d = 10 (dynamic-size bookkeeping and allocations), and the reduction's starts of
+// EEV and VEV are mostly such decompositions (five per start at K = 5). A non-finite A gives NaN.
+// With `values_only` the vectors are neither accumulated nor rotated (`vectors` is scratch).
+void symmetric_eigen(const Mat& A, Vec& values, Mat& vectors, bool values_only = false) {
+  const int n = static_cast<int>(A.rows());
+  values.resize(n);
+  if (!A.allFinite()) {
+    values.setConstant(std::numeric_limits<double>::quiet_NaN());
+    vectors.setConstant(n, n, std::numeric_limits<double>::quiet_NaN());
+    return;
+  }
+  vectors = A;
+  double* V = vectors.data();
+  double* d = values.data();
+  Vec scratch(n);
+  double* e = scratch.data();
+  auto at = [&](int r, int c) -> double& { return V[static_cast<std::ptrdiff_t>(c) * n + r]; };
+  for (int j = 0; j < n; ++j) d[j] = at(n - 1, j);
+  for (int i = n - 1; i > 0; --i) {
+    double scale = 0.0, h = 0.0;
+    for (int k = 0; k < i; ++k) scale += std::abs(d[k]);
+    if (scale == 0.0) {
+      e[i] = d[i - 1];
+      for (int j = 0; j < i; ++j) {
+        d[j] = at(i - 1, j);
+        at(i, j) = 0.0;
+        at(j, i) = 0.0;
+      }
+    } else {
+      for (int k = 0; k < i; ++k) {
+        d[k] /= scale;
+        h += d[k] * d[k];
+      }
+      double f = d[i - 1], g = std::sqrt(h);
+      if (f > 0) g = -g;
+      e[i] = scale * g;
+      h -= f * g;
+      d[i - 1] = f - g;
+      for (int j = 0; j < i; ++j) e[j] = 0.0;
+      for (int j = 0; j < i; ++j) {
+        f = d[j];
+        at(j, i) = f;
+        g = e[j] + at(j, j) * f;
+        for (int k = j + 1; k < i; ++k) {
+          g += at(k, j) * d[k];
+          e[k] += at(k, j) * f;
+        }
+        e[j] = g;
+      }
+      f = 0.0;
+      for (int j = 0; j < i; ++j) {
+        e[j] /= h;
+        f += e[j] * d[j];
+      }
+      const double hh = f / (h + h);
+      for (int j = 0; j < i; ++j) e[j] -= hh * d[j];
+      for (int j = 0; j < i; ++j) {
+        f = d[j];
+        g = e[j];
+        for (int k = j; k < i; ++k) at(k, j) -= f * e[k] + g * d[k];
+        d[j] = at(i - 1, j);
+        at(i, j) = 0.0;
+      }
+    }
+    d[i] = h;
+  }
+  if (values_only) {
+    // The tridiagonal's diagonal is on V's diagonal; its sub-diagonal in e[1..n-1].
+    for (int i = 0; i < n; ++i) d[i] = at(i, i);
+    tridiagonal_ql(nullptr, d, e, n);
+    std::sort(d, d + n);
+    return;
+  }
+  // The Householder transformation, accumulated.
+  for (int i = 0; i < n - 1; ++i) {
+    at(n - 1, i) = at(i, i);
+    at(i, i) = 1.0;
+    const double h = d[i + 1];
+    if (h != 0.0) {
+      for (int k = 0; k <= i; ++k) d[k] = at(k, i + 1) / h;
+      for (int j = 0; j <= i; ++j) {
+        double g = 0.0;
+        for (int k = 0; k <= i; ++k) g += at(k, i + 1) * at(k, j);
+        for (int k = 0; k <= i; ++k) at(k, j) -= g * d[k];
+      }
+    }
+    for (int k = 0; k <= i; ++k) at(k, i + 1) = 0.0;
+  }
+  for (int j = 0; j < n; ++j) {
+    d[j] = at(n - 1, j);
+    at(n - 1, j) = 0.0;
+  }
+  at(n - 1, n - 1) = 1.0;
+  e[0] = 0.0;
+  tridiagonal_ql(V, d, e, n);
+  // Ascending, by selection (n swaps at most).
+  for (int i = 0; i + 1 < n; ++i) {
+    int k = i;
+    for (int j = i + 1; j < n; ++j)
+      if (d[j] < d[k]) k = j;
+    if (k != i) {
+      std::swap(d[i], d[k]);
+      vectors.col(i).swap(vectors.col(k));
+    }
+  }
+}
+
+Mat eigenvectors(const Mat& A) {
+  Vec values;
+  Mat vectors;
+  symmetric_eigen(A, values, vectors);
+  return vectors;
+}
+
+Vec start_values(const Mat& A) {
+  Vec values;
+  Mat scratch;
+  symmetric_eigen(A, values, scratch, true);
+  return values;
+}
+
 // Eigen-decompositions of the W_k: eigenvalues ascending (rows of `values`), vectors in columns.
 void eigen_all(const Stack& W, Mat& values, Stack& vectors) {
   const auto K = static_cast<Eigen::Index>(W.size()), d = W[0].rows();
   values.resize(K, d);
   vectors.assign(W.size(), Mat());
+  Vec v;
   for (Eigen::Index k = 0; k < K; ++k) {
-    const Eigen::SelfAdjointEigenSolver<Mat> eig(W[static_cast<std::size_t>(k)]);
-    values.row(k) = eig.eigenvalues().transpose();
-    vectors[static_cast<std::size_t>(k)] = eig.eigenvectors();
+    symmetric_eigen(W[static_cast<std::size_t>(k)], v, vectors[static_cast<std::size_t>(k)]);
+    values.row(k) = v.transpose();
   }
 }
 
@@ -259,7 +452,7 @@ Stack m_vev(const Stack& W, const Vec& n, const Stack& start, int max_rounds) {
   // eigenvalues in omega already: a sixth of the eigen-decompositions of such a start at K = 5.
   Vec A = start.empty()       ? Vec::Ones(W[0].rows())
           : start[0] == W[0]  ? normalized(omega.row(0).transpose())
-                              : normalized(Eigen::SelfAdjointEigenSolver<Mat>(start[0], Eigen::EigenvaluesOnly).eigenvalues());
+                              : normalized(start_values(start[0]));
   Vec lam;
   volumes_and_common_shape(omega, n, A, lam, !start.empty(), max_rounds);
   Stack out;
@@ -276,7 +469,7 @@ Mat shared_orientation(const Stack& cov) {
   Mat total = Mat::Zero(d, d);
   for (std::size_t k = 0; k < cov.size(); ++k)
     total += cov[k] / (static_cast<double>(k) + kPi) / std::exp(log_det(cov[k]) / static_cast<double>(d));
-  return Eigen::SelfAdjointEigenSolver<Mat>(total).eigenvectors().rowwise().reverse();
+  return eigenvectors(total).rowwise().reverse();
 }
 
 // The shapes and volumes Delta_k (rows of `deltas`) of EVE (equal_volume) or VVE minimising the
@@ -356,7 +549,7 @@ Stack common_orientation(const Stack& W, const Vec& n, const Stack& start, bool 
   if (start.empty()) {
     Mat total = Mat::Zero(d, d);
     for (Eigen::Index k = 0; k < K; ++k) total += W[static_cast<std::size_t>(k)] / n[k];
-    D = Eigen::SelfAdjointEigenSolver<Mat>(total).eigenvectors();
+    D = eigenvectors(total);
   } else {
     D = shared_orientation(start);
   }

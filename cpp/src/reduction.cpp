@@ -752,8 +752,15 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
         r.G = std::move(fresh);
         r.fresh_cost.push_back(fresh_cost);
       } else {
-        r.G = update(pool, r.pi, r.group, r.G.K, scratch, opt.model, r.G, true);
-        cost(pool, r.G, C);
+        // The warm M-step's rounds lower the cost from the covariances before in exact arithmetic;
+        // at a fixed point rounding can still raise it by an ulp, and then the mixture before stays
+        // (its plan repeats and the run stops), so that the objective never rises.
+        Reduced warm = update(pool, r.pi, r.group, r.G.K, scratch, opt.model, r.G, true);
+        cost(pool, warm, C);
+        if (plan_cost(r.pi, r.group, r.G.K, warm.K, C) <= r.objective)
+          r.G = std::move(warm);
+        else
+          cost(pool, r.G, C);
         r.fresh_cost.push_back(std::numeric_limits<double>::quiet_NaN());
         known_before = false;
       }

@@ -174,6 +174,53 @@ TEST(ConstrainedMStep, ClosedFormsAreTheTextbookFormulas) {
   EXPECT_DOUBLE_EQ(dfmr::constrained_m_step(CovarianceModel::V, w1, n1)[0](0, 0), 2.0);
 }
 
+// EEV (the closed form whose cost is its eigen-decompositions: the core has its own symmetric
+// eigen-solver) on spectra that are hard for one: repeated eigenvalues, a zero one, a diagonal or
+// nearly diagonal matrix, scales 1e-150 and 1e150, d = 2..16. Checked with Eigen's
+// SelfAdjointEigenSolver: every S_k has the eigenvalues sum_k omega_k / sum_k n_k (omega_k the
+// ascending eigenvalues of W_k), commutes with W_k, and pairs its eigenvalues with W_k's in the same
+// order (tr(S_k W_k) = sum_i common_i omega_ki).
+TEST(ConstrainedMStep, EevIsTheTextbookFormulaOnHardSpectra) {
+  std::mt19937 rng(11);
+  for (int d : {2, 3, 5, 10, 16}) {
+    for (double scale : {1e-150, 1.0, 1e150}) {
+      Stack W;
+      W.push_back(scale * Mat::Identity(d, d));
+      Eigen::VectorXd ties = Eigen::VectorXd::Ones(d);
+      ties.head(d / 2).setConstant(3.0);
+      W.push_back(scale * Mat(ties.asDiagonal()));
+      Mat low = dfmr_test::random_spd(rng, d, 0.5);
+      const Eigen::SelfAdjointEigenSolver<Mat> e(low);
+      Eigen::VectorXd v = e.eigenvalues();
+      v[0] = 0.0;  // rank deficient
+      W.push_back(scale * e.eigenvectors() * v.asDiagonal() * e.eigenvectors().transpose());
+      Mat nearly = Mat(Eigen::VectorXd::LinSpaced(d, 1.0, 2.0).asDiagonal());
+      nearly(0, d - 1) = nearly(d - 1, 0) = 1e-9;
+      W.push_back(scale * nearly);
+      W.push_back(scale * dfmr_test::random_spd(rng, d, 0.3));
+      const Eigen::VectorXd n = Eigen::VectorXd::LinSpaced(static_cast<Eigen::Index>(W.size()), 1.0, 3.0);
+      Eigen::VectorXd common = Eigen::VectorXd::Zero(d);
+      std::vector<Eigen::VectorXd> omega;
+      for (const Mat& w : W) {
+        omega.push_back(Eigen::SelfAdjointEigenSolver<Mat>(w).eigenvalues());
+        common += omega.back();
+      }
+      common /= n.sum();
+      const Stack S = dfmr::constrained_m_step(CovarianceModel::EEV, W, n);
+      for (std::size_t k = 0; k < W.size(); ++k) {
+        SCOPED_TRACE(::testing::Message() << "d " << d << ", scale " << scale << ", k " << k);
+        const Eigen::VectorXd got = Eigen::SelfAdjointEigenSolver<Mat>(S[k]).eigenvalues();
+        EXPECT_LE((got - common).cwiseAbs().maxCoeff(), 1e-12 * common.maxCoeff());
+        // S W - W S relative to the products' size, computed as (S / scale) (W / scale) (no overflow).
+        EXPECT_LE(((S[k] / scale) * (W[k] / scale) - (W[k] / scale) * (S[k] / scale)).cwiseAbs().maxCoeff(),
+                  1e-12 * (common.maxCoeff() / scale) * (omega[k].maxCoeff() / scale));
+        EXPECT_NEAR(((S[k] / scale) * (W[k] / scale)).trace(), (common / scale).dot(omega[k] / scale),
+                    1e-12 * (common.maxCoeff() / scale) * (omega[k].maxCoeff() / scale) * d);
+      }
+    }
+  }
+}
+
 // Every model's M-step belongs to the model and beats every feasible perturbation of itself (the
 // iterative ones run to convergence from no start).
 TEST(ConstrainedMStep, EveryModelIsAMemberAndBeatsFeasiblePerturbations) {
