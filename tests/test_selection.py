@@ -195,9 +195,17 @@ def test_screened_grid_refits_the_sites_best_candidates_and_spends_fewer_em_pass
         return em_pass(design, S_x, a_n, params, model)
 
     monkeypatch.setattr(dfmr.local, "_em_pass", counted)
-    screened = selection.fit_grid_local(X, grid, 0)
+    # Without the penalty (the grid's default) over-fitted candidates crawl less, so the screen saves less.
+    selection.fit_grid_local(X, grid, 0)
     cost, points[:] = sum(points), []
-    full = selection.fit_grid_local(X, grid, 0, refine=None)
+    selection.fit_grid_local(X, grid, 0, refine=None)
+    assert cost < sum(points)
+    points[:] = []
+    # The mechanism, with the penalised local fits (penalty=1), whose over-fitted candidates crawl for hundreds of
+    # iterations by the default rule.
+    screened = selection.fit_grid_local(X, grid, 0, penalty=1.0)
+    cost, points[:] = sum(points), []
+    full = selection.fit_grid_local(X, grid, 0, refine=None, penalty=1.0)
     assert cost < 0.75 * sum(points)  # at 600 points the screening of starts on the data is much of the cost
     bic = [-2 * f.loglik + c.n_parameters(2) * np.log(n) for c, f in zip(grid, screened)]
     best = set(np.argsort(bic)[:2].tolist())
@@ -211,6 +219,32 @@ def test_screened_grid_refits_the_sites_best_candidates_and_spends_fewer_em_pass
             assert s.penalized_loglik <= f.penalized_loglik + 1e-4 * c.n_parameters(2) or not f.converged, c
     with pytest.raises(ValueError, match="refine"):
         selection.fit_grid_local(X, grid, 0, refine=-1)
+
+
+def test_grid_fits_tight_clusters_without_the_penalty_and_chooses_the_pooled_bics_k():
+    # Four 1-D clusters of sd 0.002 and 0.0015 in data of sd 0.24, two of them 8 sd apart: known by
+    # construction, and scikit-learn's BIC on the pooled data (the reference) chooses K = 4. The local
+    # estimate's penalty adds 2 a_n S_x = 0.006 to every component's scatter n_k sigma^2 (0.0004 for 100
+    # points): it widens the clusters about four times and merges the close pair, so a grid of penalised
+    # fits chose K = 3. The grid's fits are the plain MLE (fit_grid_local's penalty), mclust's likelihood.
+    sd = np.array([0.002, 0.002, 0.0015, 0.0015])
+    pop = dfmr.GaussianMixtureParams([0.3, 0.3, 0.2, 0.2], [[0.0], [0.3], [0.6], [0.612]], sd[:, None, None] ** 2)
+    X, _ = pop.sample(1600, random_state=1)
+    bic = [GaussianMixture(k, n_init=3, random_state=0).fit(X).bic(X) for k in range(1, 6)]
+    assert int(np.argmin(bic)) + 1 == 4 and min(bic[2], bic[4]) > min(bic) + 10
+    est = _grid_estimator(n_components=range(1, 6)).fit(X)
+    assert est.n_components_ == 4
+    order = np.argsort(est.means_.ravel())
+    np.testing.assert_allclose(est.means_.ravel()[order], pop.means.ravel(), atol=0.001)
+    np.testing.assert_allclose(np.sqrt(est.covariances_.ravel()[order]), sd, rtol=0.25)
+    # DESIGN.md's local estimate is unchanged: dfmr.fit_local still widens the clusters.
+    site = X[:400]
+    assert np.sqrt(dfmr.fit_local(site, 4, 0, n_init=2).covariances.ravel()).min() > 2.5 * sd.max()
+    widened = selection.fit_grid_local(site, selection.candidate_grid(range(3, 5), "full"), 0, penalty=1.0)[1]
+    assert np.sqrt(widened.mixture.covariances.ravel()).min() > 2.5 * sd.max()
+    plain = selection.fit_grid_local(site, selection.candidate_grid(range(3, 5), "full"), 0)[1]
+    np.testing.assert_allclose(np.sort(np.sqrt(plain.mixture.covariances.ravel())), np.sort(sd), rtol=0.35)
+    assert plain.loglik > widened.loglik + 100
 
 
 def _grid_estimator(**kwargs) -> dfmr.DistributedGaussianMixture:
@@ -393,8 +427,9 @@ def test_one_round_kl_term_equals_the_closed_form_and_quadrature():
 def test_one_round_approximates_the_exact_site_values_where_the_model_is_right(sites):
     # Second-order expansion around each site's fit: at K <= K0 (3) the one-round value of a site is within
     # a nat of what the site would return in round 2 (an exact sum over its points), and the choice is
-    # the two rounds'. Above K0 the site's fit also fits its noise: the approximation is biased upwards
-    # there (the vignette gives the size), which the assertion allows for K = 4 only in its direction.
+    # the two rounds'. Above K0 the site's fit also fits its noise and the expansion is not regular: with
+    # the grid's plain-MLE site fits the error at K = 4 is -1.1 to +1.3 nats a site here (with the penalised
+    # fits it was biased upwards only; the vignette gives the sizes).
     grid = selection.candidate_grid(range(1, 5), ["full"], 2)
     fits = [selection.fit_grid_local(x, grid, i, n_init=2) for i, x in enumerate(sites)]
     local = [[f.mixture for f in site] for site in fits]
@@ -406,7 +441,7 @@ def test_one_round_approximates_the_exact_site_values_where_the_model_is_right(s
     approx, _ = selection.one_round_loglik(aggregates, local, own, sizes)
     error = approx - exact
     assert np.all(np.abs(error[:, :3]) < 1.0)
-    assert np.all(error[:, 3] > -1.0)
+    assert np.all(np.abs(error[:, 3]) < 1.5)
     pairs = [(c.n_components, c.covariance_type) for c in grid]
     two = dfmr.criterion_table(pairs, exact, sizes, n_features=2)
     one = dfmr.criterion_table(pairs, approx, sizes, n_features=2, flagged=np.zeros(M_SITES, dtype=bool))

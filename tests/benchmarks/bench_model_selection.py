@@ -40,7 +40,7 @@ import numpy as np
 import dfmr
 from dfmr import selection
 from dfmr.covariance import get_model
-from dfmr.mixsim import overlap_matrix
+from dfmr.mixsim import _scale_for, overlap_matrix
 
 # mclust names its one-component models XXX (full), XXI (diagonal), XII (spherical), X (1-D); at K = 1 the
 # grid's models that coincide are compared through these classes.
@@ -54,11 +54,21 @@ ROUND2 = ("penalty", "shuffle")
 MODEL_AWARE = "covariance_type" in inspect.signature(dfmr.robust_dfmr).parameters
 
 
-def population(K0: int, d: int, omega: float, rng: np.random.Generator) -> dfmr.GaussianMixtureParams:
+def population(K0: int, d: int, omega: float, rng: np.random.Generator,
+               small: float = 0.0) -> dfmr.GaussianMixtureParams:
     if K0 == 1:
         A = rng.standard_normal((d, d))
         return dfmr.GaussianMixtureParams([1.0], rng.uniform(size=(1, d)), [A @ A.T / d + 0.1 * np.eye(d)])
-    return dfmr.mixsim.mixsim(K0, d, omega, rng)
+    pop = dfmr.mixsim.mixsim(K0, d, omega, rng)
+    if not small:
+        return pop
+    # One small cluster (weight `small`, the others equal), the covariances' common scale solved again so that
+    # the largest pairwise overlap is still MaxOmega (MixSim's rule for given weights).
+    weights = np.r_[small, np.full(K0 - 1, (1.0 - small) / (K0 - 1))]
+    log_scale = _scale_for(weights, pop.means, pop.covariances, omega, 1e-8)
+    if log_scale is None:
+        raise ValueError(f"MaxOmega = {omega} is not reached with a cluster of weight {small}")
+    return dfmr.GaussianMixtureParams(weights, pop.means, pop.covariances * math.exp(log_scale), normalize=True)
 
 
 def mclust_choice(X: np.ndarray, ks: list[int], models: list[str]) -> tuple[int, str]:
@@ -91,12 +101,13 @@ def run(args: argparse.Namespace) -> None:
     gaps1: list[tuple[float, float, float]] = []
     robust_errors: list[str] = []
     print(f"grid K = 1..{args.kmax} x {args.models}; m = {args.sites}, n = {args.n} per site; n_init = {args.n_init}; "
-          f"Byzantine sites: {n_bad}")
+          f"Byzantine sites: {n_bad}; small cluster weight: {args.small_weight or 'none'}; "
+          f"site penalty: {'default' if args.penalty is None else args.penalty}")
     for r in range(args.reps):
         t0 = time.time()
         K0, d = args.k0[r % len(args.k0)], args.dims[(r // len(args.k0)) % len(args.dims)]
         omega = args.omegas[r % len(args.omegas)]
-        pop = population(K0, d, omega, rng)
+        pop = population(K0, d, omega, rng, args.small_weight)
         # In 1-D full and diag are the same model (V): the grid keeps each model once, and so does mclust's.
         grid = selection.candidate_grid(ks, args.models, d)
         avg = float(np.mean(overlap_matrix(pop)[np.triu_indices(K0, 1)])) if K0 > 1 else 0.0
@@ -105,7 +116,8 @@ def run(args: argparse.Namespace) -> None:
         bad = np.sort(rng.choice(args.sites, n_bad, replace=False)) if n_bad else np.array([], int)
         attack1, attack2 = ROUND1[r % len(ROUND1)], ROUND2[r % len(ROUND2)]
         data = [s + 5 * s.std(axis=0) if (i in bad and attack1 == "data") else s for i, s in enumerate(sites)]
-        fits = [selection.fit_grid_local(s, grid, rng.integers(2**32), n_init=args.n_init) for s in data]
+        fits = [selection.fit_grid_local(s, grid, rng.integers(2**32), n_init=args.n_init, penalty=args.penalty)
+                for s in data]
         local = [[f.mixture for f in site] for site in fits]
         own = np.array([[f.loglik for f in site] for site in fits])
         for i in bad:
@@ -199,6 +211,12 @@ def main() -> None:
     parser.add_argument("--k0", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 5])
     parser.add_argument("--omegas", type=float, nargs="+", default=[0.001, 0.01, 0.05], help="MixSim MaxOmega")
+    parser.add_argument("--small-weight", type=float, default=0.0,
+                        help="give one cluster this weight (K0 >= 2; the others equal, MaxOmega kept): populations "
+                             "where one site alone picks a smaller K than the pooled data (0: MixSim's equal weights)")
+    parser.add_argument("--penalty", type=float, default=None,
+                        help="penalty multiplier of the sites' grid fits (fit_grid_local; default: its own, the "
+                             "plain MLE; 1: DESIGN.md's local estimate, the grid before this option)")
     parser.add_argument("--byzantine", action="store_true", help="20%% Byzantine sites in both rounds")
     parser.add_argument("--seed", type=int, default=0)
     run(parser.parse_args())
