@@ -200,26 +200,20 @@ void constrain(CovarianceModel model, std::size_t d, const std::vector<double>& 
              cov);
 }
 
-// An iterative model's start is brought into the model by this many rounds of its M-step from the
-// start's own covariances (W_k = Sigma_k, n_k = 1): any member of the model serves as a start, and
-// the first update solves the M-step afresh anyway.
-constexpr int kStartRounds = 1;
-
 // A start as a reduced mixture. Under a covariance model other than full the start's covariances
-// are first brought into the model by its M-step on themselves (W_k = Sigma_k, n_k = 1), so that
-// the objective is computed, from the first step on, for mixtures of the model (an iterative
-// model's M-step reads its shape and orientation off those covariances, kStartRounds rounds).
+// are first brought into the model (covariance_model_start: the M-step on themselves, W_k =
+// Sigma_k, n_k = 1, with an iterative model's shape and orientation read off them in one round or,
+// for EVE and VVE, none), so that the objective is computed, from the first step on, for mixtures of
+// the model: any member of the model serves as a start, and the first update solves the M-step
+// afresh anyway. (EVE and VVE's sweep of plane rotations for the start was a tenth of their
+// reduction of the paper's m = 20 estimates.)
 Reduced from_mixture(const Mixture& f, CovarianceModel model = CovarianceModel::VVV) {
   const std::size_t K = f.n_components(), d = f.dim();
   std::vector<double> cov(f.covariance_data(), f.covariance_data() + K * d * d);
   if (!unconstrained(model)) {
     std::vector<std::size_t> order(K);
     std::iota(order.begin(), order.end(), std::size_t{0});
-    const ModelScatters s = model_scatters(model, d, std::vector<double>(K, 1.0), order, cov);
-    write_back(d, order,
-               covariance_model_is_iterative(model) ? constrained_m_step(model, s.W, s.n, s.W, kStartRounds)
-                                                    : constrained_m_step(model, s.W, s.n),
-               cov);
+    write_back(d, order, covariance_model_start(model, in_order(d, order, cov)), cov);
   }
   return make_reduced(K, d, std::vector<double>(f.means().data(), f.means().data() + K * d), std::move(cov));
 }

@@ -254,6 +254,32 @@ TEST(ConstrainedMStep, IterativeStepsFromAStartLowerTheObjective) {
   }
 }
 
+// A reduction's start brought into the model: a member of it for every model; the closed forms'
+// M-step on W_k = Sigma_k, n_k = 1; a member of the model is its own start (EVE and VVE, without a
+// sweep, read the common orientation and the shapes off it exactly).
+TEST(ConstrainedMStep, ModelStartIsAMemberAndKeepsMembers) {
+  for (const char* name : kMultivariate) {
+    const CovarianceModel model = dfmr::parse_covariance_model(name, 4);
+    Stack W;
+    Eigen::VectorXd n;
+    scatters(7, 3, 4, W, n);
+    Stack cov;
+    for (int k = 0; k < 3; ++k) cov.push_back(W[static_cast<std::size_t>(k)] / n[k]);
+    const Stack S = dfmr::covariance_model_start(model, cov);
+    expect_member(name, S, 1e-8);
+    if (!dfmr::covariance_model_is_iterative(model)) {
+      const Stack M = dfmr::constrained_m_step(model, cov, Eigen::VectorXd::Ones(3));
+      for (int k = 0; k < 3; ++k) EXPECT_TRUE(near(S[static_cast<std::size_t>(k)], M[static_cast<std::size_t>(k)], 1e-15)) << name;
+    }
+    // A member (the converged M-step of other scatters) is its own start.
+    const Stack member = dfmr::constrained_m_step(model, W, n);
+    const Stack again = dfmr::covariance_model_start(model, member);
+    for (int k = 0; k < 3; ++k)
+      EXPECT_TRUE(near(again[static_cast<std::size_t>(k)], member[static_cast<std::size_t>(k)], 1e-10)) << name << " k " << k;
+  }
+  EXPECT_THROW(dfmr::covariance_model_start(CovarianceModel::EVE, {}), std::invalid_argument);
+}
+
 TEST(ConstrainedMStep, NoOptimumGivesNaNAndBadShapesThrow) {
   Stack W;
   Eigen::VectorXd n;
