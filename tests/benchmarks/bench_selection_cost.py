@@ -21,8 +21,8 @@ dfmr / mclust (goal < 1). The machine may be shared: figures come from one run, 
 
 With ``--site n`` it instead fits the grid on ONE site of n points, single-threaded, twice: the default
 (screen, then refine the two best by the site's BIC) and ``refine=None`` (every candidate by the default
-rule, the grid before the screen), and prints each one's CPU time and the candidates' penalised
-log-likelihoods (the screen's loss per candidate):
+rule, the grid before the screen), and prints each one's CPU time and the candidates' objectives (the
+grid's: the plain log-likelihood since fit_grid_local's plain-MLE fits; the screen's loss per candidate):
 
     PYTHONPATH=python OMP_NUM_THREADS=1 python tests/benchmarks/bench_selection_cost.py --site 50000
 """
@@ -97,7 +97,7 @@ def site_grid(X: np.ndarray, ks: list[int], types: list[str], seed: int) -> None
         print(f"refine={refine}: {time.process_time() - c0:6.1f} s CPU", flush=True)
     bic = [-2 * f.loglik + c.n_parameters(X.shape[1]) * np.log(X.shape[0]) for c, f in zip(grid, results[2])]
     order = np.argsort(bic)
-    print("candidate        site BIC rank  penalised loglik: screened   refine=None   difference  starts  iterations")
+    print("candidate        site BIC rank  objective:        screened   refine=None   difference  starts  iterations")
     for j, c in enumerate(grid):
         s, f = results[2][j], results[None][j]
         print(f"K = {c.n_components} {c.covariance_type:<10} {int(np.where(order == j)[0][0]) + 1:>6}  "
