@@ -73,17 +73,41 @@ Vec normalized(const Vec& v) { return v / geometric_mean(v); }
 
 Mat symmetric(const Mat& A) { return 0.5 * (A + A.transpose()); }
 
-// A^T B A and V diag(v) V^T as coefficient-wise (lazy) products: at the sizes of a covariance
-// (d of a few to a few tens) Eigen's blocked matrix product spends more on packing than on
-// arithmetic, and these products were most of a start's cost in a constrained reduction.
-Mat congruence(const Mat& A, const Mat& B) {
-  const Mat BA = B.lazyProduct(A);
-  return A.transpose().lazyProduct(BA);
+// A^T B A (B symmetric) and V diag(v) V^T, written out on the column-major storage: at the sizes of
+// a covariance (d of a few to a few tens) Eigen's blocked matrix product spends more on packing
+// than on arithmetic, and these products were most of a start's cost in a constrained reduction.
+// Both compute the lower triangle and mirror it (half the second product; the result is
+// symmetric bit for bit). `scratch` (d x d) is reused across calls.
+void congruence(const Mat& A, const Mat& B, Mat& scratch, Mat& out) {
+  const Eigen::Index d = A.rows();
+  scratch.setZero(d, d);
+  out.resize(d, d);
+  for (Eigen::Index j = 0; j < d; ++j) {  // scratch = B A, a column at a time
+    double* __restrict t = scratch.data() + j * d;
+    for (Eigen::Index l = 0; l < d; ++l) {
+      const double a = A(l, j);
+      const double* __restrict b = B.data() + l * d;
+      for (Eigen::Index r = 0; r < d; ++r) t[r] += b[r] * a;
+    }
+  }
+  for (Eigen::Index j = 0; j < d; ++j)
+    for (Eigen::Index i = j; i < d; ++i) out(i, j) = out(j, i) = A.col(i).dot(scratch.col(j));
 }
 
 Mat rebuild(const Mat& V, const Vec& v) {
-  const Mat Vv = V * v.asDiagonal();
-  return Vv.lazyProduct(V.transpose());
+  const Eigen::Index d = V.rows();
+  Mat out = Mat::Zero(d, d);
+  for (Eigen::Index l = 0; l < v.size(); ++l) {  // sum_l v_l V_l V_l^T, lower triangle
+    const double* __restrict u = V.data() + l * d;
+    for (Eigen::Index j = 0; j < d; ++j) {
+      const double f = v[l] * u[j];
+      double* __restrict o = out.data() + j * d;
+      for (Eigen::Index i = j; i < d; ++i) o[i] += f * u[i];
+    }
+  }
+  for (Eigen::Index j = 0; j < d; ++j)
+    for (Eigen::Index i = j + 1; i < d; ++i) out(j, i) = out(i, j);
+  return out;
 }
 
 Mat pooled(const Stack& W, const Vec& n) {
@@ -527,17 +551,26 @@ void common_orientation_sweep(Stack& M, Mat& D, const Mat& inv) {
       // past its own optimum in the direction that the coupled planes' next steps continue, and
       // halved the rounds of misspecified problems (K = 5, d = 10) at 1.6.
       const double theta = 0.5 * kOverRelaxation * std::atan2(-Q, -P), c = std::cos(theta), s = std::sin(theta);
+      // R^T M R: columns i and j rotated (contiguous), then rows i and j copied from them (M is
+      // symmetric, so outside the 2 x 2 block the rows are the columns), the block rotated on both
+      // sides in closed form. (Rotating the rows as well was half of a sweep's arithmetic.)
+      const double cc = c * c, ss = s * s, cs = c * s;
       for (Eigen::Index k = 0; k < K; ++k) {
         Mat& m = M[static_cast<std::size_t>(k)];
-        for (Eigen::Index l = 0; l < d; ++l) {  // columns i, j: M R
-          const double x = m(l, i), y = m(l, j);
-          m(l, i) = c * x + s * y;
-          m(l, j) = c * y - s * x;
+        double* __restrict a = m.data() + i * d;
+        double* __restrict b = m.data() + j * d;
+        const double p = a[i], q = b[i], e = b[j];
+        for (Eigen::Index l = 0; l < d; ++l) {
+          const double x = a[l], y = b[l];
+          a[l] = c * x + s * y;
+          b[l] = c * y - s * x;
         }
-        for (Eigen::Index l = 0; l < d; ++l) {  // rows i, j: R^T (M R)
-          const double x = m(i, l), y = m(j, l);
-          m(i, l) = c * x + s * y;
-          m(j, l) = c * y - s * x;
+        a[i] = cc * p + 2.0 * cs * q + ss * e;
+        b[j] = ss * p - 2.0 * cs * q + cc * e;
+        a[j] = b[i] = cs * (e - p) + (cc - ss) * q;
+        for (Eigen::Index l = 0; l < d; ++l) {
+          m(i, l) = a[l];
+          m(j, l) = b[l];
         }
       }
       for (Eigen::Index l = 0; l < d; ++l) {
@@ -567,10 +600,11 @@ Stack common_orientation(const Stack& W, const Vec& n, const Stack& start, bool 
   // rotate the M_k in place, which accumulates rounding (a few ulps per round, far below the inner
   // tolerance), so they are recomputed only every kExactEvery rounds and for the result: computing
   // them every round was a third of a round's cost.
+  Mat scratch;
   auto refresh = [&](bool exact) {
     if (exact)
       for (Eigen::Index k = 0; k < K; ++k)
-        M[static_cast<std::size_t>(k)] = symmetric(congruence(D, W[static_cast<std::size_t>(k)]));
+        congruence(D, W[static_cast<std::size_t>(k)], scratch, M[static_cast<std::size_t>(k)]);
     orientation_deltas(M, n, equal_volume, deltas);
     double value = 0.0;
     for (Eigen::Index k = 0; k < K; ++k)
@@ -689,7 +723,10 @@ Stack m_step(CovarianceModel model, const Stack& scatter, const Vec& counts, con
     case CovarianceModel::V:
     case CovarianceModel::VVV: out = m_vvv(scatter, counts); break;
   }
-  for (Mat& s : out) s = symmetric(s);
+  // 0.5 (S + S^T) in place (the same bits as forming it, without a temporary per matrix).
+  for (Mat& s : out)
+    for (Eigen::Index j = 0; j < s.cols(); ++j)
+      for (Eigen::Index i = j + 1; i < s.rows(); ++i) s(i, j) = s(j, i) = 0.5 * (s(i, j) + s(j, i));
   return out;
 }
 
