@@ -9,6 +9,8 @@ tests/benchmarks/bench_robust.py.
 
 from __future__ import annotations
 
+import warnings
+
 import attacks
 import numpy as np
 import pytest
@@ -112,3 +114,80 @@ def test_clean_federation_with_extreme_honest_machines_outside_keeps_the_screene
     np.testing.assert_array_equal(on.mixture.means, off.mixture.means)
     np.testing.assert_array_equal(on.mixture.covariances, off.mixture.covariances)
 
+
+
+# The best attack of issue 20's black-box search against the check of f7650d3 (1-D, rate 0.3: mean shifts
+# -1.12 / -2.27 SE, covariances x 2^-0.16, weight skew 4.12 SE, jitter 10^-0.07 SE, claimed n 10^3.93):
+# 3.58x held out, DFMR 1.27x. The colluders lowered the calibrated n and sat inside a ball around the
+# screening's median centre (data set 0), or shared the outside with honest machines whose scatter along
+# their shift widened the contrast (data set 1).
+SEARCH_03 = np.array([-1.12, -2.27, -0.16, 4.12, -0.07, 3.93])
+
+
+def _search_attack(seed):
+    fits, _ = attacks.honest_fits(attacks.TWO_GAUSSIANS, 20, 1000, seed=500 + seed)
+    x = SEARCH_03
+    att, bad = attacks.colluders(fits, 0.3, x[:2], np.random.default_rng(seed), 1000, spread=10.0 ** x[4],
+                                 claim=int(round(10.0 ** x[5])), skew=x[3], scale=2.0 ** x[2])
+    orc = dfmr.mr([fits[i] for i in np.setdiff1d(np.arange(20), bad)], 2).mixture
+    return att, bad, metrics.w1_distance(orc, attacks.TWO_GAUSSIANS)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_coalition_that_loosens_the_calibrated_scale_is_caught_by_dfmrs_ball(seed):
+    att, bad, base = _search_attack(seed)
+    with warnings.catch_warnings():  # the colluders' skewed weights: a proportions-homogeneity warning
+        warnings.simplefilter("ignore", UserWarning)
+        res = dfmr.robust_dfmr(att, 2)
+        off = dfmr.robust_dfmr(att, 2, consistency_check=False).screening
+    scr = res.screening
+    paper = dfmr.dfmr(att, 2)
+    # DFMR's own filter drops every colluder; without the check each passes every per-machine test.
+    assert not set(bad.tolist()) & set(paper.retained.tolist())
+    assert off.kept[bad].all()
+    if seed == 0:
+        # The coalition's votes loosen the screening's scale: calibrated n far below the sites' 1,000.
+        assert scr.calibrated_n < 600
+    assert scr.consistency == "rejected" and set(bad.tolist()) <= set(scr.consistency_machines)
+    assert not scr.kept[bad].any()
+    ratio = metrics.w1_distance(res.mixture, attacks.TWO_GAUSSIANS) / base
+    dfmr_ratio = metrics.w1_distance(paper.mixture, attacks.TWO_GAUSSIANS) / base
+    assert ratio <= max(1.25 * dfmr_ratio, 1.5), (ratio, dfmr_ratio)
+
+
+def _excess_inputs(points, n):
+    """K = 1, d = 2, means only: outside machines at ``points`` (in units of one machine's standard
+    error), B the standard normal, every machine of size n given by the server (scale 1: the law)."""
+    m = len(points)
+    mu = np.asarray(points, dtype=float)[:, None, :] / np.sqrt(n)
+    cov = np.broadcast_to(np.eye(2), (m, 1, 2, 2)).copy()
+    return dict(outside=np.ones((m, 1), dtype=bool), slots=[0], w=np.ones((m, 1)), mu=mu, cov=cov,
+                weight=np.ones(m), n_test=np.full(m, float(n)), scale=1.0, b_w=np.ones(1),
+                b_mu=np.zeros((1, 2)), b_cov=np.eye(2)[None], laws=[np.ones(2)], parts=["mean"])
+
+
+def test_orthogonal_excess_coalition_buys_no_variance_honest_scatter_widens():
+    from dfmr.robust import _orthogonal_excess
+
+    rng = np.random.default_rng(0)
+    # Six colluders 6 SE out along x, spread along their own shift (2 to 10 SE) with 0.1 SE across it,
+    # and one honest machine on the far side: no widening.
+    colluders = np.column_stack([np.linspace(2.0, 10.0, 6), 0.1 * rng.standard_normal(6)])
+    assert _orthogonal_excess(**_excess_inputs(np.vstack([colluders, [[-1.0, 0.5]]]), 1000)) == 1.0
+    # Honest-like machines scattering isotropically at twice the law's variance: widened about 2-fold
+    # (400 machines: the estimate's sd ~ 0.15, one of the two directions being removed).
+    honest = np.sqrt(2.0) * rng.standard_normal((400, 2))
+    excess = _orthogonal_excess(**_excess_inputs(honest, 1000))
+    assert 1.6 < excess < 2.4, excess
+    # Capped at the misspecification allowance.
+    assert _orthogonal_excess(**_excess_inputs(10.0 * rng.standard_normal((50, 2)), 1000)) == 4.0
+    # Per machine: the honest one beside the tight coalition carries its own (large) ratio, the colluders 1;
+    # along the shift, honest machines inside scattering at 3x the law's variance widen it about 3-fold.
+    inputs = _excess_inputs(np.vstack([colluders, [[-1.0, 3.0]]]), 1000)
+    ratio = _orthogonal_excess(**inputs, per_machine=True)
+    assert np.all(ratio[:6] < 1.2) and ratio[6] > 3.0, ratio
+    inside = np.sqrt(3.0) * rng.standard_normal((300, 2))
+    both = _excess_inputs(np.vstack([colluders, inside]), 1000)
+    both["outside"][6:] = False
+    along = _orthogonal_excess(**both, along_inside=~both["outside"])
+    assert 2.5 < along < 3.5, along
