@@ -109,6 +109,18 @@ Reduced make_reduced(std::size_t K, std::size_t d, std::vector<double> mean, std
   G.log_det.assign(K, 0.0);
   RowMatrix L(D, D);
   for (std::size_t k = 0; k < K; ++k) {
+    // A covariance equal to an earlier one's (every component of EII, EEI and EEE, whose update
+    // and starts share one matrix) shares its factorisation: the same bits, computed once. (An
+    // earlier one that factor() had to ridge no longer matches, and k is factorised itself.)
+    std::size_t same = k;
+    for (std::size_t j = 0; j < k && same == k; ++j)
+      if (std::equal(G.cov.data() + k * d * d, G.cov.data() + (k + 1) * d * d, G.cov.data() + j * d * d)) same = j;
+    if (same < k) {
+      G.log_det[k] = G.log_det[same];
+      G.packed_prec.row(static_cast<Eigen::Index>(k)) = G.packed_prec.row(static_cast<Eigen::Index>(same));
+      G.chol_inv.push_back(G.chol_inv[same]);
+      continue;
+    }
     factor(G.cov.data() + k * d * d, L.data(), d);
     G.log_det[k] = detail::log_det_chol(L.data(), d);
     RowMatrix Linv = L.triangularView<Eigen::Lower>().solve(RowMatrix::Identity(D, D));
