@@ -3,13 +3,13 @@
 mclust's ``Mclust(x)`` fits G = 1..9 under every covariance model and keeps the best BIC; here the
 data are spread over machines, some of which lie. A candidate is a pair (K, covariance model).
 
-**Two rounds (exact).** Round 1: every site fits every candidate of the grid on its own data (one
-task per machine) and sends the fits; the server aggregates each candidate (robust DFMR by default)
-and sends the aggregates back. Round 2: each site returns, for every candidate, its log-likelihood
-``l_ij`` of aggregate ``j`` on its own data (and, for ICL, its classification entropy
-``e_ij = sum_x -log max_k z_k(x)``, mclust's ``icl``). The server then calls
-:func:`criterion_table`: it flags sites whose values are implausible (:func:`flag_sites`), drops them
-from every candidate, and sums exactly over the others,
+**Two rounds (exact).** Round 1: every site fits every candidate of the grid on its own data (the plain
+MLE, not the local estimate's penalised one: :func:`fit_grid_local`; one task per machine) and sends the
+fits; the server aggregates each candidate (robust DFMR by default) and sends the aggregates back.
+Round 2: each site returns, for every candidate, its log-likelihood ``l_ij`` of aggregate ``j`` on its
+own data (and, for ICL, its classification entropy ``e_ij = sum_x -log max_k z_k(x)``, mclust's ``icl``).
+The server then calls :func:`criterion_table`: it flags sites whose values are implausible
+(:func:`flag_sites`), drops them from every candidate, and sums exactly over the others,
 
     BIC_j = -2 sum_i l_ij + p_j log N,    ICL_j = BIC_j + 2 sum_i e_ij,
 
@@ -1014,8 +1014,8 @@ def local_choice(
     X: ArrayLike, n_components: Any, covariance_type: Any = "full", criterion: str = "bic",
     random_state: int | np.random.Generator | None = None, **local_kwargs: Any,
 ) -> tuple[pd.DataFrame, list[GaussianMixtureParams]]:
-    """One machine's own choice (as mclust's ``Mclust`` on its data, with dfmr's penalised local fits):
-    every candidate of the grid fitted to ``X`` (:func:`fit_grid_local`), its BIC and ICL on ``X``.
+    """One machine's own choice (as mclust's ``Mclust`` on its data): every candidate of the grid fitted to
+    ``X`` (:func:`fit_grid_local`: the plain MLE for several candidates), its BIC and ICL on ``X``.
 
     Returns the :func:`criterion_table` (one site, nothing flagged) and the fitted mixtures in grid order.
     """
