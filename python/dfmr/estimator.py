@@ -185,10 +185,16 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_components : int, default 1
-        Number of mixture components K.
-    covariance_type : str, default "full"
-        The covariance model of the local fits and of the aggregate (:mod:`dfmr.covariance`):
+    n_components : int or sequence of int, default 1
+        Number of mixture components K, or a grid of them (e.g. ``range(1, 10)``): then every
+        candidate (K, covariance model) is fitted, aggregated and scored across the machines, and
+        the best by ``criterion`` is kept (:mod:`dfmr.selection`; vignettes/model_selection.md).
+        For a grid of several candidates the machines fit each by the plain MLE, the likelihood
+        the criteria score (:func:`dfmr.selection.fit_grid_local`), not the penalised one of an
+        int ``n_components``.
+    covariance_type : str or sequence of str, default "full"
+        The covariance model of the local fits and of the aggregate (:mod:`dfmr.covariance`), or a
+        grid of them (``"all"``: mclust's fourteen), chosen with ``n_components``:
         scikit-learn's "full", "tied", "diag", "spherical" or an mclust model name (EII, VII, EEI,
         VEI, EVI, VVI, EEE, VEE, EVE, VVE, EEV, VEV, EVV, VVV; E, V for one feature). It sets the
         layout of ``covariances_``, ``precisions_`` and ``precisions_cholesky_`` as in
@@ -196,6 +202,12 @@ class DistributedGaussianMixture(DensityMixin, BaseEstimator):
         without a smaller layout, tied (d, d) for "tied" and EEE, diag (K, d) for "diag" and
         VVI, spherical (K,) for "spherical" and VII; and the free parameters :meth:`bic` and
         :meth:`aic` count.
+    criterion : {"bic", "icl"}, default "bic"
+        How a grid's candidates are compared (lower is better, scikit-learn's sign).
+    selection : {"two_rounds", "one_round"}, default "two_rounds"
+        How a grid's candidates get their global log-likelihood: exactly, from a second round in
+        which every machine scores every aggregate on its rows, or approximately from the first
+        round alone (:func:`dfmr.selection.one_round_loglik`).
     n_machines : int or None, default None
         Number of machines :meth:`fit` splits the rows across; ``None`` means 10 for an
         in-memory ``X``. For a dask array ``X`` the row chunks are the machines and
