@@ -193,12 +193,16 @@ std::vector<Eigen::MatrixXd> in_order(std::size_t d, const std::vector<std::size
   return out;
 }
 
+// The M-step's matrices are symmetric bit for bit (constrained_m_step symmetrises them), so their
+// column-major storage is their row-major one: copied as it is.
 void write_back(std::size_t d, const std::vector<std::size_t>& order, const std::vector<Eigen::MatrixXd>& V,
                 std::vector<double>& cov) {
-  const auto D = static_cast<Eigen::Index>(d);
   for (std::size_t t = 0; t < order.size(); ++t) {
-    if (!V[t].allFinite()) throw std::runtime_error("dfmr::reduce: the constrained covariance update failed");
-    Eigen::Map<RowMatrix>(cov.data() + order[t] * d * d, D, D) = V[t];
+    const double* v = V[t].data();
+    bool finite = true;
+    for (std::size_t i = 0; i < d * d; ++i) finite = finite && std::isfinite(v[i]);
+    if (!finite) throw std::runtime_error("dfmr::reduce: the constrained covariance update failed");
+    std::copy_n(v, d * d, cov.data() + order[t] * d * d);
   }
 }
 

@@ -54,7 +54,7 @@ bool covariance_model_is_coupled(CovarianceModel model);
 // (VEI, VEE, VEV) or the eigenvectors of sum_k W_k / n_k (EVE, VVE) for at most 1000 rounds; they
 // stop when a round changes the objective by at most 1e-12 (1 + |objective|). max_rounds > 0
 // caps the rounds instead (each round lowers the objective from `start`: a generalised M-step).
-// Returns K symmetric d x d matrices. Where the problem has no optimum (an iterative model given a
+// Returns K d x d matrices, symmetric bit for bit. Where the problem has no optimum (an iterative model given a
 // zero count or a non-finite scatter) every matrix is NaN; the closed forms then give what the
 // arithmetic gives (0 / 0, a singular matrix). Throws std::invalid_argument on inconsistent shapes
 // or a model that does not exist in the scatters' dimension (use covariance_model_for_dim).
