@@ -9,7 +9,6 @@ tests/benchmarks/bench_robust.py.
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import attacks
@@ -192,50 +191,3 @@ def test_orthogonal_excess_coalition_buys_no_variance_honest_scatter_widens():
     both["outside"][6:] = False
     along = _orthogonal_excess(**both, along_inside=~both["outside"])
     assert 2.5 < along < 3.5, along
-
-
-def test_law_along_a_direction_matches_monte_carlo_of_the_features():
-    # The law's variance of the whitened features along g, from the information's A V, against the features of
-    # simulated estimates whose (means, vech covariances, weights) err with a known covariance V (small, so the
-    # features are linear in them).
-    from dfmr.robust import _law_along, _upper_triangle, _vote_features
-
-    rng = np.random.default_rng(5)
-    k, d = 2, 2
-    b_w = np.array([0.4, 0.6])
-    b_mu = np.array([[0.0, 0.0], [3.0, 1.0]])
-    b_cov = np.array([[[1.0, 0.3], [0.3, 0.5]], [[2.0, -0.4], [-0.4, 1.0]]])
-    rows, cols, _ = _upper_triangle(d)
-    q = rows.size
-    joint, covs = {}, {}
-    forms = {"mean": np.zeros((k * d, k * d)), "covariance": np.zeros((k * q, k * q))}
-    dup = np.zeros((d * d, q))
-    dup[rows * d + cols, np.arange(q)] = 1.0
-    dup[cols * d + rows, np.arange(q)] = 1.0
-    for j in range(k):
-        prec = np.linalg.inv(b_cov[j])
-        forms["mean"][j * d:(j + 1) * d, j * d:(j + 1) * d] = b_w[j] * prec
-        forms["covariance"][j * q:(j + 1) * q, j * q:(j + 1) * q] = 0.5 * b_w[j] * dup.T @ np.kron(prec, prec) @ dup
-    for p, size in (("mean", k * d), ("covariance", k * q)):
-        a = rng.standard_normal((size, size))
-        covs[p] = a @ a.T + np.eye(size)
-        joint[p] = forms[p] @ covs[p]
-    v_w = 0.3
-    covs["weight"] = np.array([[v_w, -v_w], [-v_w, v_w]])  # w_2 = 1 - w_1
-    joint["weight"] = np.diag(1.0 / b_w) @ covs["weight"]
-    parts = ["mean", "covariance", "weight"]
-    eps, reps = 1e-4, 20000
-    dm = eps * rng.multivariate_normal(np.zeros(k * d), covs["mean"], size=reps).reshape(reps, k, d)
-    dc = eps * rng.multivariate_normal(np.zeros(k * q), covs["covariance"], size=reps).reshape(reps, k, q)
-    dw = eps * rng.normal(0.0, math.sqrt(v_w), size=reps)
-    sig = np.broadcast_to(b_cov, (reps, k, d, d)).copy()
-    sig[:, :, rows, cols] += dc
-    sig[:, :, cols[rows != cols], rows[rows != cols]] += dc[:, :, rows != cols]
-    w = b_w[None] + np.column_stack([dw, -dw])
-    feats = _vote_features(w, b_mu[None] + dm, sig, np.ones((reps, k), dtype=bool), b_w, b_mu, b_cov, parts)
-    feats[:, -k:] /= np.sqrt(1.0 - b_w)[None]
-    g = rng.standard_normal(feats.shape[1])
-    g /= np.linalg.norm(g)
-    mc = np.var(feats @ g) / eps**2
-    law = _law_along(g, joint, b_w, b_cov, parts, d, k)
-    assert abs(law / mc - 1.0) < 0.05, (law, mc)

@@ -1458,7 +1458,7 @@ def _consistency(
     # it in 4 of 40 clean federations of 20). The machines inside say by how much: their mean square along
     # the shift over the law's, within [1, 4], widens the contrast; a coalition outside cannot move it.
     excess = _orthogonal_excess(outside, slots, w, mu, cov, weight, n_test, scale, b_w, b_mu, b_cov, laws, parts,
-                                along_inside=within, joint=joint)
+                                along_inside=within)
     tests: list[tuple[float, float, np.ndarray | int]] = []  # (statistic over its scale, p-value, law)
     for j in slots:
         t = float(scaled(raw, j)[0]) * n_eff[j] / excess
@@ -1513,8 +1513,7 @@ def _inside_scale(kept, inside, w, mu, cov, logdet, n_test, votes, b_w, b_mu, b_
 
 
 def _orthogonal_excess(outside, slots, w, mu, cov, weight, n_test, scale, b_w, b_mu, b_cov, laws, parts,
-                       per_machine: bool = False, along_inside: np.ndarray | None = None,
-                       joint: dict | None = None) -> float | np.ndarray:
+                       per_machine: bool = False, along_inside: np.ndarray | None = None) -> float | np.ndarray:
     """The outside machines' excess scatter around their pool ORTHOGONAL to their common shift, over its
     law (>= 1, at most ``_EXCESS_CEILING``).
 
@@ -1528,8 +1527,7 @@ def _orthogonal_excess(outside, slots, w, mu, cov, weight, n_test, scale, b_w, b
     ``scale``; the law's expectation loses one direction of each slot's. One machine outside: no widening.
     ``per_machine``: each machine's own ratio (shape (m,), 1 for the machines inside), within the same bounds.
     ``along_inside`` (a mask of kept components inside the ball): instead, the scatter ALONG the common shift
-    of those machines around B, over the law's variance in that direction (:func:`_law_along` from the
-    information ``joint``; without it the law's per-direction share of each slot): the widening along it, >= 1.
+    of those machines around B, over the law's share of that direction (the widening along it, >= 1).
     """
     members = np.flatnonzero(outside[:, slots].any(axis=1))
     if members.size < 2:
@@ -1581,14 +1579,11 @@ def _orthogonal_excess(outside, slots, w, mu, cov, weight, n_test, scale, b_w, b
         if "weight" in parts:
             fin[:, tail:] /= np.sqrt(1.0 - b_w)[None]
         proj = ((fin[rows] - ref[None]) * np.sqrt(n_test[rows] / scale)[:, None]) @ g
-        expect = _law_along(g, joint, b_w, b_cov, parts, d, k) if joint is not None else None
-        if expect is None:
-            # Without the information: the law's per-direction share of each slot.
-            per_direction = np.zeros(feats.shape[1])
-            for j in slots:
-                cols = col_slot == j
-                per_direction[cols] = float(np.sum(laws[j])) / cols.sum()
-            expect = float(np.sum(g**2 * per_direction))
+        per_direction = np.zeros(feats.shape[1])
+        for j in slots:
+            cols = col_slot == j
+            per_direction[cols] = float(np.sum(laws[j])) / cols.sum()
+        expect = float(np.sum(g**2 * per_direction))
         return float(np.clip(np.mean(proj**2) / expect, 1.0, _EXCESS_CEILING)) if expect > 0.0 else 1.0
     if per_machine:
         ratio = np.ones(outside.shape[0])
@@ -1598,47 +1593,6 @@ def _orthogonal_excess(outside, slots, w, mu, cov, weight, n_test, scale, b_w, b
     if expected <= 0.0:
         return 1.0
     return min(max(1.0, float(scatter.sum()) / expected * members.size / (members.size - 1.0)), _EXCESS_CEILING)
-
-
-def _law_along(g: np.ndarray, joint: dict, b_w: np.ndarray, b_cov: np.ndarray, parts: list[str], d: int,
-               k: int) -> float | None:
-    """The honest law's variance of :func:`_vote_features` (weights over ``sqrt(1 - w_k)``) along the unit
-    direction ``g``: ``g' C g`` with ``C = F V F'`` per part, ``F`` the features' linear map at B and ``V``
-    the estimates' covariance, from the information's ``A V`` (``joint``) as ``C = F^-T (A V) F'``
-    (``A = F'F``). Parts are independent, as in the laws. None when a part's matrix does not fit."""
-    chol = np.linalg.cholesky(b_cov)
-    rows, cols, off = _upper_triangle(d)
-    q = rows.size
-    maps = {}
-    f_mu = np.zeros((k * d, k * d))
-    f_sig = np.zeros((k * q, k * q))
-    for j in range(k):
-        inv = np.linalg.inv(chol[j])
-        f_mu[j * d:(j + 1) * d, j * d:(j + 1) * d] = math.sqrt(b_w[j]) * inv
-        # vech(S) -> the upper triangle of L^-1 S L^-T (sqrt 2 off the diagonal), times sqrt(w / 2).
-        block = np.zeros((q, q))
-        for c in range(q):
-            e = np.zeros((d, d))
-            e[rows[c], cols[c]] = e[cols[c], rows[c]] = 1.0
-            block[:, c] = (inv @ e @ inv.T)[rows, cols] * off
-        f_sig[j * q:(j + 1) * q, j * q:(j + 1) * q] = math.sqrt(b_w[j] / 2.0) * block
-    maps["mean"] = f_mu
-    maps["covariance"] = f_sig
-    maps["weight"] = np.diag(1.0 / np.sqrt(b_w * (1.0 - b_w))) if k > 1 else None
-    total, start = 0.0, 0
-    for p in parts:
-        f = maps[p]
-        width = {"mean": k * d, "covariance": k * q, "weight": k}[p]
-        if f is None or joint[p].shape != (width, width):
-            return None
-        if p == "weight":
-            c = f @ np.diag(b_w) @ joint[p] @ f.T
-        else:
-            c = np.linalg.solve(f.T, joint[p] @ f.T)
-        gp = g[start:start + width]
-        total += float(gp @ c @ gp)
-        start += width
-    return total if total > 0.0 else None
 
 
 def _apply_consistency(inside, kept, w, mu, cov, pool_weight, n_test, unit, inflation, joint, parts, dfs,
