@@ -1337,7 +1337,8 @@ def _contrast_set(distances: np.ndarray | None, full: list[int], m: int, centre:
     """
     if distances is None or len(full) < 2 or centre is None or centre not in full:
         return None
-    decision = filter_row(full.index(centre), distances[full.index(centre)], default_threshold(m))
+    row_of_centre = full.index(centre)
+    decision = filter_row(row_of_centre, distances[row_of_centre], default_threshold(m))
     dfmr_in = np.zeros(m, dtype=bool)
     dfmr_in[np.asarray(full, dtype=np.intp)[decision.retained]] = True
     c_w, c_mu, c_cov = _moment_centre(w, mu, cov, kept & dfmr_in[:, None], weight, fallback)
