@@ -84,8 +84,9 @@ def test_update_minimises_the_transport_cost_over_the_model(name: str) -> None:
     for covs in _perturbations(name, out.covariances, rng):
         assert model.contains(covs, rtol=1e-7)
         assert best <= _transport_cost(pooled, plan, out.means, covs) + 1e-10 * abs(best), name
-    # The objective never rises along the MM iterations.
-    trace = res.objective_trace
+    # The objective never rises from the first update on (trace[0] is the start's, taken as given: no
+    # member of the model).
+    trace = res.objective_trace[1:]
     assert np.all(np.diff(trace) <= 1e-12 * np.abs(trace[:-1]))
 
 
@@ -129,6 +130,39 @@ def test_full_model_is_exactly_the_unconstrained_reduction() -> None:
         np.testing.assert_array_equal(other.mixture.covariances, plain.mixture.covariances)
         np.testing.assert_array_equal(other.mixture.means, plain.mixture.means)
         assert other.objective == plain.objective
+
+
+def _rotated(angle: float, a: float, b: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    R = np.array([[c, -s], [s, c]])
+    return R @ np.diag([a, b]) @ R.T
+
+
+def test_first_update_is_not_compared_with_a_start_outside_the_model() -> None:
+    """The start is taken as given (here the full reduction, no VII member), so its objective is lower
+    than the first VII update's; the run must not stop there: from the first update on it descends."""
+    rng = np.random.default_rng(1)  # a pool found by a search over random d = 2 pools
+    w = np.round(rng.dirichlet(np.ones(5)), 2)
+    w /= w.sum()
+    mu = np.round(rng.normal(0, 3, (5, 2)), 1)
+    covs = np.array([_rotated(*np.round([rng.uniform(0, np.pi), np.exp(rng.normal(1, 1.5)),
+                                         np.exp(rng.normal(-1, 1))], 2)) for _ in range(5)])
+    pooled = GaussianMixtureParams(w, mu, covs)
+    start = reduce(pooled, 2, [GaussianMixtureParams(np.full(2, 0.5), mu[:2], covs[:2])], n_threads=1).mixture
+    res = reduce(pooled, 2, [start], covariance_type="VII", n_threads=1)
+    trace = res.objective_trace
+    assert trace[1] > trace[0]  # the case: the start is no member and costs less
+    assert res.n_iter >= 3 and trace[2] < trace[1] * (1 - 1e-3)
+    assert np.all(np.diff(trace[1:]) <= 0.0)
+    assert get_model("VII", 2).contains(res.mixture.covariances)
+
+
+def test_constrained_reduction_needs_an_update() -> None:
+    """With max_iter = 0 a constrained reduction would return its start as given, outside the model."""
+    fs = _estimates(6)
+    with pytest.raises(ValueError, match="max_iter must be >= 1 under covariance model EEE"):
+        reduce_mixtures(fs, 3, covariance_type="EEE", max_iter=0)
+    assert reduce_mixtures(fs, 3, covariance_type="VVV", max_iter=0).n_iter == 0
 
 
 @pytest.mark.parametrize("name", ["EEE", "EVI", "EEV", "VEE"])

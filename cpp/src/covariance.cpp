@@ -582,8 +582,7 @@ void common_orientation_sweep(Stack& M, Mat& D, const Mat& inv) {
 
 // EVE (equal_volume) and VVE: Sigma_k = D Delta_k D^T with one orientation D, found by
 // common_orientation_sweep from the start's orientation (shared_orientation) or, without one, the
-// eigenvectors of sum_k W_k / n_k. max_rounds < 0: no sweep (the start's orientation, with the
-// shapes and volumes that minimise the objective for it; see covariance_model_start).
+// eigenvectors of sum_k W_k / n_k.
 Stack common_orientation(const Stack& W, const Vec& n, const Stack& start, bool equal_volume, int max_rounds) {
   const auto K = static_cast<Eigen::Index>(W.size()), d = W[0].rows();
   Mat deltas(K, d), D;
@@ -613,13 +612,12 @@ Stack common_orientation(const Stack& W, const Vec& n, const Stack& start, bool 
   };
   refresh(true);
   int round = 0;
-  if (max_rounds >= 0)
-    iterate(
-        [&] {
-          common_orientation_sweep(M, D, deltas.cwiseInverse());
-          return refresh(++round % kExactEvery == 0);
-        },
-        !start.empty(), max_rounds);
+  iterate(
+      [&] {
+        common_orientation_sweep(M, D, deltas.cwiseInverse());
+        return refresh(++round % kExactEvery == 0);
+      },
+      !start.empty(), max_rounds);
   if (round % kExactEvery != 0) refresh(true);
   Stack out;
   for (Eigen::Index k = 0; k < K; ++k) out.push_back(rebuild(D, deltas.row(k).transpose()));
@@ -678,7 +676,6 @@ bool covariance_model_is_coupled(CovarianceModel model) {
 
 namespace {
 
-// constrained_m_step, with max_rounds < 0 meaning no round for EVE and VVE (covariance_model_start).
 Stack m_step(CovarianceModel model, const Stack& scatter, const Vec& counts, const Stack& start, int max_rounds) {
   const std::size_t K = scatter.size();
   if (K == 0) throw std::invalid_argument("dfmr::constrained_m_step: no scatter matrices");
@@ -736,14 +733,6 @@ std::vector<Eigen::MatrixXd> constrained_m_step(CovarianceModel model, const std
                                                 int max_rounds) {
   if (max_rounds < 0) throw std::invalid_argument("dfmr::constrained_m_step: max_rounds must be >= 0 (0: the defaults)");
   return m_step(model, scatter, counts, start, max_rounds);
-}
-
-std::vector<Eigen::MatrixXd> covariance_model_start(CovarianceModel model, const std::vector<Eigen::MatrixXd>& cov) {
-  if (cov.empty()) throw std::invalid_argument("dfmr::covariance_model_start: no covariances");
-  const Vec ones = Vec::Ones(static_cast<Eigen::Index>(cov.size()));
-  if (model == CovarianceModel::EVE || model == CovarianceModel::VVE) return m_step(model, cov, ones, cov, -1);
-  if (covariance_model_is_iterative(model)) return m_step(model, cov, ones, cov, 1);
-  return m_step(model, cov, ones, {}, 0);
 }
 
 }  // namespace dfmr

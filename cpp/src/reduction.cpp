@@ -216,22 +216,19 @@ void constrain(CovarianceModel model, std::size_t d, const std::vector<double>& 
              cov);
 }
 
-// A start as a reduced mixture. Under a covariance model other than full the start's covariances
-// are first brought into the model (covariance_model_start: the M-step on themselves, W_k =
-// Sigma_k, n_k = 1, with an iterative model's shape and orientation read off them in one round or,
-// for EVE and VVE, none), so that the objective is computed, from the first step on, for mixtures of
-// the model: any member of the model serves as a start, and the first update solves the M-step
-// afresh anyway. (EVE and VVE's sweep of plane rotations for the start was a tenth of their
-// reduction of the paper's m = 20 estimates.)
-Reduced from_mixture(const Mixture& f, CovarianceModel model = CovarianceModel::VVV) {
+// A start as a reduced mixture, its covariances as given, under every covariance model. Under a
+// model other than full (VVV) the start need not be a member: its first plan is computed for it as
+// it is (exactly what the full model does), and the first update, the model's M-step on that plan,
+// is a member; from there on every iterate is one and the objective never rises (run_start). The
+// start's own objective is not compared with the first update's (it is not a member's). Starts that
+// reach the same first plan then share everything from the first update on, so a constrained
+// reduction solves one M-step per distinct first plan rather than bringing every start into the
+// model (for EEV five eigen-decompositions a start: 100 of the 105 of a reduction of the paper's
+// m = 20 estimates).
+Reduced from_mixture(const Mixture& f) {
   const std::size_t K = f.n_components(), d = f.dim();
-  std::vector<double> cov(f.covariance_data(), f.covariance_data() + K * d * d);
-  if (!unconstrained(model)) {
-    std::vector<std::size_t> order(K);
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    write_back(d, order, covariance_model_start(model, in_order(d, order, cov)), cov);
-  }
-  return make_reduced(K, d, std::vector<double>(f.means().data(), f.means().data() + K * d), std::move(cov));
+  return make_reduced(K, d, std::vector<double>(f.means().data(), f.means().data() + K * d),
+                      std::vector<double>(f.covariance_data(), f.covariance_data() + K * d * d));
 }
 
 // C (N x K, row-major): KL(N(mu_n, S_n) || G_k)
@@ -623,11 +620,16 @@ class Trajectories {
       const Outcome& a = outcomes_[rec.start];
       if (!a.finished || rec.step + 1 >= a.n_iter) return false;
       const double next = a.trace[static_cast<std::size_t>(rec.step) + 1];
-      if (relative_decrease(trace.back(), next) < opt.tol) return false;  // s stops at j + 1 by itself
+      // Under a constrained model a start's first update is neither tested for convergence nor
+      // guarded (see run_start): s at j = 0 goes on to step 2 and takes the fresh M-step.
+      const bool first = j == 0 && !unconstrained(opt.model);
+      if (!first && relative_decrease(trace.back(), next) < opt.tol) return false;  // s stops at j + 1 by itself
       // Iterative models: s's update keeps the fresh M-step (the one a's took) only if its cost
-      // under the plan is at most s's objective now; NaN (a fell back) never joins.
+      // under the plan is at most s's objective now (at its first update, always); NaN (a fell
+      // back) never joins.
       const bool guarded = covariance_model_is_iterative(opt.model);
-      if (guarded && !(a.fresh_cost[static_cast<std::size_t>(rec.step)] <= trace.back())) return false;
+      const double fresh = guarded ? a.fresh_cost[static_cast<std::size_t>(rec.step)] : 0.0;
+      if (guarded && (first ? std::isnan(fresh) : !(fresh <= trace.back()))) return false;
       const int end = j + a.n_iter - rec.step;
       if (end > opt.max_iter || (!a.converged && end != opt.max_iter)) return false;
       out.trace = trace;
@@ -716,7 +718,7 @@ void take_pending_step(const Pool& pool, const ReduceOptions& opt, Run& r) {
 std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t s, const ReduceOptions& opt,
                              Trajectories* shared, Outcome& cut) {
   Run r;
-  r.G = from_mixture(start, opt.model);
+  r.G = from_mixture(start);
   RowMatrix C;
   AssignScratch assigned;
   UpdateScratch scratch;
@@ -735,6 +737,11 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
   // fallback), so that a start joins another's trajectory only where its own update would have
   // been the fresh one too, and a plan after a fallback is no fixed point.
   const bool guarded = covariance_model_is_iterative(opt.model);
+  // Under a constrained model the start is taken as given (see from_mixture): the first update is
+  // the first member of the model, so it is neither compared with the start's objective (the guard
+  // below accepts it unconditionally: there is no member before it to keep) nor tested for
+  // convergence against it (a constrained update usually costs more than an unconstrained start).
+  const bool member_start = unconstrained(opt.model);
   for (int it = 1; it <= opt.max_iter; ++it) {
     if (opt.share_trajectories) {
       known = canonical_state(r.pi, r.group, pool.mixture.weights(), r.G.K, state);
@@ -758,7 +765,7 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
       Reduced fresh = update(pool, r.pi, r.group, r.G.K, scratch, opt.model, r.G);
       cost(pool, fresh, C);
       const double fresh_cost = plan_cost(r.pi, r.group, r.G.K, fresh.K, C);
-      if (fresh_cost <= r.objective) {
+      if (it == 1 || fresh_cost <= r.objective) {
         r.G = std::move(fresh);
         r.fresh_cost.push_back(fresh_cost);
       } else {
@@ -784,7 +791,7 @@ std::optional<Run> run_start(const Pool& pool, const Mixture& start, std::size_t
     r.n_iter = it;
     const double rel = relative_decrease(r.objective, next);
     r.objective = next;
-    if (rel < opt.tol) {
+    if (rel < opt.tol && (it > 1 || member_start)) {
       r.converged = true;
       break;
     }
@@ -834,11 +841,14 @@ Eigen::MatrixXd kl_cost(const Mixture& pooled, const Mixture& mixture) {
 ReduceResult reduce(const Mixture& pooled, const std::vector<Mixture>& starts, int n_components,
                     const ReduceOptions& requested) {
   check_options(requested);
-  // The model for the pool's dimension (E or V in one dimension). An iterative model's update starts
-  // from the previous covariances, so it is not a function of the transport plan alone: its starts
-  // share no trajectories.
+  // The model for the pool's dimension (E or V in one dimension).
   ReduceOptions options = requested;
   options.model = covariance_model_for_dim(requested.model, pooled.dim());
+  // A start enters a constrained model by its first update (see from_mixture): without one the
+  // result would be the start as given, not a member of the model.
+  if (!unconstrained(options.model) && options.max_iter < 1)
+    throw std::invalid_argument(std::string("dfmr::reduce: max_iter must be >= 1 under covariance model ") +
+                                covariance_model_name(options.model) + " (its first update brings the starts into the model)");
   if (n_components < 1) throw std::invalid_argument("dfmr::reduce: n_components must be >= 1");
   if (starts.empty()) throw std::invalid_argument("dfmr::reduce: no starts");
   for (std::size_t s = 0; s < starts.size(); ++s) {

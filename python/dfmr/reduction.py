@@ -37,7 +37,9 @@ class ReductionResult:
     converged : bool
         Whether the relative decrease of the objective fell below ``tol``.
     objective_trace : ndarray
-        Objective before the first update and after each update (non-increasing).
+        Objective of the start as given, then after each update (non-increasing from the first
+        update on; under a covariance model other than full the start need not be a member of
+        the model, and its objective may be lower than the first update's).
     assignment : ndarray of shape (N, K_out)
         Transport plan: mass of pooled component n sent to reduced component k.
     start_index : int
@@ -168,7 +170,8 @@ def reduce(
     tol : float, default 1e-5
         Stop when ``(obj_prev - obj) / max(obj_prev, obj, 1) < tol``.
     max_iter : int, default 100
-        Maximum number of MM updates per start.
+        Maximum number of MM updates per start (at least 1 under a covariance model other than
+        full: the first update brings the starts into the model).
     n_threads : int, optional
         Threads for the starts; ``None`` uses every hardware thread.
     share_trajectories : bool, default True

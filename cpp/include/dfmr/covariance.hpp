@@ -61,12 +61,5 @@ bool covariance_model_is_coupled(CovarianceModel model);
 std::vector<Eigen::MatrixXd> constrained_m_step(CovarianceModel model, const std::vector<Eigen::MatrixXd>& scatter,
                                                 const Eigen::VectorXd& counts,
                                                 const std::vector<Eigen::MatrixXd>& start = {}, int max_rounds = 0);
-// Covariances of the model made of K covariances `cov` (a reduction's start brought into the
-// model): the closed forms' M-step on W_k = Sigma_k, n_k = 1; VEI, VEE and VEV one round of theirs
-// from `cov`; EVE and VVE no round: the orientation D read off `cov` (the eigenvectors of a
-// weighted sum of the Sigma_k / det(Sigma_k)^(1/d), which diagonalises every Sigma_k when they
-// share one), the shapes (and volumes) the diagonals of D^T Sigma_k D give for it. Throws as
-// constrained_m_step.
-std::vector<Eigen::MatrixXd> covariance_model_start(CovarianceModel model, const std::vector<Eigen::MatrixXd>& cov);
 
 }  // namespace dfmr
