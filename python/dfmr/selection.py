@@ -22,21 +22,30 @@ candidate (an E-step), and (J + m) numbers sent per site.
 **One round (approximate).** When sites cannot be asked twice, the server has only what they sent
 once: their local fits ``theta_ij`` of every candidate, their own log-likelihoods ``l_i(theta_ij)``
 and their sizes. :func:`one_round_loglik` approximates the site's log-likelihood of the aggregate
-``theta_j`` by
+``theta_j`` through one density per site, the site's fit ``theta_i*`` of smallest AIC over the grid
+(``surrogate="aic"``, the default; ``p_j`` from the aggregates, not from the sites' tags):
 
-    l_i(theta_j) ~ l_i(theta_ij) - n_i KL(f_theta_ij || f_theta_j),
+    l_i(theta_j) ~ l_i(theta_i*) - n_i KL(f_theta_i* || f_theta_j),
 
-the expectation of ``l_i(theta_j) - l_i(theta_ij)`` when the site's data follow its own fit. Its
-quadratic approximation in ``theta_j - theta_ij`` is the second-order expansion of ``l_i`` around
-the site's own maximum with the expected information at ``theta_ij`` (``-n_i/2 (theta - theta_ij)^T
-I (theta - theta_ij)``); the KL form needs no alignment of the component labels and holds for every
-covariance model. It is unbiased to first order: ``l_i(theta_ij)`` exceeds its expectation by about
-``p/2`` (the fit's optimism) and ``n_i KL`` is about ``p/2`` too when the candidate contains the
-truth (above the truth the site's fit also fits its noise, and the approximation is biased upwards by
-about a nat per site at K0 + 1 in the studies). The KL is a quasi-Monte Carlo average over about
-``n_draws`` points per site's fit, stratified over its components (server time ``m J n_draws`` density
-evaluations, no extra round); with plain random draws its error, not the approximation's, decided
-between K0 and K0 + 1. The vignette (vignettes/model_selection.md) reports how far it lands from the
+the expectation of ``l_i(theta_j) - l_i(theta_i*)`` when the site's data follow ``theta_i*``. AIC
+estimates the expected KL from the truth, so ``theta_i*`` is the site's best density estimate among what
+it sent. The contrasts between candidates are then cross-entropies under one distribution per site,
+estimated on the same quasi-random points for every candidate (common random numbers), and the
+optimism of ``l_i(theta_i*)`` (about ``p*/2``) is common to all candidates: it shifts every
+candidate's level, not the choice. When ``f_theta_j = f_theta_i*`` the value is exact, and for a
+candidate of the same model near it both sides are the same quadratic in ``theta_j - theta_i*`` (the
+site's score is zero at its MLE), with the expected information in place of the observed.
+``surrogate="own"`` (the rule before) takes each candidate's own site fit, ``l_i(theta_ij) - n_i
+KL(f_theta_ij || f_theta_j)``: unbiased to first order while the candidate's model is regular
+(K <= K0), but above K0 the site's fit also fits its own noise, more than
+``n_i KL`` to the aggregate takes back, and that optimism, a nat or so per site at K0 + 1, differs
+between candidates and leaked into the choice (K0 + 1 where the two rounds chose K0 on populations with
+a small cluster; vignettes/model_selection.md). The site's BIC choice as the one density instead (tried)
+is under-fitted where one site alone picks a smaller K than the pooled data, and loses K0 there; AIC
+keeps the small cluster in most sites' choice. The KL is a quasi-Monte Carlo average over about
+``n_draws`` points of the site's density, stratified over its components (server time ``m J n_draws``
+density evaluations with ``m n_draws`` draws, no extra round); with plain random draws its error, not
+the approximation's, decided between K0 and K0 + 1. The vignette reports how far it lands from the
 exact value.
 
 **Flagging (both ways).** A site's per-observation values ``a_ij = l_ij / n_i`` are means of ``n_i``
@@ -816,6 +825,7 @@ def one_round_loglik(
     *,
     n_draws: int = 2000,
     random_state: int | np.random.Generator | None = 0,
+    surrogate: str = "aic",
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-round approximation of what the sites would return in round 2 (see the module docstring).
 
@@ -834,17 +844,27 @@ def one_round_loglik(
         gets a power of two of at least 16 points near ``w_k n_draws`` (:func:`_quasi_random_draws`).
     random_state : int, Generator or None, default 0
         Seed of the draws.
+    surrogate : {"aic", "own"}, default "aic"
+        The site density the KL is taken from. "aic": one fit per site for every candidate, the site's fit
+        ``theta_i*`` of smallest AIC (``-2 l_i(theta_ij) + 2 p_j``, ``p_j`` from the server's aggregate, not from
+        the site's tags) over the grid: then ``l_i(theta_i*) - n_i KL(f_theta_i* || f_theta_j)``, the contrasts
+        between candidates are cross-entropies under one density per site (the same draws for every candidate) and
+        the optimism of the site's fit is common to all candidates. "own": site ``i``'s own fit ``theta_ij`` of each
+        candidate ``j`` (the rule before; its optimism above K0 differs between candidates).
 
     Returns
     -------
     loglik : ndarray, shape (m, J)
-        ``l_i(theta_ij) - n_i KL(f_theta_ij || f_theta_j)``, the KL term of each candidate capped at
-        its median over the sites plus 5 MAD-scales (a site whose own fit of one candidate is far
-        from the aggregate, as a liar's can be, then lowers that candidate's value no more than a
-        plausible site could).
+        ``l_i(theta_i*) - n_i KL(f_theta_i* || f_theta_j)`` ("aic"; ``theta_ij`` in place of ``theta_i*``
+        with "own"), the KL term of each candidate capped at its median over the sites plus 5 MAD-scales
+        (a site whose fit is far from the aggregate, as a liar's can be, then lowers that candidate's value
+        no more than a plausible site could).
     entropy : ndarray, shape (m, J)
-        ``n_i`` times the expectation of ``-log max_k z_jk(x)`` under ``f_theta_ij`` (same draws).
+        ``n_i`` times the expectation of ``-log max_k z_jk(x)`` under ``f_theta_i*`` (``f_theta_ij`` with
+        "own"; same draws).
     """
+    if surrogate not in ("own", "aic"):
+        raise ValueError(f"surrogate must be 'own' or 'aic', got {surrogate!r}.")
     ll = np.asarray(local_loglik, dtype=np.float64)
     n = np.asarray(n_samples, dtype=np.float64)
     m, J = len(local_fits), len(aggregates)
@@ -852,16 +872,43 @@ def one_round_loglik(
         raise ValueError(f"local_fits must be {m} x {J} mixtures, local_loglik ({m}, {J}) and n_samples ({m},).")
     rng = np.random.default_rng(random_state)
     kl, entropy = np.empty((m, J)), np.empty((m, J))
-    for i in range(m):
-        for j in range(J):
-            own = local_fits[i][j]
-            draws, weights = _quasi_random_draws(own, n_draws, rng)
-            log_agg, ent = _point_values(aggregates[j], draws)
-            kl[i, j] = n[i] * weights @ (own.logpdf(draws) - log_agg)
-            entropy[i, j] = n[i] * weights @ ent
+    if surrogate == "own":
+        for i in range(m):
+            for j in range(J):
+                own = local_fits[i][j]
+                draws, weights = _quasi_random_draws(own, n_draws, rng)
+                log_agg, ent = _point_values(aggregates[j], draws)
+                kl[i, j] = n[i] * weights @ (own.logpdf(draws) - log_agg)
+                entropy[i, j] = n[i] * weights @ ent
+        level = ll
+    else:
+        star = aic_surrogate(aggregates, ll)
+        for i in range(m):
+            ref = local_fits[i][star[i]]
+            draws, weights = _quasi_random_draws(ref, n_draws, rng)
+            log_ref = ref.logpdf(draws)
+            for j in range(J):
+                log_agg, ent = _point_values(aggregates[j], draws)
+                kl[i, j] = n[i] * weights @ (log_ref - log_agg)
+                entropy[i, j] = n[i] * weights @ ent
+        level = ll[np.arange(m), star][:, None]
     centre = np.median(kl, axis=0)
     cap = centre + 5 * _MAD * np.median(np.abs(kl - centre), axis=0)
-    return ll - np.minimum(kl, cap), entropy
+    return level - np.minimum(kl, cap), entropy
+
+
+def aic_surrogate(aggregates: Sequence[GaussianMixtureParams], local_loglik: ArrayLike) -> np.ndarray:
+    """Per site, the index of its fit of smallest AIC, ``-2 l_i(theta_ij) + 2 p_j``, over the J candidates.
+
+    ``p_j`` (free parameters) comes from the server's aggregate ``j`` (its K and covariance model), not
+    from anything a site claims; a non-finite ``l_ij`` is never chosen (a site with no finite value gets
+    index 0, and its row stays non-finite for the flags). Ties go to the first candidate.
+    """
+    ll = np.asarray(local_loglik, dtype=np.float64)
+    rows, dim = _candidate_rows(aggregates, None)
+    p = np.array([get_model(t, dim).n_parameters(k, dim) for k, t in rows], dtype=np.float64)
+    aic = np.where(np.isfinite(ll), -2.0 * ll + 2.0 * p, np.inf)
+    return np.argmin(aic, axis=1)
 
 
 def _quasi_random_draws(
