@@ -183,8 +183,9 @@ def reduce(
         "spherical" or an mclust model name (see :func:`dfmr.covariance.get_model`); None is
         the model a strict majority of the mixtures claim, else "full" (the moment match). Under
         another model each MM update applies the model's constrained M-step to the matched
-        scatters, which minimises the transport cost over the model, and the starts are first
-        brought into the model: the result belongs to it.
+        scatters, which minimises the transport cost over the model; a start enters the model
+        by its first update (its first plan is computed for it as given): the result belongs
+        to it.
 
     Returns
     -------
