@@ -256,6 +256,37 @@ TEST(KlCost, MatchesDirectFormula) {
   }
 }
 
+// Diagonal reduced covariances take a shortcut in the factorisation (1 / sqrt of the diagonal, no
+// triangular solve): against KL's closed form for a diagonal target, 0.5 [sum_i (S_ii + r_i^2) / v_i - d
+// + sum_i log v_i - log det S], next to a full component (the general path) in the same mixture.
+TEST(KlCost, DiagonalComponentsMatchTheDiagonalFormula) {
+  for (unsigned seed : kSeeds) {
+    for (int d : {2, 10}) {
+      const std::vector<dfmr::Mixture> fs = local_estimates(seed, 3, 0, 3, d);
+      const dfmr::Mixture pooled = dfmr::pool(fs);
+      std::vector<MatrixXd> cov;
+      for (std::size_t k = 0; k < 3; ++k) cov.push_back(fs[1].covariance(k));
+      for (std::size_t k = 0; k < 2; ++k) cov[k] = MatrixXd(cov[k].diagonal().asDiagonal());
+      const dfmr::Mixture target(fs[1].weights(), fs[1].means(), cov);
+      const MatrixXd C = dfmr::kl_cost(pooled, target);
+      const MatrixXd R = reference_cost(components(pooled), components(target));
+      for (Eigen::Index n = 0; n < 9; ++n) {
+        const VectorXd mu = pooled.means().row(n).transpose();
+        const MatrixXd S = pooled.covariance(static_cast<std::size_t>(n));
+        for (Eigen::Index k = 0; k < 3; ++k) {
+          EXPECT_NEAR(C(n, k), R(n, k), 1e-10 * std::max(1.0, R(n, k)));
+          if (k == 2) continue;
+          const VectorXd v = cov[static_cast<std::size_t>(k)].diagonal();
+          const VectorXd r = mu - target.means().row(k).transpose();
+          const double kl = 0.5 * ((S.diagonal().array() + r.array().square()) / v.array()).sum() - 0.5 * d +
+                            0.5 * (v.array().log().sum() - std::log(S.determinant()));
+          EXPECT_NEAR(C(n, k), kl, 1e-12 * std::max(1.0, kl)) << "seed " << seed << ", d " << d;
+        }
+      }
+    }
+  }
+}
+
 TEST(KlCost, OneDimensionalClosedForm) {
   const std::vector<double> w{0.5, 0.5}, m{-1.0, 2.0}, v{0.5, 3.0};
   const dfmr::Mixture f(2, 1, w.data(), m.data(), v.data());
