@@ -123,8 +123,8 @@ def _plain_median_centre(w, mu, cov, present, votes, fallback):
     return (ref_w / total if total > 0 else fallback.weights.copy()), ref_mu, ref_cov
 
 
-def _plain_pool(components, alignment, kept, pool_weight):
-    """Component by component, in lists."""
+def _plain_pool(components, alignment, kept, pool_weight, slot_w):
+    """Component by component, in lists (``slot_w``: the aligned weights the pool gives them)."""
     comp_w, comp_mu, comp_cov, comp_chol, owner, slot_of = [], [], [], [], [], []
     for j in range(kept.shape[1]):
         rows = np.flatnonzero(kept[:, j])
@@ -132,7 +132,7 @@ def _plain_pool(components, alignment, kept, pool_weight):
             v = pool_weight[rows] / pool_weight[rows].sum()
             for i, vi in zip(rows, v):
                 c = components.offsets[i] + alignment[i, j]
-                comp_w.append(vi * components.weights[c])
+                comp_w.append(vi * slot_w[i, j])
                 comp_mu.append(components.means[c])
                 comp_cov.append(components.covariances[c])
                 comp_chol.append(np.linalg.cholesky(components.covariances[c]))
