@@ -39,7 +39,9 @@ def test_server_sizes_pool_robust_dfmr_by_size(unequal):
     ref = size_weighted_mr(unequal, SIZES, 2)
     order = matched(res.mixture, ref)
     np.testing.assert_allclose(res.mixture.means, ref.means[order], atol=1e-5)
-    np.testing.assert_allclose(res.mixture.weights, ref.weights[order], atol=1e-5)
+    # The slots' masses are Huber's estimate (robust._pooled_weights): the 200-point site's weights lie
+    # 3.4 standard errors out and pull a little less (5e-4 here, a seventh of the pooled standard error).
+    np.testing.assert_allclose(res.mixture.weights, ref.weights[order], atol=1e-3)
     # Not the equal-weight pool: the sizes changed the aggregate.
     equal = dfmr.mr(unequal, 2).mixture
     assert np.abs(res.mixture.means - equal.means[matched(res.mixture, equal)]).max() > 1e-3
