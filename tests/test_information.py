@@ -235,8 +235,10 @@ def test_plan_rows_of_a_robust_dfmr_aggregation_follow_its_slot_by_slot_pool():
     assert res.retained.size == len(local)
     for i in range(len(local)):
         rows = inf.plan_rows(res, local, i)
-        share = rows.sum(axis=1) / local[i].weights  # each component sends its weight times the machine's share
-        np.testing.assert_allclose(share, share[0], rtol=1e-9)
+        # Each component sends its weight times the machine's share, times its slot's factor (Huber's mass
+        # over the slot's pooled mean, robust._pooled_weights: within 1e-3 of 1 on clean estimates).
+        share = rows.sum(axis=1) / local[i].weights
+        np.testing.assert_allclose(share, share[0], rtol=1e-3)
         np.testing.assert_array_equal(inf.align(local[i], res.mixture, rows), inf.align(local[i], res.mixture))
     # A machine with one component screened out keeps the others in the pool but has no full set
     # of rows: no plan (it is aligned by cost), and the per-machine tests still run.
