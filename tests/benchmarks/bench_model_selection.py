@@ -92,11 +92,11 @@ def mclust_choice(X: np.ndarray, ks: list[int], models: list[str],
         script = ("suppressMessages(library(mclust)); set.seed(0); "
                   f'x <- as.matrix(read.csv("{path}", header = FALSE)); '
                   f"b <- mclustBIC(x, {grid}); "
-                  "s <- summary(b, x); cat(s$G, s$modelName, sprintf('%.6f', s$bic), ''); "
+                  "s <- summary(b, x); cat(s$G, s$modelName, sprintf('%.6f', s$bic[1]), ''); "
                   f"for (j in seq_len({starts})) {{ "
                   f"r <- mclustBIC(x, {grid}, initialization = list(hcPairs = hcRandomPairs(x, seed = j))); "
                   "b <- mclustBICupdate(b, r) }; "
-                  f"if ({starts} > 0) {{ s <- summary(b, x); cat(s$G, s$modelName, sprintf('%.6f', s$bic)) }}")
+                  f"if ({starts} > 0) {{ s <- summary(b, x); cat(s$G, s$modelName, sprintf('%.6f', s$bic[1])) }}")
         out = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True, check=True).stdout.split()
     res = {"default": (int(out[0]), out[1], -float(out[2]))}
     if starts > 0:
