@@ -10,7 +10,12 @@ attacked sites' messages replaced):
 3. every site returns its log-likelihood and entropy of every aggregate (site_values);
 4. criterion_table (two rounds), and one_round_loglik + criterion_table (one round).
 
-Reference: mclust's Mclust(x, G, modelNames) (mclustBIC's best) on the pooled clean data, via Rscript.
+References, both centralised mclust on the pooled clean data via Rscript: mclustBIC(x, G, modelNames) with its
+default hierarchical start ("mclust"), and the same plus --mclust-starts seeded random hierarchical starts
+(hcRandomPairs) merged by mclustBICupdate, the best BIC per (G, model) ("mclust best of starts"). The one round
+is printed with one_round_loglik's default (the AIC density) and with the sites' own fits (surrogate="own").
+--cache DIR keeps each replicate's rounds and reference results, so a rerun re-evaluates them in seconds.
+
 With --byzantine, floor(0.2 m) sites are Byzantine in both rounds, the attack rotating over
 replicates: round 1 the paper's mean / cov / weight attacks, a spurious far component added to every
 fit ("add"), or corrupted site data (every point shifted by 5 standard deviations, "data"); round 2 a
