@@ -548,3 +548,73 @@ def test_an_honest_site_holding_a_rare_components_point_is_not_flagged_and_liars
     naive = dfmr.criterion_table([(2, "V"), (3, "V")], lied, sizes, n_features=1, flagged=np.zeros(24, dtype=bool))
     assert naive.attrs["best"] == 1
     assert dfmr.criterion_table([(2, "V"), (3, "V")], lied, sizes, n_features=1).attrs["best"] == 0
+
+
+def _add_far_component(mix: dfmr.GaussianMixtureParams, side: float) -> dfmr.GaussianMixtureParams:
+    """The benchmark's "add" attack: the lightest component replaced by one of weight 0.2, 20 sd away."""
+    k = int(np.argmin(mix.weights))
+    means, w = mix.means.copy(), mix.weights.copy()
+    means[k] = mix.means.mean(axis=0) + 20 * np.sqrt(np.diag(mix.covariances.mean(axis=0))) * side
+    w[k] = 0.2
+    return dfmr.GaussianMixtureParams(w / w.sum(), means, mix.covariances.copy())
+
+
+def test_one_round_drops_sites_whose_every_fit_carries_a_far_component(sites):
+    # Issue 22's one-round miss: liars adding a far component to every fit were capped at every candidate, and
+    # the caps' differences chose (K0 = 1 became 7 on 64 sites). Now a site capped at more than half the
+    # candidates has no value (NaN) and is flagged (the sites' own log-likelihoods, which the liars did not
+    # touch, flag nothing), and the choice is the two rounds' on the same aggregates.
+    grid = selection.candidate_grid(range(1, 5), ["full"], 2)
+    fits = [selection.fit_grid_local(x, grid, i, n_init=2) for i, x in enumerate(sites)]
+    local = [[f.mixture for f in site] for site in fits]
+    own = np.array([[f.loglik for f in site] for site in fits])
+    bad = [1, 6]
+    for i in bad:
+        local[i] = [_add_far_component(mix, (-1) ** i) for mix in local[i]]
+    sizes = [N_SITE] * M_SITES
+    aggregates = [dfmr.robust_dfmr([site[j] for site in local], c.n_components, n_samples=sizes).mixture
+                  for j, c in enumerate(grid)]
+    values, _ = selection.one_round_loglik(aggregates, local, own, sizes)
+    assert np.flatnonzero(~np.isfinite(values).all(axis=1)).tolist() == bad
+    pairs = [(c.n_components, c.covariance_type) for c in grid]
+    table = selection.one_round_table(pairs, aggregates, local, own, sizes, n_features=2)
+    assert table["flagged_sites"].iloc[0] == tuple(bad) and table["n_machines_kept"].iloc[0] == M_SITES - 2
+    assert np.all(np.isfinite(table[["log_likelihood", "bic", "icl"]].to_numpy()))
+    exact, _ = _round_two(sites, aggregates)
+    two = dfmr.criterion_table(pairs, exact, sizes, n_features=2)
+    assert table.attrs["best"] == two.attrs["best"] == 2
+
+
+def test_criterion_table_never_sums_a_value_that_is_not_a_number():
+    # A caller's flags do not replace the check: a NaN or infinite row is flagged with them.
+    ll = np.array([[-100.0, -90.0], [-101.0, -91.0], [np.nan, -92.0], [-99.0, -89.0], [-100.0, np.inf],
+                   [-98.0, -88.0], [-102.0, -92.0]])
+    table = dfmr.criterion_table([(1, "V"), (2, "V")], ll, [50] * 7, n_features=1,
+                                 flagged=np.array([True, False, False, False, False, False, False]))
+    assert table["flagged_sites"].iloc[0] == (0, 2, 4)
+    np.testing.assert_allclose(table["log_likelihood"], [-400.0, -360.0])
+
+
+def test_one_round_tests_only_the_reported_values_that_enter_it(sites):
+    # With the AIC density a site's reported log-likelihoods enter only through its fit of smallest AIC (the
+    # level of all its candidates). Its other values, however far off (sites' own fits differ between sites
+    # far more than sampling does), can neither flag it nor change the table; with the own fits they enter
+    # every candidate and are tested.
+    grid = selection.candidate_grid(range(1, 5), ["full", "spherical"], 2)
+    fits = [selection.fit_grid_local(x, grid, i, n_init=2) for i, x in enumerate(sites)]
+    local = [[f.mixture for f in site] for site in fits]
+    own = np.array([[f.loglik for f in site] for site in fits])
+    sizes = [N_SITE] * M_SITES
+    aggregates = [dfmr.mr([site[j] for site in local], c.n_components, n_samples=sizes,
+                          covariance_type=c.covariance_type).mixture for j, c in enumerate(grid)]
+    pairs = [(c.n_components, c.covariance_type) for c in grid]
+    star = selection.aic_surrogate(aggregates, own)
+    off = own.copy()
+    off[3, np.arange(len(grid)) != star[3]] -= 5.0 * N_SITE
+    assert selection.aic_surrogate(aggregates, off)[3] == star[3]
+    before = selection.one_round_table(pairs, aggregates, local, own, sizes, n_features=2)
+    after = selection.one_round_table(pairs, aggregates, local, off, sizes, n_features=2)
+    assert before["flagged_sites"].iloc[0] == ()
+    pd_testing.assert_frame_equal(after, before)
+    own_fits = selection.one_round_table(pairs, aggregates, local, off, sizes, n_features=2, surrogate="own")
+    assert own_fits["flagged_sites"].iloc[0] == (3,)

@@ -46,7 +46,12 @@ keeps the small cluster in most sites' choice. The KL is a quasi-Monte Carlo ave
 ``n_draws`` points of the site's density, stratified over its components (server time ``m J n_draws``
 density evaluations with ``m n_draws`` draws, no extra round); with plain random draws its error, not
 the approximation's, decided between K0 and K0 + 1. The vignette reports how far it lands from the
-exact value.
+exact value. A site's KL term is capped at the median over the sites plus 5 spreads, so that a site far
+from an aggregate lowers that candidate no more than a plausible site could; a site capped at more than
+half the candidates (a liar whose every fit carries a far component, or a density with a spike no
+aggregate has) is dropped from every candidate, as the two rounds' flags drop a site.
+:func:`one_round_table` is the server's side of the one round (the flags of the values the sites
+reported, then :func:`criterion_table`).
 
 **Flagging (both ways).** A site's per-observation values ``a_ij = l_ij / n_i`` are means of ``n_i``
 observations, so honest sites scatter around a common value with standard deviation ``s_j /
@@ -112,6 +117,7 @@ __all__ = [
     "is_grid",
     "local_choice",
     "one_round_loglik",
+    "one_round_table",
     "validate",
     "project_to_model",
     "read_site_scores",
@@ -127,6 +133,7 @@ _COLUMNS = ("n_components", "covariance_type", "log_likelihood", "n_parameters",
 # Sites within this many MAD-scales of the median give the efficient centre and scale of a column.
 _INNER = 3.5
 _MAD = 1.482602218505602  # 1 / Phi^-1(3/4): the MAD of a normal sample estimates its standard deviation
+_KL_CAP = 5.0  # one_round_loglik: a site's KL term is capped at the median over sites plus this many spreads
 # Rows per block when a site evaluates candidates on its data (bounded memory: rows x K doubles).
 _BLOCK_ROWS = 65536
 # A grid candidate with given starts (fit_grid_local) runs at most n_init // this many starts (at least 2).
@@ -738,9 +745,10 @@ def criterion_table(
     level : float, default 0.001
         Level of the flagging test (:func:`flag_sites`).
     flagged : array_like of bool, shape (m,), optional
-        Sites the caller has already flagged (then no test is run here): the one-round selection
-        tests the values the sites reported, not its approximations (whose Monte Carlo error the
-        sampling-theory test does not know).
+        Sites the caller has already flagged (then no test is run here, but a site with a value that is
+        not finite is still flagged): the one-round selection tests the values the sites reported, not
+        its approximations (whose Monte Carlo error the sampling-theory test does not know), and
+        :func:`one_round_loglik` gives a site whose density is implausible a row of NaN.
 
     Returns
     -------
@@ -786,6 +794,10 @@ def criterion_table(
         flagged = np.asarray(flagged, dtype=bool)
         if flagged.shape != (m,):
             raise ValueError(f"flagged must hold {m} booleans, got shape {flagged.shape}.")
+        # A value that is not a number never enters a sum (one_round_loglik marks implausible sites so).
+        flagged = flagged | ~np.all(np.isfinite(ll), axis=1)
+        if ent is not None:
+            flagged |= ~np.all(np.isfinite(ent) & (ent >= 0), axis=1)
     if 2 * flagged.sum() > m:
         raise ValueError(f"{flagged.sum()} of {m} sites sent implausible values; no majority to choose with.")
     kept = ~flagged
@@ -858,7 +870,14 @@ def one_round_loglik(
         ``l_i(theta_i*) - n_i KL(f_theta_i* || f_theta_j)`` ("aic"; ``theta_ij`` in place of ``theta_i*``
         with "own"), the KL term of each candidate capped at its median over the sites plus 5 MAD-scales
         (a site whose fit is far from the aggregate, as a liar's can be, then lowers that candidate's value
-        no more than a plausible site could).
+        no more than a plausible site could; the spread is the MAD-scale, at least ``sqrt(p_j / 2)``, the
+        sampling spread of ``n KL`` for the candidate's ``p_j`` parameters). A site capped at more than half
+        the candidates has a row of NaN (:func:`criterion_table` flags it; not with fewer than 3 sites):
+        its values would be mostly the caps, not its own. Why: a liar whose every fit carries a far
+        component (the "add" attack) is capped at every candidate, and the caps differ between candidates
+        by more than the penalties between them, so its capped values still chose (issue 22: twelve of
+        64 such sites, K0 = 1, made the one round choose K = 7); an honest site whose density has a spike
+        no aggregate has is capped everywhere too, and its values carry no information either.
     entropy : ndarray, shape (m, J)
         ``n_i`` times the expectation of ``-log max_k z_jk(x)`` under ``f_theta_i*`` (``f_theta_ij`` with
         "own"; same draws).
@@ -892,9 +911,64 @@ def one_round_loglik(
                 kl[i, j] = n[i] * weights @ (log_ref - log_agg)
                 entropy[i, j] = n[i] * weights @ ent
         level = ll[np.arange(m), star][:, None]
+    # The cap: the median over the sites plus _KL_CAP spreads, the spread the MAD-scale but at least sqrt(p / 2),
+    # the standard deviation of n KL between a p-parameter MLE and its truth (2 n KL is chi-square(p)), which the
+    # MAD of a few sites (or of equal sites) can underrate.
+    rows, dim = _candidate_rows(aggregates, None)
+    p = np.array([get_model(t, dim).n_parameters(k, dim) for k, t in rows], dtype=np.float64)
     centre = np.median(kl, axis=0)
-    cap = centre + 5 * _MAD * np.median(np.abs(kl - centre), axis=0)
-    return level - np.minimum(kl, cap), entropy
+    cap = centre + _KL_CAP * np.maximum(_MAD * np.median(np.abs(kl - centre), axis=0), np.sqrt(p / 2.0))
+    with np.errstate(invalid="ignore"):
+        capped = ~(kl <= cap)
+    values = level - np.minimum(kl, cap)
+    if m >= 3:  # two sites cannot outvote each other
+        values[2 * capped.sum(axis=1) > J] = np.nan
+    return values, entropy
+
+
+def one_round_table(
+    candidates: Sequence[Any],
+    aggregates: Sequence[GaussianMixtureParams],
+    local_fits: Sequence[Sequence[GaussianMixtureParams]],
+    local_loglik: ArrayLike,
+    n_samples: ArrayLike,
+    criterion: str = "bic",
+    *,
+    n_features: int | None = None,
+    level: float = 0.001,
+    random_state: int | np.random.Generator | None = 0,
+    surrogate: str = "aic",
+) -> pd.DataFrame:
+    """The server's side of the one-round selection: :func:`criterion_table` of :func:`one_round_loglik`.
+
+    The values the sites reported are tested as round-2 values are (:func:`flag_sites`), not the
+    approximations (whose quasi-Monte Carlo error that test does not know): with ``surrogate="aic"`` the
+    one reported value that enters, each site's log-likelihood of its fit of smallest AIC (the level of all
+    its candidates, so a lie there cannot move a choice, only the ``log_likelihood`` column); with "own"
+    every candidate's (with the candidates' parameter counts for materiality). Why not every candidate's
+    with "aic": the sites' own fits differ between sites far more than sampling does (which clusters a
+    site merges below K0, where its spare components go above it), and that test flagged 14 of 52
+    honest sites in one replicate of issue 22's full grid. A site whose density is implausible
+    (:func:`one_round_loglik`'s NaN row) is flagged too. ``candidates`` and ``n_features`` are
+    :func:`criterion_table`'s (the table spells the models as they do), the other arguments
+    :func:`one_round_loglik`'s.
+    """
+    rows, dim = _candidate_rows(candidates, n_features)
+    p = [get_model(t, dim).n_parameters(k, dim) for k, t in rows]
+    own = np.asarray(local_loglik, dtype=np.float64)
+    n = np.asarray(n_samples, dtype=np.float64)
+    if own.ndim != 2 or own.shape[1] != len(rows) or n.shape != (own.shape[0],):
+        raise ValueError(f"local_loglik must have shape (m, {len(rows)}) and n_samples (m,), got {own.shape} "
+                         f"and {n.shape}.")
+    if surrogate == "aic":
+        # Only the level l_i(theta_i*) enters (the same for every candidate): it is the one value to test.
+        star = aic_surrogate(aggregates, own)
+        flagged = flag_sites(own[np.arange(len(n)), star][:, None], n, level=_check_level(level))
+    else:
+        flagged = flag_sites(own, n, level=_check_level(level), n_parameters=p)
+    ll, ent = one_round_loglik(aggregates, local_fits, own, n, random_state=random_state, surrogate=surrogate)
+    return criterion_table(candidates, ll, n, criterion, site_entropy=ent, n_features=n_features, level=level,
+                           flagged=flagged)
 
 
 def aic_surrogate(aggregates: Sequence[GaussianMixtureParams], local_loglik: ArrayLike) -> np.ndarray:
@@ -1029,14 +1103,10 @@ def fit_grid(
         # A machine that fails in round 2 sent nothing: its NaN row flags it (dropped from every candidate).
         ll = np.array([r[0] if r is not None else np.full(len(grid), np.nan) for r in second.results])
         ent = np.array([r[1] if r is not None else np.full(len(grid), np.nan) for r in second.results])
+        table = criterion_table(grid, ll, sizes, est.criterion, site_entropy=ent, n_features=dim)
     else:
         own = np.array([[r[0][j][5] for j in range(len(grid))] for r in results])
-        # The same materiality as criterion_table's flags (a lie too small to move a BIC contrast is not flagged).
-        flagged = flag_sites(own, sizes, n_parameters=[get_model(c.covariance_type, dim).n_parameters(
-            c.n_components, dim) for c in candidates])
-        ll, ent = one_round_loglik(aggregates, local, own, sizes, random_state=0)
-    table = criterion_table(grid, ll, sizes, est.criterion, site_entropy=ent, n_features=dim,
-                            flagged=None if est.selection == "two_rounds" else flagged)
+        table = one_round_table(grid, aggregates, local, own, sizes, est.criterion, n_features=dim)
     best = table.attrs["best"]
     n_iter = np.array([r[0][best][3] for r in results], dtype=np.intp)
     converged = np.array([r[0][best][4] for r in results], dtype=bool)
