@@ -1579,18 +1579,25 @@ def _orthogonal_excess(outside, slots, w, mu, cov, weight, n_test, scale, b_w, b
     if members.size < 2:
         return np.ones(outside.shape[0]) if per_machine else 1.0
     k, d = w.shape[1], mu.shape[2]
+
+    def features(mask: np.ndarray) -> np.ndarray:
+        """The vote features of the components in ``mask``, the weights' columns (the last k) over
+        ``sqrt(1 - w_k)``."""
+        f = _vote_features(np.where(mask, w, np.nan), mu, cov, mask, b_w, b_mu, b_cov, parts)
+        if "weight" in parts:
+            f[:, f.shape[1] - k:] /= np.sqrt(1.0 - b_w)[None]
+        return f
+
     use = np.zeros_like(outside)
     use[:, slots] = outside[:, slots]
-    feats = _vote_features(np.where(use, w, np.nan), mu, cov, use, b_w, b_mu, b_cov, parts)
+    feats = features(use)
     ref = _vote_features(b_w[None], b_mu[None], b_cov[None], np.ones((1, k), dtype=bool), b_w, b_mu, b_cov, parts)[0]
     col_slot = [np.repeat(np.arange(k), d)]
     if "covariance" in parts:
         col_slot.append(np.repeat(np.arange(k), d * (d + 1) // 2))
     if "weight" in parts:
         col_slot.append(np.arange(k))
-        tail = feats.shape[1] - k
-        feats[:, tail:] /= np.sqrt(1.0 - b_w)[None]
-        ref[tail:] /= np.sqrt(1.0 - b_w)
+        ref[ref.size - k:] /= np.sqrt(1.0 - b_w)
     col_slot = np.concatenate(col_slot)
     dev = np.zeros((members.size, feats.shape[1]))
     shift = np.zeros(feats.shape[1])
@@ -1621,9 +1628,7 @@ def _orthogonal_excess(outside, slots, w, mu, cov, weight, n_test, scale, b_w, b
             return 1.0
         inner = np.zeros_like(along_inside)
         inner[:, slots] = along_inside[:, slots]
-        fin = _vote_features(np.where(inner, w, np.nan), mu, cov, inner, b_w, b_mu, b_cov, parts)
-        if "weight" in parts:
-            fin[:, tail:] /= np.sqrt(1.0 - b_w)[None]
+        fin = features(inner)
         proj = ((fin[rows] - ref[None]) * np.sqrt(n_test[rows] / scale)[:, None]) @ g
         per_direction = np.zeros(feats.shape[1])
         for j in slots:
