@@ -48,8 +48,8 @@ density evaluations with ``m n_draws`` draws, no extra round); with plain random
 the approximation's, decided between K0 and K0 + 1. The vignette reports how far it lands from the
 exact value. A site's KL term is capped at the median over the sites plus 5 spreads, so that a site far
 from an aggregate lowers that candidate no more than a plausible site could; a site capped at more than
-half the candidates (a liar whose every fit carries a far component, or a density with a spike no
-aggregate has) is dropped from every candidate, as the two rounds' flags drop a site.
+half the candidates (a liar whose every fit carries a far component, or an honest site whose density
+is far from every aggregate's) is dropped from every candidate, as the two rounds' flags drop a site.
 :func:`one_round_table` is the server's side of the one round (the flags of the values the sites
 reported, then :func:`criterion_table`).
 
@@ -876,8 +876,8 @@ def one_round_loglik(
         its values would be mostly the caps, not its own. Why: a liar whose every fit carries a far
         component (the "add" attack) is capped at every candidate, and the caps differ between candidates
         by more than the penalties between them, so its capped values still chose (issue 22: twelve of
-        64 such sites, K0 = 1, made the one round choose K = 7); an honest site whose density has a spike
-        no aggregate has is capped everywhere too, and its values carry no information either.
+        64 such sites, K0 = 1, made the one round choose K = 7); an honest site capped at most candidates
+        (its density far from every aggregate's) speaks through the caps too, and is dropped as well.
     entropy : ndarray, shape (m, J)
         ``n_i`` times the expectation of ``-log max_k z_jk(x)`` under ``f_theta_i*`` (``f_theta_ij`` with
         "own"; same draws).
